@@ -1,0 +1,253 @@
+//! Who a connection is: JWT verification and the authenticated [`User`].
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::JwtKey;
+
+/// An authenticated user, as a token or a host `authenticate` hook describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The user id (the token's `sub`).
+    pub id: String,
+    /// The display name (the token's `username`, else the id).
+    pub username: String,
+    /// Room patterns the user may join (`*` at the end is a prefix wildcard); `None` when the
+    /// token carries no `rooms` claim and the room policy decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<Vec<String>>,
+}
+
+impl User {
+    /// Whether the user's `rooms` claim allows `room`; `None` when there is no claim.
+    pub fn claim_allows(&self, room: &str) -> Option<bool> {
+        let patterns = self.rooms.as_ref()?;
+        Some(patterns.iter().any(|p| pattern_matches(p, room)))
+    }
+}
+
+/// Whether a room pattern matches a room: exact, or a prefix when it ends with `*`.
+pub fn pattern_matches(pattern: &str, room: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => room.starts_with(prefix),
+        None => pattern == room,
+    }
+}
+
+/// Why a connection was refused. The `Display` text is the exact message clients receive.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token was presented.
+    #[error("Authentication required")]
+    Required,
+    /// The token is malformed, badly signed, uses another algorithm, or lacks `sub`.
+    #[error("Invalid token")]
+    Invalid,
+    /// The token's `exp` has passed.
+    #[error("Token expired")]
+    Expired,
+    /// A host hook refused the connection with its own message.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl AuthError {
+    /// A stable label for metrics.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            AuthError::Required => "authentication_required",
+            AuthError::Invalid => "invalid_token",
+            AuthError::Expired => "token_expired",
+            AuthError::Refused(_) => "refused_by_host",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: Option<String>,
+    username: Option<String>,
+    rooms: Option<RoomsClaim>,
+}
+
+/// `rooms` may be a list or one comma-separated string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RoomsClaim {
+    List(Vec<String>),
+    Joined(String),
+}
+
+impl RoomsClaim {
+    fn into_list(self) -> Vec<String> {
+        match self {
+            RoomsClaim::List(v) => v,
+            RoomsClaim::Joined(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}
+
+/// Verifies tokens with the configured key.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    key: Option<(DecodingKey, Validation)>,
+}
+
+/// Why a configured JWT key cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("JWT public key is not an RSA or EC public key in PEM form")]
+pub struct KeyError;
+
+impl JwtVerifier {
+    /// Prepares verification for the configured key.
+    pub fn new(key: &JwtKey) -> Result<Self, KeyError> {
+        let key = match key {
+            JwtKey::None => None,
+            JwtKey::Secret(secret) => Some((
+                DecodingKey::from_secret(secret.as_bytes()),
+                validation(Algorithm::HS256),
+            )),
+            JwtKey::PublicKeyPem(pem) => {
+                let pem = pem.as_bytes();
+                if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
+                    Some((k, validation(Algorithm::RS256)))
+                } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
+                    Some((k, validation(Algorithm::ES256)))
+                } else {
+                    return Err(KeyError);
+                }
+            }
+        };
+        Ok(JwtVerifier { key })
+    }
+
+    /// Whether a key is configured.
+    pub fn is_configured(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Verifies a token and returns its user.
+    pub fn verify(&self, token: &str) -> Result<User, AuthError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(AuthError::Required);
+        }
+        let Some((key, validation)) = &self.key else {
+            return Err(AuthError::Invalid);
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            }
+        })?;
+        let claims = data.claims;
+        let id = claims
+            .sub
+            .filter(|s| !s.is_empty())
+            .ok_or(AuthError::Invalid)?;
+        Ok(User {
+            username: claims
+                .username
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| id.clone()),
+            id,
+            rooms: claims.rooms.map(RoomsClaim::into_list),
+        })
+    }
+}
+
+fn validation(alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    // `exp` is checked when present; tokens without it are accepted, as most issuers'
+    // long-lived service tokens have none.
+    v.required_spec_claims.clear();
+    v.leeway = 0;
+    v.validate_aud = false;
+    v
+}
+
+/// Takes the token from an `Authorization: Bearer …` header value.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn hs(claims: serde_json::Value, secret: &str) -> String {
+        encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    }
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::new(&JwtKey::Secret("s3cret".into())).unwrap()
+    }
+
+    #[test]
+    fn valid_token_gives_the_user() {
+        let t = hs(json!({"sub": "alice", "rooms": ["team-*"], "exp": now() + 60}), "s3cret");
+        let user = verifier().verify(&t).unwrap();
+        assert_eq!(user.id, "alice");
+        assert_eq!(user.username, "alice");
+        assert_eq!(user.claim_allows("team-a"), Some(true));
+        assert_eq!(user.claim_allows("lobby"), Some(false));
+        let t = hs(json!({"sub": "bob", "username": "Bob", "rooms": "a, b*"}), "s3cret");
+        let user = verifier().verify(&t).unwrap();
+        assert_eq!(user.username, "Bob");
+        assert_eq!(user.rooms, Some(vec!["a".into(), "b*".into()]));
+    }
+
+    #[test]
+    fn refusals_have_the_contract_messages() {
+        let v = verifier();
+        assert_eq!(v.verify("").unwrap_err().to_string(), "Authentication required");
+        assert_eq!(v.verify("garbage").unwrap_err().to_string(), "Invalid token");
+        let wrong = hs(json!({"sub": "a"}), "other");
+        assert_eq!(v.verify(&wrong), Err(AuthError::Invalid));
+        let no_sub = hs(json!({"name": "a"}), "s3cret");
+        assert_eq!(v.verify(&no_sub), Err(AuthError::Invalid));
+        let expired = hs(json!({"sub": "a", "exp": now() - 5}), "s3cret");
+        assert_eq!(v.verify(&expired).unwrap_err().to_string(), "Token expired");
+        // alg: none, with the payload of a valid token.
+        let b64 = |s: &str| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+        };
+        let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(r#"{"sub":"a"}"#));
+        assert_eq!(v.verify(&none), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(pattern_matches("team-*", "team-"));
+        assert!(pattern_matches("*", "anything"));
+        assert!(!pattern_matches("lobby", "lobby2"));
+    }
+}

@@ -1,0 +1,249 @@
+//! `switchboard serve`: the standalone server.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+use switchboard::{chat, Config, Engine, RoomPolicy};
+
+/// Arguments of `switchboard serve`. Each may also come from `--config FILE` (TOML, the same
+/// names with underscores); flags and environment variables win over the file.
+#[derive(Args, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long)]
+    host: Option<IpAddr>,
+    /// Port to listen on; 0 picks a free one [default: 3000].
+    #[arg(long, env = "PORT")]
+    port: Option<u16>,
+    /// HS256 secret for verifying tokens.
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// RS256/ES256 public key for verifying tokens: a PEM file, or the PEM text itself.
+    #[arg(long, value_name = "PEM")]
+    jwt_public_key: Option<String>,
+    /// Room access for tokens without a `rooms` claim: open, or claims (claim required).
+    #[arg(long, value_name = "open|claims")]
+    room_policy: Option<RoomPolicy>,
+    /// Requests per second per connection (0 = off) [default: 20].
+    #[arg(long, value_name = "MSGS_PER_S")]
+    rate_limit: Option<u32>,
+    /// Requests a connection may burst above the rate [default: 40].
+    #[arg(long, value_name = "N")]
+    rate_burst: Option<u32>,
+    /// Redis URL: join a cluster of engine processes.
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    redis: Option<String>,
+    /// Directory for history (kept in memory without it).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Browser origin allowed to connect (repeatable; all origins when none is given).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// Key guarding the server HTTP API.
+    #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Most simultaneous connections (0 = no limit).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Milliseconds between server pings [default: 25000].
+    #[arg(long, value_name = "MS")]
+    ping_interval: Option<u64>,
+    /// Milliseconds to wait for a pong [default: 20000].
+    #[arg(long, value_name = "MS")]
+    ping_timeout: Option<u64>,
+    /// Largest payload in bytes [default: 1000000].
+    #[arg(long, value_name = "BYTES")]
+    max_payload: Option<usize>,
+    /// Milliseconds after which typing stops by itself [default: 5000].
+    #[arg(long, value_name = "MS")]
+    typing_timeout: Option<u64>,
+    /// Milliseconds a dropped connection may take to recover its state (0 = off) [default: 120000].
+    #[arg(long, value_name = "MS")]
+    recovery_window: Option<u64>,
+    /// Milliseconds a dropped connection still counts in presence [default: 2000].
+    #[arg(long, value_name = "MS")]
+    presence_grace: Option<u64>,
+    /// Frames queued per connection before it is dropped as a slow reader [default: 1024].
+    #[arg(long, value_name = "N")]
+    outbound_queue_frames: Option<usize>,
+    /// Bytes queued per connection before it is dropped as a slow reader [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    outbound_queue_bytes: Option<usize>,
+    /// Worker threads [default: one per core].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// TOML file with any of these settings.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// The settings a `--config` file may hold.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    host: Option<IpAddr>,
+    port: Option<u16>,
+    jwt_secret: Option<String>,
+    jwt_public_key: Option<String>,
+    room_policy: Option<RoomPolicy>,
+    rate_limit: Option<u32>,
+    rate_burst: Option<u32>,
+    redis: Option<String>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    cors_origins: Vec<String>,
+    api_key: Option<String>,
+    max_connections: Option<usize>,
+    ping_interval: Option<u64>,
+    ping_timeout: Option<u64>,
+    max_payload: Option<usize>,
+    typing_timeout: Option<u64>,
+    recovery_window: Option<u64>,
+    presence_grace: Option<u64>,
+    outbound_queue_frames: Option<usize>,
+    outbound_queue_bytes: Option<usize>,
+    workers: Option<usize>,
+}
+
+macro_rules! merge {
+    ($args:ident, $file:ident, $($field:ident),*) => {
+        $( if $args.$field.is_none() { $args.$field = $file.$field; } )*
+    };
+}
+
+fn load_file(args: &mut ServeArgs) -> Result<(), String> {
+    let Some(path) = &args.config else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let file: FileSettings = toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+    merge!(
+        args, file, host, port, jwt_secret, jwt_public_key, room_policy, rate_limit, rate_burst, redis,
+        data_dir, api_key, max_connections, ping_interval, ping_timeout, max_payload, typing_timeout,
+        recovery_window, presence_grace, outbound_queue_frames, outbound_queue_bytes, workers
+    );
+    if args.cors_origins.is_empty() {
+        args.cors_origins = file.cors_origins;
+    }
+    Ok(())
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Turns the arguments into the engine's configuration.
+fn config_from(args: &ServeArgs) -> Result<Config, String> {
+    let e = |e: switchboard::ConfigError| e.to_string();
+    let mut config = Config::default();
+    config = match (&args.jwt_secret, &args.jwt_public_key) {
+        (Some(_), Some(_)) => return Err("give either --jwt-secret or --jwt-public-key, not both".into()),
+        (Some(secret), None) if !secret.is_empty() => config.jwt_secret(secret.clone()),
+        (None, Some(key)) => {
+            let pem = if key.trim_start().starts_with("-----BEGIN") {
+                key.clone()
+            } else {
+                std::fs::read_to_string(key).map_err(|err| format!("cannot read --jwt-public-key file {key}: {err}"))?
+            };
+            config.jwt_public_key_pem(pem)
+        }
+        _ => {
+            return Err(
+                "no way to verify tokens: pass --jwt-secret SECRET (or set SWITCHBOARD_JWT_SECRET), or --jwt-public-key PEM"
+                    .into(),
+            )
+        }
+    };
+    if let Some(p) = args.room_policy {
+        config = config.room_policy(p);
+    }
+    let rate = args.rate_limit.unwrap_or(config.rate_limit_per_second);
+    let burst = args.rate_burst.unwrap_or(if args.rate_limit.is_some() { rate.max(1) * 2 } else { config.rate_limit_burst });
+    config = config.rate_limit(rate, burst).map_err(e)?;
+    if let Some(url) = &args.redis {
+        config = config.redis_url(url.clone());
+    }
+    if let Some(dir) = &args.data_dir {
+        config = config.data_dir(dir.clone());
+    }
+    config = config.cors_origins(args.cors_origins.clone());
+    if let Some(key) = &args.api_key {
+        config = config.api_key(key.clone());
+    }
+    if let Some(n) = args.max_connections {
+        config = config.max_connections(n);
+    }
+    if let Some(n) = args.ping_interval {
+        config = config.ping_interval(ms(n)).map_err(e)?;
+    }
+    if let Some(n) = args.ping_timeout {
+        config = config.ping_timeout(ms(n)).map_err(e)?;
+    }
+    if let Some(n) = args.max_payload {
+        config = config.max_payload(n).map_err(e)?;
+    }
+    if let Some(n) = args.typing_timeout {
+        config = config.typing_timeout(ms(n)).map_err(e)?;
+    }
+    if let Some(n) = args.recovery_window {
+        config = config.recovery_window(ms(n));
+    }
+    if let Some(n) = args.presence_grace {
+        config = config.presence_grace(ms(n));
+    }
+    if args.outbound_queue_frames.is_some() || args.outbound_queue_bytes.is_some() {
+        let frames = args.outbound_queue_frames.unwrap_or(config.outbound_queue_frames);
+        let bytes = args.outbound_queue_bytes.unwrap_or(config.outbound_queue_bytes);
+        config = config.outbound_queue(frames, bytes).map_err(e)?;
+    }
+    if let Some(n) = args.workers {
+        config = config.worker_threads(n).map_err(e)?;
+    }
+    Ok(config)
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(mut args: ServeArgs) -> Result<(), String> {
+    load_file(&mut args)?;
+    init_tracing();
+    let config = config_from(&args)?;
+    if config.redis_url.is_some() {
+        tracing::warn!("--redis is accepted but clustering is not available in this build; running as a single node");
+    }
+    let host = args.host.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let port = args.port.unwrap_or(3000);
+    let engine = chat::install(Engine::builder(config), chat::Hooks::default())
+        .and_then(|b| b.build())
+        .map_err(|e| e.to_string())?;
+    let addr = engine.listen(SocketAddr::new(host, port)).map_err(|e| e.to_string())?;
+    let shown = match addr.ip() {
+        IpAddr::V6(ip) => format!("[{ip}]:{}", addr.port()),
+        IpAddr::V4(ip) => format!("{ip}:{}", addr.port()),
+    };
+    println!("switchboard listening on http://{shown}");
+    let _ = std::io::stdout().flush();
+
+    engine.handle().block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    });
+    tracing::info!("shutting down");
+    engine.shutdown(Duration::from_secs(2));
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("switchboard=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,319 @@
+//! The client requests of the contract, one function each.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use super::limits::{self, RateLimiter, Verdict};
+use super::{emit_typing, is_personal, personal_room, reply, Chat, ChatError, ErrorCode};
+use crate::auth::User;
+use crate::socketio::{AckSender, NamespaceBuilder, Payload, Socket};
+use crate::store::{iso8601_millis, ChatMessage};
+
+/// Most messages one `getHistory` returns.
+const MAX_HISTORY_LIMIT: u64 = 100;
+/// Messages `getHistory` returns without a `limit`.
+const DEFAULT_HISTORY_LIMIT: u64 = 50;
+
+type Outcome = Result<Option<Value>, ChatError>;
+
+/// Registers every contract event on the namespace.
+pub(super) fn register(ns: NamespaceBuilder, chat: Arc<Chat>) -> NamespaceBuilder {
+    macro_rules! route {
+        ($ns:expr, $event:literal, $handler:ident) => {{
+            let chat = chat.clone();
+            $ns.on($event, move |socket: Arc<Socket>, payload: Payload, ack: Option<AckSender>| {
+                let chat = chat.clone();
+                async move {
+                    let Some(user) = socket.user().cloned() else { return };
+                    let outcome = $handler(&chat, &socket, &user, payload).await;
+                    if let Some(outcome) = outcome {
+                        reply(&socket, ack, outcome);
+                    }
+                }
+            })
+        }};
+    }
+    let ns = route!(ns, "joinRoom", join_room);
+    let ns = route!(ns, "leaveRoom", leave_room);
+    let ns = route!(ns, "sendMessage", send_message);
+    let ns = route!(ns, "startTyping", start_typing);
+    let ns = route!(ns, "stopTyping", stop_typing);
+    let ns = route!(ns, "getHistory", get_history);
+    route!(ns, "signal", signal)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Applies the connection's rate limit; disconnects a sustained flood.
+fn rate_limit(chat: &Chat, socket: &Arc<Socket>) -> Result<(), ChatError> {
+    let c = &chat.config;
+    if c.rate_limit_per_second == 0 {
+        return Ok(());
+    }
+    let verdict = {
+        let mut ext = socket.extensions();
+        let limiter = ext.get_or_insert_with(|| RateLimiter::new(c.rate_limit_burst));
+        limiter.check(Instant::now(), c.rate_limit_per_second, c.rate_limit_burst, c.flood_disconnect_after)
+    };
+    match verdict {
+        Verdict::Allowed => Ok(()),
+        Verdict::Limited => Err(ChatError::new(ErrorCode::RateLimited, "Too many requests; slow down")),
+        Verdict::Flooding => {
+            let _ = socket.emit(
+                "error",
+                &ChatError::new(ErrorCode::RateLimited, "Disconnected for flooding"),
+            );
+            socket.namespace().metrics.disconnects.inc("rate_limited");
+            socket.disconnect();
+            Err(ChatError::new(ErrorCode::RateLimited, "Disconnected for flooding"))
+        }
+    }
+}
+
+async fn may_join(chat: &Chat, user: &User, room: &str) -> Result<(), ChatError> {
+    let denied = || ChatError::new(ErrorCode::AccessDenied, format!("You may not join {room}"));
+    if is_personal(room) {
+        return if room == personal_room(&user.id) { Ok(()) } else { Err(denied()) };
+    }
+    let allowed = if let Some(hook) = &chat.hooks.room_access {
+        match tokio::time::timeout(chat.config.host_callback_timeout, hook.allow(user, room)).await {
+            Ok(Ok(allowed)) => allowed,
+            Ok(Err(e)) => return Err(ChatError::new(ErrorCode::Internal, format!("Room access check failed: {e}"))),
+            Err(_) => return Err(ChatError::new(ErrorCode::Internal, "Room access check timed out")),
+        }
+    } else {
+        match user.claim_allows(room) {
+            Some(allowed) => allowed,
+            None => chat.config.room_policy == crate::RoomPolicy::Open,
+        }
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(denied())
+    }
+}
+
+async fn join_room(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Option<Outcome> {
+    Some(join_room_inner(chat, socket, user, payload).await)
+}
+
+async fn join_room_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Outcome {
+    rate_limit(chat, socket)?;
+    let room = limits::room_id(payload.args.first())?.to_owned();
+    if socket.in_room(&room) {
+        return Ok(None);
+    }
+    may_join(chat, user, &room).await?;
+    if is_personal(&room) {
+        return Ok(None);
+    }
+    let chat_rooms = socket.rooms().iter().filter(|r| !is_personal(r)).count();
+    if chat_rooms >= chat.config.max_rooms_per_connection {
+        return Err(ChatError::new(
+            ErrorCode::AccessDenied,
+            format!("A connection may be in at most {} rooms", chat.config.max_rooms_per_connection),
+        ));
+    }
+    if !socket.join(&room) {
+        // Disconnected meanwhile, or joined by a concurrent request.
+        return Ok(None);
+    }
+    let room: Arc<str> = room.into();
+    chat.presence_join(socket, user, &room);
+    let members = chat.presence.lock().members(&room);
+    let _ = socket.emit("roomMembers", &json!({ "roomId": &*room, "members": members }));
+    Ok(None)
+}
+
+async fn leave_room(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Option<Outcome> {
+    Some((|| {
+        let room = limits::room_id(payload.args.first())?;
+        if is_personal(room) {
+            return Err(ChatError::new(ErrorCode::AccessDenied, "You cannot leave your personal room"));
+        }
+        if !socket.leave(room) {
+            return Err(ChatError::new(ErrorCode::NotInRoom, format!("You are not in {room}")));
+        }
+        let room: Arc<str> = room.into();
+        chat.stop_typing(socket, user, &room);
+        chat.presence_leave(socket, user, &room);
+        Ok(None)
+    })())
+}
+
+/// The object argument of a request, or `INVALID_MESSAGE`.
+fn object_arg(payload: &Payload) -> Result<&serde_json::Map<String, Value>, ChatError> {
+    payload
+        .args
+        .first()
+        .and_then(Value::as_object)
+        .ok_or_else(|| ChatError::new(ErrorCode::InvalidMessage, "Expected an object argument"))
+}
+
+fn member_room<'a>(socket: &Socket, args: &'a serde_json::Map<String, Value>) -> Result<&'a str, ChatError> {
+    let room = limits::room_id(args.get("roomId"))?;
+    if !socket.in_room(room) || is_personal(room) {
+        return Err(ChatError::new(ErrorCode::NotInRoom, format!("You are not in {room}")));
+    }
+    Ok(room)
+}
+
+async fn send_message(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Option<Outcome> {
+    Some(send_message_inner(chat, socket, user, payload).await)
+}
+
+async fn send_message_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Outcome {
+    rate_limit(chat, socket)?;
+    let args = object_arg(&payload)?;
+    let room = member_room(socket, args)?;
+    let text = args
+        .get("text")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ChatError::new(ErrorCode::InvalidMessage, "text must be a string"))?;
+    if text.trim().is_empty() {
+        return Err(ChatError::new(ErrorCode::InvalidMessage, "text must not be empty"));
+    }
+    let max = chat.config.max_message_chars;
+    if text.chars().count() > max {
+        return Err(ChatError::new(
+            ErrorCode::InvalidMessage,
+            format!("text must be at most {max} characters"),
+        ));
+    }
+    let (id, ms) = chat.ids.next(now_ms());
+    let message = Arc::new(ChatMessage {
+        id,
+        room_id: room.to_owned(),
+        text: text.to_owned(),
+        user_id: user.id.clone(),
+        username: user.username.clone(),
+        timestamp: iso8601_millis(ms),
+    });
+    if let Some(hook) = &chat.hooks.message_store {
+        match tokio::time::timeout(chat.config.host_callback_timeout, hook.store(&message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ChatError::new(ErrorCode::Internal, format!("Message was not stored: {e}"))),
+            Err(_) => return Err(ChatError::new(ErrorCode::Internal, "Message store timed out")),
+        }
+    }
+    if let Err(e) = chat.history.append(message.clone()).await {
+        tracing::warn!(error = %e, "history append failed");
+        return Err(ChatError::new(ErrorCode::Internal, "Message was not stored"));
+    }
+    socket.namespace().to(room).emit("message", &*message);
+    socket.namespace().metrics.messages.inc();
+    Ok(Some(json!({ "id": message.id, "timestamp": message.timestamp })))
+}
+
+async fn start_typing(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Option<Outcome> {
+    let room: Arc<str> = match limits::room_id(payload.args.first()) {
+        Ok(r) if socket.in_room(r) && !is_personal(r) => r.into(),
+        Ok(r) => return Some(Err(ChatError::new(ErrorCode::NotInRoom, format!("You are not in {r}")))),
+        Err(e) => return Some(Err(e)),
+    };
+    let user_id: Arc<str> = user.id.as_str().into();
+    let started = chat.typing.lock().start(&room, &user_id);
+    if started.changed {
+        emit_typing(socket, user, &room, true);
+    }
+    let chat = chat.clone();
+    let socket = socket.clone();
+    let user = user.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(chat.config.typing_timeout).await;
+        if chat.typing.lock().expire(&room, &user_id, started.generation) {
+            emit_typing(&socket, &user, &room, false);
+        }
+    });
+    Some(Ok(None))
+}
+
+async fn stop_typing(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Option<Outcome> {
+    let room: Arc<str> = match limits::room_id(payload.args.first()) {
+        Ok(r) if socket.in_room(r) && !is_personal(r) => r.into(),
+        Ok(r) => return Some(Err(ChatError::new(ErrorCode::NotInRoom, format!("You are not in {r}")))),
+        Err(e) => return Some(Err(e)),
+    };
+    chat.stop_typing(socket, user, &room);
+    Some(Ok(None))
+}
+
+async fn get_history(chat: &Arc<Chat>, socket: &Arc<Socket>, _user: &User, payload: Payload) -> Option<Outcome> {
+    Some(get_history_inner(chat, socket, payload).await)
+}
+
+async fn get_history_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, payload: Payload) -> Outcome {
+    let args = object_arg(&payload)?;
+    let room = member_room(socket, args)?;
+    let invalid = |why: &str| ChatError::new(ErrorCode::InvalidMessage, why);
+    let limit = match args.get("limit") {
+        None | Some(Value::Null) => DEFAULT_HISTORY_LIMIT,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=MAX_HISTORY_LIMIT).contains(n))
+            .ok_or_else(|| invalid("limit must be an integer from 1 to 100"))?,
+    };
+    let before = match args.get("before") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(invalid("before must be a message id")),
+    };
+    let messages = chat
+        .history
+        .query(room, before, limit as usize)
+        .await
+        .map_err(|_| ChatError::new(ErrorCode::Internal, "History is unavailable"))?;
+    let messages: Vec<&ChatMessage> = messages.iter().map(|m| &**m).collect();
+    Ok(Some(json!({ "messages": messages })))
+}
+
+async fn signal(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Option<Outcome> {
+    Some(signal_inner(chat, socket, user, payload))
+}
+
+fn signal_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Outcome {
+    rate_limit(chat, socket)?;
+    let args = object_arg(&payload)?;
+    let invalid = |why: &str| ChatError::new(ErrorCode::InvalidMessage, why);
+    let to = args
+        .get("toUserId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| invalid("toUserId must be a non-empty string"))?
+        .to_owned();
+    let to = to.as_str();
+    let data = args.get("data").cloned().unwrap_or(Value::Null);
+    let size = serde_json::to_vec(&data).map_or(usize::MAX, |v| v.len())
+        + payload.attachments.iter().map(|a| a.len()).sum::<usize>();
+    if size > chat.config.max_signal_bytes {
+        return Err(invalid("data is larger than 64 KiB"));
+    }
+    let shares_room = {
+        let presence = chat.presence.lock();
+        socket
+            .rooms()
+            .iter()
+            .filter(|r| !is_personal(r))
+            .any(|r| presence.contains(r, to))
+    };
+    let not_reachable = || ChatError::new(ErrorCode::NotReachable, format!("{to} is not reachable"));
+    if !shares_room {
+        return Err(not_reachable());
+    }
+    let event = Payload {
+        args: vec![json!({ "fromUserId": user.id, "fromUsername": user.username, "data": data })],
+        attachments: payload.attachments,
+    };
+    let delivered = socket.namespace().to(&personal_room(to)).emit_payload("signal", &event);
+    if delivered == 0 {
+        return Err(not_reachable());
+    }
+    Ok(None)
+}

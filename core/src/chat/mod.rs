@@ -1,0 +1,312 @@
+//! The chat contract every client relies on: rooms and access, presence, typing, messages
+//! with acks and history, signaling, and limits — installed on the `/` namespace.
+//!
+//! Event names, payload fields, ack shapes and error codes are exactly those of the wire
+//! contract in DESIGN.md.
+
+mod handlers;
+mod limits;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::auth::{bearer_token, AuthError, JwtVerifier, User};
+use crate::config::Config;
+use crate::engine::EngineBuilder;
+use crate::error::Error;
+use crate::hub::presence::Presence;
+use crate::hub::typing::Typing;
+use crate::socketio::{AckSender, ConnectRequest, Refusal, Socket};
+use crate::store::{ChatMessage, History, MessageIdGenerator};
+
+/// The error codes of the wire contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The user may not join this room.
+    AccessDenied,
+    /// The room id is not a valid room name.
+    InvalidRoom,
+    /// The request needs membership of the room.
+    NotInRoom,
+    /// The request's arguments are malformed.
+    InvalidMessage,
+    /// The connection is over its rate limit.
+    RateLimited,
+    /// The signaling target shares no room with the sender or is offline.
+    NotReachable,
+    /// The server failed (a host hook or the store).
+    Internal,
+}
+
+/// A failure as clients receive it: `{code, message}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatError {
+    /// The code.
+    pub code: ErrorCode,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl ChatError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ChatError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A failed host hook.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HookError(pub String);
+
+/// Authenticates connections instead of JWT verification (the Node and C hosts' callback).
+pub trait Authenticate: Send + Sync + 'static {
+    /// Decides who the connecting client is; an error refuses it with its message.
+    fn authenticate(&self, request: &ConnectRequest) -> BoxFuture<'static, Result<User, Refusal>>;
+}
+
+/// Decides room access instead of the token claim and the room policy.
+pub trait RoomAccess: Send + Sync + 'static {
+    /// Whether `user` may join `room`.
+    fn allow(&self, user: &User, room: &str) -> BoxFuture<'static, Result<bool, HookError>>;
+}
+
+/// Persists messages before they are delivered (the host's persistence hook).
+pub trait MessageStore: Send + Sync + 'static {
+    /// Stores `message`; an error makes the sender's ack `INTERNAL` and nobody receives it.
+    fn store(&self, message: &ChatMessage) -> BoxFuture<'static, Result<(), HookError>>;
+}
+
+/// Host hooks; each one left `None` uses the built-in behaviour.
+#[derive(Default, Clone)]
+pub struct Hooks {
+    /// Replaces JWT verification.
+    pub authenticate: Option<Arc<dyn Authenticate>>,
+    /// Replaces the room policy and the token's `rooms` claim.
+    pub room_access: Option<Arc<dyn RoomAccess>>,
+    /// Runs before a message is stored in history and delivered.
+    pub message_store: Option<Arc<dyn MessageStore>>,
+}
+
+/// The chat state shared by every handler.
+pub(crate) struct Chat {
+    pub config: Config,
+    pub hooks: Hooks,
+    pub jwt: JwtVerifier,
+    pub presence: Mutex<Presence>,
+    pub typing: Mutex<Typing>,
+    pub history: History,
+    pub ids: MessageIdGenerator,
+    /// Rooms of recoverably dropped sockets whose departure is not announced yet, by pid.
+    pub pending_departures: Mutex<HashMap<Arc<str>, Vec<Arc<str>>>>,
+}
+
+/// Installs the chat contract on the `/` namespace.
+pub fn install(builder: EngineBuilder, hooks: Hooks) -> Result<EngineBuilder, Error> {
+    let config = builder.config().clone();
+    let jwt = JwtVerifier::new(&config.jwt)?;
+    let history = match &config.data_dir {
+        Some(dir) => History::open(dir, config.history_limit)?,
+        None => History::in_memory(config.history_limit),
+    };
+    let recovery = !config.recovery_window.is_zero();
+    let chat = Arc::new(Chat {
+        config,
+        hooks,
+        jwt,
+        presence: Mutex::new(Presence::default()),
+        typing: Mutex::new(Typing::default()),
+        history,
+        ids: MessageIdGenerator::default(),
+        pending_departures: Mutex::new(HashMap::new()),
+    });
+    let c = |chat: &Arc<Chat>| chat.clone();
+    Ok(builder.namespace("/", |ns| {
+        let ns = ns.recovery(recovery);
+        let (a, b, d) = (c(&chat), c(&chat), c(&chat));
+        let ns = ns
+            .authenticate(move |req| {
+                let chat = a.clone();
+                async move { chat.authenticate(req).await.map(Some) }
+            })
+            .on_connect(move |socket| {
+                let chat = b.clone();
+                async move { chat.on_connect(&socket) }
+            })
+            .on_disconnect(move |socket, rooms, reason| d.on_disconnect(socket, rooms, reason));
+        handlers::register(ns, chat)
+    }))
+}
+
+impl Chat {
+    async fn authenticate(&self, req: ConnectRequest) -> Result<User, Refusal> {
+        if let Some(hook) = &self.hooks.authenticate {
+            return match tokio::time::timeout(self.config.host_callback_timeout, hook.authenticate(&req)).await {
+                Ok(result) => result,
+                Err(_) => Err(Refusal {
+                    message: "Authentication timed out".into(),
+                    reason: "auth_timeout",
+                }),
+            };
+        }
+        let from_auth = req.auth.get("token").and_then(Value::as_str).map(str::to_owned);
+        let from_header = req
+            .session
+            .handshake
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_token)
+            .map(str::to_owned);
+        let token = from_auth.or(from_header).ok_or(AuthError::Required)?;
+        Ok(self.jwt.verify(&token)?)
+    }
+
+    fn on_connect(&self, socket: &Arc<Socket>) {
+        let Some(user) = socket.user().cloned() else {
+            return;
+        };
+        socket.join(&personal_room(&user.id));
+        if !socket.recovered() {
+            return;
+        }
+        // Recovered: its rooms are back. If its departure was not announced yet, presence
+        // never changed; otherwise it rejoins presence.
+        if self.pending_departures.lock().remove(&**socket.pid()).is_some() {
+            return;
+        }
+        for room in socket.rooms() {
+            if !is_personal(&room) {
+                self.presence_join(socket, &user, &room);
+            }
+        }
+    }
+
+    fn on_disconnect(self: &Arc<Self>, socket: &Arc<Socket>, rooms: &[Arc<str>], reason: crate::socketio::DisconnectReason) {
+        let Some(user) = socket.user().cloned() else {
+            return;
+        };
+        let chat_rooms: Vec<Arc<str>> = rooms.iter().filter(|r| !is_personal(r)).cloned().collect();
+        for room in &chat_rooms {
+            self.stop_typing(socket, &user, room);
+        }
+        let deferred = reason.is_recoverable() && socket.namespace().recovery.is_some() && !chat_rooms.is_empty();
+        if !deferred {
+            for room in &chat_rooms {
+                self.presence_leave(socket, &user, room);
+            }
+            return;
+        }
+        let pid: Arc<str> = socket.pid().clone();
+        self.pending_departures.lock().insert(pid.clone(), chat_rooms);
+        let chat = self.clone();
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(chat.config.presence_grace).await;
+            let rooms = chat.pending_departures.lock().remove(&pid);
+            for room in rooms.unwrap_or_default() {
+                chat.presence_leave(&socket, &user, &room);
+            }
+        });
+    }
+
+    /// Counts the socket's user in `room` and tells the others when the user just appeared.
+    pub(crate) fn presence_join(&self, socket: &Arc<Socket>, user: &User, room: &Arc<str>) {
+        let user_id: Arc<str> = user.id.as_str().into();
+        let first = self
+            .presence
+            .lock()
+            .join(room, &user_id, &user.username.as_str().into());
+        if first {
+            socket.namespace().to(room).except(socket.id()).emit(
+                "userJoined",
+                &PresenceEvent {
+                    room_id: room,
+                    user_id: &user.id,
+                    username: &user.username,
+                },
+            );
+        }
+    }
+
+    /// Uncounts the socket's user in `room` and tells the room when the user is gone.
+    pub(crate) fn presence_leave(&self, socket: &Arc<Socket>, user: &User, room: &Arc<str>) {
+        if self.presence.lock().leave(room, &user.id) {
+            socket.namespace().to(room).emit(
+                "userLeft",
+                &PresenceEvent {
+                    room_id: room,
+                    user_id: &user.id,
+                    username: &user.username,
+                },
+            );
+        }
+    }
+
+    /// Stops the user's typing in `room`, telling the others when it was on.
+    pub(crate) fn stop_typing(&self, socket: &Arc<Socket>, user: &User, room: &Arc<str>) {
+        if self.typing.lock().stop(room, &user.id) {
+            emit_typing(socket, user, room, false);
+        }
+    }
+}
+
+pub(crate) fn emit_typing(socket: &Arc<Socket>, user: &User, room: &Arc<str>, is_typing: bool) {
+    socket.namespace().to(room).except(socket.id()).emit(
+        "typing",
+        &TypingEvent {
+            room_id: room,
+            user_id: &user.id,
+            username: &user.username,
+            is_typing,
+        },
+    );
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PresenceEvent<'a> {
+    room_id: &'a str,
+    user_id: &'a str,
+    username: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TypingEvent<'a> {
+    room_id: &'a str,
+    user_id: &'a str,
+    username: &'a str,
+    is_typing: bool,
+}
+
+/// The personal room of a user: every connection of the user is in it.
+pub fn personal_room(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+fn is_personal(room: &str) -> bool {
+    room.starts_with("user:")
+}
+
+/// Answers a request: `cb(null, result?)`, or `cb({code, message})`; a failed request without
+/// a callback gets an `error` event instead.
+pub(crate) fn reply(socket: &Socket, ack: Option<AckSender>, result: Result<Option<Value>, ChatError>) {
+    match (ack, result) {
+        (Some(ack), Ok(None)) => ack.send(vec![Value::Null]),
+        (Some(ack), Ok(Some(v))) => ack.send(vec![Value::Null, v]),
+        (Some(ack), Err(e)) => ack.send(vec![serde_json::to_value(&e).unwrap_or(Value::Null)]),
+        (None, Ok(_)) => {}
+        (None, Err(e)) => {
+            let _ = socket.emit("error", &e);
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The engine's one configuration struct, shared by the CLI, the C API and the Node API.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How room access is decided when a token carries no `rooms` claim and no host hook is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomPolicy {
+    /// Any authenticated user may join any room (other users' personal rooms excepted).
+    #[default]
+    Open,
+    /// Only rooms matched by the token's `rooms` claim may be joined.
+    Claims,
+}
+
+impl std::str::FromStr for RoomPolicy {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "open" => Ok(RoomPolicy::Open),
+            "claims" => Ok(RoomPolicy::Claims),
+            other => Err(ConfigError::Invalid {
+                setting: "room_policy",
+                reason: format!("expected `open` or `claims`, got `{other}`"),
+            }),
+        }
+    }
+}
+
+/// How tokens are verified.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum JwtKey {
+    /// No key configured: JWT verification is unavailable (a host `authenticate` hook must
+    /// be installed, or every connection is refused).
+    #[default]
+    None,
+    /// HS256 with a shared secret.
+    Secret(String),
+    /// RS256 or ES256 with a PEM public key (the algorithm follows the key type).
+    PublicKeyPem(String),
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwtKey::None => f.write_str("None"),
+            JwtKey::Secret(_) => f.write_str("Secret(<redacted>)"),
+            JwtKey::PublicKeyPem(_) => f.write_str("PublicKeyPem(..)"),
+        }
+    }
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting has a value outside its range; the reason says which values work.
+    #[error("invalid {setting}: {reason}")]
+    Invalid {
+        /// The setting's name.
+        setting: &'static str,
+        /// What is wrong and what would work.
+        reason: String,
+    },
+    /// The configuration file could not be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Every setting of the engine, with the defaults of the wire contract.
+///
+/// Build one with [`Config::default`] and the consuming setters, which validate:
+///
+/// ```
+/// # use std::time::Duration;
+/// let config = switchboard::Config::default()
+///     .jwt_secret("dev-secret")
+///     .ping_interval(Duration::from_secs(10)).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Time between server pings (Engine.IO `pingInterval`). Default 25 s.
+    pub ping_interval: Duration,
+    /// Time to wait for a pong before closing (Engine.IO `pingTimeout`). Default 20 s.
+    pub ping_timeout: Duration,
+    /// Largest Engine.IO payload accepted, in bytes. Default 1 MB.
+    pub max_payload: usize,
+    /// Browser origins allowed to connect; empty allows every origin.
+    pub cors_origins: Vec<String>,
+    /// How tokens are verified.
+    pub jwt: JwtKey,
+    /// Room access when the token has no `rooms` claim.
+    pub room_policy: RoomPolicy,
+    /// Sustained requests per second per connection (`sendMessage`, `signal`, `joinRoom`);
+    /// 0 turns rate limiting off. Default 20.
+    pub rate_limit_per_second: u32,
+    /// Requests a connection may burst above the sustained rate. Default 40.
+    pub rate_limit_burst: u32,
+    /// How long a connection may stay over its rate limit before it is disconnected.
+    pub flood_disconnect_after: Duration,
+    /// Most frames queued for one connection before it is disconnected as a slow reader.
+    pub outbound_queue_frames: usize,
+    /// Most bytes queued for one connection before it is disconnected as a slow reader.
+    pub outbound_queue_bytes: usize,
+    /// Typing indicators stop by themselves after this long. Default 5 s.
+    pub typing_timeout: Duration,
+    /// How long a dropped connection's state is kept for recovery. Default 2 min.
+    pub recovery_window: Duration,
+    /// How long a dropped connection still counts in presence, so that a quick reconnect
+    /// shows no leave/join flicker. Default 2 s.
+    pub presence_grace: Duration,
+    /// Messages kept per room in history. Default 1000.
+    pub history_limit: usize,
+    /// Longest message text in characters. Default 4000.
+    pub max_message_chars: usize,
+    /// Largest `signal` data, in bytes of JSON plus attachments. Default 64 KiB.
+    pub max_signal_bytes: usize,
+    /// Most rooms one connection may be in (its personal room not counted). Default 100.
+    pub max_rooms_per_connection: usize,
+    /// Most simultaneous connections; 0 means no limit.
+    pub max_connections: usize,
+    /// Where history is stored; `None` keeps it in memory.
+    pub data_dir: Option<PathBuf>,
+    /// Redis URL for clustering; `None` runs a single node.
+    pub redis_url: Option<String>,
+    /// Key guarding the server HTTP API; `None` turns the API off.
+    pub api_key: Option<String>,
+    /// Worker threads of the engine's own runtime; `None` uses one per core.
+    pub worker_threads: Option<usize>,
+    /// How long a host callback (auth, room access, storage) may take before it fails.
+    pub host_callback_timeout: Duration,
+    /// The Socket.IO path. Default `/socket.io/`.
+    pub path: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_payload: 1_000_000,
+            cors_origins: Vec::new(),
+            jwt: JwtKey::None,
+            room_policy: RoomPolicy::Open,
+            rate_limit_per_second: 20,
+            rate_limit_burst: 40,
+            flood_disconnect_after: Duration::from_secs(5),
+            outbound_queue_frames: 1024,
+            outbound_queue_bytes: 4 * 1024 * 1024,
+            typing_timeout: Duration::from_secs(5),
+            recovery_window: Duration::from_secs(120),
+            presence_grace: Duration::from_secs(2),
+            history_limit: 1000,
+            max_message_chars: 4000,
+            max_signal_bytes: 64 * 1024,
+            max_rooms_per_connection: 100,
+            max_connections: 0,
+            data_dir: None,
+            redis_url: None,
+            api_key: None,
+            worker_threads: None,
+            host_callback_timeout: Duration::from_secs(10),
+            path: "/socket.io/".to_owned(),
+        }
+    }
+}
+
+fn positive(setting: &'static str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        Err(ConfigError::Invalid {
+            setting,
+            reason: "must be greater than zero".into(),
+        })
+    } else {
+        Ok(d)
+    }
+}
+
+fn at_least(setting: &'static str, n: usize, min: usize) -> Result<usize, ConfigError> {
+    if n < min {
+        Err(ConfigError::Invalid {
+            setting,
+            reason: format!("must be at least {min}, got {n}"),
+        })
+    } else {
+        Ok(n)
+    }
+}
+
+impl Config {
+    /// Verifies HS256 tokens with this secret.
+    pub fn jwt_secret(mut self, secret: impl Into<String>) -> Self {
+        self.jwt = JwtKey::Secret(secret.into());
+        self
+    }
+
+    /// Verifies RS256/ES256 tokens with this PEM public key.
+    pub fn jwt_public_key_pem(mut self, pem: impl Into<String>) -> Self {
+        self.jwt = JwtKey::PublicKeyPem(pem.into());
+        self
+    }
+
+    /// Sets the ping interval (must be positive).
+    pub fn ping_interval(mut self, d: Duration) -> Result<Self, ConfigError> {
+        self.ping_interval = positive("ping_interval", d)?;
+        Ok(self)
+    }
+
+    /// Sets the ping timeout (must be positive).
+    pub fn ping_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
+        self.ping_timeout = positive("ping_timeout", d)?;
+        Ok(self)
+    }
+
+    /// Sets the largest accepted payload (at least 1 KiB, so a handshake always fits).
+    pub fn max_payload(mut self, bytes: usize) -> Result<Self, ConfigError> {
+        self.max_payload = at_least("max_payload", bytes, 1024)?;
+        Ok(self)
+    }
+
+    /// Allows these browser origins (replaces the list).
+    pub fn cors_origins(mut self, origins: Vec<String>) -> Self {
+        self.cors_origins = origins;
+        self
+    }
+
+    /// Sets the room policy.
+    pub fn room_policy(mut self, policy: RoomPolicy) -> Self {
+        self.room_policy = policy;
+        self
+    }
+
+    /// Sets the per-connection rate limit (0 = off) and its burst.
+    pub fn rate_limit(mut self, per_second: u32, burst: u32) -> Result<Self, ConfigError> {
+        if per_second > 0 && burst == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "rate_limit_burst",
+                reason: "must be at least 1 when rate limiting is on".into(),
+            });
+        }
+        self.rate_limit_per_second = per_second;
+        self.rate_limit_burst = burst;
+        Ok(self)
+    }
+
+    /// Sets the outbound queue limits (frames and bytes) per connection.
+    pub fn outbound_queue(mut self, frames: usize, bytes: usize) -> Result<Self, ConfigError> {
+        self.outbound_queue_frames = at_least("outbound_queue_frames", frames, 16)?;
+        self.outbound_queue_bytes = at_least("outbound_queue_bytes", bytes, 64 * 1024)?;
+        Ok(self)
+    }
+
+    /// Sets how long typing indicators last without a stop.
+    pub fn typing_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
+        self.typing_timeout = positive("typing_timeout", d)?;
+        Ok(self)
+    }
+
+    /// Sets how long a dropped connection may come back and recover its state.
+    pub fn recovery_window(mut self, d: Duration) -> Self {
+        self.recovery_window = d;
+        self
+    }
+
+    /// Sets how long a dropped connection still counts in presence.
+    pub fn presence_grace(mut self, d: Duration) -> Self {
+        self.presence_grace = d;
+        self
+    }
+
+    /// Stores history under this directory.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Joins a cluster through this Redis URL.
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = Some(url.into());
+        self
+    }
+
+    /// Turns on the server HTTP API with this key.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Caps simultaneous connections (0 = no cap).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets the worker threads of the engine's own runtime.
+    pub fn worker_threads(mut self, n: usize) -> Result<Self, ConfigError> {
+        self.worker_threads = Some(at_least("worker_threads", n, 1)?);
+        Ok(self)
+    }
+
+    /// Sets how long host callbacks may take.
+    pub fn host_callback_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
+        self.host_callback_timeout = positive("host_callback_timeout", d)?;
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_wire_contract() {
+        let c = Config::default();
+        assert_eq!(c.ping_interval, Duration::from_secs(25));
+        assert_eq!(c.ping_timeout, Duration::from_secs(20));
+        assert_eq!(c.max_payload, 1_000_000);
+        assert_eq!((c.rate_limit_per_second, c.rate_limit_burst), (20, 40));
+        assert_eq!(c.max_message_chars, 4000);
+        assert_eq!(c.recovery_window, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn setters_validate() {
+        assert!(Config::default().ping_interval(Duration::ZERO).is_err());
+        assert!(Config::default().max_payload(10).is_err());
+        assert!(Config::default().rate_limit(5, 0).is_err());
+        assert!(Config::default().rate_limit(0, 0).is_ok());
+        assert_eq!("claims".parse::<RoomPolicy>(), Ok(RoomPolicy::Claims));
+        assert!("closed".parse::<RoomPolicy>().is_err());
+    }
+
+    #[test]
+    fn secrets_are_not_logged() {
+        let c = Config::default().jwt_secret("hunter2");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

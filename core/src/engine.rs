@@ -1,0 +1,205 @@
+//! The engine: its runtime, its servers and its listeners.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::oneshot;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::socketio::{Namespace, NamespaceBuilder, SocketIo};
+use crate::transport::http::HttpApp;
+use crate::transport::{EioServer, SessionHandler};
+
+/// Sets up an [`Engine`]: its namespaces and handlers, then where it runs.
+pub struct EngineBuilder {
+    config: Config,
+    namespaces: Vec<(String, NamespaceBuilder)>,
+    raw: Vec<(String, Arc<dyn SessionHandler>)>,
+}
+
+impl EngineBuilder {
+    /// Adds (or extends) a namespace.
+    pub fn namespace(mut self, name: &str, setup: impl FnOnce(NamespaceBuilder) -> NamespaceBuilder) -> Self {
+        let i = match self.namespaces.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                self.namespaces.push((name.to_owned(), NamespaceBuilder::default()));
+                self.namespaces.len() - 1
+            }
+        };
+        let (n, b) = self.namespaces.remove(i);
+        self.namespaces.insert(i, (n, setup(b)));
+        self
+    }
+
+    /// Serves raw Engine.IO (no Socket.IO) at `path` with this handler.
+    pub fn engineio(mut self, path: &str, handler: Arc<dyn SessionHandler>) -> Self {
+        self.raw.push((path.to_owned(), handler));
+        self
+    }
+
+    /// The configuration being built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Starts the engine on a runtime of its own (`config.worker_threads` workers).
+    pub fn build(self) -> Result<Engine, Error> {
+        let mut rt = tokio::runtime::Builder::new_multi_thread();
+        rt.enable_all().thread_name("switchboard");
+        if let Some(n) = self.config.worker_threads {
+            rt.worker_threads(n);
+        }
+        let runtime = rt.build().map_err(Error::Runtime)?;
+        let handle = runtime.handle().clone();
+        self.finish(handle, Some(runtime))
+    }
+
+    /// Starts the engine on the caller's runtime.
+    pub fn build_on(self, handle: Handle) -> Result<Engine, Error> {
+        self.finish(handle, None)
+    }
+
+    fn finish(self, handle: Handle, runtime: Option<Runtime>) -> Result<Engine, Error> {
+        let config = Arc::new(self.config);
+        let metrics = Arc::new(Metrics::default());
+        let mut namespaces = HashMap::new();
+        for (name, builder) in self.namespaces {
+            namespaces.insert(name.clone(), builder.build(&name, &config, metrics.clone()));
+        }
+        let io = SocketIo::new(namespaces);
+        let sio_server = EioServer::new(config.clone(), metrics.clone(), io.clone());
+        let mut mounts = vec![(config.path.clone(), sio_server.clone())];
+        let mut raw_servers = Vec::new();
+        for (path, handler) in self.raw {
+            let server = EioServer::new(config.clone(), metrics.clone(), handler);
+            raw_servers.push(server.clone());
+            mounts.push((path, server));
+        }
+        let http = HttpApp::new(config.clone(), metrics.clone(), mounts);
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                config,
+                metrics,
+                io,
+                sio_server,
+                raw_servers,
+                http,
+                handle,
+                listeners: Mutex::new(Vec::new()),
+            }),
+            runtime: Arc::new(Mutex::new(runtime)),
+        })
+    }
+}
+
+struct EngineInner {
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    io: Arc<SocketIo>,
+    sio_server: Arc<EioServer>,
+    raw_servers: Vec<Arc<EioServer>>,
+    http: Arc<HttpApp>,
+    handle: Handle,
+    listeners: Mutex<Vec<oneshot::Sender<()>>>,
+}
+
+/// A running engine. Cheap to clone; [`Engine::shutdown`] stops it.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+    runtime: Arc<Mutex<Option<Runtime>>>,
+}
+
+impl Engine {
+    /// Starts building an engine with this configuration.
+    pub fn builder(config: Config) -> EngineBuilder {
+        EngineBuilder {
+            config,
+            namespaces: Vec::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The engine's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The runtime the engine runs on.
+    pub fn handle(&self) -> &Handle {
+        &self.inner.handle
+    }
+
+    /// The Socket.IO server.
+    pub fn io(&self) -> &Arc<SocketIo> {
+        &self.inner.io
+    }
+
+    /// A namespace by name.
+    pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.inner.io.namespace(name).cloned()
+    }
+
+    /// The HTTP front door, for hosts that accept connections themselves.
+    pub fn http(&self) -> &Arc<HttpApp> {
+        &self.inner.http
+    }
+
+    /// Binds `addr` and serves on it until shutdown; returns the bound address (useful with
+    /// port 0). Callable from inside or outside the engine's runtime.
+    pub fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, Error> {
+        let listener = std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| Error::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        let _enter = self.inner.handle.enter();
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Bind { addr, source })?;
+        let (tx, rx) = oneshot::channel::<()>();
+        self.inner.listeners.lock().push(tx);
+        let http = self.inner.http.clone();
+        self.inner.handle.spawn(async move {
+            crate::transport::http::serve(listener, http, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        tracing::info!(%local, "listening");
+        Ok(local)
+    }
+
+    /// Stops accepting, closes every connection and, when the engine owns its runtime, stops
+    /// it (waiting up to `grace` for tasks to finish). Idempotent.
+    pub fn shutdown(&self, grace: Duration) {
+        for tx in self.inner.listeners.lock().drain(..) {
+            let _ = tx.send(());
+        }
+        self.inner.sio_server.close_all();
+        for s in &self.inner.raw_servers {
+            s.close_all();
+        }
+        if let Some(rt) = self.runtime.lock().take() {
+            rt.shutdown_timeout(grace);
+        }
+    }
+
+    /// Number of open Engine.IO sessions.
+    pub fn connection_count(&self) -> usize {
+        self.inner.sio_server.session_count()
+    }
+}

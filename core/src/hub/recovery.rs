@@ -1,0 +1,277 @@
+//! Connection state recovery (Socket.IO v4.6+): the log of recent broadcasts and the state
+//! of recently dropped connections. No IO.
+//!
+//! Every room broadcast gets an offset, a string the client keeps as the last argument it
+//! received. A client that reconnects within the window presents its private id (`pid`) and
+//! that offset; if both are known it gets its socket id, rooms and user back, plus every
+//! broadcast to its rooms after the offset. Recovery is all or nothing: when any missed
+//! packet has already left the log, the client starts a fresh session.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::auth::User;
+use crate::protocol::frame::Frame;
+
+/// What a dropped connection leaves behind for its return.
+#[derive(Debug, Clone)]
+pub struct SavedSession {
+    /// The socket id, reused on recovery.
+    pub sid: Arc<str>,
+    /// The private session id the client presents.
+    pub pid: Arc<str>,
+    /// The rooms the socket was in.
+    pub rooms: Vec<Arc<str>>,
+    /// The authenticated user.
+    pub user: Option<Arc<User>>,
+    /// The auth payload of the original connect.
+    pub auth: Value,
+    /// Log position when the socket connected: replay starts here for a client that
+    /// received no broadcast (and so holds no offset).
+    pub connected_seq: u64,
+    saved_at: Instant,
+}
+
+impl SavedSession {
+    /// Describes a socket that just dropped.
+    pub fn new(
+        sid: Arc<str>,
+        pid: Arc<str>,
+        rooms: Vec<Arc<str>>,
+        user: Option<Arc<User>>,
+        auth: Value,
+        connected_seq: u64,
+    ) -> Self {
+        SavedSession {
+            sid,
+            pid,
+            rooms,
+            user,
+            auth,
+            connected_seq,
+            saved_at: Instant::now(),
+        }
+    }
+}
+
+struct LoggedPacket {
+    seq: u64,
+    at: Instant,
+    rooms: Vec<Arc<str>>,
+    except: Option<Arc<str>>,
+    frames: Vec<Frame>,
+}
+
+struct Inner {
+    packets: VecDeque<LoggedPacket>,
+    sessions: HashMap<Arc<str>, SavedSession>,
+    next_seq: u64,
+    last_prune: Instant,
+}
+
+/// The recovery log of one namespace.
+pub struct RecoveryLog {
+    inner: Mutex<Inner>,
+    window: Duration,
+    max_packets: usize,
+    boot: String,
+}
+
+impl RecoveryLog {
+    /// A log keeping broadcasts and dropped sessions for `window`, at most `max_packets`
+    /// broadcasts.
+    pub fn new(window: Duration, max_packets: usize) -> Self {
+        RecoveryLog {
+            inner: Mutex::new(Inner {
+                packets: VecDeque::new(),
+                sessions: HashMap::new(),
+                next_seq: 1,
+                last_prune: Instant::now(),
+            }),
+            window,
+            max_packets,
+            // Offsets from an earlier run of the process must not match this one's.
+            boot: crate::transport::new_id()[..8].to_owned(),
+        }
+    }
+
+    /// The sequence number the next broadcast will get.
+    pub fn position(&self) -> u64 {
+        self.inner.lock().next_seq
+    }
+
+    /// Reserves the offset of the next broadcast; the caller encodes it into the packet and
+    /// then calls [`RecoveryLog::record`].
+    pub fn next_offset(&self) -> (u64, String) {
+        let mut inner = self.inner.lock();
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        (seq, format!("{}.{}", self.boot, seq))
+    }
+
+    /// Keeps a broadcast for clients that missed it.
+    pub fn record(&self, seq: u64, rooms: Vec<Arc<str>>, except: Option<Arc<str>>, frames: Vec<Frame>) {
+        let now = Instant::now();
+        let mut inner = self.inner.lock();
+        // Concurrent broadcasts may record slightly out of order; keep the log sorted.
+        let at = inner
+            .packets
+            .iter()
+            .rposition(|p| p.seq < seq)
+            .map_or(0, |i| i + 1);
+        inner.packets.insert(
+            at,
+            LoggedPacket {
+                seq,
+                at: now,
+                rooms,
+                except,
+                frames,
+            },
+        );
+        while inner.packets.len() > self.max_packets {
+            inner.packets.pop_front();
+        }
+        self.prune(&mut inner, now);
+    }
+
+    fn prune(&self, inner: &mut Inner, now: Instant) {
+        if now.duration_since(inner.last_prune) < Duration::from_secs(1) {
+            return;
+        }
+        inner.last_prune = now;
+        let window = self.window;
+        while inner
+            .packets
+            .front()
+            .is_some_and(|p| now.duration_since(p.at) > window)
+        {
+            inner.packets.pop_front();
+        }
+        inner
+            .sessions
+            .retain(|_, s| now.duration_since(s.saved_at) <= window);
+    }
+
+    /// Keeps a dropped socket's state for the window.
+    pub fn save(&self, session: SavedSession) {
+        let now = Instant::now();
+        let mut inner = self.inner.lock();
+        inner.sessions.insert(session.pid.clone(), session);
+        self.prune(&mut inner, now);
+    }
+
+    /// Whether a dropped session with this pid is still waiting for its client.
+    pub fn is_pending(&self, pid: &str) -> bool {
+        self.inner.lock().sessions.contains_key(pid)
+    }
+
+    /// Takes back a dropped session and the frames it missed; `None` when the pid or offset
+    /// is unknown or expired, or when a missed broadcast has already left the log.
+    pub fn restore(&self, pid: &str, offset: Option<&str>) -> Option<(SavedSession, Vec<Frame>)> {
+        let now = Instant::now();
+        let mut inner = self.inner.lock();
+        let session = inner.sessions.remove(pid)?;
+        if now.duration_since(session.saved_at) > self.window {
+            return None;
+        }
+        let after = match offset {
+            Some(offset) => {
+                let (boot, seq) = offset.split_once('.')?;
+                if boot != self.boot {
+                    return None;
+                }
+                seq.parse::<u64>().ok()?
+            }
+            None => session.connected_seq.saturating_sub(1),
+        };
+        // Everything after `after` must still be in the log.
+        let oldest = inner.packets.front().map_or(inner.next_seq, |p| p.seq);
+        if after + 1 < oldest {
+            return None;
+        }
+        let mut missed = Vec::new();
+        for p in inner.packets.iter().filter(|p| p.seq > after) {
+            let for_us = p.rooms.iter().any(|r| session.rooms.contains(r))
+                && p.except.as_deref() != Some(&*session.sid);
+            if for_us {
+                missed.extend(p.frames.iter().cloned());
+            }
+        }
+        Some((session, missed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::FrameKind;
+
+    fn frame(s: &str) -> Frame {
+        Frame::from_payload(s.as_bytes(), FrameKind::Text)
+    }
+
+    fn saved(rooms: &[&str], connected_seq: u64) -> SavedSession {
+        SavedSession::new(
+            "sid1".into(),
+            "pid1".into(),
+            rooms.iter().map(|r| Arc::from(*r)).collect(),
+            None,
+            Value::Null,
+            connected_seq,
+        )
+    }
+
+    #[test]
+    fn replays_missed_packets_of_the_sessions_rooms() {
+        let log = RecoveryLog::new(Duration::from_secs(60), 100);
+        let (s1, o1) = log.next_offset();
+        log.record(s1, vec!["a".into()], None, vec![frame("1")]);
+        log.save(saved(&["a"], 1));
+        let (s2, _) = log.next_offset();
+        log.record(s2, vec!["a".into()], None, vec![frame("2")]);
+        let (s3, _) = log.next_offset();
+        log.record(s3, vec!["b".into()], None, vec![frame("3")]);
+        let (session, missed) = log.restore("pid1", Some(&o1)).unwrap();
+        assert_eq!(&*session.sid, "sid1");
+        let texts: Vec<_> = missed.iter().map(|f| f.payload()).collect();
+        assert_eq!(texts, vec![bytes::Bytes::from_static(b"2")]);
+        assert!(log.restore("pid1", Some(&o1)).is_none(), "restores once");
+    }
+
+    #[test]
+    fn without_offset_replays_from_connect() {
+        let log = RecoveryLog::new(Duration::from_secs(60), 100);
+        let at_connect = log.position();
+        log.save(saved(&["a"], at_connect));
+        let (s, _) = log.next_offset();
+        log.record(s, vec!["a".into()], None, vec![frame("x")]);
+        let (_, missed) = log.restore("pid1", None).unwrap();
+        assert_eq!(missed.len(), 1);
+    }
+
+    #[test]
+    fn recovery_is_all_or_nothing() {
+        let log = RecoveryLog::new(Duration::from_secs(60), 2);
+        let (s, o) = log.next_offset();
+        log.record(s, vec!["a".into()], None, vec![frame("0")]);
+        log.save(saved(&["a"], 1));
+        for _ in 0..3 {
+            let (s, _) = log.next_offset();
+            log.record(s, vec!["a".into()], None, vec![frame("n")]);
+        }
+        assert!(log.restore("pid1", Some(&o)).is_none());
+    }
+
+    #[test]
+    fn foreign_offsets_are_refused() {
+        let log = RecoveryLog::new(Duration::from_secs(60), 10);
+        log.save(saved(&["a"], 1));
+        assert!(log.restore("pid1", Some("otherboot.1")).is_none());
+        assert!(log.restore("nope", None).is_none());
+    }
+}

@@ -1,0 +1,126 @@
+//! Room membership: which members are in which room. No IO.
+//!
+//! Generic over the member key and handle so that the Socket.IO layer stores socket handles
+//! and tests store plain values. The lock is held for map updates and for iterating one
+//! room's members (pushing to an outbound queue never blocks), never across an `.await`.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+/// Members by room.
+pub struct Rooms<K, V> {
+    map: RwLock<HashMap<Arc<str>, HashMap<K, V>>>,
+}
+
+impl<K, V> Default for Rooms<K, V> {
+    fn default() -> Self {
+        Rooms {
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
+    /// Adds a member; true when it was not in the room yet.
+    pub fn join(&self, room: &Arc<str>, key: K, value: V) -> bool {
+        self.map
+            .write()
+            .entry(room.clone())
+            .or_default()
+            .insert(key, value)
+            .is_none()
+    }
+
+    /// Removes a member; true when it was in the room. An emptied room is forgotten.
+    pub fn leave(&self, room: &str, key: &K) -> bool {
+        let mut map = self.map.write();
+        let Some(members) = map.get_mut(room) else {
+            return false;
+        };
+        let removed = members.remove(key).is_some();
+        if members.is_empty() {
+            map.remove(room);
+        }
+        removed
+    }
+
+    /// Calls `f` for every member of `room`, under the read lock.
+    pub fn for_each(&self, room: &str, mut f: impl FnMut(&K, &V)) {
+        if let Some(members) = self.map.read().get(room) {
+            for (k, v) in members {
+                f(k, v);
+            }
+        }
+    }
+
+    /// Calls `f` once for every member of any of `rooms` (members of several rooms once).
+    pub fn for_each_in_any(&self, rooms: &[Arc<str>], mut f: impl FnMut(&K, &V)) {
+        if let [room] = rooms {
+            return self.for_each(room, f);
+        }
+        let map = self.map.read();
+        let mut seen: HashSet<&K> = HashSet::new();
+        for room in rooms {
+            if let Some(members) = map.get(&**room) {
+                for (k, v) in members {
+                    if seen.insert(k) {
+                        f(k, v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number of members in `room`.
+    pub fn len(&self, room: &str) -> usize {
+        self.map.read().get(room).map_or(0, HashMap::len)
+    }
+
+    /// Whether `key` is in `room`.
+    pub fn contains(&self, room: &str, key: &K) -> bool {
+        self.map.read().get(room).is_some_and(|m| m.contains_key(key))
+    }
+
+    /// Every room with its member count.
+    pub fn counts(&self) -> Vec<(Arc<str>, usize)> {
+        self.map
+            .read()
+            .iter()
+            .map(|(r, m)| (r.clone(), m.len()))
+            .collect()
+    }
+
+    /// Whether no room has members.
+    pub fn is_empty(&self) -> bool {
+        self.map.read().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_leave_and_iterate() {
+        let rooms: Rooms<u32, &str> = Rooms::default();
+        let a: Arc<str> = "a".into();
+        let b: Arc<str> = "b".into();
+        assert!(rooms.join(&a, 1, "one"));
+        assert!(!rooms.join(&a, 1, "one"));
+        assert!(rooms.join(&a, 2, "two"));
+        assert!(rooms.join(&b, 2, "two"));
+        assert_eq!(rooms.len("a"), 2);
+        let mut seen = Vec::new();
+        rooms.for_each_in_any(&[a.clone(), b.clone()], |k, _| seen.push(*k));
+        seen.sort();
+        assert_eq!(seen, vec![1, 2]);
+        assert!(rooms.leave("a", &1));
+        assert!(!rooms.leave("a", &1));
+        assert!(rooms.leave("a", &2));
+        assert!(rooms.leave("b", &2));
+        assert!(rooms.is_empty());
+    }
+}

@@ -1,0 +1,35 @@
+//! Switchboard: an embeddable real-time engine.
+//!
+//! It speaks Socket.IO v4 (WebSocket, long-polling and the upgrade between them) to unmodified
+//! `socket.io-client`s, and implements rooms, presence, typing indicators, messages with acks
+//! and history, and signaling on its own tokio runtime. Start one with [`Engine::builder`]:
+//!
+//! ```no_run
+//! use switchboard::{chat, Config, Engine};
+//! let config = Config::default().jwt_secret("dev-secret");
+//! let engine = chat::install(Engine::builder(config), chat::Hooks::default())
+//!     .unwrap()
+//!     .build()
+//!     .unwrap();
+//! let addr = engine.listen("127.0.0.1:3000".parse().unwrap()).unwrap();
+//! println!("listening on {addr}");
+//! ```
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod chat;
+pub mod config;
+mod engine;
+mod error;
+pub mod hub;
+pub mod metrics;
+pub mod protocol;
+pub mod socketio;
+pub mod store;
+pub mod transport;
+
+pub use auth::User;
+pub use config::{Config, ConfigError, JwtKey, RoomPolicy};
+pub use engine::{Engine, EngineBuilder};
+pub use error::Error;
+pub use socketio::{AckSender, Namespace, Payload, Socket};

@@ -1,0 +1,325 @@
+//! Socket.IO v5 over Engine.IO: namespaces, sockets, events, acks, binary attachments.
+
+pub mod namespace;
+pub mod payload;
+pub mod socket;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+pub use namespace::{Broadcast, ConnectRequest, Namespace, NamespaceBuilder, Refusal};
+pub use payload::Payload;
+pub use socket::{AckError, AckSender, DisconnectReason, EmitError, Socket};
+
+use crate::protocol::socketio::{self as sio, PacketKind};
+use crate::transport::{CloseReason, Message, Session, SessionHandler};
+use socket::SocketInit;
+
+/// Event names a client may not use (Socket.IO reserves them).
+const RESERVED_EVENTS: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// A binary packet waiting for its attachments.
+struct Partial {
+    packet: sio::Packet,
+    attachments: Vec<Bytes>,
+}
+
+/// The Socket.IO state of one Engine.IO session.
+#[derive(Default)]
+pub(crate) struct ConnState {
+    sockets: Mutex<Vec<Arc<Socket>>>,
+    partial: Mutex<Option<Partial>>,
+}
+
+impl ConnState {
+    fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
+        self.sockets
+            .lock()
+            .iter()
+            .find(|s| s.namespace().name() == nsp)
+            .cloned()
+    }
+
+    pub(crate) fn remove(&self, id: &str) -> Option<Arc<Socket>> {
+        let mut sockets = self.sockets.lock();
+        let i = sockets.iter().position(|s| &**s.id() == id)?;
+        Some(sockets.swap_remove(i))
+    }
+}
+
+/// The Socket.IO server: its namespaces, fixed at start.
+pub struct SocketIo {
+    namespaces: HashMap<String, Arc<Namespace>>,
+}
+
+impl SocketIo {
+    pub(crate) fn new(namespaces: HashMap<String, Arc<Namespace>>) -> Arc<Self> {
+        Arc::new(SocketIo { namespaces })
+    }
+
+    /// The namespace with this name.
+    pub fn namespace(&self, name: &str) -> Option<&Arc<Namespace>> {
+        self.namespaces.get(name)
+    }
+
+    async fn on_text(&self, session: &Arc<Session>, text: Bytes) {
+        if session.sio.partial.lock().is_some() {
+            // Text while attachments are pending: the client broke the protocol.
+            return protocol_error(session, "text packet while reconstructing a binary packet");
+        }
+        let Ok(text) = std::str::from_utf8(&text) else {
+            return protocol_error(session, "invalid UTF-8");
+        };
+        let packet = match sio::Packet::decode(text) {
+            Ok(p) => p,
+            Err(e) => return protocol_error(session, &e.to_string()),
+        };
+        if packet.kind.is_binary() && packet.attachments > 0 {
+            *session.sio.partial.lock() = Some(Partial {
+                packet,
+                attachments: Vec::new(),
+            });
+            return;
+        }
+        self.dispatch(session, packet, Vec::new()).await;
+    }
+
+    async fn on_binary(&self, session: &Arc<Session>, data: Bytes) {
+        let complete = {
+            let mut partial = session.sio.partial.lock();
+            let Some(p) = partial.as_mut() else {
+                drop(partial);
+                return protocol_error(session, "binary message without a pending packet");
+            };
+            p.attachments.push(data);
+            if p.attachments.len() == p.packet.attachments {
+                partial.take()
+            } else {
+                None
+            }
+        };
+        if let Some(Partial {
+            packet,
+            attachments,
+        }) = complete
+        {
+            if !placeholders_valid(packet.data.as_ref(), attachments.len()) {
+                return protocol_error(session, "illegal attachments");
+            }
+            self.dispatch(session, packet, attachments).await;
+        }
+    }
+
+    async fn dispatch(&self, session: &Arc<Session>, packet: sio::Packet, attachments: Vec<Bytes>) {
+        match packet.kind {
+            PacketKind::Connect => self.connect(session, packet).await,
+            PacketKind::Disconnect => match session.sio.socket(&packet.nsp) {
+                Some(socket) => {
+                    session.sio.remove(socket.id());
+                    socket.cleanup(DisconnectReason::ClientNamespaceDisconnect);
+                }
+                None => protocol_error(session, "disconnect from a namespace not joined"),
+            },
+            PacketKind::Event | PacketKind::BinaryEvent => {
+                let Some(socket) = session.sio.socket(&packet.nsp) else {
+                    return protocol_error(session, "event for a namespace not joined");
+                };
+                let Some(Value::Array(mut args)) = packet.data else {
+                    return protocol_error(session, "event without arguments");
+                };
+                let event = match args.remove(0) {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                if RESERVED_EVENTS.contains(&event.as_str()) {
+                    return protocol_error(session, "reserved event name");
+                }
+                let payload = Payload { args, attachments };
+                let ack = packet.id.map(|id| AckSender::new(socket.clone(), id));
+                let ns = socket.namespace().clone();
+                if let Some(handler) = ns.handler(&event) {
+                    handler(socket, payload, ack).await;
+                } else if let Some(fallback) = ns.fallback() {
+                    fallback(socket, event, payload, ack).await;
+                }
+            }
+            PacketKind::Ack | PacketKind::BinaryAck => {
+                let Some(socket) = session.sio.socket(&packet.nsp) else {
+                    return protocol_error(session, "ack for a namespace not joined");
+                };
+                let Some(Value::Array(args)) = packet.data else {
+                    return protocol_error(session, "ack without arguments");
+                };
+                if let Some(id) = packet.id {
+                    socket.resolve_ack(id, Payload { args, attachments });
+                }
+            }
+            PacketKind::ConnectError => protocol_error(session, "CONNECT_ERROR from a client"),
+        }
+    }
+
+    async fn connect(&self, session: &Arc<Session>, packet: sio::Packet) {
+        let nsp = packet.nsp;
+        let Some(ns) = self.namespaces.get(&nsp).cloned() else {
+            session.metrics.refusals.inc("invalid_namespace");
+            send_connect_error(session, &nsp, "Invalid namespace");
+            return;
+        };
+        if session.sio.socket(&nsp).is_some() {
+            return;
+        }
+        let auth = packet.data.unwrap_or_else(|| json!({}));
+
+        // A returning client presents its pid (and the last offset it saw).
+        let restored = ns.recovery.as_ref().and_then(|log| {
+            let pid = auth.get("pid")?.as_str()?;
+            log.restore(pid, auth.get("offset").and_then(Value::as_str))
+        });
+
+        let (init, missed) = match restored {
+            Some((saved, missed)) => (
+                SocketInit {
+                    id: saved.sid,
+                    pid: saved.pid,
+                    user: saved.user,
+                    auth: saved.auth,
+                    recovered: true,
+                    connected_seq: saved.connected_seq,
+                },
+                Some((saved.rooms, missed)),
+            ),
+            None => {
+                let user = match &ns.authenticator {
+                    None => None,
+                    Some(authenticate) => {
+                        let request = ConnectRequest {
+                            auth: auth.clone(),
+                            session: session.clone(),
+                        };
+                        match authenticate(request).await {
+                            Ok(user) => user.map(Arc::new),
+                            Err(refusal) => {
+                                session.metrics.refusals.inc(refusal.reason);
+                                send_connect_error(session, &nsp, &refusal.message);
+                                return;
+                            }
+                        }
+                    }
+                };
+                let auth = strip_recovery_fields(auth);
+                (
+                    SocketInit {
+                        id: crate::transport::new_id(),
+                        pid: crate::transport::new_id(),
+                        user,
+                        auth,
+                        recovered: false,
+                        connected_seq: ns.recovery.as_ref().map_or(0, |l| l.position()),
+                    },
+                    None,
+                )
+            }
+        };
+        if session.is_closing() {
+            return;
+        }
+
+        let socket = Socket::new(ns.clone(), session.clone(), init);
+        session.sio.sockets.lock().push(socket.clone());
+        ns.add_socket(&socket);
+
+        let answer = if ns.recovery.is_some() {
+            json!({ "sid": &**socket.id(), "pid": &**socket.pid() })
+        } else {
+            json!({ "sid": &**socket.id() })
+        };
+        let _ = session.send(payload::packet_frame(
+            PacketKind::Connect,
+            &nsp,
+            None,
+            0,
+            Some(&answer),
+        ));
+        if let Some((rooms, missed)) = missed {
+            for room in &rooms {
+                socket.join(room);
+            }
+            let _ = socket.send_frames(&missed);
+        }
+        if let Some(on_connect) = &ns.on_connect {
+            on_connect(socket).await;
+        }
+    }
+}
+
+/// The client's own auth fields without the recovery ones the Socket.IO client merges in.
+fn strip_recovery_fields(mut auth: Value) -> Value {
+    if let Some(obj) = auth.as_object_mut() {
+        obj.remove("pid");
+        obj.remove("offset");
+    }
+    auth
+}
+
+fn placeholders_valid(data: Option<&Value>, count: usize) -> bool {
+    fn walk(v: &Value, count: usize) -> bool {
+        if let Some(obj) = v.as_object() {
+            if obj.get("_placeholder").and_then(Value::as_bool) == Some(true) {
+                return sio::placeholder_index(v).is_some_and(|n| n < count);
+            }
+            return obj.values().all(|v| walk(v, count));
+        }
+        if let Some(arr) = v.as_array() {
+            return arr.iter().all(|v| walk(v, count));
+        }
+        true
+    }
+    data.is_none_or(|d| walk(d, count))
+}
+
+fn send_connect_error(session: &Session, nsp: &str, message: &str) {
+    let _ = session.send(payload::packet_frame(
+        PacketKind::ConnectError,
+        nsp,
+        None,
+        0,
+        Some(&json!({ "message": message })),
+    ));
+}
+
+fn protocol_error(session: &Session, what: &str) {
+    tracing::debug!(sid = %session.sid, what, "Socket.IO protocol error; closing");
+    session.close(CloseReason::TransportError);
+}
+
+impl SessionHandler for SocketIo {
+    fn on_message<'a>(&'a self, session: &'a Arc<Session>, message: Message) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match message {
+                Message::Text(text) => self.on_text(session, text).await,
+                Message::Binary(data) => self.on_binary(session, data).await,
+            }
+        })
+    }
+
+    fn on_close(&self, session: &Arc<Session>, reason: CloseReason) {
+        let sockets = std::mem::take(&mut *session.sio.sockets.lock());
+        session.sio.partial.lock().take();
+        let reason = DisconnectReason::from_close(reason);
+        for socket in sockets {
+            socket.cleanup(reason);
+        }
+    }
+}

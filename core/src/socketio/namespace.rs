@@ -1,0 +1,318 @@
+//! Namespaces: their handlers, their sockets and rooms, and broadcasting to them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use parking_lot::RwLock;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::payload::{self, EventArray, Payload};
+use super::socket::{AckSender, DisconnectReason, Socket};
+use crate::auth::User;
+use crate::hub::recovery::{RecoveryLog, SavedSession};
+use crate::hub::rooms::Rooms;
+use crate::metrics::Metrics;
+use crate::transport::Session;
+
+/// An event handler: the socket, the event's arguments, and the ack to answer when the client
+/// asked for one.
+pub type EventHandler = Arc<dyn Fn(Arc<Socket>, Payload, Option<AckSender>) -> BoxFuture<'static, ()> + Send + Sync>;
+/// A handler for any event without its own handler: also gets the event name.
+pub type FallbackHandler =
+    Arc<dyn Fn(Arc<Socket>, String, Payload, Option<AckSender>) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Runs when a socket connected.
+pub type ConnectHandler = Arc<dyn Fn(Arc<Socket>) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Runs when a socket disconnected (synchronously; spawn for async work).
+pub type DisconnectHandler = Arc<dyn Fn(&Arc<Socket>, &[Arc<str>], DisconnectReason) + Send + Sync>;
+/// Decides whether a connection may join the namespace, and as whom.
+pub type Authenticator = Arc<dyn Fn(ConnectRequest) -> BoxFuture<'static, Result<Option<User>, Refusal>> + Send + Sync>;
+
+/// A refused connection: the CONNECT_ERROR message the client receives, and a metrics label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The message (`connect_error` `err.message` on the client).
+    pub message: String,
+    /// A stable label for `/metrics`.
+    pub reason: &'static str,
+}
+
+impl From<crate::auth::AuthError> for Refusal {
+    fn from(e: crate::auth::AuthError) -> Self {
+        Refusal {
+            reason: e.reason_label(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// What an authenticator gets to decide on.
+pub struct ConnectRequest {
+    /// The auth payload of the CONNECT packet (`{}` when there was none).
+    pub auth: Value,
+    /// The Engine.IO session (handshake headers, query, address).
+    pub session: Arc<Session>,
+}
+
+/// A namespace's handlers, fixed before the engine starts.
+#[derive(Default)]
+pub struct NamespaceBuilder {
+    authenticator: Option<Authenticator>,
+    on_connect: Option<ConnectHandler>,
+    on_disconnect: Option<DisconnectHandler>,
+    events: HashMap<String, EventHandler>,
+    fallback: Option<FallbackHandler>,
+    recovery: bool,
+}
+
+impl NamespaceBuilder {
+    /// Decides who may connect; without one, everyone may, anonymously.
+    pub fn authenticate<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(ConnectRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<User>, Refusal>> + Send + 'static,
+    {
+        self.authenticator = Some(Arc::new(move |req| Box::pin(f(req))));
+        self
+    }
+
+    /// Runs for every new socket, after the CONNECT answer was queued.
+    pub fn on_connect<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Arc<Socket>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_connect = Some(Arc::new(move |s| Box::pin(f(s))));
+        self
+    }
+
+    /// Runs when a socket disconnects, with the rooms it was in.
+    pub fn on_disconnect<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Arc<Socket>, &[Arc<str>], DisconnectReason) + Send + Sync + 'static,
+    {
+        self.on_disconnect = Some(Arc::new(f));
+        self
+    }
+
+    /// Handles `event`.
+    pub fn on<F, Fut>(mut self, event: &str, f: F) -> Self
+    where
+        F: Fn(Arc<Socket>, Payload, Option<AckSender>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.events
+            .insert(event.to_owned(), Arc::new(move |s, p, a| Box::pin(f(s, p, a))));
+        self
+    }
+
+    /// Handles every event that has no handler of its own.
+    pub fn on_any<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Arc<Socket>, String, Payload, Option<AckSender>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.fallback = Some(Arc::new(move |s, e, p, a| Box::pin(f(s, e, p, a))));
+        self
+    }
+
+    /// Turns on connection state recovery for this namespace.
+    pub fn recovery(mut self, on: bool) -> Self {
+        self.recovery = on;
+        self
+    }
+
+    pub(crate) fn build(self, name: &str, config: &crate::Config, metrics: Arc<Metrics>) -> Arc<Namespace> {
+        Arc::new(Namespace {
+            name: name.to_owned(),
+            rooms: Rooms::default(),
+            sockets: RwLock::new(HashMap::new()),
+            recovery: self
+                .recovery
+                .then(|| RecoveryLog::new(config.recovery_window, RECOVERY_MAX_PACKETS)),
+            authenticator: self.authenticator,
+            on_connect: self.on_connect,
+            on_disconnect: self.on_disconnect,
+            events: self.events,
+            fallback: self.fallback,
+            metrics,
+        })
+    }
+}
+
+/// Most broadcasts a namespace keeps for recovery; a client that missed more starts fresh.
+const RECOVERY_MAX_PACKETS: usize = 10_000;
+
+/// A namespace: its handlers, sockets and rooms.
+pub struct Namespace {
+    name: String,
+    pub(crate) rooms: Rooms<Arc<str>, Arc<Socket>>,
+    sockets: RwLock<HashMap<Arc<str>, Arc<Socket>>>,
+    pub(crate) recovery: Option<RecoveryLog>,
+    pub(crate) authenticator: Option<Authenticator>,
+    pub(crate) on_connect: Option<ConnectHandler>,
+    on_disconnect: Option<DisconnectHandler>,
+    events: HashMap<String, EventHandler>,
+    fallback: Option<FallbackHandler>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Namespace {
+    /// The namespace's name (`/`, `/admin`, …).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The socket with this id.
+    pub fn socket(&self, id: &str) -> Option<Arc<Socket>> {
+        self.sockets.read().get(id).cloned()
+    }
+
+    /// Every connected socket.
+    pub fn sockets(&self) -> Vec<Arc<Socket>> {
+        self.sockets.read().values().cloned().collect()
+    }
+
+    /// Number of connected sockets.
+    pub fn socket_count(&self) -> usize {
+        self.sockets.read().len()
+    }
+
+    /// Connected sockets in `room`.
+    pub fn sockets_in(&self, room: &str) -> Vec<Arc<Socket>> {
+        let mut out = Vec::with_capacity(self.rooms.len(room));
+        self.rooms.for_each(room, |_, s| out.push(s.clone()));
+        out
+    }
+
+    /// Every room with its socket count.
+    pub fn room_counts(&self) -> Vec<(Arc<str>, usize)> {
+        self.rooms.counts()
+    }
+
+    /// Starts a broadcast to `room`.
+    pub fn to(self: &Arc<Self>, room: &str) -> Broadcast<'_> {
+        Broadcast {
+            ns: self,
+            rooms: vec![room.into()],
+            except: None,
+        }
+    }
+
+    /// Starts a broadcast to every socket of the namespace.
+    pub fn everyone(self: &Arc<Self>) -> Broadcast<'_> {
+        Broadcast {
+            ns: self,
+            rooms: Vec::new(),
+            except: None,
+        }
+    }
+
+    pub(crate) fn handler(&self, event: &str) -> Option<&EventHandler> {
+        self.events.get(event)
+    }
+
+    pub(crate) fn fallback(&self) -> Option<&FallbackHandler> {
+        self.fallback.as_ref()
+    }
+
+    pub(crate) fn add_socket(&self, socket: &Arc<Socket>) {
+        self.sockets.write().insert(socket.id().clone(), socket.clone());
+        self.metrics.sockets.inc();
+    }
+
+    /// Called once by [`Socket::cleanup`].
+    pub(crate) fn socket_gone(&self, socket: &Arc<Socket>, rooms: Vec<Arc<str>>, reason: DisconnectReason) {
+        if self.sockets.write().remove(socket.id()).is_some() {
+            self.metrics.sockets.dec();
+        }
+        if let Some(log) = &self.recovery {
+            if reason.is_recoverable() {
+                log.save(SavedSession::new(
+                    socket.id().clone(),
+                    socket.pid().clone(),
+                    rooms.clone(),
+                    socket.user().cloned(),
+                    socket.auth().clone(),
+                    socket.connected_seq,
+                ));
+            }
+        }
+        if let Some(f) = &self.on_disconnect {
+            f(socket, &rooms, reason);
+        }
+    }
+}
+
+/// A broadcast being set up: `ns.to("room").except(id).emit("event", &data)`.
+pub struct Broadcast<'a> {
+    ns: &'a Arc<Namespace>,
+    rooms: Vec<Arc<str>>,
+    except: Option<Arc<str>>,
+}
+
+impl Broadcast<'_> {
+    /// Adds a room.
+    pub fn to(mut self, room: &str) -> Self {
+        self.rooms.push(room.into());
+        self
+    }
+
+    /// Leaves out one socket.
+    pub fn except(mut self, socket_id: &Arc<str>) -> Self {
+        self.except = Some(socket_id.clone());
+        self
+    }
+
+    /// Emits `event` with one argument; encoded once, shared by every recipient. Returns the
+    /// number of sockets it was queued for.
+    pub fn emit<T: Serialize + ?Sized>(self, event: &str, data: &T) -> usize {
+        self.send(event, Some(data), &[], &[])
+    }
+
+    /// Emits `event` with any arguments and binary attachments.
+    pub fn emit_payload(self, event: &str, payload: &Payload) -> usize {
+        self.send::<Value>(event, None, &payload.args, &payload.attachments)
+    }
+
+    fn send<T: Serialize + ?Sized>(
+        self,
+        event: &str,
+        one: Option<&T>,
+        rest: &[Value],
+        attachments: &[bytes::Bytes],
+    ) -> usize {
+        let ns = self.ns;
+        // Room broadcasts carry a recovery offset; namespace-wide ones are not replayed.
+        let offset = match (&ns.recovery, self.rooms.is_empty()) {
+            (Some(log), false) => Some(log.next_offset()),
+            _ => None,
+        };
+        let array = EventArray {
+            event,
+            one,
+            rest,
+            offset: offset.as_ref().map(|(_, o)| o.as_str()),
+        };
+        let frames = payload::event_frames(ns.name(), None, &array, attachments);
+        let mut delivered = 0;
+        let mut deliver = |id: &Arc<str>, socket: &Arc<Socket>| {
+            if self.except.as_ref() != Some(id) && socket.send_frames(&frames).is_ok() {
+                delivered += 1;
+            }
+        };
+        if self.rooms.is_empty() {
+            for socket in ns.sockets() {
+                deliver(socket.id(), &socket);
+            }
+        } else {
+            ns.rooms.for_each_in_any(&self.rooms, &mut deliver);
+        }
+        if let (Some(log), Some((seq, _))) = (&ns.recovery, offset) {
+            log.record(seq, self.rooms, self.except, frames);
+        }
+        delivered
+    }
+}

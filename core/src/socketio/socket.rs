@@ -1,0 +1,370 @@
+//! A Socket.IO socket: one client connected to one namespace.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::namespace::Namespace;
+use super::payload::{self, EventArray, Payload};
+use crate::auth::User;
+use crate::protocol::frame::Frame;
+use crate::protocol::socketio::PacketKind;
+use crate::transport::{CloseReason, Session};
+
+/// Why a socket disconnected, with Socket.IO's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The transport closed (the client went away).
+    TransportClose,
+    /// The transport failed.
+    TransportError,
+    /// The client did not answer pings.
+    PingTimeout,
+    /// The client could not keep up with what it was sent.
+    SlowConsumer,
+    /// The client sent a packet that does not parse.
+    ParseError,
+    /// The client left the namespace.
+    ClientNamespaceDisconnect,
+    /// Server code disconnected the socket.
+    ServerNamespaceDisconnect,
+    /// The server closed the connection (shutdown or forced close).
+    ServerShuttingDown,
+}
+
+impl DisconnectReason {
+    /// Socket.IO's name for the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::SlowConsumer => "slow consumer",
+            DisconnectReason::ParseError => "parse error",
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
+            DisconnectReason::ServerShuttingDown => "server shutting down",
+        }
+    }
+
+    /// Whether the client may come back and recover its state.
+    pub fn is_recoverable(self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::TransportClose
+                | DisconnectReason::TransportError
+                | DisconnectReason::PingTimeout
+                | DisconnectReason::ServerShuttingDown
+        )
+    }
+
+    pub(crate) fn from_close(reason: CloseReason) -> Self {
+        match reason {
+            CloseReason::TransportClose => DisconnectReason::TransportClose,
+            CloseReason::TransportError | CloseReason::PayloadTooLarge => {
+                DisconnectReason::TransportError
+            }
+            CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+            CloseReason::SlowConsumer => DisconnectReason::SlowConsumer,
+            CloseReason::ServerClose => DisconnectReason::ServerShuttingDown,
+        }
+    }
+}
+
+/// Why an emit did not reach the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    /// The socket is disconnected.
+    #[error("socket disconnected")]
+    Disconnected,
+    /// The client's outbound queue is full; it is being disconnected as a slow reader.
+    #[error("client is not keeping up; disconnected")]
+    SlowConsumer,
+}
+
+/// Why an acknowledgement did not arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// The client did not acknowledge in time.
+    #[error("acknowledgement timed out")]
+    Timeout,
+    /// The socket disconnected first.
+    #[error("socket disconnected before acknowledging")]
+    Disconnected,
+}
+
+/// One client connected to one namespace.
+pub struct Socket {
+    id: Arc<str>,
+    pid: Arc<str>,
+    ns: Arc<Namespace>,
+    session: Arc<Session>,
+    user: Option<Arc<User>>,
+    auth: Value,
+    recovered: bool,
+    pub(crate) connected_seq: u64,
+    rooms: parking_lot::Mutex<Vec<Arc<str>>>,
+    acks: parking_lot::Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
+    next_ack: AtomicU64,
+    connected: AtomicBool,
+    extensions: parking_lot::Mutex<http::Extensions>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id)
+            .field("ns", &self.ns.name())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct SocketInit {
+    pub id: Arc<str>,
+    pub pid: Arc<str>,
+    pub user: Option<Arc<User>>,
+    pub auth: Value,
+    pub recovered: bool,
+    pub connected_seq: u64,
+}
+
+impl Socket {
+    pub(crate) fn new(ns: Arc<Namespace>, session: Arc<Session>, init: SocketInit) -> Arc<Self> {
+        Arc::new(Socket {
+            id: init.id,
+            pid: init.pid,
+            ns,
+            session,
+            user: init.user,
+            auth: init.auth,
+            recovered: init.recovered,
+            connected_seq: init.connected_seq,
+            rooms: parking_lot::Mutex::new(Vec::new()),
+            acks: parking_lot::Mutex::new(HashMap::new()),
+            next_ack: AtomicU64::new(0),
+            connected: AtomicBool::new(true),
+            extensions: parking_lot::Mutex::new(http::Extensions::new()),
+        })
+    }
+
+    /// The socket id (stable across a recovery).
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    /// The private session id the client presents to recover this socket.
+    pub(crate) fn pid(&self) -> &Arc<str> {
+        &self.pid
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &Arc<Namespace> {
+        &self.ns
+    }
+
+    /// The authenticated user, when the namespace authenticates.
+    pub fn user(&self) -> Option<&Arc<User>> {
+        self.user.as_ref()
+    }
+
+    /// The auth payload the client sent with its CONNECT.
+    pub fn auth(&self) -> &Value {
+        &self.auth
+    }
+
+    /// The Engine.IO session underneath (handshake headers, query, address).
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// Whether this socket came back through connection state recovery.
+    pub fn recovered(&self) -> bool {
+        self.recovered
+    }
+
+    /// Whether the socket is still connected.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Per-socket data for handlers (a type map).
+    pub fn extensions(&self) -> parking_lot::MutexGuard<'_, http::Extensions> {
+        self.extensions.lock()
+    }
+
+    /// The rooms the socket is in.
+    pub fn rooms(&self) -> Vec<Arc<str>> {
+        self.rooms.lock().clone()
+    }
+
+    /// Number of rooms the socket is in.
+    pub fn room_count(&self) -> usize {
+        self.rooms.lock().len()
+    }
+
+    /// Whether the socket is in `room`.
+    pub fn in_room(&self, room: &str) -> bool {
+        self.rooms.lock().iter().any(|r| &**r == room)
+    }
+
+    /// Joins a room; true when the socket was not in it yet.
+    pub fn join(self: &Arc<Self>, room: &str) -> bool {
+        if !self.connected() {
+            return false;
+        }
+        let room: Arc<str> = room.into();
+        {
+            let mut rooms = self.rooms.lock();
+            if rooms.iter().any(|r| *r == room) {
+                return false;
+            }
+            rooms.push(room.clone());
+        }
+        self.ns.rooms.join(&room, self.id.clone(), self.clone());
+        true
+    }
+
+    /// Leaves a room; true when the socket was in it.
+    pub fn leave(&self, room: &str) -> bool {
+        {
+            let mut rooms = self.rooms.lock();
+            let Some(i) = rooms.iter().position(|r| &**r == room) else {
+                return false;
+            };
+            rooms.swap_remove(i);
+        }
+        self.ns.rooms.leave(room, &self.id);
+        true
+    }
+
+    pub(crate) fn send_frames(&self, frames: &[Frame]) -> Result<(), EmitError> {
+        if !self.connected() {
+            return Err(EmitError::Disconnected);
+        }
+        for frame in frames {
+            match self.session.send(frame.clone()) {
+                Ok(()) => {}
+                Err(crate::transport::outbox::PushError::Overflow) => return Err(EmitError::SlowConsumer),
+                Err(crate::transport::outbox::PushError::Closed) => return Err(EmitError::Disconnected),
+            }
+        }
+        Ok(())
+    }
+
+    /// Emits `event` with one argument to this socket.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+        let array = EventArray {
+            event,
+            one: Some(data),
+            rest: &[],
+            offset: None,
+        };
+        self.send_frames(&payload::event_frames(self.ns.name(), None, &array, &[]))
+    }
+
+    /// Emits `event` with any arguments and binary attachments to this socket.
+    pub fn emit_payload(&self, event: &str, payload: &Payload) -> Result<(), EmitError> {
+        let array = EventArray::<Value> {
+            event,
+            one: None,
+            rest: &payload.args,
+            offset: None,
+        };
+        self.send_frames(&payload::event_frames(
+            self.ns.name(),
+            None,
+            &array,
+            &payload.attachments,
+        ))
+    }
+
+    /// Emits `event` and waits for the client's acknowledgement.
+    pub async fn emit_with_ack(&self, event: &str, payload: &Payload, timeout: Duration) -> Result<Payload, AckError> {
+        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.acks.lock().insert(id, tx);
+        let array = EventArray::<Value> {
+            event,
+            one: None,
+            rest: &payload.args,
+            offset: None,
+        };
+        let frames = payload::event_frames(self.ns.name(), Some(id), &array, &payload.attachments);
+        if self.send_frames(&frames).is_err() {
+            self.acks.lock().remove(&id);
+            return Err(AckError::Disconnected);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => {
+                self.acks.lock().remove(&id);
+                Err(AckError::Timeout)
+            }
+        }
+    }
+
+    pub(crate) fn resolve_ack(&self, id: u64, payload: Payload) {
+        if let Some(tx) = self.acks.lock().remove(&id) {
+            let _ = tx.send(payload);
+        }
+    }
+
+    /// Disconnects the socket from its namespace (the client sees `io server disconnect` and
+    /// does not reconnect by itself).
+    pub fn disconnect(self: &Arc<Self>) {
+        if !self.connected() {
+            return;
+        }
+        let _ = self.session.send(payload::packet_frame::<Value>(
+            PacketKind::Disconnect,
+            self.ns.name(),
+            None,
+            0,
+            None,
+        ));
+        self.session.sio.remove(&self.id);
+        self.cleanup(DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// Marks the socket gone, leaves its rooms and tells the namespace. Runs once.
+    pub(crate) fn cleanup(self: &Arc<Self>, reason: DisconnectReason) {
+        if !self.connected.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let rooms = std::mem::take(&mut *self.rooms.lock());
+        for room in &rooms {
+            self.ns.rooms.leave(room, &self.id);
+        }
+        self.acks.lock().clear();
+        self.ns.socket_gone(self, rooms, reason);
+    }
+}
+
+/// Answers a client's acknowledgement request.
+pub struct AckSender {
+    socket: Arc<Socket>,
+    id: u64,
+}
+
+impl AckSender {
+    pub(crate) fn new(socket: Arc<Socket>, id: u64) -> Self {
+        AckSender { socket, id }
+    }
+
+    /// Acknowledges with these arguments.
+    pub fn send(self, args: Vec<Value>) {
+        self.send_payload(&Payload::new(args));
+    }
+
+    /// Acknowledges with arguments and binary attachments.
+    pub fn send_payload(self, payload: &Payload) {
+        let frames = payload::ack_frames(self.socket.ns.name(), self.id, payload);
+        let _ = self.socket.send_frames(&frames);
+    }
+}

@@ -1,0 +1,200 @@
+//! Engine.IO sessions over WebSocket and HTTP long-polling, and the HTTP front door.
+
+pub mod http;
+pub mod outbox;
+pub mod polling;
+pub mod session;
+pub mod websocket;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use rand::RngCore;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::protocol::engineio::{Handshake, Packet};
+use crate::protocol::frame::{Frame, FrameKind};
+pub use session::{CloseReason, HandshakeInfo, Session, TransportKind};
+
+/// A message an Engine.IO client sent.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// A text message (valid UTF-8, without the `4` type prefix).
+    Text(Bytes),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+/// What runs on top of Engine.IO: Socket.IO, or a raw handler such as the echo server the
+/// Engine.IO conformance suite talks to.
+pub trait SessionHandler: Send + Sync + 'static {
+    /// A message arrived. The transport reads the session's next packet only when the returned
+    /// future completes, so one session's messages are handled in order.
+    fn on_message<'a>(&'a self, session: &'a Arc<Session>, message: Message) -> BoxFuture<'a, ()>;
+
+    /// The session closed. Runs once, on the session's own task.
+    fn on_close(&self, session: &Arc<Session>, reason: CloseReason);
+}
+
+/// Why a new session was not opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenError {
+    /// `max_connections` sessions are open already.
+    TooManyConnections,
+}
+
+/// The sessions behind one Engine.IO path.
+pub struct EioServer {
+    pub(crate) config: Arc<Config>,
+    pub(crate) metrics: Arc<Metrics>,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    handler: Arc<dyn SessionHandler>,
+}
+
+impl EioServer {
+    /// A server that hands messages to `handler`.
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, handler: Arc<dyn SessionHandler>) -> Arc<Self> {
+        Arc::new(EioServer {
+            config,
+            metrics,
+            sessions: Mutex::new(HashMap::new()),
+            handler,
+        })
+    }
+
+    /// The session with this id, if it is open.
+    pub fn session(&self, sid: &str) -> Option<Arc<Session>> {
+        let session = self.sessions.lock().get(sid).cloned()?;
+        if session.pong_overdue() {
+            session.close(CloseReason::PingTimeout);
+        }
+        if session.is_closing() {
+            return None;
+        }
+        Some(session)
+    }
+
+    /// Number of open sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Every open session.
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions.lock().values().cloned().collect()
+    }
+
+    /// Opens a session, queues its `open` packet and starts its heartbeat.
+    pub(crate) fn open_session(
+        self: &Arc<Self>,
+        transport: TransportKind,
+        handshake: HandshakeInfo,
+    ) -> Result<Arc<Session>, OpenError> {
+        let sid = new_id();
+        let session = Arc::new(Session::new(
+            sid.clone(),
+            transport,
+            handshake,
+            outbox::Outbox::new(
+                self.config.outbound_queue_frames,
+                self.config.outbound_queue_bytes,
+            ),
+            self.metrics.clone(),
+        ));
+        {
+            let mut sessions = self.sessions.lock();
+            let max = self.config.max_connections;
+            if max > 0 && sessions.len() >= max {
+                self.metrics.refusals.inc("max_connections");
+                return Err(OpenError::TooManyConnections);
+            }
+            sessions.insert(sid.clone(), session.clone());
+        }
+        self.metrics.connections.inc();
+        self.metrics.connections_total.inc();
+
+        let upgrades: &[&str] = match transport {
+            TransportKind::Polling => &["websocket"],
+            TransportKind::WebSocket => &[],
+        };
+        let open = Handshake {
+            sid: &sid,
+            upgrades,
+            ping_interval: self.config.ping_interval.as_millis() as u64,
+            ping_timeout: self.config.ping_timeout.as_millis() as u64,
+            max_payload: self.config.max_payload,
+        }
+        .to_packet();
+        let _ = session.send(Frame::from_payload(&open, FrameKind::Text));
+
+        let server = self.clone();
+        let s = session.clone();
+        tokio::spawn(async move {
+            s.heartbeat(server.config.ping_interval, server.config.ping_timeout)
+                .await;
+            server.finalize(&s);
+        });
+        Ok(session)
+    }
+
+    /// Runs a session's cleanup once it closed: forget it and tell the handler.
+    fn finalize(&self, session: &Arc<Session>) {
+        if !session.take_finalize() {
+            return;
+        }
+        self.sessions.lock().remove(&session.sid);
+        self.metrics.connections.dec();
+        let reason = session.close_reason().unwrap_or(CloseReason::ServerClose);
+        self.metrics.disconnects.inc(reason.label());
+        tracing::debug!(sid = %session.sid, reason = reason.label(), "session closed");
+        self.handler.on_close(session, reason);
+    }
+
+    /// Handles one packet a client sent on any transport.
+    pub(crate) async fn handle_packet(&self, session: &Arc<Session>, packet: Packet) {
+        self.metrics.packets_in.inc();
+        match packet {
+            Packet::Pong(_) => session.pong_received(),
+            Packet::Ping(data) => {
+                let _ = session.send_packet(&Packet::Pong(data));
+            }
+            Packet::Message(text) => {
+                self.metrics.bytes_in.add(text.len() as u64);
+                self.handler.on_message(session, Message::Text(text)).await;
+            }
+            Packet::Binary(data) => {
+                self.metrics.bytes_in.add(data.len() as u64);
+                self.handler.on_message(session, Message::Binary(data)).await;
+            }
+            Packet::Close => {
+                // A pending poll learns of the close through a noop, as Engine.IO does.
+                if session.transport() == TransportKind::Polling {
+                    let _ = session.send_packet(&Packet::Noop);
+                }
+                session.close(CloseReason::TransportClose);
+            }
+            Packet::Upgrade | Packet::Noop | Packet::Open(_) => {}
+        }
+    }
+
+    /// Closes every session (engine shutdown).
+    pub fn close_all(&self) {
+        for s in self.sessions() {
+            s.close(CloseReason::ServerClose);
+        }
+    }
+}
+
+/// A random 20-character URL-safe id (120 bits).
+pub fn new_id() -> Arc<str> {
+    use base64::Engine as _;
+    let mut raw = [0u8; 15];
+    rand::rng().fill_bytes(&mut raw);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(raw)
+        .into()
+}

@@ -1,0 +1,302 @@
+//! An Engine.IO session: the state its transports share, its heartbeat and its close.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::outbox::{Outbox, PushError};
+use crate::metrics::Metrics;
+use crate::protocol::engineio::Packet;
+use crate::protocol::frame::{Frame, FrameKind};
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed the transport or sent a close packet.
+    TransportClose,
+    /// The transport failed (read or write error, protocol violation).
+    TransportError,
+    /// No pong arrived within the ping timeout.
+    PingTimeout,
+    /// The outbound queue passed its limit.
+    SlowConsumer,
+    /// The server closed the session (disconnect, flooding, shutdown).
+    ServerClose,
+    /// A payload over `maxPayload` arrived.
+    PayloadTooLarge,
+}
+
+impl CloseReason {
+    /// A stable label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::TransportClose => "transport_close",
+            CloseReason::TransportError => "transport_error",
+            CloseReason::PingTimeout => "ping_timeout",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::ServerClose => "server_close",
+            CloseReason::PayloadTooLarge => "payload_too_large",
+        }
+    }
+}
+
+/// The transport a session currently sends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TransportKind {
+    /// HTTP long-polling.
+    Polling = 0,
+    /// WebSocket.
+    WebSocket = 1,
+}
+
+/// What the client sent when it opened the session.
+#[derive(Debug, Clone)]
+pub struct HandshakeInfo {
+    /// Request headers of the first request.
+    pub headers: HeaderMap,
+    /// The raw query string of the first request.
+    pub query: String,
+    /// The client's address.
+    pub address: SocketAddr,
+}
+
+impl HandshakeInfo {
+    /// A query parameter of the first request, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        crate::transport::http::query_param(&self.query, name)
+    }
+}
+
+/// One Engine.IO session.
+pub struct Session {
+    /// The session id.
+    pub sid: Arc<str>,
+    /// Frames waiting for the transport.
+    pub outbox: Outbox,
+    /// What the client sent when it opened the session.
+    pub handshake: HandshakeInfo,
+    transport: AtomicU8,
+    upgrading: AtomicBool,
+    probed: AtomicBool,
+    probe_notify: Notify,
+    /// When the pending ping must be answered by, in ms since `born` (0: none pending).
+    pong_deadline: std::sync::atomic::AtomicU64,
+    born: std::time::Instant,
+    closing: AtomicBool,
+    finalized: AtomicBool,
+    close_reason: Mutex<Option<CloseReason>>,
+    closed_notify: Notify,
+    pong: Notify,
+    /// Set while a polling GET is waiting, to refuse an overlapping one.
+    pub(crate) poll_active: AtomicBool,
+    /// Set while a polling POST is being processed, to refuse an overlapping one.
+    pub(crate) post_active: AtomicBool,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Socket.IO state of this connection.
+    pub(crate) sio: crate::socketio::ConnState,
+}
+
+impl Session {
+    pub(crate) fn new(
+        sid: Arc<str>,
+        transport: TransportKind,
+        handshake: HandshakeInfo,
+        outbox: Outbox,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Session {
+            sid,
+            outbox,
+            handshake,
+            transport: AtomicU8::new(transport as u8),
+            upgrading: AtomicBool::new(false),
+            probed: AtomicBool::new(false),
+            probe_notify: Notify::new(),
+            pong_deadline: std::sync::atomic::AtomicU64::new(0),
+            born: std::time::Instant::now(),
+            closing: AtomicBool::new(false),
+            finalized: AtomicBool::new(false),
+            close_reason: Mutex::new(None),
+            closed_notify: Notify::new(),
+            pong: Notify::new(),
+            poll_active: AtomicBool::new(false),
+            post_active: AtomicBool::new(false),
+            metrics,
+            sio: Default::default(),
+        }
+    }
+
+    /// The transport the session sends on now.
+    pub fn transport(&self) -> TransportKind {
+        if self.transport.load(Ordering::Acquire) == TransportKind::WebSocket as u8 {
+            TransportKind::WebSocket
+        } else {
+            TransportKind::Polling
+        }
+    }
+
+    pub(crate) fn set_transport(&self, kind: TransportKind) {
+        self.transport.store(kind as u8, Ordering::Release);
+    }
+
+    /// Marks an upgrade as started; false when one already is.
+    pub(crate) fn begin_upgrade(&self) -> bool {
+        !self.upgrading.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn end_upgrade(&self) {
+        self.probed.store(false, Ordering::Release);
+        self.upgrading.store(false, Ordering::Release);
+    }
+
+    /// The upgrading WebSocket answered its probe: pending and later polls get a noop.
+    pub(crate) fn mark_probed(&self) {
+        self.probed.store(true, Ordering::Release);
+        self.probe_notify.notify_waiters();
+    }
+
+    /// Whether an upgrade has been probed and polls must be released with a noop.
+    pub(crate) fn is_probed(&self) -> bool {
+        self.probed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once an upgrade probe succeeds.
+    pub(crate) async fn probed(&self) {
+        let notified = self.probe_notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_probed() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Whether a ping went unanswered past its deadline (checked on every request, so the
+    /// session is gone exactly at pingInterval + pingTimeout, whatever the timers' jitter).
+    pub(crate) fn pong_overdue(&self) -> bool {
+        let deadline = self.pong_deadline.load(Ordering::Acquire);
+        deadline != 0 && self.born.elapsed().as_millis() as u64 >= deadline
+    }
+
+    /// Queues a frame; a full queue closes the session as a slow reader.
+    pub fn send(&self, frame: Frame) -> Result<(), PushError> {
+        let result = self.outbox.push(frame);
+        match result {
+            Ok(()) => self.metrics.packets_out.inc(),
+            Err(PushError::Overflow) => self.close(CloseReason::SlowConsumer),
+            Err(PushError::Closed) => {}
+        }
+        result
+    }
+
+    /// Queues an Engine.IO text packet.
+    pub fn send_packet(&self, packet: &Packet) -> Result<(), PushError> {
+        let kind = match packet {
+            Packet::Binary(_) => FrameKind::Binary,
+            _ => FrameKind::Text,
+        };
+        let frame = match packet {
+            Packet::Binary(data) => Frame::from_payload(data, kind),
+            other => Frame::from_payload(&other.encode_text(), kind),
+        };
+        self.send(frame)
+    }
+
+    /// Queues a text message (`4` + text).
+    pub fn send_message(&self, text: &str) -> Result<(), PushError> {
+        let mut buf = Frame::builder(text.len() + 1);
+        buf.push(b'4');
+        buf.extend_from_slice(text.as_bytes());
+        self.send(Frame::finish(buf, FrameKind::Text))
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&self, data: &Bytes) -> Result<(), PushError> {
+        self.send(Frame::from_payload(data, FrameKind::Binary))
+    }
+
+    /// Asks the session to close. Safe to call from anywhere, any number of times, also while
+    /// holding hub locks: the cleanup runs later on the session's own task.
+    pub fn close(&self, reason: CloseReason) {
+        {
+            let mut r = self.close_reason.lock();
+            if r.is_none() {
+                *r = Some(reason);
+            }
+        }
+        if !self.closing.swap(true, Ordering::AcqRel) {
+            self.outbox.close();
+            self.closed_notify.notify_waiters();
+        }
+    }
+
+    /// Whether a close was requested.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        *self.close_reason.lock()
+    }
+
+    /// Resolves once a close was requested.
+    pub async fn closed(&self) {
+        let notified = self.closed_notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_closing() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Records a pong from the client.
+    pub(crate) fn pong_received(&self) {
+        self.pong_deadline.store(0, Ordering::Release);
+        self.pong.notify_one();
+    }
+
+    /// True exactly once: for the caller that runs the session's final cleanup.
+    pub(crate) fn take_finalize(&self) -> bool {
+        !self.finalized.swap(true, Ordering::AcqRel)
+    }
+
+    /// Sends pings and closes the session when a pong does not come back in time.
+    /// Returns when the session closes. Deadlines are absolute, so timer jitter does not add
+    /// up: the session closes at pingInterval + pingTimeout after the last pong.
+    pub(crate) async fn heartbeat(&self, interval: Duration, timeout: Duration) {
+        let mut next_ping = tokio::time::Instant::from_std(self.born) + interval;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_ping) => {}
+                _ = self.closed() => return,
+            }
+            // A pong left over from before this ping does not count.
+            let _ = futures_util::FutureExt::now_or_never(self.pong.notified());
+            let deadline = next_ping + timeout;
+            let deadline_ms = deadline.into_std().saturating_duration_since(self.born).as_millis() as u64;
+            self.pong_deadline.store(deadline_ms.max(1), Ordering::Release);
+            if self.send_packet(&Packet::Ping(Bytes::new())).is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = self.pong.notified() => {
+                    next_ping = tokio::time::Instant::now() + interval;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.close(CloseReason::PingTimeout);
+                    return;
+                }
+                _ = self.closed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The WebSocket transport.
+//!
+//! Reading goes through tungstenite (framing, unmasking, fragmentation, UTF-8 and control
+//! frames) with a small read buffer. Writing does not: outbound frames are already complete
+//! WebSocket frames ([`Frame`]), so the writer drains the session's queue and hands every
+//! queued frame to one vectored write. Control frames tungstenite wants to send (pong, close
+//! replies) are queued on the same path, so frames never interleave.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::WebSocketStream;
+
+use super::{CloseReason, EioServer, Session, TransportKind};
+use crate::protocol::engineio::Packet;
+use crate::protocol::frame::{Frame, FrameKind};
+
+/// Bytes tungstenite reads per call; small, because every idle connection holds one.
+const READ_BUFFER: usize = 4096;
+/// How long an upgrading client may take between `2probe` and `5`.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection gets to flush what is queued.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether this WebSocket starts a new session or upgrades a polling one.
+pub enum Mode {
+    /// A new session, already opened (its `open` packet queued).
+    New(Arc<Session>),
+    /// An upgrade of this polling session.
+    Upgrade(Arc<Session>),
+}
+
+/// Closes a WebSocket that may not attach to its session (a second upgrade of one sid).
+pub async fn reject<W: AsyncWrite + Unpin>(mut writer: W) {
+    let close = [0x88u8, 2, 0x03, 0xf0]; // 1008 policy violation
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        let _ = writer.write_all(&close).await;
+        let _ = writer.shutdown().await;
+    })
+    .await;
+}
+
+/// The read half as tungstenite sees it: reads come from the socket, writes (control
+/// frames only) go to the session's queue.
+struct ReadSide<R> {
+    inner: R,
+    session: Arc<Session>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for ReadSide<R> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<R: Unpin> AsyncWrite for ReadSide<R> {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let _ = self.session.outbox.push(Frame::control(Bytes::copy_from_slice(buf)));
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn ws_config(max_payload: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(usize::MAX)
+        .max_message_size(Some(max_payload))
+        .max_frame_size(Some(max_payload))
+}
+
+/// Runs a WebSocket whose HTTP upgrade is complete, until it closes.
+///
+/// `prefix` holds bytes the client sent after its upgrade request that were already read.
+pub async fn run<R, W>(server: Arc<EioServer>, reader: R, writer: W, prefix: Bytes, mode: Mode)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let session = match &mode {
+        Mode::New(s) | Mode::Upgrade(s) => s.clone(),
+    };
+    let side = ReadSide {
+        inner: reader,
+        session: session.clone(),
+    };
+    let mut ws = WebSocketStream::from_partially_read(
+        side,
+        prefix.to_vec(),
+        Role::Server,
+        Some(ws_config(server.config.max_payload)),
+    )
+    .await;
+
+    match mode {
+        Mode::New(_) => {
+            tokio::spawn(write_loop(session.clone(), writer));
+        }
+        Mode::Upgrade(_) => {
+            let upgraded = tokio::time::timeout(UPGRADE_TIMEOUT, probe(&session, &mut ws, writer)).await;
+            session.end_upgrade();
+            match upgraded {
+                Ok(Some(writer)) => {
+                    session
+                        .outbox
+                        .with_lock(|| session.set_transport(TransportKind::WebSocket));
+                    tokio::spawn(write_loop(session.clone(), writer));
+                }
+                // The upgrade failed; the polling session carries on.
+                _ => return,
+            }
+        }
+    }
+    read_loop(&server, &session, &mut ws).await;
+}
+
+/// The upgrade handshake: `2probe` → `3probe`, a noop to release the pending poll, then `5`.
+/// Returns the writer once the client completed the upgrade.
+async fn probe<R, W>(session: &Arc<Session>, ws: &mut WebSocketStream<ReadSide<R>>, mut writer: W) -> Option<W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    loop {
+        let message = tokio::select! {
+            m = ws.next() => m?.ok()?,
+            _ = session.closed() => return None,
+        };
+        let WsMessage::Text(text) = message else {
+            continue;
+        };
+        match Packet::decode_text(Bytes::from(text)).ok()? {
+            Packet::Ping(data) if &data[..] == b"probe" => {
+                let pong = Frame::from_payload(b"3probe", FrameKind::Text);
+                writer.write_all(pong.wire()).await.ok()?;
+                session.mark_probed();
+            }
+            Packet::Upgrade => return Some(writer),
+            _ => return None,
+        }
+    }
+}
+
+async fn read_loop<R>(server: &Arc<EioServer>, session: &Arc<Session>, ws: &mut WebSocketStream<ReadSide<R>>)
+where
+    R: AsyncRead + Unpin,
+{
+    loop {
+        let message = tokio::select! {
+            m = ws.next() => m,
+            _ = session.closed() => return,
+        };
+        let packet = match message {
+            Some(Ok(WsMessage::Text(text))) => match Packet::decode_text(Bytes::from(text)) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(sid = %session.sid, error = %e, "malformed Engine.IO packet");
+                    close_with(session, 1002, CloseReason::TransportError);
+                    return;
+                }
+            },
+            Some(Ok(WsMessage::Binary(data))) => Packet::Binary(data),
+            Some(Ok(WsMessage::Close(_))) | None => {
+                session.close(CloseReason::TransportClose);
+                return;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(WsError::Capacity(_))) => {
+                close_with(session, 1009, CloseReason::PayloadTooLarge);
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(sid = %session.sid, error = %e, "WebSocket read failed");
+                session.close(CloseReason::TransportError);
+                return;
+            }
+        };
+        server.handle_packet(session, packet).await;
+    }
+}
+
+/// Queues a close frame with `code`, then closes the session.
+fn close_with(session: &Session, code: u16, reason: CloseReason) {
+    let mut wire = vec![0x88, 2];
+    wire.extend_from_slice(&code.to_be_bytes());
+    let _ = session.outbox.push(Frame::control(Bytes::from(wire)));
+    session.close(reason);
+}
+
+/// Drains the session's queue into the socket, one vectored write per wake-up.
+async fn write_loop<W: AsyncWrite + Unpin>(session: Arc<Session>, mut writer: W) {
+    let mut batch: Vec<Frame> = Vec::new();
+    let grace = async {
+        session.closed().await;
+        tokio::time::sleep(CLOSE_GRACE).await;
+    };
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            _ = session.outbox.ready() => {}
+            _ = &mut grace => break,
+        }
+        let open = session.outbox.drain_into(&mut batch);
+        if !batch.is_empty() {
+            let result = tokio::select! {
+                r = write_frames(&mut writer, &batch) => r,
+                _ = &mut grace => break,
+            };
+            match result {
+                Ok(n) => session.metrics.bytes_out.add(n as u64),
+                Err(_) => {
+                    session.close(CloseReason::TransportError);
+                    break;
+                }
+            }
+            batch.clear();
+        }
+        if !open {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
+}
+
+/// Most frames handed to one `writev` (the kernel's IOV_MAX is 1024).
+const MAX_IOVECS: usize = 512;
+
+/// Writes every frame, coalesced into as few vectored writes as the kernel allows.
+pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(writer: &mut W, frames: &[Frame]) -> io::Result<usize> {
+    let total: usize = frames.iter().map(Frame::len).sum();
+    let (mut index, mut offset) = (0usize, 0usize);
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len().min(MAX_IOVECS));
+    while index < frames.len() {
+        slices.clear();
+        slices.push(IoSlice::new(&frames[index].wire()[offset..]));
+        slices.extend(
+            frames[index + 1..]
+                .iter()
+                .take(MAX_IOVECS - 1)
+                .map(|f| IoSlice::new(f.wire())),
+        );
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 && index < frames.len() {
+            let remaining = frames[index].len() - offset;
+            if written >= remaining {
+                written -= remaining;
+                index += 1;
+                offset = 0;
+            } else {
+                offset += written;
+                written = 0;
+            }
+        }
+    }
+    writer.flush().await?;
+    Ok(total)
+}
+
+/// The `Sec-WebSocket-Accept` value for a client's key.
+pub fn accept_key(client_key: &[u8]) -> String {
+    tokio_tungstenite::tungstenite::handshake::derive_accept_key(client_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn write_frames_survives_partial_writes() {
+        // A duplex with a tiny buffer forces many partial writes.
+        let (mut client, mut server) = tokio::io::duplex(7);
+        let frames: Vec<Frame> = (0..50)
+            .map(|i| Frame::from_payload(format!("4message {i}").as_bytes(), FrameKind::Text))
+            .collect();
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.wire().to_vec()).collect();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut client, &mut got).await.unwrap();
+            got
+        });
+        write_frames(&mut server, &frames).await.unwrap();
+        drop(server);
+        assert_eq!(reader.await.unwrap(), expected);
+    }
+}
