@@ -21,7 +21,9 @@ impl SessionHandler for Echo {
     fn on_message<'a>(&'a self, session: &'a Arc<Session>, message: Message) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let _ = match message {
-                Message::Text(text) => session.send_message(std::str::from_utf8(&text).unwrap_or_default()),
+                Message::Text(text) => {
+                    session.send_message(std::str::from_utf8(&text).unwrap_or_default())
+                }
                 Message::Binary(data) => session.send_binary(&data),
             };
         })
@@ -31,7 +33,10 @@ impl SessionHandler for Echo {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
     let config = Config::default()
         .ping_interval(Duration::from_millis(300))?
         .ping_timeout(Duration::from_millis(200))?
@@ -51,7 +56,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .on("server-ack-test", |socket, payload, _ack| async move {
                 let question = Payload::new(payload.args.clone());
-                let answer = match socket.emit_with_ack("question", &question, Duration::from_secs(5)).await {
+                let answer = match socket
+                    .emit_with_ack("question", &question, Duration::from_secs(5))
+                    .await
+                {
                     Ok(reply) => reply.args.into_iter().next().unwrap_or(Value::Null),
                     Err(e) => Value::String(e.to_string()),
                 };

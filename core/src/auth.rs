@@ -140,12 +140,11 @@ impl JwtVerifier {
         let Some((key, validation)) = &self.key else {
             return Err(AuthError::Invalid);
         };
-        let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| {
-            match e.kind() {
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid,
-            }
-        })?;
+            })?;
         let claims = data.claims;
         let id = claims
             .sub
@@ -195,7 +194,12 @@ mod tests {
     }
 
     fn hs(claims: serde_json::Value, secret: &str) -> String {
-        encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
     }
 
     fn verifier() -> JwtVerifier {
@@ -204,13 +208,19 @@ mod tests {
 
     #[test]
     fn valid_token_gives_the_user() {
-        let t = hs(json!({"sub": "alice", "rooms": ["team-*"], "exp": now() + 60}), "s3cret");
+        let t = hs(
+            json!({"sub": "alice", "rooms": ["team-*"], "exp": now() + 60}),
+            "s3cret",
+        );
         let user = verifier().verify(&t).unwrap();
         assert_eq!(user.id, "alice");
         assert_eq!(user.username, "alice");
         assert_eq!(user.claim_allows("team-a"), Some(true));
         assert_eq!(user.claim_allows("lobby"), Some(false));
-        let t = hs(json!({"sub": "bob", "username": "Bob", "rooms": "a, b*"}), "s3cret");
+        let t = hs(
+            json!({"sub": "bob", "username": "Bob", "rooms": "a, b*"}),
+            "s3cret",
+        );
         let user = verifier().verify(&t).unwrap();
         assert_eq!(user.username, "Bob");
         assert_eq!(user.rooms, Some(vec!["a".into(), "b*".into()]));
@@ -219,8 +229,14 @@ mod tests {
     #[test]
     fn refusals_have_the_contract_messages() {
         let v = verifier();
-        assert_eq!(v.verify("").unwrap_err().to_string(), "Authentication required");
-        assert_eq!(v.verify("garbage").unwrap_err().to_string(), "Invalid token");
+        assert_eq!(
+            v.verify("").unwrap_err().to_string(),
+            "Authentication required"
+        );
+        assert_eq!(
+            v.verify("garbage").unwrap_err().to_string(),
+            "Invalid token"
+        );
         let wrong = hs(json!({"sub": "a"}), "other");
         assert_eq!(v.verify(&wrong), Err(AuthError::Invalid));
         let no_sub = hs(json!({"name": "a"}), "s3cret");
@@ -232,7 +248,11 @@ mod tests {
             use base64::Engine as _;
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
         };
-        let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(r#"{"sub":"a"}"#));
+        let none = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(r#"{"sub":"a"}"#)
+        );
         assert_eq!(v.verify(&none), Err(AuthError::Invalid));
     }
 

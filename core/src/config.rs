@@ -221,9 +221,9 @@ impl Config {
         Ok(self)
     }
 
-    /// Sets the largest accepted payload (at least 1 KiB, so a handshake always fits).
+    /// Sets the largest accepted payload (at least 128 bytes, so a CONNECT with a token fits).
     pub fn max_payload(mut self, bytes: usize) -> Result<Self, ConfigError> {
-        self.max_payload = at_least("max_payload", bytes, 1024)?;
+        self.max_payload = at_least("max_payload", bytes, 128)?;
         Ok(self)
     }
 

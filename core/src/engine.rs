@@ -25,11 +25,16 @@ pub struct EngineBuilder {
 
 impl EngineBuilder {
     /// Adds (or extends) a namespace.
-    pub fn namespace(mut self, name: &str, setup: impl FnOnce(NamespaceBuilder) -> NamespaceBuilder) -> Self {
+    pub fn namespace(
+        mut self,
+        name: &str,
+        setup: impl FnOnce(NamespaceBuilder) -> NamespaceBuilder,
+    ) -> Self {
         let i = match self.namespaces.iter().position(|(n, _)| n == name) {
             Some(i) => i,
             None => {
-                self.namespaces.push((name.to_owned(), NamespaceBuilder::default()));
+                self.namespaces
+                    .push((name.to_owned(), NamespaceBuilder::default()));
                 self.namespaces.len() - 1
             }
         };
@@ -160,7 +165,8 @@ impl Engine {
     /// Binds `addr` and serves on it until shutdown; returns the bound address (useful with
     /// port 0). Callable from inside or outside the engine's runtime.
     pub fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, Error> {
-        let listener = std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+        let listener =
+            std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
         listener
             .set_nonblocking(true)
             .map_err(|source| Error::Bind { addr, source })?;
@@ -168,8 +174,8 @@ impl Engine {
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
         let _enter = self.inner.handle.enter();
-        let listener =
-            tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Bind { addr, source })?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|source| Error::Bind { addr, source })?;
         let (tx, rx) = oneshot::channel::<()>();
         self.inner.listeners.lock().push(tx);
         let http = self.inner.http.clone();

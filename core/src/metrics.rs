@@ -58,7 +58,11 @@ impl LabeledCounter {
     }
     /// The value under `label`.
     pub fn get(&self, label: &str) -> u64 {
-        self.0.lock().iter().find(|(l, _)| *l == label).map_or(0, |(_, n)| *n)
+        self.0
+            .lock()
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map_or(0, |(_, n)| *n)
     }
 }
 
@@ -92,19 +96,70 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
         let mut simple = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
-        simple("switchboard_connections", "gauge", "Open Engine.IO sessions.", self.connections.get().to_string());
-        simple("switchboard_connections_total", "counter", "Sessions opened since start.", self.connections_total.get().to_string());
-        simple("switchboard_sockets", "gauge", "Connected Socket.IO sockets.", self.sockets.get().to_string());
-        simple("switchboard_packets_in_total", "counter", "Engine.IO packets received.", self.packets_in.get().to_string());
-        simple("switchboard_packets_out_total", "counter", "Frames queued for clients.", self.packets_out.get().to_string());
-        simple("switchboard_bytes_in_total", "counter", "Payload bytes received.", self.bytes_in.get().to_string());
-        simple("switchboard_bytes_out_total", "counter", "Bytes written to clients.", self.bytes_out.get().to_string());
-        simple("switchboard_messages_total", "counter", "Chat messages accepted.", self.messages.get().to_string());
+        simple(
+            "switchboard_connections",
+            "gauge",
+            "Open Engine.IO sessions.",
+            self.connections.get().to_string(),
+        );
+        simple(
+            "switchboard_connections_total",
+            "counter",
+            "Sessions opened since start.",
+            self.connections_total.get().to_string(),
+        );
+        simple(
+            "switchboard_sockets",
+            "gauge",
+            "Connected Socket.IO sockets.",
+            self.sockets.get().to_string(),
+        );
+        simple(
+            "switchboard_packets_in_total",
+            "counter",
+            "Engine.IO packets received.",
+            self.packets_in.get().to_string(),
+        );
+        simple(
+            "switchboard_packets_out_total",
+            "counter",
+            "Frames queued for clients.",
+            self.packets_out.get().to_string(),
+        );
+        simple(
+            "switchboard_bytes_in_total",
+            "counter",
+            "Payload bytes received.",
+            self.bytes_in.get().to_string(),
+        );
+        simple(
+            "switchboard_bytes_out_total",
+            "counter",
+            "Bytes written to clients.",
+            self.bytes_out.get().to_string(),
+        );
+        simple(
+            "switchboard_messages_total",
+            "counter",
+            "Chat messages accepted.",
+            self.messages.get().to_string(),
+        );
         for (name, help, counter) in [
-            ("switchboard_refusals_total", "Refused connections by reason.", &self.refusals),
-            ("switchboard_disconnects_total", "Closed sessions by reason.", &self.disconnects),
+            (
+                "switchboard_refusals_total",
+                "Refused connections by reason.",
+                &self.refusals,
+            ),
+            (
+                "switchboard_disconnects_total",
+                "Closed sessions by reason.",
+                &self.disconnects,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for (label, n) in counter.0.lock().iter() {

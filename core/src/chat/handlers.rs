@@ -23,16 +23,21 @@ pub(super) fn register(ns: NamespaceBuilder, chat: Arc<Chat>) -> NamespaceBuilde
     macro_rules! route {
         ($ns:expr, $event:literal, $handler:ident) => {{
             let chat = chat.clone();
-            $ns.on($event, move |socket: Arc<Socket>, payload: Payload, ack: Option<AckSender>| {
-                let chat = chat.clone();
-                async move {
-                    let Some(user) = socket.user().cloned() else { return };
-                    let outcome = $handler(&chat, &socket, &user, payload).await;
-                    if let Some(outcome) = outcome {
-                        reply(&socket, ack, outcome);
+            $ns.on(
+                $event,
+                move |socket: Arc<Socket>, payload: Payload, ack: Option<AckSender>| {
+                    let chat = chat.clone();
+                    async move {
+                        let Some(user) = socket.user().cloned() else {
+                            return;
+                        };
+                        let outcome = $handler(&chat, &socket, &user, payload).await;
+                        if let Some(outcome) = outcome {
+                            reply(&socket, ack, outcome);
+                        }
                     }
-                }
-            })
+                },
+            )
         }};
     }
     let ns = route!(ns, "joinRoom", join_room);
@@ -59,11 +64,19 @@ fn rate_limit(chat: &Chat, socket: &Arc<Socket>) -> Result<(), ChatError> {
     let verdict = {
         let mut ext = socket.extensions();
         let limiter = ext.get_or_insert_with(|| RateLimiter::new(c.rate_limit_burst));
-        limiter.check(Instant::now(), c.rate_limit_per_second, c.rate_limit_burst, c.flood_disconnect_after)
+        limiter.check(
+            Instant::now(),
+            c.rate_limit_per_second,
+            c.rate_limit_burst,
+            c.flood_disconnect_after,
+        )
     };
     match verdict {
         Verdict::Allowed => Ok(()),
-        Verdict::Limited => Err(ChatError::new(ErrorCode::RateLimited, "Too many requests; slow down")),
+        Verdict::Limited => Err(ChatError::new(
+            ErrorCode::RateLimited,
+            "Too many requests; slow down",
+        )),
         Verdict::Flooding => {
             let _ = socket.emit(
                 "error",
@@ -71,7 +84,10 @@ fn rate_limit(chat: &Chat, socket: &Arc<Socket>) -> Result<(), ChatError> {
             );
             socket.namespace().metrics.disconnects.inc("rate_limited");
             socket.disconnect();
-            Err(ChatError::new(ErrorCode::RateLimited, "Disconnected for flooding"))
+            Err(ChatError::new(
+                ErrorCode::RateLimited,
+                "Disconnected for flooding",
+            ))
         }
     }
 }
@@ -79,13 +95,28 @@ fn rate_limit(chat: &Chat, socket: &Arc<Socket>) -> Result<(), ChatError> {
 async fn may_join(chat: &Chat, user: &User, room: &str) -> Result<(), ChatError> {
     let denied = || ChatError::new(ErrorCode::AccessDenied, format!("You may not join {room}"));
     if is_personal(room) {
-        return if room == personal_room(&user.id) { Ok(()) } else { Err(denied()) };
+        return if room == personal_room(&user.id) {
+            Ok(())
+        } else {
+            Err(denied())
+        };
     }
     let allowed = if let Some(hook) = &chat.hooks.room_access {
-        match tokio::time::timeout(chat.config.host_callback_timeout, hook.allow(user, room)).await {
+        match tokio::time::timeout(chat.config.host_callback_timeout, hook.allow(user, room)).await
+        {
             Ok(Ok(allowed)) => allowed,
-            Ok(Err(e)) => return Err(ChatError::new(ErrorCode::Internal, format!("Room access check failed: {e}"))),
-            Err(_) => return Err(ChatError::new(ErrorCode::Internal, "Room access check timed out")),
+            Ok(Err(e)) => {
+                return Err(ChatError::new(
+                    ErrorCode::Internal,
+                    format!("Room access check failed: {e}"),
+                ))
+            }
+            Err(_) => {
+                return Err(ChatError::new(
+                    ErrorCode::Internal,
+                    "Room access check timed out",
+                ))
+            }
         }
     } else {
         match user.claim_allows(room) {
@@ -100,11 +131,21 @@ async fn may_join(chat: &Chat, user: &User, room: &str) -> Result<(), ChatError>
     }
 }
 
-async fn join_room(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Option<Outcome> {
+async fn join_room(
+    chat: &Arc<Chat>,
+    socket: &Arc<Socket>,
+    user: &User,
+    payload: Payload,
+) -> Option<Outcome> {
     Some(join_room_inner(chat, socket, user, payload).await)
 }
 
-async fn join_room_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Outcome {
+async fn join_room_inner(
+    chat: &Arc<Chat>,
+    socket: &Arc<Socket>,
+    user: &User,
+    payload: Payload,
+) -> Outcome {
     rate_limit(chat, socket)?;
     let room = limits::room_id(payload.args.first())?.to_owned();
     if socket.in_room(&room) {
@@ -118,7 +159,10 @@ async fn join_room_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, pa
     if chat_rooms >= chat.config.max_rooms_per_connection {
         return Err(ChatError::new(
             ErrorCode::AccessDenied,
-            format!("A connection may be in at most {} rooms", chat.config.max_rooms_per_connection),
+            format!(
+                "A connection may be in at most {} rooms",
+                chat.config.max_rooms_per_connection
+            ),
         ));
     }
     if !socket.join(&room) {
@@ -128,18 +172,32 @@ async fn join_room_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, pa
     let room: Arc<str> = room.into();
     chat.presence_join(socket, user, &room);
     let members = chat.presence.lock().members(&room);
-    let _ = socket.emit("roomMembers", &json!({ "roomId": &*room, "members": members }));
+    let _ = socket.emit(
+        "roomMembers",
+        &json!({ "roomId": &*room, "members": members }),
+    );
     Ok(None)
 }
 
-async fn leave_room(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Option<Outcome> {
+async fn leave_room(
+    chat: &Arc<Chat>,
+    socket: &Arc<Socket>,
+    user: &User,
+    payload: Payload,
+) -> Option<Outcome> {
     Some((|| {
         let room = limits::room_id(payload.args.first())?;
         if is_personal(room) {
-            return Err(ChatError::new(ErrorCode::AccessDenied, "You cannot leave your personal room"));
+            return Err(ChatError::new(
+                ErrorCode::AccessDenied,
+                "You cannot leave your personal room",
+            ));
         }
         if !socket.leave(room) {
-            return Err(ChatError::new(ErrorCode::NotInRoom, format!("You are not in {room}")));
+            return Err(ChatError::new(
+                ErrorCode::NotInRoom,
+                format!("You are not in {room}"),
+            ));
         }
         let room: Arc<str> = room.into();
         chat.stop_typing(socket, user, &room);
@@ -157,19 +215,35 @@ fn object_arg(payload: &Payload) -> Result<&serde_json::Map<String, Value>, Chat
         .ok_or_else(|| ChatError::new(ErrorCode::InvalidMessage, "Expected an object argument"))
 }
 
-fn member_room<'a>(socket: &Socket, args: &'a serde_json::Map<String, Value>) -> Result<&'a str, ChatError> {
+fn member_room<'a>(
+    socket: &Socket,
+    args: &'a serde_json::Map<String, Value>,
+) -> Result<&'a str, ChatError> {
     let room = limits::room_id(args.get("roomId"))?;
     if !socket.in_room(room) || is_personal(room) {
-        return Err(ChatError::new(ErrorCode::NotInRoom, format!("You are not in {room}")));
+        return Err(ChatError::new(
+            ErrorCode::NotInRoom,
+            format!("You are not in {room}"),
+        ));
     }
     Ok(room)
 }
 
-async fn send_message(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Option<Outcome> {
+async fn send_message(
+    chat: &Arc<Chat>,
+    socket: &Arc<Socket>,
+    user: &User,
+    payload: Payload,
+) -> Option<Outcome> {
     Some(send_message_inner(chat, socket, user, payload).await)
 }
 
-async fn send_message_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Outcome {
+async fn send_message_inner(
+    chat: &Arc<Chat>,
+    socket: &Arc<Socket>,
+    user: &User,
+    payload: Payload,
+) -> Outcome {
     rate_limit(chat, socket)?;
     let args = object_arg(&payload)?;
     let room = member_room(socket, args)?;
@@ -178,7 +252,10 @@ async fn send_message_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User,
         .and_then(Value::as_str)
         .ok_or_else(|| ChatError::new(ErrorCode::InvalidMessage, "text must be a string"))?;
     if text.trim().is_empty() {
-        return Err(ChatError::new(ErrorCode::InvalidMessage, "text must not be empty"));
+        return Err(ChatError::new(
+            ErrorCode::InvalidMessage,
+            "text must not be empty",
+        ));
     }
     let max = chat.config.max_message_chars;
     if text.chars().count() > max {
@@ -199,23 +276,48 @@ async fn send_message_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User,
     if let Some(hook) = &chat.hooks.message_store {
         match tokio::time::timeout(chat.config.host_callback_timeout, hook.store(&message)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(ChatError::new(ErrorCode::Internal, format!("Message was not stored: {e}"))),
-            Err(_) => return Err(ChatError::new(ErrorCode::Internal, "Message store timed out")),
+            Ok(Err(e)) => {
+                return Err(ChatError::new(
+                    ErrorCode::Internal,
+                    format!("Message was not stored: {e}"),
+                ))
+            }
+            Err(_) => {
+                return Err(ChatError::new(
+                    ErrorCode::Internal,
+                    "Message store timed out",
+                ))
+            }
         }
     }
     if let Err(e) = chat.history.append(message.clone()).await {
         tracing::warn!(error = %e, "history append failed");
-        return Err(ChatError::new(ErrorCode::Internal, "Message was not stored"));
+        return Err(ChatError::new(
+            ErrorCode::Internal,
+            "Message was not stored",
+        ));
     }
     socket.namespace().to(room).emit("message", &*message);
     socket.namespace().metrics.messages.inc();
-    Ok(Some(json!({ "id": message.id, "timestamp": message.timestamp })))
+    Ok(Some(
+        json!({ "id": message.id, "timestamp": message.timestamp }),
+    ))
 }
 
-async fn start_typing(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Option<Outcome> {
+async fn start_typing(
+    chat: &Arc<Chat>,
+    socket: &Arc<Socket>,
+    user: &User,
+    payload: Payload,
+) -> Option<Outcome> {
     let room: Arc<str> = match limits::room_id(payload.args.first()) {
         Ok(r) if socket.in_room(r) && !is_personal(r) => r.into(),
-        Ok(r) => return Some(Err(ChatError::new(ErrorCode::NotInRoom, format!("You are not in {r}")))),
+        Ok(r) => {
+            return Some(Err(ChatError::new(
+                ErrorCode::NotInRoom,
+                format!("You are not in {r}"),
+            )))
+        }
         Err(e) => return Some(Err(e)),
     };
     let user_id: Arc<str> = user.id.as_str().into();
@@ -228,24 +330,43 @@ async fn start_typing(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, paylo
     let user = user.clone();
     tokio::spawn(async move {
         tokio::time::sleep(chat.config.typing_timeout).await;
-        if chat.typing.lock().expire(&room, &user_id, started.generation) {
+        if chat
+            .typing
+            .lock()
+            .expire(&room, &user_id, started.generation)
+        {
             emit_typing(&socket, &user, &room, false);
         }
     });
     Some(Ok(None))
 }
 
-async fn stop_typing(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Option<Outcome> {
+async fn stop_typing(
+    chat: &Arc<Chat>,
+    socket: &Arc<Socket>,
+    user: &User,
+    payload: Payload,
+) -> Option<Outcome> {
     let room: Arc<str> = match limits::room_id(payload.args.first()) {
         Ok(r) if socket.in_room(r) && !is_personal(r) => r.into(),
-        Ok(r) => return Some(Err(ChatError::new(ErrorCode::NotInRoom, format!("You are not in {r}")))),
+        Ok(r) => {
+            return Some(Err(ChatError::new(
+                ErrorCode::NotInRoom,
+                format!("You are not in {r}"),
+            )))
+        }
         Err(e) => return Some(Err(e)),
     };
     chat.stop_typing(socket, user, &room);
     Some(Ok(None))
 }
 
-async fn get_history(chat: &Arc<Chat>, socket: &Arc<Socket>, _user: &User, payload: Payload) -> Option<Outcome> {
+async fn get_history(
+    chat: &Arc<Chat>,
+    socket: &Arc<Socket>,
+    _user: &User,
+    payload: Payload,
+) -> Option<Outcome> {
     Some(get_history_inner(chat, socket, payload).await)
 }
 
@@ -274,7 +395,12 @@ async fn get_history_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, payload: Payl
     Ok(Some(json!({ "messages": messages })))
 }
 
-async fn signal(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Option<Outcome> {
+async fn signal(
+    chat: &Arc<Chat>,
+    socket: &Arc<Socket>,
+    user: &User,
+    payload: Payload,
+) -> Option<Outcome> {
     Some(signal_inner(chat, socket, user, payload))
 }
 
@@ -303,7 +429,8 @@ fn signal_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Pa
             .filter(|r| !is_personal(r))
             .any(|r| presence.contains(r, to))
     };
-    let not_reachable = || ChatError::new(ErrorCode::NotReachable, format!("{to} is not reachable"));
+    let not_reachable =
+        || ChatError::new(ErrorCode::NotReachable, format!("{to} is not reachable"));
     if !shares_room {
         return Err(not_reachable());
     }
@@ -311,7 +438,10 @@ fn signal_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Pa
         args: vec![json!({ "fromUserId": user.id, "fromUsername": user.username, "data": data })],
         attachments: payload.attachments,
     };
-    let delivered = socket.namespace().to(&personal_room(to)).emit_payload("signal", &event);
+    let delivered = socket
+        .namespace()
+        .to(&personal_room(to))
+        .emit_payload("signal", &event);
     if delivered == 0 {
         return Err(not_reachable());
     }

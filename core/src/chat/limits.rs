@@ -39,7 +39,13 @@ impl RateLimiter {
     }
 
     /// Takes a token at `now`.
-    pub fn check(&mut self, now: Instant, per_second: u32, burst: u32, flood_after: Duration) -> Verdict {
+    pub fn check(
+        &mut self,
+        now: Instant,
+        per_second: u32,
+        burst: u32,
+        flood_after: Duration,
+    ) -> Verdict {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * f64::from(per_second)).min(f64::from(burst));
@@ -93,7 +99,10 @@ mod tests {
         }
         assert_eq!(r.check(t0, 1, 3, flood), Verdict::Limited);
         // Refill: one token per second.
-        assert_eq!(r.check(t0 + Duration::from_millis(1000), 1, 3, flood), Verdict::Allowed);
+        assert_eq!(
+            r.check(t0 + Duration::from_millis(1000), 1, 3, flood),
+            Verdict::Allowed
+        );
         // A sustained flood: refusals every 100 ms for over 5 s.
         let mut verdict = Verdict::Allowed;
         for i in 1..=60 {

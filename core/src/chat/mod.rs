@@ -149,7 +149,12 @@ pub fn install(builder: EngineBuilder, hooks: Hooks) -> Result<EngineBuilder, Er
 impl Chat {
     async fn authenticate(&self, req: ConnectRequest) -> Result<User, Refusal> {
         if let Some(hook) = &self.hooks.authenticate {
-            return match tokio::time::timeout(self.config.host_callback_timeout, hook.authenticate(&req)).await {
+            return match tokio::time::timeout(
+                self.config.host_callback_timeout,
+                hook.authenticate(&req),
+            )
+            .await
+            {
                 Ok(result) => result,
                 Err(_) => Err(Refusal {
                     message: "Authentication timed out".into(),
@@ -157,7 +162,11 @@ impl Chat {
                 }),
             };
         }
-        let from_auth = req.auth.get("token").and_then(Value::as_str).map(str::to_owned);
+        let from_auth = req
+            .auth
+            .get("token")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let from_header = req
             .session
             .handshake
@@ -180,7 +189,12 @@ impl Chat {
         }
         // Recovered: its rooms are back. If its departure was not announced yet, presence
         // never changed; otherwise it rejoins presence.
-        if self.pending_departures.lock().remove(&**socket.pid()).is_some() {
+        if self
+            .pending_departures
+            .lock()
+            .remove(&**socket.pid())
+            .is_some()
+        {
             return;
         }
         for room in socket.rooms() {
@@ -190,7 +204,12 @@ impl Chat {
         }
     }
 
-    fn on_disconnect(self: &Arc<Self>, socket: &Arc<Socket>, rooms: &[Arc<str>], reason: crate::socketio::DisconnectReason) {
+    fn on_disconnect(
+        self: &Arc<Self>,
+        socket: &Arc<Socket>,
+        rooms: &[Arc<str>],
+        reason: crate::socketio::DisconnectReason,
+    ) {
         let Some(user) = socket.user().cloned() else {
             return;
         };
@@ -198,7 +217,9 @@ impl Chat {
         for room in &chat_rooms {
             self.stop_typing(socket, &user, room);
         }
-        let deferred = reason.is_recoverable() && socket.namespace().recovery.is_some() && !chat_rooms.is_empty();
+        let deferred = reason.is_recoverable()
+            && socket.namespace().recovery.is_some()
+            && !chat_rooms.is_empty();
         if !deferred {
             for room in &chat_rooms {
                 self.presence_leave(socket, &user, room);
@@ -206,7 +227,9 @@ impl Chat {
             return;
         }
         let pid: Arc<str> = socket.pid().clone();
-        self.pending_departures.lock().insert(pid.clone(), chat_rooms);
+        self.pending_departures
+            .lock()
+            .insert(pid.clone(), chat_rooms);
         let chat = self.clone();
         let socket = socket.clone();
         tokio::spawn(async move {
@@ -299,7 +322,11 @@ fn is_personal(room: &str) -> bool {
 
 /// Answers a request: `cb(null, result?)`, or `cb({code, message})`; a failed request without
 /// a callback gets an `error` event instead.
-pub(crate) fn reply(socket: &Socket, ack: Option<AckSender>, result: Result<Option<Value>, ChatError>) {
+pub(crate) fn reply(
+    socket: &Socket,
+    ack: Option<AckSender>,
+    result: Result<Option<Value>, ChatError>,
+) {
     match (ack, result) {
         (Some(ack), Ok(None)) => ack.send(vec![Value::Null]),
         (Some(ack), Ok(Some(v))) => ack.send(vec![Value::Null, v]),

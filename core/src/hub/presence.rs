@@ -95,7 +95,10 @@ impl Presence {
 
     /// Every room with its number of users.
     pub fn room_sizes(&self) -> Vec<(Arc<str>, usize)> {
-        self.rooms.iter().map(|(r, u)| (r.clone(), u.len())).collect()
+        self.rooms
+            .iter()
+            .map(|(r, u)| (r.clone(), u.len()))
+            .collect()
     }
 }
 
@@ -106,7 +109,8 @@ mod tests {
     #[test]
     fn a_user_with_two_connections_counts_once() {
         let mut p = Presence::default();
-        let (room, alice, bob): (Arc<str>, Arc<str>, Arc<str>) = ("r".into(), "alice".into(), "bob".into());
+        let (room, alice, bob): (Arc<str>, Arc<str>, Arc<str>) =
+            ("r".into(), "alice".into(), "bob".into());
         assert!(p.join(&room, &alice, &"Alice".into()));
         assert!(!p.join(&room, &alice, &"Alice".into()));
         assert!(p.join(&room, &bob, &"Bob".into()));

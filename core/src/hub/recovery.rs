@@ -114,7 +114,13 @@ impl RecoveryLog {
     }
 
     /// Keeps a broadcast for clients that missed it.
-    pub fn record(&self, seq: u64, rooms: Vec<Arc<str>>, except: Option<Arc<str>>, frames: Vec<Frame>) {
+    pub fn record(
+        &self,
+        seq: u64,
+        rooms: Vec<Arc<str>>,
+        except: Option<Arc<str>>,
+        frames: Vec<Frame>,
+    ) {
         let now = Instant::now();
         let mut inner = self.inner.lock();
         // Concurrent broadcasts may record slightly out of order; keep the log sorted.

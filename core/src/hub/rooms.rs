@@ -81,7 +81,10 @@ impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
 
     /// Whether `key` is in `room`.
     pub fn contains(&self, room: &str, key: &K) -> bool {
-        self.map.read().get(room).is_some_and(|m| m.contains_key(key))
+        self.map
+            .read()
+            .get(room)
+            .is_some_and(|m| m.contains_key(key))
     }
 
     /// Every room with its member count.

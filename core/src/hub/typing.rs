@@ -36,7 +36,9 @@ impl Typing {
 
     /// Marks `user` not typing; true when it was.
     pub fn stop(&mut self, room: &str, user: &str) -> bool {
-        self.active.remove(&(Arc::from(room), Arc::from(user))).is_some()
+        self.active
+            .remove(&(Arc::from(room), Arc::from(user)))
+            .is_some()
     }
 
     /// Stops typing only if no start happened since `generation` (the auto-stop timer).
@@ -63,7 +65,10 @@ mod tests {
         assert!(first.changed);
         let second = t.start(&r, &u);
         assert!(!second.changed);
-        assert!(!t.expire(&r, &u, first.generation), "a newer start keeps typing alive");
+        assert!(
+            !t.expire(&r, &u, first.generation),
+            "a newer start keeps typing alive"
+        );
         assert!(t.expire(&r, &u, second.generation));
         assert!(!t.stop("r", "u"));
         t.start(&r, &u);

@@ -224,7 +224,10 @@ mod tests {
             Err(DecodeError::NotFromClient('0'))
         );
         assert_eq!(decode_payload(text("4a\x1e")), Err(DecodeError::Empty));
-        assert_eq!(decode_payload(text("b!!!")), Err(DecodeError::InvalidBase64));
+        assert_eq!(
+            decode_payload(text("b!!!")),
+            Err(DecodeError::InvalidBase64)
+        );
         assert_eq!(
             decode_payload(Bytes::from_static(&[b'4', 0xff])),
             Err(DecodeError::InvalidUtf8)

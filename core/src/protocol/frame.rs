@@ -125,7 +125,13 @@ mod tests {
 
     #[test]
     fn header_lengths_follow_rfc6455() {
-        for (len, header) in [(0usize, 2usize), (125, 2), (126, 4), (65535, 4), (65536, 10)] {
+        for (len, header) in [
+            (0usize, 2usize),
+            (125, 2),
+            (126, 4),
+            (65535, 4),
+            (65536, 10),
+        ] {
             let f = Frame::from_payload(&vec![b'x'; len], FrameKind::Text);
             assert_eq!(f.wire().len(), len + header, "len {len}");
             assert_eq!(f.payload().len(), len);

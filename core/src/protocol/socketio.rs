@@ -241,7 +241,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn encode(kind: PacketKind, nsp: &str, id: Option<u64>, att: usize, data: Option<Value>) -> String {
+    fn encode(
+        kind: PacketKind,
+        nsp: &str,
+        id: Option<u64>,
+        att: usize,
+        data: Option<Value>,
+    ) -> String {
         let mut out = Vec::new();
         write_packet(&mut out, kind, nsp, id, att, data.as_ref());
         String::from_utf8(out).unwrap()
@@ -250,13 +256,31 @@ mod tests {
     #[test]
     fn round_trips() {
         let cases = [
-            (PacketKind::Connect, "/", None, 0, Some(json!({"token": "x"}))),
+            (
+                PacketKind::Connect,
+                "/",
+                None,
+                0,
+                Some(json!({"token": "x"})),
+            ),
             (PacketKind::Connect, "/admin", None, 0, None),
             (PacketKind::Disconnect, "/admin", None, 0, None),
             (PacketKind::Event, "/", None, 0, Some(json!(["hello", 1]))),
-            (PacketKind::Event, "/chat", Some(12), 0, Some(json!(["hi", {"a": [1]}]))),
+            (
+                PacketKind::Event,
+                "/chat",
+                Some(12),
+                0,
+                Some(json!(["hi", {"a": [1]}])),
+            ),
             (PacketKind::Ack, "/", Some(3), 0, Some(json!([]))),
-            (PacketKind::ConnectError, "/", None, 0, Some(json!({"message": "no"}))),
+            (
+                PacketKind::ConnectError,
+                "/",
+                None,
+                0,
+                Some(json!({"message": "no"})),
+            ),
             (
                 PacketKind::BinaryEvent,
                 "/",
@@ -264,14 +288,26 @@ mod tests {
                 2,
                 Some(json!(["up", placeholder(0), placeholder(1)])),
             ),
-            (PacketKind::BinaryAck, "/x", Some(1), 1, Some(json!([placeholder(0)]))),
+            (
+                PacketKind::BinaryAck,
+                "/x",
+                Some(1),
+                1,
+                Some(json!([placeholder(0)])),
+            ),
         ];
         for (kind, nsp, id, att, data) in cases {
             let text = encode(kind, nsp, id, att, data.clone());
             let p = Packet::decode(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(
                 p,
-                Packet { kind, nsp: nsp.to_owned(), id, attachments: att, data },
+                Packet {
+                    kind,
+                    nsp: nsp.to_owned(),
+                    id,
+                    attachments: att,
+                    data
+                },
                 "{text}"
             );
         }
@@ -279,9 +315,18 @@ mod tests {
 
     #[test]
     fn known_wire_forms() {
-        assert_eq!(encode(PacketKind::Event, "/", Some(1), 0, Some(json!(["a"]))), r#"21["a"]"#);
         assert_eq!(
-            encode(PacketKind::BinaryEvent, "/", None, 1, Some(json!(["a", placeholder(0)]))),
+            encode(PacketKind::Event, "/", Some(1), 0, Some(json!(["a"]))),
+            r#"21["a"]"#
+        );
+        assert_eq!(
+            encode(
+                PacketKind::BinaryEvent,
+                "/",
+                None,
+                1,
+                Some(json!(["a", placeholder(0)]))
+            ),
             r#"51-["a",{"_placeholder":true,"num":0}]"#
         );
         let p = Packet::decode("0/custom,").unwrap();

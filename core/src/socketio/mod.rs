@@ -149,11 +149,14 @@ impl SocketIo {
                 let payload = Payload { args, attachments };
                 let ack = packet.id.map(|id| AckSender::new(socket.clone(), id));
                 let ns = socket.namespace().clone();
-                if let Some(handler) = ns.handler(&event) {
-                    handler(socket, payload, ack).await;
+                let handler = if let Some(handler) = ns.handler(&event) {
+                    handler(socket.clone(), payload, ack)
                 } else if let Some(fallback) = ns.fallback() {
-                    fallback(socket, event, payload, ack).await;
-                }
+                    fallback(socket.clone(), event, payload, ack)
+                } else {
+                    return;
+                };
+                socket.run_handler(handler);
             }
             PacketKind::Ack | PacketKind::BinaryAck => {
                 let Some(socket) = session.sio.socket(&packet.nsp) else {

@@ -19,16 +19,19 @@ use crate::transport::Session;
 
 /// An event handler: the socket, the event's arguments, and the ack to answer when the client
 /// asked for one.
-pub type EventHandler = Arc<dyn Fn(Arc<Socket>, Payload, Option<AckSender>) -> BoxFuture<'static, ()> + Send + Sync>;
+pub type EventHandler =
+    Arc<dyn Fn(Arc<Socket>, Payload, Option<AckSender>) -> BoxFuture<'static, ()> + Send + Sync>;
 /// A handler for any event without its own handler: also gets the event name.
-pub type FallbackHandler =
-    Arc<dyn Fn(Arc<Socket>, String, Payload, Option<AckSender>) -> BoxFuture<'static, ()> + Send + Sync>;
+pub type FallbackHandler = Arc<
+    dyn Fn(Arc<Socket>, String, Payload, Option<AckSender>) -> BoxFuture<'static, ()> + Send + Sync,
+>;
 /// Runs when a socket connected.
 pub type ConnectHandler = Arc<dyn Fn(Arc<Socket>) -> BoxFuture<'static, ()> + Send + Sync>;
 /// Runs when a socket disconnected (synchronously; spawn for async work).
 pub type DisconnectHandler = Arc<dyn Fn(&Arc<Socket>, &[Arc<str>], DisconnectReason) + Send + Sync>;
 /// Decides whether a connection may join the namespace, and as whom.
-pub type Authenticator = Arc<dyn Fn(ConnectRequest) -> BoxFuture<'static, Result<Option<User>, Refusal>> + Send + Sync>;
+pub type Authenticator =
+    Arc<dyn Fn(ConnectRequest) -> BoxFuture<'static, Result<Option<User>, Refusal>> + Send + Sync>;
 
 /// A refused connection: the CONNECT_ERROR message the client receives, and a metrics label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,8 +106,10 @@ impl NamespaceBuilder {
         F: Fn(Arc<Socket>, Payload, Option<AckSender>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events
-            .insert(event.to_owned(), Arc::new(move |s, p, a| Box::pin(f(s, p, a))));
+        self.events.insert(
+            event.to_owned(),
+            Arc::new(move |s, p, a| Box::pin(f(s, p, a))),
+        );
         self
     }
 
@@ -124,7 +129,12 @@ impl NamespaceBuilder {
         self
     }
 
-    pub(crate) fn build(self, name: &str, config: &crate::Config, metrics: Arc<Metrics>) -> Arc<Namespace> {
+    pub(crate) fn build(
+        self,
+        name: &str,
+        config: &crate::Config,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Namespace> {
         Arc::new(Namespace {
             name: name.to_owned(),
             rooms: Rooms::default(),
@@ -219,12 +229,19 @@ impl Namespace {
     }
 
     pub(crate) fn add_socket(&self, socket: &Arc<Socket>) {
-        self.sockets.write().insert(socket.id().clone(), socket.clone());
+        self.sockets
+            .write()
+            .insert(socket.id().clone(), socket.clone());
         self.metrics.sockets.inc();
     }
 
     /// Called once by [`Socket::cleanup`].
-    pub(crate) fn socket_gone(&self, socket: &Arc<Socket>, rooms: Vec<Arc<str>>, reason: DisconnectReason) {
+    pub(crate) fn socket_gone(
+        &self,
+        socket: &Arc<Socket>,
+        rooms: Vec<Arc<str>>,
+        reason: DisconnectReason,
+    ) {
         if self.sockets.write().remove(socket.id()).is_some() {
             self.metrics.sockets.dec();
         }

@@ -51,7 +51,10 @@ pub(crate) struct EventArray<'a, T: ?Sized> {
 
 impl<T: Serialize + ?Sized> Serialize for EventArray<'_, T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let len = 1 + usize::from(self.one.is_some()) + self.rest.len() + usize::from(self.offset.is_some());
+        let len = 1
+            + usize::from(self.one.is_some())
+            + self.rest.len()
+            + usize::from(self.offset.is_some());
         let mut seq = s.serialize_seq(Some(len))?;
         seq.serialize_element(self.event)?;
         if let Some(one) = self.one {
@@ -139,7 +142,10 @@ mod tests {
             rest: &[json!(2)],
             offset: Some("o1"),
         };
-        assert_eq!(serde_json::to_string(&arr).unwrap(), r#"["m",{"a":1},2,"o1"]"#);
+        assert_eq!(
+            serde_json::to_string(&arr).unwrap(),
+            r#"["m",{"a":1},2,"o1"]"#
+        );
         let f = packet_frame(PacketKind::Event, "/chat", Some(3), 0, Some(&arr));
         assert_eq!(&f.payload()[..], br#"42/chat,3["m",{"a":1},2,"o1"]"#);
     }
@@ -150,7 +156,10 @@ mod tests {
         let ph = p.attach(Bytes::from_static(&[1, 2]));
         p.args.push(ph);
         let frames = ack_frames("/", 7, &p);
-        assert_eq!(&frames[0].payload()[..], br#"461-7[{"_placeholder":true,"num":0}]"#);
+        assert_eq!(
+            &frames[0].payload()[..],
+            br#"461-7[{"_placeholder":true,"num":0}]"#
+        );
         assert_eq!(&frames[1].payload()[..], &[1, 2]);
         assert_eq!(p.binary(&p.args[0]).map(|b| &b[..]), Some(&[1u8, 2][..]));
     }

@@ -113,6 +113,20 @@ pub struct Socket {
     next_ack: AtomicU64,
     connected: AtomicBool,
     extensions: parking_lot::Mutex<http::Extensions>,
+    lane: parking_lot::Mutex<Lane>,
+}
+
+/// Most event handlers queued behind a slow one before the client is cut off.
+const MAX_QUEUED_HANDLERS: usize = 1024;
+
+/// Runs a socket's event handlers one after another without blocking its reader: a handler
+/// that completes at once runs inline; one that waits (a host callback, a disk write) moves
+/// to a task, and the socket's later events queue behind it, so they keep their order while
+/// acks and pongs are still read.
+#[derive(Default)]
+struct Lane {
+    busy: bool,
+    queue: std::collections::VecDeque<futures_util::future::BoxFuture<'static, ()>>,
 }
 
 impl std::fmt::Debug for Socket {
@@ -149,6 +163,7 @@ impl Socket {
             next_ack: AtomicU64::new(0),
             connected: AtomicBool::new(true),
             extensions: parking_lot::Mutex::new(http::Extensions::new()),
+            lane: parking_lot::Mutex::new(Lane::default()),
         })
     }
 
@@ -249,8 +264,12 @@ impl Socket {
         for frame in frames {
             match self.session.send(frame.clone()) {
                 Ok(()) => {}
-                Err(crate::transport::outbox::PushError::Overflow) => return Err(EmitError::SlowConsumer),
-                Err(crate::transport::outbox::PushError::Closed) => return Err(EmitError::Disconnected),
+                Err(crate::transport::outbox::PushError::Overflow) => {
+                    return Err(EmitError::SlowConsumer)
+                }
+                Err(crate::transport::outbox::PushError::Closed) => {
+                    return Err(EmitError::Disconnected)
+                }
             }
         }
         Ok(())
@@ -284,7 +303,12 @@ impl Socket {
     }
 
     /// Emits `event` and waits for the client's acknowledgement.
-    pub async fn emit_with_ack(&self, event: &str, payload: &Payload, timeout: Duration) -> Result<Payload, AckError> {
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        payload: &Payload,
+        timeout: Duration,
+    ) -> Result<Payload, AckError> {
         let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.acks.lock().insert(id, tx);
@@ -307,6 +331,48 @@ impl Socket {
                 Err(AckError::Timeout)
             }
         }
+    }
+
+    /// Runs an event handler in this socket's lane (see [`Lane`]).
+    pub(crate) fn run_handler(
+        self: &Arc<Self>,
+        mut handler: futures_util::future::BoxFuture<'static, ()>,
+    ) {
+        {
+            let mut lane = self.lane.lock();
+            if lane.busy {
+                if lane.queue.len() >= MAX_QUEUED_HANDLERS {
+                    drop(lane);
+                    tracing::debug!(sid = %self.session.sid, "too many queued events; closing");
+                    self.session.close(CloseReason::TransportError);
+                    return;
+                }
+                lane.queue.push_back(handler);
+                return;
+            }
+        }
+        // Only this socket's reader starts handlers, so nothing can queue while this polls.
+        if futures_util::FutureExt::now_or_never(handler.as_mut()).is_some() {
+            return;
+        }
+        self.lane.lock().busy = true;
+        let socket = self.clone();
+        tokio::spawn(async move {
+            handler.await;
+            loop {
+                let next = {
+                    let mut lane = socket.lane.lock();
+                    match lane.queue.pop_front() {
+                        Some(next) => next,
+                        None => {
+                            lane.busy = false;
+                            return;
+                        }
+                    }
+                };
+                next.await;
+            }
+        });
     }
 
     pub(crate) fn resolve_ack(&self, id: u64, payload: Payload) {

@@ -31,7 +31,10 @@ struct RoomHistory {
 
 enum Op {
     Append(Arc<ChatMessage>, oneshot::Sender<Result<(), StoreError>>),
-    Load(String, oneshot::Sender<Result<Vec<ChatMessage>, StoreError>>),
+    Load(
+        String,
+        oneshot::Sender<Result<Vec<ChatMessage>, StoreError>>,
+    ),
 }
 
 struct Disk {
@@ -141,7 +144,12 @@ impl History {
 
     /// Up to `limit` messages of `room` older than the message `before` (when given), oldest
     /// first.
-    pub async fn query(&self, room: &str, before: Option<&str>, limit: usize) -> Result<Vec<Arc<ChatMessage>>, StoreError> {
+    pub async fn query(
+        &self,
+        room: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Arc<ChatMessage>>, StoreError> {
         self.ensure_loaded(room).await?;
         let rooms = self.rooms.lock();
         let Some(entry) = rooms.get(room) else {
@@ -156,7 +164,11 @@ impl History {
     }
 }
 
-fn insert_sorted(messages: &mut VecDeque<Arc<ChatMessage>>, message: Arc<ChatMessage>, limit: usize) {
+fn insert_sorted(
+    messages: &mut VecDeque<Arc<ChatMessage>>,
+    message: Arc<ChatMessage>,
+    limit: usize,
+) {
     let at = messages.partition_point(|m| m.id < message.id);
     if messages.get(at).is_some_and(|m| m.id == message.id) {
         return;
@@ -178,7 +190,9 @@ fn writer(db: Database, rx: Receiver<Op>, limit: usize) {
                 Err(_) => break,
             }
         }
-        let (appends, loads): (Vec<Op>, Vec<Op>) = batch.into_iter().partition(|op| matches!(op, Op::Append(..)));
+        let (appends, loads): (Vec<Op>, Vec<Op>) = batch
+            .into_iter()
+            .partition(|op| matches!(op, Op::Append(..)));
         if !appends.is_empty() {
             let result = write_batch(&db, &appends, &mut counts, limit);
             if result.is_err() {
@@ -187,7 +201,12 @@ fn writer(db: Database, rx: Receiver<Op>, limit: usize) {
             }
             for op in appends {
                 if let Op::Append(_, reply) = op {
-                    let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| StoreError::Database(e.to_string())));
+                    let _ = reply.send(
+                        result
+                            .as_ref()
+                            .map(|_| ())
+                            .map_err(|e| StoreError::Database(e.to_string())),
+                    );
                 }
             }
         }
@@ -199,7 +218,12 @@ fn writer(db: Database, rx: Receiver<Op>, limit: usize) {
     }
 }
 
-fn write_batch(db: &Database, appends: &[Op], counts: &mut HashMap<String, usize>, limit: usize) -> Result<(), StoreError> {
+fn write_batch(
+    db: &Database,
+    appends: &[Op],
+    counts: &mut HashMap<String, usize>,
+    limit: usize,
+) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(db_error)?;
     {
         let mut table = txn.open_table(MESSAGES).map_err(db_error)?;
@@ -232,7 +256,9 @@ fn write_batch(db: &Database, appends: &[Op], counts: &mut HashMap<String, usize
                     .filter_map(|e| e.ok().map(|(k, _)| k.value().1.to_owned()))
                     .collect();
                 for id in &oldest {
-                    table.remove((m.room_id.as_str(), id.as_str())).map_err(db_error)?;
+                    table
+                        .remove((m.room_id.as_str(), id.as_str()))
+                        .map_err(db_error)?;
                 }
                 if let Some(c) = counts.get_mut(&m.room_id) {
                     *c -= oldest.len();
@@ -284,9 +310,21 @@ mod tests {
         for id in ["01", "03", "02", "04"] {
             h.append(msg("r", id)).await.unwrap();
         }
-        let ids: Vec<_> = h.query("r", None, 10).await.unwrap().iter().map(|m| m.id.clone()).collect();
+        let ids: Vec<_> = h
+            .query("r", None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.id.clone())
+            .collect();
         assert_eq!(ids, ["02", "03", "04"]);
-        let ids: Vec<_> = h.query("r", Some("04"), 1).await.unwrap().iter().map(|m| m.id.clone()).collect();
+        let ids: Vec<_> = h
+            .query("r", Some("04"), 1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.id.clone())
+            .collect();
         assert_eq!(ids, ["03"]);
         assert!(h.query("other", None, 10).await.unwrap().is_empty());
     }
@@ -302,7 +340,13 @@ mod tests {
             h.append(msg("s", "99")).await.unwrap();
         }
         let h = History::open(&dir, 5).unwrap();
-        let ids: Vec<_> = h.query("r", None, 100).await.unwrap().iter().map(|m| m.id.clone()).collect();
+        let ids: Vec<_> = h
+            .query("r", None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.id.clone())
+            .collect();
         assert_eq!(ids, ["03", "04", "05", "06", "07"]);
         assert_eq!(h.query("s", None, 100).await.unwrap().len(), 1);
         drop(h);

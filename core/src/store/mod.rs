@@ -70,6 +70,9 @@ mod tests {
     fn iso_timestamps() {
         assert_eq!(iso8601_millis(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(iso8601_millis(1_795_000_000_999), "2026-11-18T11:06:40.999Z");
+        assert_eq!(
+            iso8601_millis(1_795_000_000_999),
+            "2026-11-18T11:06:40.999Z"
+        );
     }
 }

@@ -53,7 +53,10 @@ impl EioError {
     /// The JSON answer `{"code":N,"message":"…"}`.
     pub fn reply(self) -> HttpReply {
         let (status, code, message) = self.parts();
-        HttpReply::json(status, format!(r#"{{"code":{code},"message":"{message}"}}"#))
+        HttpReply::json(
+            status,
+            format!(r#"{{"code":{code},"message":"{message}"}}"#),
+        )
     }
 }
 
@@ -85,7 +88,10 @@ impl HttpReply {
     pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Self {
         HttpReply {
             status,
-            headers: vec![(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            headers: vec![(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             body: body.into(),
         }
     }
@@ -158,7 +164,11 @@ enum OriginCheck {
 
 impl HttpApp {
     /// A front door serving `mounts` (Engine.IO servers by path prefix).
-    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, mounts: Vec<(String, Arc<EioServer>)>) -> Arc<Self> {
+    pub fn new(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        mounts: Vec<(String, Arc<EioServer>)>,
+    ) -> Arc<Self> {
         Arc::new(HttpApp {
             config,
             metrics,
@@ -189,7 +199,11 @@ impl HttpApp {
     }
 
     /// Serves one request from hyper.
-    async fn handle(self: Arc<Self>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_owned();
         let origin = self.check_origin(req.headers());
         let cors = match &origin {
@@ -197,7 +211,9 @@ impl HttpApp {
             _ => None,
         };
         let mut reply = match (req.method(), path.as_str()) {
-            (&Method::GET, "/healthz") => HttpReply::json(StatusCode::OK, &br#"{"status":"ok"}"#[..]),
+            (&Method::GET, "/healthz") => {
+                HttpReply::json(StatusCode::OK, &br#"{"status":"ok"}"#[..])
+            }
             (&Method::GET, "/metrics") => {
                 let mut r = HttpReply::text(Bytes::from(self.metrics.render()));
                 r.headers = vec![(
@@ -207,7 +223,10 @@ impl HttpApp {
                 r
             }
             _ => match self.mount(&path).cloned() {
-                None => HttpReply::json(StatusCode::NOT_FOUND, &br#"{"code":"NOT_FOUND","message":"Not found"}"#[..]),
+                None => HttpReply::json(
+                    StatusCode::NOT_FOUND,
+                    &br#"{"code":"NOT_FOUND","message":"Not found"}"#[..],
+                ),
                 Some(_) if matches!(origin, OriginCheck::Refused) => {
                     self.metrics.refusals.inc("origin");
                     EioError::Forbidden.reply()
@@ -227,7 +246,12 @@ impl HttpApp {
         reply.into_response()
     }
 
-    async fn engineio_http(&self, server: Arc<EioServer>, req: Request<Incoming>, peer: SocketAddr) -> HttpReply {
+    async fn engineio_http(
+        &self,
+        server: Arc<EioServer>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> HttpReply {
         let query = req.uri().query().unwrap_or("").to_owned();
         if let Err(e) = check_eio(&query, "polling") {
             return e.reply();
@@ -262,7 +286,12 @@ impl HttpApp {
         }
     }
 
-    fn upgrade(&self, server: Arc<EioServer>, req: &mut Request<Incoming>, peer: SocketAddr) -> HttpReply {
+    fn upgrade(
+        &self,
+        server: Arc<EioServer>,
+        req: &mut Request<Incoming>,
+        peer: SocketAddr,
+    ) -> HttpReply {
         let query = req.uri().query().unwrap_or("").to_owned();
         if let Err(e) = check_eio(&query, "websocket") {
             return e.reply();
@@ -358,7 +387,12 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 }
 
 async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, HttpReply> {
-    let too_large = || HttpReply::json(StatusCode::PAYLOAD_TOO_LARGE, &br#"{"code":3,"message":"Payload too large"}"#[..]);
+    let too_large = || {
+        HttpReply::json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &br#"{"code":3,"message":"Payload too large"}"#[..],
+        )
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -389,12 +423,16 @@ fn preflight(headers: &HeaderMap) -> HttpReply {
 }
 
 fn add_cors(reply: &mut HttpReply, origin: HeaderValue) {
-    reply.headers.push((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin));
+    reply
+        .headers
+        .push((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin));
     reply.headers.push((
         header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
         HeaderValue::from_static("true"),
     ));
-    reply.headers.push((header::VARY, HeaderValue::from_static("Origin")));
+    reply
+        .headers
+        .push((header::VARY, HeaderValue::from_static("Origin")));
 }
 
 /// How long a client may take to send its request headers (slowloris guard).
@@ -456,8 +494,17 @@ mod tests {
     #[test]
     fn eio_checks() {
         assert_eq!(check_eio("EIO=4&transport=polling", "polling"), Ok(()));
-        assert_eq!(check_eio("EIO=3&transport=polling", "polling"), Err(EioError::UnsupportedProtocolVersion));
-        assert_eq!(check_eio("EIO=4&transport=flash", "polling"), Err(EioError::UnknownTransport));
-        assert_eq!(check_eio("EIO=4&transport=websocket", "polling"), Err(EioError::BadRequest));
+        assert_eq!(
+            check_eio("EIO=3&transport=polling", "polling"),
+            Err(EioError::UnsupportedProtocolVersion)
+        );
+        assert_eq!(
+            check_eio("EIO=4&transport=flash", "polling"),
+            Err(EioError::UnknownTransport)
+        );
+        assert_eq!(
+            check_eio("EIO=4&transport=websocket", "polling"),
+            Err(EioError::BadRequest)
+        );
     }
 }

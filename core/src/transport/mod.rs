@@ -57,7 +57,11 @@ pub struct EioServer {
 
 impl EioServer {
     /// A server that hands messages to `handler`.
-    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, handler: Arc<dyn SessionHandler>) -> Arc<Self> {
+    pub fn new(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        handler: Arc<dyn SessionHandler>,
+    ) -> Arc<Self> {
         Arc::new(EioServer {
             config,
             metrics,
@@ -168,7 +172,9 @@ impl EioServer {
             }
             Packet::Binary(data) => {
                 self.metrics.bytes_in.add(data.len() as u64);
-                self.handler.on_message(session, Message::Binary(data)).await;
+                self.handler
+                    .on_message(session, Message::Binary(data))
+                    .await;
             }
             Packet::Close => {
                 // A pending poll learns of the close through a noop, as Engine.IO does.

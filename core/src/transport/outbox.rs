@@ -57,8 +57,7 @@ impl Outbox {
             return Err(PushError::Closed);
         }
         if frame.kind() != FrameKind::Control
-            && (state.frames.len() >= self.max_frames
-                || state.bytes + frame.len() > self.max_bytes)
+            && (state.frames.len() >= self.max_frames || state.bytes + frame.len() > self.max_bytes)
         {
             state.closed = true;
             drop(state);
@@ -86,7 +85,11 @@ impl Outbox {
 
     /// Like [`Outbox::drain_into`], but only when `allowed` (checked under the queue's lock)
     /// holds; returns `None` when it does not. Lets a transport switch without two drainers.
-    pub fn drain_into_if(&self, into: &mut Vec<Frame>, allowed: impl FnOnce() -> bool) -> Option<bool> {
+    pub fn drain_into_if(
+        &self,
+        into: &mut Vec<Frame>,
+        allowed: impl FnOnce() -> bool,
+    ) -> Option<bool> {
         let mut state = self.state.lock();
         if !allowed() {
             return None;
@@ -166,7 +169,8 @@ mod tests {
     fn control_frames_bypass_limits() {
         let q = Outbox::new(1, 1 << 20);
         q.push(frame(1)).unwrap();
-        q.push(Frame::control(bytes::Bytes::from_static(&[0x8a, 0]))).unwrap();
+        q.push(Frame::control(bytes::Bytes::from_static(&[0x8a, 0])))
+            .unwrap();
     }
 
     #[tokio::test]

@@ -282,8 +282,12 @@ impl Session {
             // A pong left over from before this ping does not count.
             let _ = futures_util::FutureExt::now_or_never(self.pong.notified());
             let deadline = next_ping + timeout;
-            let deadline_ms = deadline.into_std().saturating_duration_since(self.born).as_millis() as u64;
-            self.pong_deadline.store(deadline_ms.max(1), Ordering::Release);
+            let deadline_ms = deadline
+                .into_std()
+                .saturating_duration_since(self.born)
+                .as_millis() as u64;
+            self.pong_deadline
+                .store(deadline_ms.max(1), Ordering::Release);
             if self.send_packet(&Packet::Ping(Bytes::new())).is_err() {
                 return;
             }

@@ -56,14 +56,25 @@ struct ReadSide<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for ReadSide<R> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
 }
 
 impl<R: Unpin> AsyncWrite for ReadSide<R> {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let _ = self.session.outbox.push(Frame::control(Bytes::copy_from_slice(buf)));
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let _ = self
+            .session
+            .outbox
+            .push(Frame::control(Bytes::copy_from_slice(buf)));
         Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -111,7 +122,8 @@ where
             tokio::spawn(write_loop(session.clone(), writer));
         }
         Mode::Upgrade(_) => {
-            let upgraded = tokio::time::timeout(UPGRADE_TIMEOUT, probe(&session, &mut ws, writer)).await;
+            let upgraded =
+                tokio::time::timeout(UPGRADE_TIMEOUT, probe(&session, &mut ws, writer)).await;
             session.end_upgrade();
             match upgraded {
                 Ok(Some(writer)) => {
@@ -130,7 +142,11 @@ where
 
 /// The upgrade handshake: `2probe` → `3probe`, a noop to release the pending poll, then `5`.
 /// Returns the writer once the client completed the upgrade.
-async fn probe<R, W>(session: &Arc<Session>, ws: &mut WebSocketStream<ReadSide<R>>, mut writer: W) -> Option<W>
+async fn probe<R, W>(
+    session: &Arc<Session>,
+    ws: &mut WebSocketStream<ReadSide<R>>,
+    mut writer: W,
+) -> Option<W>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -155,8 +171,11 @@ where
     }
 }
 
-async fn read_loop<R>(server: &Arc<EioServer>, session: &Arc<Session>, ws: &mut WebSocketStream<ReadSide<R>>)
-where
+async fn read_loop<R>(
+    server: &Arc<EioServer>,
+    session: &Arc<Session>,
+    ws: &mut WebSocketStream<ReadSide<R>>,
+) where
     R: AsyncRead + Unpin,
 {
     loop {
@@ -240,7 +259,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(session: Arc<Session>, mut writer: W)
 const MAX_IOVECS: usize = 512;
 
 /// Writes every frame, coalesced into as few vectored writes as the kernel allows.
-pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(writer: &mut W, frames: &[Frame]) -> io::Result<usize> {
+pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frames: &[Frame],
+) -> io::Result<usize> {
     let total: usize = frames.iter().map(Frame::len).sum();
     let (mut index, mut offset) = (0usize, 0usize);
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len().min(MAX_IOVECS));
@@ -292,7 +314,9 @@ mod tests {
         let expected: Vec<u8> = frames.iter().flat_map(|f| f.wire().to_vec()).collect();
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
-            tokio::io::AsyncReadExt::read_to_end(&mut client, &mut got).await.unwrap();
+            tokio::io::AsyncReadExt::read_to_end(&mut client, &mut got)
+                .await
+                .unwrap();
             got
         });
         write_frames(&mut server, &frames).await.unwrap();

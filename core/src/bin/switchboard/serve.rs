@@ -119,12 +119,33 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
     let Some(path) = &args.config else {
         return Ok(());
     };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    let file: FileSettings = toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let file: FileSettings =
+        toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
     merge!(
-        args, file, host, port, jwt_secret, jwt_public_key, room_policy, rate_limit, rate_burst, redis,
-        data_dir, api_key, max_connections, ping_interval, ping_timeout, max_payload, typing_timeout,
-        recovery_window, presence_grace, outbound_queue_frames, outbound_queue_bytes, workers
+        args,
+        file,
+        host,
+        port,
+        jwt_secret,
+        jwt_public_key,
+        room_policy,
+        rate_limit,
+        rate_burst,
+        redis,
+        data_dir,
+        api_key,
+        max_connections,
+        ping_interval,
+        ping_timeout,
+        max_payload,
+        typing_timeout,
+        recovery_window,
+        presence_grace,
+        outbound_queue_frames,
+        outbound_queue_bytes,
+        workers
     );
     if args.cors_origins.is_empty() {
         args.cors_origins = file.cors_origins;
@@ -162,7 +183,11 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
         config = config.room_policy(p);
     }
     let rate = args.rate_limit.unwrap_or(config.rate_limit_per_second);
-    let burst = args.rate_burst.unwrap_or(if args.rate_limit.is_some() { rate.max(1) * 2 } else { config.rate_limit_burst });
+    let burst = args.rate_burst.unwrap_or(if args.rate_limit.is_some() {
+        rate.max(1) * 2
+    } else {
+        config.rate_limit_burst
+    });
     config = config.rate_limit(rate, burst).map_err(e)?;
     if let Some(url) = &args.redis {
         config = config.redis_url(url.clone());
@@ -196,8 +221,12 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
         config = config.presence_grace(ms(n));
     }
     if args.outbound_queue_frames.is_some() || args.outbound_queue_bytes.is_some() {
-        let frames = args.outbound_queue_frames.unwrap_or(config.outbound_queue_frames);
-        let bytes = args.outbound_queue_bytes.unwrap_or(config.outbound_queue_bytes);
+        let frames = args
+            .outbound_queue_frames
+            .unwrap_or(config.outbound_queue_frames);
+        let bytes = args
+            .outbound_queue_bytes
+            .unwrap_or(config.outbound_queue_bytes);
         config = config.outbound_queue(frames, bytes).map_err(e)?;
     }
     if let Some(n) = args.workers {
@@ -219,7 +248,9 @@ pub fn run(mut args: ServeArgs) -> Result<(), String> {
     let engine = chat::install(Engine::builder(config), chat::Hooks::default())
         .and_then(|b| b.build())
         .map_err(|e| e.to_string())?;
-    let addr = engine.listen(SocketAddr::new(host, port)).map_err(|e| e.to_string())?;
+    let addr = engine
+        .listen(SocketAddr::new(host, port))
+        .map_err(|e| e.to_string())?;
     let shown = match addr.ip() {
         IpAddr::V6(ip) => format!("[{ip}]:{}", addr.port()),
         IpAddr::V4(ip) => format!("{ip}:{}", addr.port()),

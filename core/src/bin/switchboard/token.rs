@@ -51,7 +51,11 @@ pub fn run(args: TokenArgs) -> Result<(), String> {
         claims["username"] = json!(u);
     }
     if let Some(r) = args.rooms {
-        let rooms: Vec<&str> = r.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let rooms: Vec<&str> = r
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
         claims["rooms"] = json!(rooms);
     }
     let token = jsonwebtoken::encode(

@@ -1,0 +1,47 @@
+# Switchboard: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+BIN := target/debug/switchboard
+DEV_SECRET ?= dev-secret-change-me
+PORT ?= 3000
+
+.PHONY: run test build test-rust test-node lint deps-node bench conformance clean
+
+## run: build and start the standalone server on 127.0.0.1:3000 with a development secret
+run:
+	$(CARGO) build -p switchboard --bin switchboard
+	@TOKEN=$$($(BIN) token --secret "$(DEV_SECRET)" --sub dev --username Dev --ttl 7d); \
+	echo ""; \
+	echo "Development token (user 'dev', valid 7 days):"; \
+	echo "  $$TOKEN"; \
+	echo ""; \
+	echo "Connect from Node or a browser console with socket.io-client 4.x:"; \
+	echo "  const s = io('http://127.0.0.1:$(PORT)', { auth: { token: '$$TOKEN' } }); s.on('connect', () => s.emit('joinRoom', 'lobby', console.log));"; \
+	echo ""; \
+	exec $(BIN) serve --host 127.0.0.1 --port $(PORT) --jwt-secret "$(DEV_SECRET)"
+
+## test: build everything and run every test (installs what is missing)
+test: build test-rust test-node
+	@echo "make test: all suites passed"
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+test-rust:
+	$(CARGO) test --workspace
+
+deps-node:
+	cd bindings-tests/node && npm ci --no-audit --no-fund
+
+test-node: deps-node
+	cd bindings-tests/node && npm test
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench:
+	bench/run.sh
+
+clean:
+	$(CARGO) clean
