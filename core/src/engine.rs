@@ -21,6 +21,7 @@ pub struct EngineBuilder {
     config: Config,
     namespaces: Vec<(String, NamespaceBuilder)>,
     raw: Vec<(String, Arc<dyn SessionHandler>)>,
+    activity: Option<crate::transport::ActivityHook>,
 }
 
 impl EngineBuilder {
@@ -40,6 +41,13 @@ impl EngineBuilder {
         };
         let (n, b) = self.namespaces.remove(i);
         self.namespaces.insert(i, (n, setup(b)));
+        self
+    }
+
+    /// Calls `f(true)` when the engine gets its first connection and `f(false)` when its last
+    /// one closes (hosts use it to keep their process alive while clients are connected).
+    pub fn on_activity(mut self, f: impl Fn(bool) + Send + Sync + 'static) -> Self {
+        self.activity = Some(Arc::new(f));
         self
     }
 
@@ -80,6 +88,9 @@ impl EngineBuilder {
         }
         let io = SocketIo::new(namespaces);
         let sio_server = EioServer::new(config.clone(), metrics.clone(), io.clone());
+        if let Some(hook) = self.activity {
+            sio_server.set_activity_hook(hook);
+        }
         let mut mounts = vec![(config.path.clone(), sio_server.clone())];
         let mut raw_servers = Vec::new();
         for (path, handler) in self.raw {
@@ -129,6 +140,7 @@ impl Engine {
             config,
             namespaces: Vec::new(),
             raw: Vec::new(),
+            activity: None,
         }
     }
 
@@ -202,6 +214,40 @@ impl Engine {
         if let Some(rt) = self.runtime.lock().take() {
             rt.shutdown_timeout(grace);
         }
+    }
+
+    /// Emits `event` with `data` to every socket in `room` of the `/` namespace (encoded
+    /// once). Returns the number of sockets it was queued for.
+    pub fn emit_to_room<T: serde::Serialize + ?Sized>(
+        &self,
+        room: &str,
+        event: &str,
+        data: &T,
+    ) -> usize {
+        self.namespace("/")
+            .map_or(0, |ns| ns.to(room).emit(event, data))
+    }
+
+    /// Emits `event` to every connection of a user (its personal room `user:<id>`).
+    pub fn emit_to_user<T: serde::Serialize + ?Sized>(
+        &self,
+        user_id: &str,
+        event: &str,
+        data: &T,
+    ) -> usize {
+        self.emit_to_room(&crate::chat::personal_room(user_id), event, data)
+    }
+
+    /// Disconnects every connection of a user; returns how many there were.
+    pub fn disconnect_user(&self, user_id: &str) -> usize {
+        let Some(ns) = self.namespace("/") else {
+            return 0;
+        };
+        let sockets = ns.sockets_in(&crate::chat::personal_room(user_id));
+        for s in &sockets {
+            s.disconnect();
+        }
+        sockets.len()
     }
 
     /// Number of open Engine.IO sessions.

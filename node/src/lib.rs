@@ -1,1 +1,431 @@
+//! Node binding (napi-rs) of the Switchboard engine.
+//!
+//! `NativeEngine` is the native half of `@switchboard/node`'s `Engine`; `index.js` adds the
+//! parts that must touch Node objects (taking a socket's descriptor, reading request bodies)
+//! and normalizes JS callbacks. The engine runs on its own tokio runtime: calls from JS only
+//! enqueue work, and JS callbacks are awaited there without blocking either side.
+#![deny(clippy::unwrap_used)]
 
+mod config;
+mod hooks;
+mod io;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use napi::bindgen_prelude::{Buffer, Function, Promise};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use napi_derive::napi;
+use serde_json::{json, Value};
+use switchboard::chat::{self, ChatHandle, Hooks};
+use switchboard::transport::http::Routed;
+use switchboard::Engine;
+
+pub use config::NativeConfig;
+use hooks::{callback, JsAuthenticate, JsCallback, JsMessageStore, JsRoomAccess};
+
+type Notify<T> = ThreadsafeFunction<T, (), T, Status, false, true>;
+
+fn notify<T: 'static + napi::bindgen_prelude::JsValuesTupleIntoVec>(
+    f: &Function<'_, T, ()>,
+) -> napi::Result<Arc<Notify<T>>> {
+    Ok(Arc::new(
+        f.build_threadsafe_function()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?,
+    ))
+}
+
+fn err(e: impl std::fmt::Display) -> napi::Error {
+    napi::Error::from_reason(e.to_string())
+}
+
+/// An HTTP answer for `res`.
+#[napi(object)]
+pub struct HttpAnswer {
+    /// Status code.
+    pub status: u32,
+    /// Headers as `[name, value, name, value, …]`.
+    pub headers: Vec<String>,
+    /// Body.
+    pub body: Buffer,
+}
+
+/// The native engine behind `Engine`.
+#[napi]
+pub struct NativeEngine {
+    engine: Engine,
+    chat: ChatHandle,
+    events: Arc<RwLock<HashSet<String>>>,
+    closed: AtomicBool,
+}
+
+/// A plaintext pipe between a Node TLS socket and the engine.
+#[napi]
+pub struct Bridge {
+    to_engine: tokio::sync::mpsc::UnboundedSender<Option<Bytes>>,
+}
+
+#[napi]
+impl Bridge {
+    /// Bytes Node decrypted from the client.
+    #[napi]
+    pub fn write(&self, data: Buffer) {
+        let _ = self.to_engine.send(Some(Bytes::copy_from_slice(&data)));
+    }
+
+    /// The client closed its side.
+    #[napi]
+    pub fn end(&self) {
+        let _ = self.to_engine.send(None);
+    }
+}
+
+#[napi]
+impl NativeEngine {
+    /// Starts an engine on its own runtime. Callbacks are normalized by `index.js` to
+    /// `(value) => Promise<{ok} | {error}>`.
+    #[napi(constructor)]
+    pub fn new(
+        config: NativeConfig,
+        authenticate: Option<Function<'_, Value, Promise<Value>>>,
+        authorize_room: Option<Function<'_, Value, Promise<Value>>>,
+        store_message: Option<Function<'_, Value, Promise<Value>>>,
+        on_event: Function<'_, Value, Promise<Value>>,
+        on_activity: Function<'_, bool, ()>,
+    ) -> napi::Result<Self> {
+        let config = config.to_config().map_err(err)?;
+        let timeout = config.host_callback_timeout;
+        let hooks = Hooks {
+            authenticate: authenticate
+                .as_ref()
+                .map(callback)
+                .transpose()?
+                .map(|t| Arc::new(JsAuthenticate(t)) as _),
+            room_access: authorize_room
+                .as_ref()
+                .map(callback)
+                .transpose()?
+                .map(|t| Arc::new(JsRoomAccess(t)) as _),
+            message_store: store_message
+                .as_ref()
+                .map(callback)
+                .transpose()?
+                .map(|t| Arc::new(JsMessageStore(t)) as _),
+        };
+        let activity = notify(&on_activity)?;
+        let on_event = callback(&on_event)?;
+        let events: Arc<RwLock<HashSet<String>>> = Arc::default();
+        let builder = Engine::builder(config).on_activity(move |active| {
+            let _ = activity.call(active, ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        let (builder, chat) = chat::install_with_handle(builder, hooks).map_err(err)?;
+        let known = events.clone();
+        let builder =
+            builder.namespace("/", |ns| {
+                ns.on_any(move |socket, event, payload, ack| {
+                    let known = known.clone();
+                    let on_event = on_event.clone();
+                    async move {
+                        app_event(&on_event, timeout, &known, socket, event, payload, ack).await
+                    }
+                })
+            });
+        let engine = builder.build().map_err(err)?;
+        Ok(NativeEngine {
+            engine,
+            chat,
+            events,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    fn live(&self) -> napi::Result<&Engine> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(err("the engine is closed"));
+        }
+        Ok(&self.engine)
+    }
+
+    /// Listens on `host:port` itself; returns the bound port.
+    #[napi]
+    pub fn listen(&self, host: String, port: u32) -> napi::Result<u32> {
+        let ip = host
+            .parse()
+            .map_err(|_| err(format!("invalid host {host}")))?;
+        let port = u16::try_from(port).map_err(|_| err(format!("invalid port {port}")))?;
+        let bound = self
+            .live()?
+            .listen(SocketAddr::new(ip, port))
+            .map_err(err)?;
+        Ok(u32::from(bound.port()))
+    }
+
+    /// Whether the engine serves this path (`/socket.io/`, `/healthz`, `/metrics`).
+    #[napi]
+    pub fn serves(&self, path: String) -> bool {
+        self.engine.http().serves(&path)
+    }
+
+    /// Takes over an upgraded TCP socket: duplicates `fd` now (the caller destroys its
+    /// handle right after), then answers the upgrade and serves the WebSocket. `head` holds
+    /// the bytes Node already read past the request head.
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn adopt(
+        &self,
+        fd: i32,
+        method: String,
+        url: String,
+        raw_headers: Vec<String>,
+        head: Option<Buffer>,
+        address: String,
+        port: u32,
+    ) -> napi::Result<()> {
+        let engine = self.live()?.clone();
+        let request = io::request_head(&method, &url, &raw_headers, &address, port)?;
+        let stream = io::adopt_fd(fd)?;
+        let buffered = io::buffered(head.as_deref());
+        engine.handle().clone().spawn(async move {
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let (r, w) = stream.into_split();
+            engine.http().serve_adopted(request, r, w, buffered).await;
+        });
+        Ok(())
+    }
+
+    /// Serves an upgrade over a plaintext pipe (TLS sockets, whose bytes only Node can
+    /// decrypt). `onData(chunk)` gets the engine's bytes, `onData(null)` its end.
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_bridge(
+        &self,
+        method: String,
+        url: String,
+        raw_headers: Vec<String>,
+        head: Option<Buffer>,
+        address: String,
+        port: u32,
+        on_data: Function<'_, Option<Buffer>, ()>,
+    ) -> napi::Result<Bridge> {
+        let engine = self.live()?.clone();
+        let request = io::request_head(&method, &url, &raw_headers, &address, port)?;
+        let buffered = io::buffered(head.as_deref());
+        let on_data = notify(&on_data)?;
+        let (engine_side, host_side) = tokio::io::duplex(64 * 1024);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<Bytes>>();
+        let handle = engine.handle().clone();
+        handle.spawn(async move {
+            let (r, w) = tokio::io::split(engine_side);
+            engine.http().serve_adopted(request, r, w, buffered).await;
+        });
+        let (mut host_read, mut host_write) = tokio::io::split(host_side);
+        handle.spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Some(Some(chunk)) = rx.recv().await {
+                if host_write.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            let _ = host_write.shutdown().await;
+        });
+        handle.spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match host_read.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let chunk = Buffer::from(buf[..n].to_vec());
+                        let _ = on_data.call(Some(chunk), ThreadsafeFunctionCallMode::NonBlocking);
+                    }
+                }
+            }
+            let _ = on_data.call(None, ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        Ok(Bridge { to_engine: tx })
+    }
+
+    /// Serves a plain HTTP request (long-polling, health, metrics); `done(answer)` gets the
+    /// answer, possibly much later (a long poll).
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_http(
+        &self,
+        method: String,
+        url: String,
+        raw_headers: Vec<String>,
+        body: Option<Buffer>,
+        address: String,
+        port: u32,
+        done: Function<'_, HttpAnswer, ()>,
+    ) -> napi::Result<()> {
+        let engine = self.live()?.clone();
+        let request = io::request_head(&method, &url, &raw_headers, &address, port)?;
+        let body = io::buffered(body.as_deref());
+        let done = notify(&done)?;
+        engine.handle().clone().spawn(async move {
+            let reply = match engine.http().route(&request, async { Ok(body) }).await {
+                Routed::Reply(reply) => reply,
+                Routed::Upgrade(upgrade) => {
+                    upgrade.abort();
+                    switchboard::transport::http::EioError::BadRequest.reply()
+                }
+            };
+            let mut headers = Vec::with_capacity(reply.headers.len() * 2);
+            for (name, value) in &reply.headers {
+                if let Ok(v) = value.to_str() {
+                    headers.push(name.as_str().to_owned());
+                    headers.push(v.to_owned());
+                }
+            }
+            let answer = HttpAnswer {
+                status: u32::from(reply.status.as_u16()),
+                headers,
+                body: Buffer::from(reply.body.to_vec()),
+            };
+            let _ = done.call(answer, ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        Ok(())
+    }
+
+    /// Lets JS handle a client event (see `engine.on`).
+    #[napi]
+    pub fn register_event(&self, name: String) {
+        if let Ok(mut events) = self.events.write() {
+            events.insert(name);
+        }
+    }
+
+    /// Emits to every socket in a room; returns how many it reached.
+    #[napi]
+    pub fn emit_to_room(&self, room: String, event: String, data: Value) -> napi::Result<u32> {
+        Ok(self.live()?.emit_to_room(&room, &event, &data) as u32)
+    }
+
+    /// Emits to every connection of a user; returns how many it reached.
+    #[napi]
+    pub fn emit_to_user(&self, user_id: String, event: String, data: Value) -> napi::Result<u32> {
+        Ok(self.live()?.emit_to_user(&user_id, &event, &data) as u32)
+    }
+
+    /// Joins a connected socket to a room.
+    #[napi]
+    pub fn socket_join(&self, socket_id: String, room: String) -> bool {
+        self.socket(&socket_id).is_some_and(|s| s.join(&room))
+    }
+
+    /// Removes a connected socket from a room.
+    #[napi]
+    pub fn socket_leave(&self, socket_id: String, room: String) -> bool {
+        self.socket(&socket_id).is_some_and(|s| s.leave(&room))
+    }
+
+    /// Emits to one socket.
+    #[napi]
+    pub fn socket_emit(&self, socket_id: String, event: String, data: Value) -> bool {
+        self.socket(&socket_id)
+            .is_some_and(|s| s.emit(&event, &data).is_ok())
+    }
+
+    /// The rooms of a socket.
+    #[napi]
+    pub fn socket_rooms(&self, socket_id: String) -> Vec<String> {
+        self.socket(&socket_id)
+            .map(|s| s.rooms().iter().map(|r| r.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Disconnects one socket.
+    #[napi]
+    pub fn socket_disconnect(&self, socket_id: String) -> bool {
+        self.socket(&socket_id).map(|s| s.disconnect()).is_some()
+    }
+
+    fn socket(&self, id: &str) -> Option<Arc<switchboard::Socket>> {
+        self.engine.namespace("/").and_then(|ns| ns.socket(id))
+    }
+
+    /// The users present in a room: `[{userId, username}]`.
+    #[napi]
+    pub fn presence(&self, room: String) -> Value {
+        json!(self.chat.presence(&room))
+    }
+
+    /// Disconnects every connection of a user; returns how many there were.
+    #[napi]
+    pub fn disconnect_user(&self, user_id: String) -> napi::Result<u32> {
+        Ok(self.live()?.disconnect_user(&user_id) as u32)
+    }
+
+    /// Counters: connections, sockets, rooms, messages.
+    #[napi]
+    pub fn stats(&self) -> Value {
+        let m = self.engine.metrics();
+        json!({
+            "connections": m.connections.get(),
+            "sockets": m.sockets.get(),
+            "rooms": self.chat.rooms().len(),
+            "messages": m.messages.get(),
+            "packetsIn": m.packets_in.get(),
+            "packetsOut": m.packets_out.get(),
+        })
+    }
+
+    /// Closes every connection and stops the engine's runtime. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.engine.shutdown(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Hands a client event without a Rust handler to JS, and its result back as the ack.
+async fn app_event(
+    on_event: &JsCallback,
+    timeout: Duration,
+    known: &RwLock<HashSet<String>>,
+    socket: Arc<switchboard::Socket>,
+    event: String,
+    payload: switchboard::Payload,
+    ack: Option<switchboard::AckSender>,
+) {
+    let registered = known.read().is_ok_and(|k| k.contains(&event));
+    if !registered {
+        if let Some(ack) = ack {
+            ack.send(vec![
+                json!({"code": "INVALID_MESSAGE", "message": format!("Unknown event {event}")}),
+            ]);
+        }
+        return;
+    }
+    let arg = json!({
+        "event": event,
+        "args": payload.args,
+        "socket": {
+            "id": &**socket.id(),
+            "user": socket.user().map(|u| &**u),
+            "rooms": socket.rooms().iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        },
+    });
+    let result = match tokio::time::timeout(timeout, hooks::call(on_event, arg)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("handler for {event} timed out")),
+    };
+    if let Some(ack) = ack {
+        match result {
+            Ok(value) => ack.send(vec![Value::Null, value]),
+            Err(message) => ack.send(vec![json!({"code": "INTERNAL", "message": message})]),
+        }
+    }
+}

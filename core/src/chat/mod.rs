@@ -109,8 +109,32 @@ pub(crate) struct Chat {
     pub pending_departures: Mutex<HashMap<Arc<str>, Vec<Arc<str>>>>,
 }
 
+/// Read access to the chat state for hosts (presence queries).
+#[derive(Clone)]
+pub struct ChatHandle(Arc<Chat>);
+
+impl ChatHandle {
+    /// The users present in `room`, in the order they arrived.
+    pub fn presence(&self, room: &str) -> Vec<crate::hub::presence::Member> {
+        self.0.presence.lock().members(room)
+    }
+
+    /// Every room with users in it, with its number of users.
+    pub fn rooms(&self) -> Vec<(Arc<str>, usize)> {
+        self.0.presence.lock().room_sizes()
+    }
+}
+
 /// Installs the chat contract on the `/` namespace.
 pub fn install(builder: EngineBuilder, hooks: Hooks) -> Result<EngineBuilder, Error> {
+    install_with_handle(builder, hooks).map(|(b, _)| b)
+}
+
+/// Installs the chat contract and returns a handle to its state.
+pub fn install_with_handle(
+    builder: EngineBuilder,
+    hooks: Hooks,
+) -> Result<(EngineBuilder, ChatHandle), Error> {
     let config = builder.config().clone();
     let jwt = JwtVerifier::new(&config.jwt)?;
     let history = match &config.data_dir {
@@ -129,7 +153,8 @@ pub fn install(builder: EngineBuilder, hooks: Hooks) -> Result<EngineBuilder, Er
         pending_departures: Mutex::new(HashMap::new()),
     });
     let c = |chat: &Arc<Chat>| chat.clone();
-    Ok(builder.namespace("/", |ns| {
+    let handle = ChatHandle(chat.clone());
+    let builder = builder.namespace("/", |ns| {
         let ns = ns.recovery(recovery);
         let (a, b, d) = (c(&chat), c(&chat), c(&chat));
         let ns = ns
@@ -143,7 +168,8 @@ pub fn install(builder: EngineBuilder, hooks: Hooks) -> Result<EngineBuilder, Er
             })
             .on_disconnect(move |socket, rooms, reason| d.on_disconnect(socket, rooms, reason));
         handlers::register(ns, chat)
-    }))
+    });
+    Ok((builder, handle))
 }
 
 impl Chat {

@@ -105,6 +105,39 @@ impl HttpReply {
         }
     }
 
+    /// The answer to a POST over `maxPayload`.
+    pub fn payload_too_large() -> Self {
+        HttpReply::json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &br#"{"code":3,"message":"Payload too large"}"#[..],
+        )
+    }
+
+    /// The answer in HTTP/1.1 wire form (closing the connection after it).
+    pub fn to_http1_bytes(&self) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\n",
+            self.status.as_u16(),
+            self.status.canonical_reason().unwrap_or("")
+        )
+        .into_bytes();
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(
+            format!(
+                "Content-Length: {}\r\nConnection: close\r\n\r\n",
+                self.body.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&self.body);
+        out
+    }
+
     fn into_response(self) -> Response<Full<Bytes>> {
         let mut response = Response::new(Full::new(self.body));
         *response.status_mut() = self.status;
@@ -145,6 +178,44 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A request head, independent of the HTTP library that parsed it (hyper, or Node when a
+/// host hands requests over).
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// The method.
+    pub method: Method,
+    /// The request target (path and query).
+    pub uri: http::Uri,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The client's address.
+    pub peer: SocketAddr,
+}
+
+impl RequestHead {
+    fn query(&self) -> String {
+        self.uri.query().unwrap_or("").to_owned()
+    }
+
+    fn handshake(&self) -> HandshakeInfo {
+        HandshakeInfo {
+            headers: self.headers.clone(),
+            query: self.query(),
+            address: self.peer,
+        }
+    }
+
+    /// Whether the request asks for a WebSocket upgrade.
+    pub fn is_websocket_upgrade(&self) -> bool {
+        self.method == Method::GET
+            && self
+                .headers
+                .get(header::UPGRADE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    }
+}
+
 /// Everything the HTTP front door serves.
 pub struct HttpApp {
     pub(crate) config: Arc<Config>,
@@ -160,6 +231,66 @@ enum OriginCheck {
     Allowed(HeaderValue),
     /// Not in the configured list.
     Refused,
+}
+
+/// An accepted WebSocket upgrade, ready to run once the connection is switched.
+pub struct Upgrade {
+    server: Arc<EioServer>,
+    /// `None` when the upgrade is accepted only to be closed (a second upgrade of a sid).
+    mode: Option<Mode>,
+    accept: String,
+}
+
+impl Upgrade {
+    /// The headers of the `101 Switching Protocols` answer.
+    pub fn response_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        vec![
+            (header::UPGRADE, HeaderValue::from_static("websocket")),
+            (header::CONNECTION, HeaderValue::from_static("Upgrade")),
+            (
+                header::SEC_WEBSOCKET_ACCEPT,
+                HeaderValue::from_str(&self.accept).unwrap_or(HeaderValue::from_static("")),
+            ),
+        ]
+    }
+
+    /// The complete `101` answer in wire form, for hosts that write it themselves.
+    pub fn response_bytes(&self) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            self.accept
+        )
+        .into_bytes()
+    }
+
+    /// Runs the WebSocket on the switched connection until it closes.
+    pub async fn run<R, W>(self, reader: R, writer: W, prefix: Bytes)
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        match self.mode {
+            Some(mode) => websocket::run(self.server, reader, writer, prefix, mode).await,
+            None => websocket::reject(writer).await,
+        }
+    }
+
+    /// Gives the upgrade up (the connection could not be switched).
+    pub fn abort(self) {
+        match &self.mode {
+            Some(Mode::New(s)) => s.close(super::CloseReason::TransportError),
+            Some(Mode::Upgrade(s)) => s.end_upgrade(),
+            None => {}
+        }
+    }
+}
+
+/// What the front door does with a request.
+pub enum Routed {
+    /// Answer with this.
+    Reply(HttpReply),
+    /// Switch to WebSocket.
+    Upgrade(Upgrade),
 }
 
 impl HttpApp {
@@ -198,19 +329,24 @@ impl HttpApp {
             .map(|(_, server)| server)
     }
 
-    /// Serves one request from hyper.
-    async fn handle(
-        self: Arc<Self>,
-        mut req: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Response<Full<Bytes>> {
-        let path = req.uri().path().to_owned();
-        let origin = self.check_origin(req.headers());
+    /// Whether this front door serves `path` (hosts use it to route requests to the engine).
+    pub fn serves(&self, path: &str) -> bool {
+        matches!(path, "/healthz" | "/metrics") || self.mount(path).is_some()
+    }
+
+    /// Routes a request. `body` is read only for a POST that needs it, with the
+    /// `maxPayload` limit already applied by the caller's reader.
+    pub async fn route<B>(&self, head: &RequestHead, body: B) -> Routed
+    where
+        B: std::future::Future<Output = Result<Bytes, HttpReply>>,
+    {
+        let path = head.uri.path();
+        let origin = self.check_origin(&head.headers);
         let cors = match &origin {
             OriginCheck::Allowed(o) => Some(o.clone()),
             _ => None,
         };
-        let mut reply = match (req.method(), path.as_str()) {
+        let mut reply = match (&head.method, path) {
             (&Method::GET, "/healthz") => {
                 HttpReply::json(StatusCode::OK, &br#"{"status":"ok"}"#[..])
             }
@@ -222,7 +358,7 @@ impl HttpApp {
                 )];
                 r
             }
-            _ => match self.mount(&path).cloned() {
+            _ => match self.mount(path).cloned() {
                 None => HttpReply::json(
                     StatusCode::NOT_FOUND,
                     &br#"{"code":"NOT_FOUND","message":"Not found"}"#[..],
@@ -231,40 +367,38 @@ impl HttpApp {
                     self.metrics.refusals.inc("origin");
                     EioError::Forbidden.reply()
                 }
-                Some(_) if req.method() == Method::OPTIONS => preflight(req.headers()),
-                Some(server) => {
-                    if is_websocket_upgrade(req.headers()) {
-                        return self.upgrade(server, &mut req, peer).into_response();
+                Some(_) if head.method == Method::OPTIONS => preflight(&head.headers),
+                Some(server) if head.is_websocket_upgrade() => {
+                    match self.prepare_upgrade(server, head) {
+                        Ok(upgrade) => return Routed::Upgrade(upgrade),
+                        Err(reply) => reply,
                     }
-                    self.engineio_http(server, req, peer).await
                 }
+                Some(server) => self.engineio_http(server, head, body).await,
             },
         };
         if let Some(origin) = cors {
             add_cors(&mut reply, origin);
         }
-        reply.into_response()
+        Routed::Reply(reply)
     }
 
-    async fn engineio_http(
+    async fn engineio_http<B>(
         &self,
         server: Arc<EioServer>,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> HttpReply {
-        let query = req.uri().query().unwrap_or("").to_owned();
+        head: &RequestHead,
+        body: B,
+    ) -> HttpReply
+    where
+        B: std::future::Future<Output = Result<Bytes, HttpReply>>,
+    {
+        let query = head.query();
         if let Err(e) = check_eio(&query, "polling") {
             return e.reply();
         }
-        let sid = query_param(&query, "sid");
-        match (req.method().clone(), sid) {
-            (Method::GET, None) => {
-                let info = HandshakeInfo {
-                    headers: req.headers().clone(),
-                    query,
-                    address: peer,
-                };
-                match server.open_session(TransportKind::Polling, info) {
+        match (&head.method, query_param(&query, "sid")) {
+            (&Method::GET, None) => {
+                match server.open_session(TransportKind::Polling, head.handshake()) {
                     Ok(session) => super::polling::handshake(session).await,
                     Err(OpenError::TooManyConnections) => too_many_connections(),
                 }
@@ -274,9 +408,9 @@ impl HttpApp {
                 let Some(session) = server.session(&sid) else {
                     return EioError::UnknownSid.reply();
                 };
-                match method {
+                match *method {
                     Method::GET => super::polling::poll(session).await,
-                    Method::POST => match read_body(req, self.config.max_payload).await {
+                    Method::POST => match body.await {
                         Ok(body) => super::polling::post(&server, session, body).await,
                         Err(reply) => reply,
                     },
@@ -286,77 +420,112 @@ impl HttpApp {
         }
     }
 
-    fn upgrade(
+    fn prepare_upgrade(
         &self,
         server: Arc<EioServer>,
-        req: &mut Request<Incoming>,
-        peer: SocketAddr,
-    ) -> HttpReply {
-        let query = req.uri().query().unwrap_or("").to_owned();
-        if let Err(e) = check_eio(&query, "websocket") {
-            return e.reply();
-        }
-        let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
-            return EioError::BadRequest.reply();
-        };
+        head: &RequestHead,
+    ) -> Result<Upgrade, HttpReply> {
+        let query = head.query();
+        check_eio(&query, "websocket").map_err(EioError::reply)?;
+        let key = head
+            .headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .ok_or_else(|| EioError::BadRequest.reply())?;
+        let accept = websocket::accept_key(key.as_bytes());
         let mode = match query_param(&query, "sid") {
             Some(sid) => match server.session(&sid) {
-                None => return EioError::UnknownSid.reply(),
+                None => return Err(EioError::UnknownSid.reply()),
                 // Already upgraded or upgrading: accept, then close (what clients expect).
                 Some(s) if s.transport() != TransportKind::Polling || !s.begin_upgrade() => None,
                 Some(s) => Some(Mode::Upgrade(s)),
             },
-            None => {
-                let info = HandshakeInfo {
-                    headers: req.headers().clone(),
-                    query,
-                    address: peer,
-                };
-                match server.open_session(TransportKind::WebSocket, info) {
-                    Ok(s) => Some(Mode::New(s)),
-                    Err(OpenError::TooManyConnections) => return too_many_connections(),
-                }
-            }
+            None => match server.open_session(TransportKind::WebSocket, head.handshake()) {
+                Ok(s) => Some(Mode::New(s)),
+                Err(OpenError::TooManyConnections) => return Err(too_many_connections()),
+            },
         };
-        let on_upgrade = hyper::upgrade::on(req);
-        tokio::spawn(async move {
-            let upgraded = match on_upgrade.await {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::debug!(error = %e, "WebSocket upgrade failed");
-                    match &mode {
-                        Some(Mode::New(s)) => s.close(super::CloseReason::TransportError),
-                        Some(Mode::Upgrade(s)) => s.end_upgrade(),
-                        None => {}
+        Ok(Upgrade {
+            server,
+            mode,
+            accept,
+        })
+    }
+
+    /// Serves one request from hyper.
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let head = RequestHead {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            peer,
+        };
+        let limit = self.config.max_payload;
+        let read = read_body(&head.headers, body, limit);
+        match self.route(&head, read).await {
+            Routed::Reply(reply) => reply.into_response(),
+            Routed::Upgrade(upgrade) => {
+                let mut reply = HttpReply::empty(StatusCode::SWITCHING_PROTOCOLS);
+                reply.headers = upgrade.response_headers();
+                let req = Request::from_parts(parts, ());
+                tokio::spawn(async move {
+                    let upgraded = match hyper::upgrade::on(req).await {
+                        Ok(u) => u,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "WebSocket upgrade failed");
+                            return upgrade.abort();
+                        }
+                    };
+                    match upgraded.downcast::<TokioIo<TcpStream>>() {
+                        Ok(parts) => {
+                            let (r, w) = parts.io.into_inner().into_split();
+                            upgrade.run(r, w, parts.read_buf).await;
+                        }
+                        Err(upgraded) => {
+                            let (r, w) = tokio::io::split(TokioIo::new(upgraded));
+                            upgrade.run(r, w, Bytes::new()).await;
+                        }
                     }
-                    return;
-                }
-            };
-            let Some(mode) = mode else {
-                return websocket::reject(TokioIo::new(upgraded)).await;
-            };
-            match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(parts) => {
-                    let (r, w) = parts.io.into_inner().into_split();
-                    websocket::run(server, r, w, parts.read_buf, mode).await;
-                }
-                Err(upgraded) => {
-                    let (r, w) = tokio::io::split(TokioIo::new(upgraded));
-                    websocket::run(server, r, w, Bytes::new(), mode).await;
-                }
+                });
+                reply.into_response()
             }
-        });
-        let mut reply = HttpReply::empty(StatusCode::SWITCHING_PROTOCOLS);
-        reply.headers = vec![
-            (header::UPGRADE, HeaderValue::from_static("websocket")),
-            (header::CONNECTION, HeaderValue::from_static("Upgrade")),
-            (
-                header::SEC_WEBSOCKET_ACCEPT,
-                HeaderValue::from_str(&websocket::accept_key(key.as_bytes()))
-                    .unwrap_or(HeaderValue::from_static("")),
-            ),
-        ];
-        reply
+        }
+    }
+
+    /// Serves a connection a host accepted and already read a request head from (the Node
+    /// binding's `handleUpgrade`): writes the answer itself, then runs the WebSocket.
+    /// `buffered` holds bytes the client sent after the head.
+    pub async fn serve_adopted<R, W>(
+        &self,
+        head: RequestHead,
+        reader: R,
+        mut writer: W,
+        buffered: Bytes,
+    ) where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        use tokio::io::AsyncWriteExt;
+        let no_body = async { Ok(Bytes::new()) };
+        let reply = if head.is_websocket_upgrade() {
+            match self.route(&head, no_body).await {
+                Routed::Upgrade(upgrade) => {
+                    if writer.write_all(&upgrade.response_bytes()).await.is_err() {
+                        return upgrade.abort();
+                    }
+                    return upgrade.run(reader, writer, buffered).await;
+                }
+                Routed::Reply(reply) => reply,
+            }
+        } else {
+            EioError::BadRequest.reply()
+        };
+        let _ = writer.write_all(&reply.to_http1_bytes()).await;
+        let _ = writer.shutdown().await;
     }
 }
 
@@ -379,31 +548,17 @@ fn check_eio(query: &str, transport: &str) -> Result<(), EioError> {
     }
 }
 
-fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-}
-
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, HttpReply> {
-    let too_large = || {
-        HttpReply::json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &br#"{"code":3,"message":"Payload too large"}"#[..],
-        )
-    };
-    let declared = req
-        .headers()
+async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, HttpReply> {
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
+        return Err(HttpReply::payload_too_large());
     }
-    match Limited::new(req.into_body(), limit).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(HttpReply::payload_too_large()),
         Err(_) => Err(EioError::BadRequest.reply()),
     }
 }

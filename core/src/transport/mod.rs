@@ -47,12 +47,16 @@ pub enum OpenError {
     TooManyConnections,
 }
 
+/// Called with `true` when a server gets its first session and `false` when its last closes.
+pub type ActivityHook = Arc<dyn Fn(bool) + Send + Sync>;
+
 /// The sessions behind one Engine.IO path.
 pub struct EioServer {
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     handler: Arc<dyn SessionHandler>,
+    activity: parking_lot::RwLock<Option<ActivityHook>>,
 }
 
 impl EioServer {
@@ -67,7 +71,18 @@ impl EioServer {
             metrics,
             sessions: Mutex::new(HashMap::new()),
             handler,
+            activity: parking_lot::RwLock::new(None),
         })
+    }
+
+    pub(crate) fn set_activity_hook(&self, hook: ActivityHook) {
+        *self.activity.write() = Some(hook);
+    }
+
+    fn notify_activity(&self, active: bool) {
+        if let Some(hook) = self.activity.read().as_ref() {
+            hook(active);
+        }
     }
 
     /// The session with this id, if it is open.
@@ -117,6 +132,9 @@ impl EioServer {
                 return Err(OpenError::TooManyConnections);
             }
             sessions.insert(sid.clone(), session.clone());
+            if sessions.len() == 1 {
+                self.notify_activity(true);
+            }
         }
         self.metrics.connections.inc();
         self.metrics.connections_total.inc();
@@ -150,7 +168,13 @@ impl EioServer {
         if !session.take_finalize() {
             return;
         }
-        self.sessions.lock().remove(&session.sid);
+        {
+            let mut sessions = self.sessions.lock();
+            sessions.remove(&session.sid);
+            if sessions.is_empty() {
+                self.notify_activity(false);
+            }
+        }
         self.metrics.connections.dec();
         let reason = session.close_reason().unwrap_or(CloseReason::ServerClose);
         self.metrics.disconnects.inc(reason.label());

@@ -1,0 +1,14 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { Engine, EngineOptions } from './index'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The engine serving Socket.IO on this app's server. */
+    switchboard: Engine
+  }
+}
+
+/** Serves Socket.IO (WebSocket, long-polling, upgrade) on the app's own server and port. */
+declare const switchboard: FastifyPluginAsync<EngineOptions>
+export default switchboard
+export { switchboard }

@@ -1,0 +1,53 @@
+'use strict';
+// Fastify plugin: serves Socket.IO on the app's own server and port through the engine.
+//
+//   await app.register(require('@switchboard/node/fastify'), { jwtSecret: process.env.JWT_SECRET });
+//   app.switchboard.to('lobby').emit('notice', { text: 'hello' });
+
+const { Engine } = require('./index.js');
+
+async function switchboard(app, options) {
+  const engine = new Engine(options);
+  app.decorate('switchboard', engine);
+
+  // WebSocket upgrades never reach Fastify's router: take them from the server itself.
+  const onUpgrade = (req, socket, head) => {
+    const path = (req.url || '').split('?')[0];
+    if (!engine.serves(path)) return;
+    try {
+      engine.handleUpgrade(req, socket, head);
+    } catch (error) {
+      app.log.warn({ err: error }, 'switchboard: upgrade failed');
+      socket.destroy();
+    }
+  };
+  app.server.on('upgrade', onUpgrade);
+
+  // Long-polling routes, in a scope of their own whose content parser leaves the body
+  // unread: the engine reads it (with its maxPayload limit) from the raw request.
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (request, payload, done) => done(null));
+    const handler = (request, reply) => {
+      reply.hijack();
+      engine.handleRequest(request.raw, reply.raw);
+    };
+    for (const url of ['/socket.io/', '/socket.io']) {
+      scope.route({ method: ['GET', 'POST', 'OPTIONS'], url, handler });
+    }
+  });
+
+  app.addHook('onClose', async () => {
+    app.server.off('upgrade', onUpgrade);
+    await engine.close();
+  });
+}
+
+// What fastify-plugin does: share `app.switchboard` with the rest of the app.
+switchboard[Symbol.for('skip-override')] = true;
+switchboard[Symbol.for('fastify.display-name')] = '@switchboard/node';
+switchboard[Symbol.for('plugin-meta')] = { name: '@switchboard/node', fastify: '5.x' };
+
+module.exports = switchboard;
+module.exports.default = switchboard;
+module.exports.switchboard = switchboard;

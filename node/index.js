@@ -1,0 +1,202 @@
+'use strict';
+// @switchboard/node: the Switchboard engine inside a Node process. The engine runs on its own
+// Rust threads; this file hands it Node's sockets and requests and adapts JS callbacks.
+
+const { NativeEngine } = require('./native.js');
+
+function messageOf(error) {
+  if (error && typeof error.message === 'string' && error.message) return error.message;
+  return String(error);
+}
+
+// Every callback crosses to Rust as `(value) => Promise<{ok} | {error}>`, so a throw or a
+// rejection arrives as data and never as an uncaught exception.
+function settle(fn) {
+  return async (...args) => {
+    try {
+      const ok = await fn(...args);
+      return { ok: ok === undefined ? null : ok };
+    } catch (error) {
+      return { error: messageOf(error) };
+    }
+  };
+}
+
+function peerOf(socket) {
+  return [socket.remoteAddress || '', socket.remotePort || 0];
+}
+
+class Engine {
+  /**
+   * @param {import('./index').EngineOptions} [options]
+   */
+  constructor(options = {}) {
+    const { authenticate, authorizeRoom, storeMessage, ...config } = options;
+    this._handlers = new Map();
+    this._keepAlive = null;
+    this._closed = false;
+    this._maxPayload = config.maxPayload ?? 1000000;
+    const auth = authenticate && settle((handshake) => authenticate(handshake));
+    const rooms = authorizeRoom && settle(({ user, roomId }) => authorizeRoom(user, roomId));
+    const store = storeMessage && settle((message) => storeMessage(message));
+    this._native = new NativeEngine(
+      config,
+      auth,
+      rooms,
+      store,
+      (call) => this._dispatch(call),
+      (active) => this._activity(active),
+    );
+  }
+
+  // Rust-owned connections are invisible to Node's event loop: hold a timer while any is
+  // open so the process does not exit under its clients, and none when idle.
+  _activity(active) {
+    if (active && !this._keepAlive && !this._closed) {
+      this._keepAlive = setInterval(() => {}, 1 << 30);
+    } else if (!active && this._keepAlive) {
+      clearInterval(this._keepAlive);
+      this._keepAlive = null;
+    }
+  }
+
+  async _dispatch({ event, args, socket }) {
+    const handler = this._handlers.get(event);
+    if (!handler) return { error: `Unknown event ${event}` };
+    try {
+      const ok = await handler(this._socketApi(socket), ...(args || []));
+      return { ok: ok === undefined ? null : ok };
+    } catch (error) {
+      return { error: messageOf(error) };
+    }
+  }
+
+  _socketApi({ id, user, rooms }) {
+    const native = this._native;
+    return {
+      id,
+      user,
+      rooms,
+      join: (room) => native.socketJoin(id, room),
+      leave: (room) => native.socketLeave(id, room),
+      emit: (event, data) => native.socketEmit(id, event, data === undefined ? null : data),
+      disconnect: () => native.socketDisconnect(id),
+    };
+  }
+
+  /** Whether the engine serves this URL path (`/socket.io/`, `/healthz`, `/metrics`). */
+  serves(path) {
+    return this._native.serves(path);
+  }
+
+  /**
+   * Takes over a socket from an HTTP server's `'upgrade'` event. A plain TCP socket moves
+   * into the engine (its descriptor is duplicated, Node's handle closed without ending the
+   * connection, and every byte Node had read is replayed); a TLS socket is bridged instead.
+   */
+  handleUpgrade(req, socket, head = Buffer.alloc(0)) {
+    const handle = socket._handle;
+    const fd = handle && typeof handle.fd === 'number' ? handle.fd : -1;
+    if (socket.encrypted || fd < 0) return this._bridge(req, socket, head);
+    // One synchronous block: stop Node reading, collect what it already read, hand over.
+    socket.pause();
+    if (typeof handle.readStop === 'function') handle.readStop();
+    const chunks = [head];
+    let chunk;
+    while ((chunk = socket.read()) !== null) chunks.push(chunk);
+    if (typeof handle.readStop === 'function') handle.readStop();
+    const [address, port] = peerOf(socket);
+    try {
+      this._native.adopt(fd, req.method, req.url, req.rawHeaders, Buffer.concat(chunks), address, port);
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  _bridge(req, socket, head) {
+    const [address, port] = peerOf(socket);
+    const bridge = this._native.openBridge(req.method, req.url, req.rawHeaders, head, address, port, (chunk) => {
+      if (chunk === null || chunk === undefined) socket.end();
+      else if (!socket.destroyed) socket.write(chunk);
+    });
+    socket.on('data', (data) => bridge.write(data));
+    socket.on('end', () => bridge.end());
+    socket.on('close', () => bridge.end());
+    socket.on('error', () => bridge.end());
+  }
+
+  /** Serves an HTTP request: Socket.IO long-polling, `/healthz`, `/metrics`. */
+  handleRequest(req, res) {
+    const chunks = [];
+    let size = 0;
+    let tooLarge = false;
+    req.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > this._maxPayload) tooLarge = true;
+      else if (!tooLarge) chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (tooLarge) {
+        res.writeHead(413, { 'content-type': 'application/json' });
+        res.end('{"code":3,"message":"Payload too large"}');
+        return;
+      }
+      const [address, port] = peerOf(req.socket);
+      this._native.handleHttp(req.method, req.url, req.rawHeaders, Buffer.concat(chunks), address, port, (answer) => {
+        if (res.destroyed || res.writableEnded) return;
+        const headers = {};
+        for (let i = 0; i + 1 < answer.headers.length; i += 2) headers[answer.headers[i]] = answer.headers[i + 1];
+        res.writeHead(answer.status, headers);
+        res.end(answer.body);
+      });
+    });
+  }
+
+  /** Listens on its own port: `await engine.listen({host, port})` resolves the bound port. */
+  async listen({ host = '127.0.0.1', port = 0 } = {}) {
+    return this._native.listen(host, port);
+  }
+
+  /** `engine.to(room).emit(event, data)`: encoded once, queued for every member. */
+  to(room) {
+    return { emit: (event, data) => this._native.emitToRoom(room, event, data === undefined ? null : data) };
+  }
+
+  /** `engine.toUser(userId).emit(event, data)`: to every connection of a user. */
+  toUser(userId) {
+    return { emit: (event, data) => this._native.emitToUser(userId, event, data === undefined ? null : data) };
+  }
+
+  /** Handles a client event the engine does not handle itself; the result is the ack. */
+  on(event, handler) {
+    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    this._handlers.set(event, handler);
+    this._native.registerEvent(event);
+    return this;
+  }
+
+  /** The users present in a room: `[{userId, username}]`. */
+  presence(roomId) {
+    return this._native.presence(roomId);
+  }
+
+  /** Disconnects every connection of a user; resolves how many there were. */
+  disconnectUser(userId) {
+    return this._native.disconnectUser(userId);
+  }
+
+  /** Counters: connections, sockets, rooms, messages, packets. */
+  stats() {
+    return this._native.stats();
+  }
+
+  /** Closes every connection and stops the engine. */
+  async close() {
+    if (this._closed) return;
+    this._closed = true;
+    this._activity(false);
+    this._native.close();
+  }
+}
+
+module.exports = { Engine };

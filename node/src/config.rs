@@ -1,0 +1,128 @@
+//! `new Engine(options)`: the JS options, in camelCase, mapped onto the Rust `Config`.
+
+use std::time::Duration;
+
+use napi_derive::napi;
+use switchboard::{Config, ConfigError, RoomPolicy};
+
+/// Engine settings; every field is optional and defaults as in the Rust `Config`.
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeConfig {
+    /// HS256 secret for verifying tokens.
+    pub jwt_secret: Option<String>,
+    /// RS256/ES256 public key (PEM text) for verifying tokens.
+    pub jwt_public_key: Option<String>,
+    /// `open` (default) or `claims`.
+    pub room_policy: Option<String>,
+    /// Milliseconds between pings (25000).
+    pub ping_interval: Option<u32>,
+    /// Milliseconds to wait for a pong (20000).
+    pub ping_timeout: Option<u32>,
+    /// Largest payload in bytes (1000000).
+    pub max_payload: Option<u32>,
+    /// Allowed browser origins (all when empty).
+    pub cors_origins: Option<Vec<String>>,
+    /// Requests per second per connection, 0 = off (20).
+    pub rate_limit_per_second: Option<u32>,
+    /// Burst above the rate (40).
+    pub rate_limit_burst: Option<u32>,
+    /// Frames queued per connection before it is dropped as a slow reader (1024).
+    pub outbound_queue_frames: Option<u32>,
+    /// Bytes queued per connection before it is dropped as a slow reader (4 MiB).
+    pub outbound_queue_bytes: Option<u32>,
+    /// Milliseconds after which typing stops by itself (5000).
+    pub typing_timeout: Option<u32>,
+    /// Milliseconds a dropped connection may recover its state, 0 = off (120000).
+    pub recovery_window: Option<u32>,
+    /// Milliseconds a dropped connection still counts in presence (2000).
+    pub presence_grace: Option<u32>,
+    /// Directory for history (in memory without it).
+    pub data_dir: Option<String>,
+    /// Redis URL for clustering.
+    pub redis_url: Option<String>,
+    /// Key guarding the server HTTP API.
+    pub api_key: Option<String>,
+    /// Most simultaneous connections, 0 = no limit.
+    pub max_connections: Option<u32>,
+    /// Worker threads of the engine's runtime (one per core).
+    pub worker_threads: Option<u32>,
+    /// Milliseconds a JS callback may take before it fails (10000).
+    pub callback_timeout: Option<u32>,
+}
+
+fn ms(n: u32) -> Duration {
+    Duration::from_millis(u64::from(n))
+}
+
+impl NativeConfig {
+    /// The Rust configuration these options describe.
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        if let Some(s) = &self.jwt_secret {
+            c = c.jwt_secret(s.clone());
+        }
+        if let Some(k) = &self.jwt_public_key {
+            c = c.jwt_public_key_pem(k.clone());
+        }
+        if let Some(p) = &self.room_policy {
+            c = c.room_policy(p.parse::<RoomPolicy>()?);
+        }
+        if let Some(n) = self.ping_interval {
+            c = c.ping_interval(ms(n))?;
+        }
+        if let Some(n) = self.ping_timeout {
+            c = c.ping_timeout(ms(n))?;
+        }
+        if let Some(n) = self.max_payload {
+            c = c.max_payload(n as usize)?;
+        }
+        if let Some(o) = &self.cors_origins {
+            c = c.cors_origins(o.clone());
+        }
+        if self.rate_limit_per_second.is_some() || self.rate_limit_burst.is_some() {
+            let rate = self
+                .rate_limit_per_second
+                .unwrap_or(c.rate_limit_per_second);
+            let burst = self.rate_limit_burst.unwrap_or(rate.max(1) * 2);
+            c = c.rate_limit(rate, burst)?;
+        }
+        if self.outbound_queue_frames.is_some() || self.outbound_queue_bytes.is_some() {
+            let frames = self
+                .outbound_queue_frames
+                .map_or(c.outbound_queue_frames, |n| n as usize);
+            let bytes = self
+                .outbound_queue_bytes
+                .map_or(c.outbound_queue_bytes, |n| n as usize);
+            c = c.outbound_queue(frames, bytes)?;
+        }
+        if let Some(n) = self.typing_timeout {
+            c = c.typing_timeout(ms(n))?;
+        }
+        if let Some(n) = self.recovery_window {
+            c = c.recovery_window(ms(n));
+        }
+        if let Some(n) = self.presence_grace {
+            c = c.presence_grace(ms(n));
+        }
+        if let Some(d) = &self.data_dir {
+            c = c.data_dir(d.clone());
+        }
+        if let Some(u) = &self.redis_url {
+            c = c.redis_url(u.clone());
+        }
+        if let Some(k) = &self.api_key {
+            c = c.api_key(k.clone());
+        }
+        if let Some(n) = self.max_connections {
+            c = c.max_connections(n as usize);
+        }
+        if let Some(n) = self.worker_threads {
+            c = c.worker_threads(n as usize)?;
+        }
+        if let Some(n) = self.callback_timeout {
+            c = c.host_callback_timeout(ms(n))?;
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,140 @@
+//! JS callbacks as engine hooks. Each call crosses to Node's event loop through a weak
+//! thread-safe function and is awaited on the engine's runtime, never blocking it.
+//!
+//! The JS wrapper (`index.js`) normalizes every callback to a Promise of `{ok: value}` or
+//! `{error: message}`, so a throw or a rejection arrives here as data, never as an
+//! exception that could take the process down.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use napi::bindgen_prelude::{Function, Promise};
+use napi::threadsafe_function::ThreadsafeFunction;
+use napi::Status;
+use serde_json::{json, Map, Value};
+use switchboard::chat::{Authenticate, HookError, MessageStore, RoomAccess};
+use switchboard::socketio::{ConnectRequest, Refusal};
+use switchboard::store::ChatMessage;
+use switchboard::User;
+
+/// A JS function `(value) => Promise<{ok} | {error}>` callable from any thread.
+pub type JsCallback = ThreadsafeFunction<Value, Promise<Value>, Value, Status, false, true>;
+
+/// Makes a thread-safe, weak (does not keep Node alive) callback from a JS function.
+pub fn callback(f: &Function<'_, Value, Promise<Value>>) -> napi::Result<Arc<JsCallback>> {
+    Ok(Arc::new(
+        f.build_threadsafe_function()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?,
+    ))
+}
+
+/// Calls into JS and waits for the settled result.
+pub async fn call(tsfn: &JsCallback, arg: Value) -> Result<Value, String> {
+    let promise = tsfn
+        .call_async_catch(arg)
+        .await
+        .map_err(|e| format!("callback failed: {}", e.reason))?;
+    let settled = promise
+        .await
+        .map_err(|e| format!("callback failed: {}", e.reason))?;
+    match settled.get("error") {
+        Some(Value::String(message)) => Err(message.clone()),
+        Some(other) => Err(other.to_string()),
+        None => Ok(settled.get("ok").cloned().unwrap_or(Value::Null)),
+    }
+}
+
+/// What JS `authenticate(handshake)` receives.
+fn handshake_json(request: &ConnectRequest) -> Value {
+    let hs = &request.session.handshake;
+    let mut headers = Map::new();
+    for (name, value) in &hs.headers {
+        if let Ok(v) = value.to_str() {
+            headers.insert(name.as_str().to_owned(), Value::String(v.to_owned()));
+        }
+    }
+    let mut query = Map::new();
+    for pair in hs.query.split('&').filter(|p| !p.is_empty()) {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if let Some(v) = hs.query_param(key) {
+            query.insert(key.to_owned(), Value::String(v));
+        }
+    }
+    json!({
+        "auth": request.auth,
+        "headers": headers,
+        "query": query,
+        "address": hs.address.ip().to_string(),
+    })
+}
+
+/// `authenticate(handshake) => Promise<{id, username, rooms?} | null>`.
+pub struct JsAuthenticate(pub Arc<JsCallback>);
+
+impl Authenticate for JsAuthenticate {
+    fn authenticate(&self, request: &ConnectRequest) -> BoxFuture<'static, Result<User, Refusal>> {
+        let tsfn = self.0.clone();
+        let arg = handshake_json(request);
+        Box::pin(async move {
+            let refuse = |message: String| Refusal {
+                message,
+                reason: "refused_by_host",
+            };
+            let value = call(&tsfn, arg).await.map_err(refuse)?;
+            if value.is_null() {
+                return Err(Refusal {
+                    message: "Invalid token".into(),
+                    reason: "invalid_token",
+                });
+            }
+            let id = match value.get("id") {
+                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => return Err(refuse("authenticate returned a user without an id".into())),
+            };
+            let username = value
+                .get("username")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map_or_else(|| id.clone(), str::to_owned);
+            let rooms = value.get("rooms").and_then(Value::as_array).map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            });
+            Ok(User {
+                id,
+                username,
+                rooms,
+            })
+        })
+    }
+}
+
+/// `authorizeRoom(user, roomId) => Promise<boolean>`.
+pub struct JsRoomAccess(pub Arc<JsCallback>);
+
+impl RoomAccess for JsRoomAccess {
+    fn allow(&self, user: &User, room: &str) -> BoxFuture<'static, Result<bool, HookError>> {
+        let tsfn = self.0.clone();
+        let arg = json!({ "user": user, "roomId": room });
+        Box::pin(async move {
+            let value = call(&tsfn, arg).await.map_err(HookError)?;
+            Ok(value.as_bool().unwrap_or(false))
+        })
+    }
+}
+
+/// `storeMessage(message) => Promise<void>`.
+pub struct JsMessageStore(pub Arc<JsCallback>);
+
+impl MessageStore for JsMessageStore {
+    fn store(&self, message: &ChatMessage) -> BoxFuture<'static, Result<(), HookError>> {
+        let tsfn = self.0.clone();
+        let arg = serde_json::to_value(message).unwrap_or(Value::Null);
+        Box::pin(async move { call(&tsfn, arg).await.map(|_| ()).map_err(HookError) })
+    }
+}
