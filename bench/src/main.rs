@@ -1,1 +1,151 @@
-fn main() {}
+//! `sb-load`: the Switchboard load generator.
+//!
+//! Speaks Socket.IO v5 over Engine.IO v4 WebSockets exactly as `socket.io-client` does, so the
+//! same run measures the engine and any Socket.IO server that implements the wire contract
+//! (DESIGN.md). One task per client, small buffers; its own CPU time is reported so that it
+//! is visibly not the bottleneck.
+//!
+//! ```text
+//! sb-load fanout  --addr 127.0.0.1:PORT --jwt-secret S --server-pid PID [--target NAME]
+//! sb-load chat    ...
+//! sb-load idle    ...
+//! sb-load connect ...
+//! ```
+//! Each run prints one JSON object on stdout and a human-readable summary on stderr.
+
+mod client;
+mod scenarios;
+mod stats;
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// 1 room × N clients, one publisher as fast as a window of outstanding acks allows.
+    Fanout,
+    /// N clients in R rooms, one publisher per room at a fixed rate.
+    Chat,
+    /// N connected clients, each in its own room: server memory per connection.
+    Idle,
+    /// Handshakes per second (WebSocket + Socket.IO CONNECT with JWT), disconnecting each.
+    Connect,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Fanout => "fanout",
+            Scenario::Chat => "chat",
+            Scenario::Idle => "idle",
+            Scenario::Connect => "connect",
+        }
+    }
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "sb-load",
+    about = "Socket.IO load generator for Switchboard benchmarks"
+)]
+pub struct Args {
+    /// Which scenario to run.
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+    /// Server address (HOST:PORT); keep it on the loopback.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub addr: String,
+    /// HS256 secret the tokens are signed with.
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET")]
+    pub jwt_secret: String,
+    /// The server's process id: its CPU time and RSS are read from /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// A label for the server under test, copied into the output.
+    #[arg(long, default_value = "server")]
+    pub target: String,
+    /// Clients (default: fanout 1000, chat 2000, idle 5000, connect 50 concurrent).
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Rooms (chat; default 200).
+    #[arg(long)]
+    pub rooms: Option<usize>,
+    /// Measured seconds (after warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Warm-up seconds of publishing before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Outstanding acks the fan-out publisher allows.
+    #[arg(long, default_value_t = 16)]
+    pub window: usize,
+    /// Messages per second per chat publisher.
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Handshakes in flight while connecting clients.
+    #[arg(long, default_value_t = 50)]
+    pub connect_concurrency: usize,
+    /// Longest wait for the last deliveries after publishing stops (seconds).
+    #[arg(long, default_value_t = 10.0)]
+    pub drain: f64,
+    /// Seconds idle clients are held (and watched for disconnects) after the RSS sample.
+    #[arg(long, default_value_t = 3.0)]
+    pub hold: f64,
+    /// Generator worker threads (1 = a current-thread runtime).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// WebSocket read buffer per client, bytes.
+    #[arg(long, default_value_t = 4096)]
+    pub read_buffer: usize,
+    /// Every client is the same user (no presence traffic while joining).
+    #[arg(long)]
+    pub same_user: bool,
+}
+
+impl Args {
+    pub fn seconds(&self) -> Duration {
+        Duration::from_secs_f64(self.seconds)
+    }
+    pub fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup)
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    if !args.addr.starts_with("127.")
+        && !args.addr.starts_with("localhost")
+        && !args.addr.starts_with("[::1]")
+    {
+        eprintln!(
+            "sb-load: only loopback targets are allowed (got {})",
+            args.addr
+        );
+        std::process::exit(2);
+    }
+    let nofile = stats::raise_nofile();
+    let runtime = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    }
+    .expect("tokio runtime");
+    let result = runtime.block_on(scenarios::run(args.clone(), nofile));
+    match result {
+        Ok(report) => {
+            println!("{}", serde_json::to_string(&report).expect("json"));
+            // Don't wait for thousands of sockets to be torn down one by one.
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("sb-load {}: {e}", args.scenario.name());
+            std::process::exit(1);
+        }
+    }
+}
