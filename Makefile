@@ -5,7 +5,7 @@ BIN := target/debug/switchboard
 DEV_SECRET ?= dev-secret-change-me
 PORT ?= 3000
 
-.PHONY: run test build test-rust test-node lint deps-node bench conformance clean
+.PHONY: run test build node-addon test-rust test-node lint deps-node bench clean
 
 ## run: build and start the standalone server on 127.0.0.1:3000 with a development secret
 run:
@@ -21,11 +21,16 @@ run:
 	exec $(BIN) serve --host 127.0.0.1 --port $(PORT) --jwt-secret "$(DEV_SECRET)"
 
 ## test: build everything and run every test (installs what is missing)
-test: build test-rust test-node
+test: lint build test-rust test-node
 	@echo "make test: all suites passed"
 
-build:
+build: node-addon
 	$(CARGO) build --workspace --all-targets
+
+# The Node addon, built from source (debug: it reuses the workspace's debug build).
+# Regenerates node/index.d.ts; a test fails when the committed one is stale.
+node-addon:
+	cd node && npm ci --no-audit --no-fund && npm run build:debug
 
 test-rust:
 	$(CARGO) test --workspace

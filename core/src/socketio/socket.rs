@@ -235,7 +235,7 @@ impl Socket {
         let room: Arc<str> = room.into();
         {
             let mut rooms = self.rooms.lock();
-            if rooms.iter().any(|r| *r == room) {
+            if rooms.contains(&room) {
                 return false;
             }
             rooms.push(room.clone());

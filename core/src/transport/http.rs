@@ -161,7 +161,7 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 => {
+            b'%' if i + 2 < bytes.len() => {
                 let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(b) => {
@@ -199,7 +199,7 @@ impl RequestHead {
 
     fn handshake(&self) -> HandshakeInfo {
         HandshakeInfo {
-            headers: self.headers.clone(),
+            headers: compact_headers(&self.headers),
             query: self.query(),
             address: self.peer,
         }
@@ -214,6 +214,19 @@ impl RequestHead {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
     }
+}
+
+/// Copies headers out of the HTTP parser's read buffer. Parsed header values are slices of
+/// that buffer (8 KiB or more), so keeping them for the life of a session would keep the
+/// whole buffer alive per idle connection.
+fn compact_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+            out.append(name.clone(), v);
+        }
+    }
+    out
 }
 
 /// Everything the HTTP front door serves.
@@ -480,14 +493,16 @@ impl HttpApp {
                             return upgrade.abort();
                         }
                     };
+                    // A task of its own for the WebSocket, so this one (with the upgrade
+                    // machinery in its state) ends and frees its memory now.
                     match upgraded.downcast::<TokioIo<TcpStream>>() {
                         Ok(parts) => {
                             let (r, w) = parts.io.into_inner().into_split();
-                            upgrade.run(r, w, parts.read_buf).await;
+                            tokio::spawn(upgrade.run(r, w, parts.read_buf));
                         }
                         Err(upgraded) => {
                             let (r, w) = tokio::io::split(TokioIo::new(upgraded));
-                            upgrade.run(r, w, Bytes::new()).await;
+                            tokio::spawn(upgrade.run(r, w, Bytes::new()));
                         }
                     }
                 });

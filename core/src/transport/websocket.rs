@@ -24,7 +24,7 @@ use crate::protocol::engineio::Packet;
 use crate::protocol::frame::{Frame, FrameKind};
 
 /// Bytes tungstenite reads per call; small, because every idle connection holds one.
-const READ_BUFFER: usize = 4096;
+const READ_BUFFER: usize = 512;
 /// How long an upgrading client may take between `2probe` and `5`.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing connection gets to flush what is queued.
@@ -109,9 +109,13 @@ where
         inner: reader,
         session: session.clone(),
     };
+    // Copy the few buffered bytes out and let go of `prefix` now: it may be a slice of the
+    // HTTP parser's whole read buffer, which would otherwise live as long as the connection.
+    let part = prefix.to_vec();
+    drop(prefix);
     let mut ws = WebSocketStream::from_partially_read(
         side,
-        prefix.to_vec(),
+        part,
         Role::Server,
         Some(ws_config(server.config.max_payload)),
     )
