@@ -92,6 +92,9 @@ pub struct Args {
     /// Seconds idle clients are held (and watched for disconnects) after the RSS sample.
     #[arg(long, default_value_t = 3.0)]
     pub hold: f64,
+    /// Seconds the idle scenario waits after the last join before sampling the RSS.
+    #[arg(long, default_value_t = 2.0)]
+    pub settle: f64,
     /// Generator worker threads (1 = a current-thread runtime).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,

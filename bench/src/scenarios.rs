@@ -35,6 +35,7 @@ struct Sample {
     at: Instant,
     gen_cpu: Duration,
     server_cpu: Option<Duration>,
+    machine: Option<Duration>,
 }
 
 impl Sample {
@@ -43,6 +44,7 @@ impl Sample {
             at: Instant::now(),
             gen_cpu: stats::self_cpu(),
             server_cpu: pid.and_then(stats::proc_cpu),
+            machine: stats::machine_busy(),
         }
     }
 }
@@ -76,6 +78,16 @@ fn cpu_report(a: &Sample, b: &Sample, deliveries: u64, threads: usize) -> (Value
         }
         _ => Value::Null,
     };
+    let mut generator = generator;
+    if let (Some(x), Some(y)) = (a.machine, b.machine) {
+        // Busy time of every core: what the server and sb-load used, plus the rest (kernel
+        // softirq work for loopback traffic, and anything else running on the machine).
+        let machine = (y - x).as_secs_f64();
+        let server_cpu = server["cpu_s"].as_f64().unwrap_or(0.0);
+        generator["machine_cpu_util"] = json!(round(machine / wall, 3));
+        generator["other_cpu_util"] =
+            json!(round(((machine - gen - server_cpu) / wall).max(0.0), 3));
+    }
     (generator, server)
 }
 
@@ -597,7 +609,7 @@ async fn messages(args: &Args) -> Result<Value, String> {
         "server_rss_kb": { "before": rss_before, "during": rss_during },
     });
     eprintln!(
-        "{} [{}]: {:.0} deliveries/s, latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms, published {sent} acked {acked_n}, lost {lost}, disconnects {disconnects}; generator {:.3} cpu-s/1M deliveries (util {:.2}), server {}",
+        "{} [{}]: {:.0} deliveries/s, latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms, published {sent} acked {acked_n}, lost {lost}, disconnects {disconnects}; generator {:.3} cpu-s/1M deliveries (util {:.2}), server {}, other {:.2} cores busy",
         args.scenario.name(),
         args.target,
         in_window as f64 / secs,
@@ -611,6 +623,7 @@ async fn messages(args: &Args) -> Result<Value, String> {
                 report["server"]["cpu_s_per_1m_deliveries"].as_f64().unwrap_or(0.0),
                 report["server"]["cpu_util"].as_f64().unwrap_or(0.0))
         },
+        report["generator"]["other_cpu_util"].as_f64().unwrap_or(0.0),
     );
     Ok(report)
 }
@@ -649,7 +662,7 @@ async fn idle(args: &Args) -> Result<Value, String> {
         Duration::from_secs(10),
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
     let rss_after = stats::proc_rss_kb(pid).ok_or("cannot read the server's RSS")?;
     let cpu_a = stats::proc_cpu(pid);
     tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
