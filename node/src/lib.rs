@@ -127,16 +127,15 @@ impl NativeEngine {
         });
         let (builder, chat) = chat::install_with_handle(builder, hooks).map_err(err)?;
         let known = events.clone();
-        let builder =
-            builder.namespace("/", |ns| {
-                ns.on_any(move |socket, event, payload, ack| {
+        let builder = builder.namespace("/", |ns| {
+            ns.on_any(move |socket, event, payload, ack| {
                     let known = known.clone();
                     let on_event = on_event.clone();
                     async move {
                         app_event(&on_event, timeout, &known, socket, event, payload, ack).await
                     }
                 })
-            });
+        });
         let engine = builder.build().map_err(err)?;
         Ok(NativeEngine {
             engine,
