@@ -127,14 +127,15 @@ impl NativeEngine {
         });
         let (builder, chat) = chat::install_with_handle(builder, hooks).map_err(err)?;
         let known = events.clone();
-        let builder = builder.namespace("/", |ns| {
+        let builder = builder.namespace("/", move |ns| {
             ns.on_any(move |socket, event, payload, ack| {
-                    let known = known.clone();
-                    let on_event = on_event.clone();
-                    async move {
-                        app_event(&on_event, timeout, &known, socket, event, payload, ack).await
-                    }
-                })
+                let call = AppEvent {
+                    on_event: on_event.clone(),
+                    timeout,
+                    known: known.clone(),
+                };
+                call.run(socket, event, payload, ack)
+            })
         });
         let engine = builder.build().map_err(err)?;
         Ok(NativeEngine {
@@ -390,6 +391,33 @@ impl NativeEngine {
 }
 
 /// Hands a client event without a Rust handler to JS, and its result back as the ack.
+struct AppEvent {
+    on_event: Arc<JsCallback>,
+    timeout: Duration,
+    known: Arc<RwLock<HashSet<String>>>,
+}
+
+impl AppEvent {
+    async fn run(
+        self,
+        socket: Arc<switchboard::Socket>,
+        event: String,
+        payload: switchboard::Payload,
+        ack: Option<switchboard::AckSender>,
+    ) {
+        app_event(
+            &self.on_event,
+            self.timeout,
+            &self.known,
+            socket,
+            event,
+            payload,
+            ack,
+        )
+        .await
+    }
+}
+
 async fn app_event(
     on_event: &JsCallback,
     timeout: Duration,
