@@ -53,6 +53,7 @@ const ROWS = [
   ['fanout', 'client disconnects', 'disconnects', null, (v) => num(v)],
   ['fanout', 'server deliveries/core-s', 'server.deliveries_per_core_s', 'hi', (v) => num(v)],
   ['fanout', 'server CPU cores used', 'server.cpu_util', null, (v) => num(v, 2)],
+  ['fanout', 'server deliveries / write call', 'server.deliveries_per_write', 'hi', (v) => num(v, 1)],
   ['fanout', 'sb-load CPU-s / 1M deliveries', 'generator.cpu_s_per_1m_deliveries', null, (v) => num(v, 2)],
   ['fanout', 'sb-load CPU cores used', 'generator.cpu_util', null, (v) => num(v, 2)],
   ['fanout', 'other cores busy (kernel, rest)', 'generator.other_cpu_util', null, (v) => num(v, 2)],
@@ -63,6 +64,7 @@ const ROWS = [
   ['chat', 'lost deliveries', 'lost', null, (v) => num(v)],
   ['chat', 'client disconnects', 'disconnects', null, (v) => num(v)],
   ['chat', 'server CPU cores used', 'server.cpu_util', 'lo', (v) => num(v, 2)],
+  ['chat', 'server deliveries / write call', 'server.deliveries_per_write', 'hi', (v) => num(v, 2)],
   ['chat', 'sb-load CPU-s / 1M deliveries', 'generator.cpu_s_per_1m_deliveries', null, (v) => num(v, 2)],
   ['chat', 'other cores busy (kernel, rest)', 'generator.other_cpu_util', null, (v) => num(v, 2)],
   ['idle', 'server RSS KiB / connection', 'rss_per_conn_kb', 'lo', (v) => num(v, 1)],
@@ -158,12 +160,16 @@ fs.mkdirSync(path.dirname(stem), { recursive: true });
 fs.writeFileSync(`${stem}.json`, `${JSON.stringify(summary, null, 2)}\n`);
 
 // ---- SVG ----------------------------------------------------------------------------------
+const any = (scenario, p) => {
+  const r = Object.values(results[scenario] || {}).find((x) => x && get(x, p) != null);
+  return r ? get(r, p) : '?';
+};
 const PANELS = [
-  ['fanout', 'deliveries_per_s', 'Fan-out: deliveries/s (1 room × clients)', 'higher is better', (v) => num(v)],
-  ['fanout', 'latency_ms.p99', 'Fan-out: p99 latency, ms', 'lower is better', (v) => num(v, 1)],
-  ['chat', 'deliveries_per_s', 'Chat: deliveries/s (rooms of 10, 20 msg/s each)', 'higher is better', (v) => num(v)],
-  ['chat', 'latency_ms.p99', 'Chat: p99 latency, ms', 'lower is better', (v) => num(v, 2)],
-  ['idle', 'rss_per_conn_kb', 'Idle: server RSS per connection, KiB', 'lower is better', (v) => num(v, 1)],
+  ['fanout', 'deliveries_per_s', `Fan-out deliveries/s (${any('fanout', 'clients')} clients, 1 room)`, 'higher is better', (v) => num(v)],
+  ['fanout', 'latency_ms.p99', 'Fan-out p99 latency, ms (saturated)', 'lower is better', (v) => num(v, 1)],
+  ['chat', 'deliveries_per_s', `Chat deliveries/s (${any('chat', 'clients')} clients, ${any('chat', 'rooms')} rooms)`, 'higher is better', (v) => num(v)],
+  ['chat', 'latency_ms.p99', 'Chat p99 latency, ms', 'lower is better', (v) => num(v, 2)],
+  ['idle', 'rss_per_conn_kb', `Idle: server RSS KiB per connection (${any('idle', 'clients')})`, 'lower is better', (v) => num(v, 1)],
   ['connect', 'handshakes_per_s', 'Connect: handshakes/s (WebSocket + JWT)', 'higher is better', (v) => num(v)],
 ];
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

@@ -191,6 +191,6 @@ for s in "${scen[@]}"; do
   done
 done
 
-log "bench [$(elapsed)] done; writing $OUT/latest.json and $OUT/latest.svg"
+log "bench [$(elapsed)] done"
 BENCH_MODE=$([[ "$QUICK" == 1 ]] && echo quick || echo full) BENCH_ELAPSED=$(( $(date +%s) - START_TIME )) \
   node bench/report.js "$TMP" "$OUT" ${ACTIVE[*]}

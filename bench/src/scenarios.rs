@@ -36,6 +36,7 @@ struct Sample {
     gen_cpu: Duration,
     server_cpu: Option<Duration>,
     machine: Option<Duration>,
+    server_writes: Option<u64>,
 }
 
 impl Sample {
@@ -45,6 +46,7 @@ impl Sample {
             gen_cpu: stats::self_cpu(),
             server_cpu: pid.and_then(stats::proc_cpu),
             machine: stats::machine_busy(),
+            server_writes: pid.and_then(stats::proc_write_calls),
         }
     }
 }
@@ -79,6 +81,12 @@ fn cpu_report(a: &Sample, b: &Sample, deliveries: u64, threads: usize) -> (Value
         _ => Value::Null,
     };
     let mut generator = generator;
+    let mut server = server;
+    if let (Some(x), Some(y), false) = (a.server_writes, b.server_writes, server.is_null()) {
+        // Coalescing: how many deliveries (frames) one write system call carried.
+        server["write_calls"] = json!(y - x);
+        server["deliveries_per_write"] = json!(round(deliveries as f64 / (y - x).max(1) as f64, 2));
+    }
     if let (Some(x), Some(y)) = (a.machine, b.machine) {
         // Busy time of every core: what the server and sb-load used, plus the rest (kernel
         // softirq work for loopback traffic, and anything else running on the machine).
@@ -809,6 +817,7 @@ fn rename_per_m(mut v: Value) -> Value {
         if let Some(x) = o.remove("cpu_s_per_1m_deliveries") {
             o.insert("cpu_s_per_1m_handshakes".into(), x);
         }
+        o.remove("deliveries_per_write");
         if let Some(x) = o.remove("deliveries_per_core_s") {
             o.insert("handshakes_per_core_s".into(), x);
         }

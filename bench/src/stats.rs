@@ -225,6 +225,13 @@ pub fn proc_cpu(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 10))
 }
 
+/// Write system calls (write, writev, sendmsg...) a process made so far (/proc/PID/io).
+pub fn proc_write_calls(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let line = io.lines().find(|l| l.starts_with("syscw:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Busy CPU time of the whole machine (every core; /proc/stat, less idle and iowait).
 pub fn machine_busy() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
