@@ -62,7 +62,7 @@ struct LoggedPacket {
     seq: u64,
     at: Instant,
     rooms: Vec<Arc<str>>,
-    except: Option<Arc<str>>,
+    except: Vec<Arc<str>>,
     frames: Vec<Frame>,
 }
 
@@ -118,7 +118,7 @@ impl RecoveryLog {
         &self,
         seq: u64,
         rooms: Vec<Arc<str>>,
-        except: Option<Arc<str>>,
+        except: Vec<Arc<str>>,
         frames: Vec<Frame>,
     ) {
         let now = Instant::now();
@@ -203,7 +203,7 @@ impl RecoveryLog {
         let mut missed = Vec::new();
         for p in inner.packets.iter().filter(|p| p.seq > after) {
             let for_us = p.rooms.iter().any(|r| session.rooms.contains(r))
-                && p.except.as_deref() != Some(&*session.sid);
+                && !p.except.contains(&session.sid);
             if for_us {
                 missed.extend(p.frames.iter().cloned());
             }
@@ -236,12 +236,12 @@ mod tests {
     fn replays_missed_packets_of_the_sessions_rooms() {
         let log = RecoveryLog::new(Duration::from_secs(60), 100);
         let (s1, o1) = log.next_offset();
-        log.record(s1, vec!["a".into()], None, vec![frame("1")]);
+        log.record(s1, vec!["a".into()], Vec::new(), vec![frame("1")]);
         log.save(saved(&["a"], 1));
         let (s2, _) = log.next_offset();
-        log.record(s2, vec!["a".into()], None, vec![frame("2")]);
+        log.record(s2, vec!["a".into()], Vec::new(), vec![frame("2")]);
         let (s3, _) = log.next_offset();
-        log.record(s3, vec!["b".into()], None, vec![frame("3")]);
+        log.record(s3, vec!["b".into()], Vec::new(), vec![frame("3")]);
         let (session, missed) = log.restore("pid1", Some(&o1)).unwrap();
         assert_eq!(&*session.sid, "sid1");
         let texts: Vec<_> = missed.iter().map(|f| f.payload()).collect();
@@ -255,7 +255,7 @@ mod tests {
         let at_connect = log.position();
         log.save(saved(&["a"], at_connect));
         let (s, _) = log.next_offset();
-        log.record(s, vec!["a".into()], None, vec![frame("x")]);
+        log.record(s, vec!["a".into()], Vec::new(), vec![frame("x")]);
         let (_, missed) = log.restore("pid1", None).unwrap();
         assert_eq!(missed.len(), 1);
     }
@@ -264,11 +264,11 @@ mod tests {
     fn recovery_is_all_or_nothing() {
         let log = RecoveryLog::new(Duration::from_secs(60), 2);
         let (s, o) = log.next_offset();
-        log.record(s, vec!["a".into()], None, vec![frame("0")]);
+        log.record(s, vec!["a".into()], Vec::new(), vec![frame("0")]);
         log.save(saved(&["a"], 1));
         for _ in 0..3 {
             let (s, _) = log.next_offset();
-            log.record(s, vec!["a".into()], None, vec![frame("n")]);
+            log.record(s, vec!["a".into()], Vec::new(), vec![frame("n")]);
         }
         assert!(log.restore("pid1", Some(&o)).is_none());
     }

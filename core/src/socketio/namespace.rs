@@ -207,7 +207,7 @@ impl Namespace {
         Broadcast {
             ns: self,
             rooms: vec![room.into()],
-            except: None,
+            except: Vec::new(),
         }
     }
 
@@ -216,7 +216,7 @@ impl Namespace {
         Broadcast {
             ns: self,
             rooms: Vec::new(),
-            except: None,
+            except: Vec::new(),
         }
     }
 
@@ -267,7 +267,7 @@ impl Namespace {
 pub struct Broadcast<'a> {
     ns: &'a Arc<Namespace>,
     rooms: Vec<Arc<str>>,
-    except: Option<Arc<str>>,
+    except: Vec<Arc<str>>,
 }
 
 impl Broadcast<'_> {
@@ -279,7 +279,13 @@ impl Broadcast<'_> {
 
     /// Leaves out one socket.
     pub fn except(mut self, socket_id: &Arc<str>) -> Self {
-        self.except = Some(socket_id.clone());
+        self.except.push(socket_id.clone());
+        self
+    }
+
+    /// Leaves out every socket in `room` (e.g. all connections of one user).
+    pub fn except_room(mut self, room: &str) -> Self {
+        self.ns.rooms.for_each(room, |id, _| self.except.push(id.clone()));
         self
     }
 
@@ -316,7 +322,7 @@ impl Broadcast<'_> {
         let frames = payload::event_frames(ns.name(), None, &array, attachments);
         let mut delivered = 0;
         let mut deliver = |id: &Arc<str>, socket: &Arc<Socket>| {
-            if self.except.as_ref() != Some(id) && socket.send_frames(&frames).is_ok() {
+            if !self.except.contains(id) && socket.send_frames(&frames).is_ok() {
                 delivered += 1;
             }
         };
