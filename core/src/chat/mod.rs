@@ -309,7 +309,13 @@ impl Chat {
 }
 
 pub(crate) fn emit_typing(socket: &Arc<Socket>, user: &User, room: &Arc<str>, is_typing: bool) {
-    socket.namespace().to(room).except(socket.id()).emit(
+    // Per user: none of the typist's own connections hears it.
+    socket
+        .namespace()
+        .to(room)
+        .except(socket.id())
+        .except_room(&personal_room(&user.id))
+        .emit(
         "typing",
         &TypingEvent {
             room_id: room,
