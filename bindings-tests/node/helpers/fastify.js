@@ -1,0 +1,72 @@
+'use strict';
+// Fastify 5 apps with the @switchboard/node plugin, on 127.0.0.1 port 0, and a self-signed
+// certificate for the HTTPS ones.
+
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const Fastify = require('fastify');
+const switchboard = require('@switchboard/node/fastify');
+const { SECRET } = require('./server');
+
+/** Every app started through this module, so `closeApps()` can end the stragglers. */
+const apps = new Set();
+
+/**
+ * Starts a Fastify app with the plugin. `options` go to the plugin (engine settings and
+ * callbacks; jwtSecret defaults to the tests' SECRET unless `authenticate` is given or
+ * jwtSecret is set to undefined explicitly). `https` is Fastify's https option.
+ * The app also has its own route, GET /hello, to show that the plugin leaves routing alone.
+ * Resolves {app, engine, url, port, close()}.
+ */
+async function startApp(options = {}, { https } = {}) {
+  const app = Fastify({ logger: false, ...(https ? { https } : {}) });
+  const pluginOptions = 'jwtSecret' in options || options.authenticate ? options : { jwtSecret: SECRET, ...options };
+  await app.register(switchboard, pluginOptions);
+  app.get('/hello', async () => ({ hello: 'world' }));
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address();
+  const url = `${https ? 'https' : 'http'}://127.0.0.1:${port}`;
+  let closing = null;
+  const handle = {
+    app,
+    engine: app.switchboard,
+    url,
+    port,
+    close() {
+      apps.delete(handle);
+      if (!closing) closing = app.close();
+      return closing;
+    },
+  };
+  apps.add(handle);
+  return handle;
+}
+
+/** Closes every app still open (for `after` hooks). */
+async function closeApps() {
+  await Promise.all([...apps].map((a) => a.close()));
+}
+
+/**
+ * A self-signed certificate for CN=localhost with IP:127.0.0.1 and DNS:localhost as subject
+ * alternative names, made with the openssl command. Resolves {key, cert} (PEM strings).
+ */
+function selfSignedCert() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-cert-'));
+  try {
+    const key = path.join(dir, 'key.pem');
+    const cert = path.join(dir, 'cert.pem');
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1',
+      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      '-keyout', key, '-out', cert,
+    ], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20000 });
+    return { key: fs.readFileSync(key, 'utf8'), cert: fs.readFileSync(cert, 'utf8') };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+module.exports = { startApp, closeApps, selfSignedCert, SECRET };
