@@ -24,9 +24,9 @@ START_TIME=$(date +%s)
 
 QUICK=${BENCH_QUICK:-0}
 if [[ "$QUICK" == 1 ]]; then
-  d_seconds=2 d_warmup=1 d_connect=2 d_fanout=200 d_chat=400 d_rooms=40 d_idle=1000 d_settle=1 d_hold=1
+  d_seconds=2 d_warmup=1 d_connect=2 d_fanout=200 d_chat=400 d_rooms=40 d_idle=1000 d_settle=1 d_hold=1 d_quiet=0
 else
-  d_seconds=10 d_warmup=2 d_connect=5 d_fanout=1000 d_chat=2000 d_rooms=200 d_idle=5000 d_settle=2 d_hold=3
+  d_seconds=10 d_warmup=2 d_connect=5 d_fanout=1000 d_chat=2000 d_rooms=200 d_idle=5000 d_settle=2 d_hold=3 d_quiet=30
 fi
 SECS=${BENCH_SECONDS:-$d_seconds}
 WARMUP=${BENCH_WARMUP:-$d_warmup}
@@ -40,6 +40,7 @@ CHAT_RATE=${BENCH_CHAT_RATE:-20}
 IDLE_CLIENTS=${BENCH_IDLE_CLIENTS:-$d_idle}
 IDLE_SETTLE=${BENCH_IDLE_SETTLE:-$d_settle}
 IDLE_HOLD=${BENCH_IDLE_HOLD:-$d_hold}
+WAIT_QUIET=${BENCH_WAIT_QUIET:-$d_quiet}
 SCENARIOS=${BENCH_SCENARIOS:-"fanout chat idle connect"}
 TARGETS=${BENCH_TARGETS:-"engine fastify socketio"}
 OUT=${BENCH_OUT:-bench/results}
@@ -148,6 +149,30 @@ stop_server() {
 trap 'stop_server' EXIT
 trap 'stop_server; exit 130' INT TERM
 
+# Busy cores over the last second, from /proc/stat (all processes and the kernel).
+busy_cores() {
+  local a b
+  a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6; exit}' /proc/stat)
+  sleep 1
+  b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6; exit}' /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.2f", (y[1] - x[1]) / 100 }'
+}
+
+# Before a run: wait (at most BENCH_WAIT_QUIET seconds) until other work leaves the cores alone.
+wait_quiet() {
+  (( WAIT_QUIET > 0 )) || return 0
+  local waited=0 busy
+  while :; do
+    busy=$(busy_cores)
+    awk -v b="$busy" 'BEGIN { exit !(b < 0.3) }' && return 0
+    if (( waited == 0 )); then log "    waiting for a quiet machine ($busy cores busy; at most ${WAIT_QUIET}s)"; fi
+    waited=$((waited + 1))
+    if (( waited >= WAIT_QUIET )); then
+      log "    still $busy cores busy: running anyway (see 'other cores busy' in the results)"; return 0
+    fi
+  done
+}
+
 scenario_args() {
   case "$1" in
     fanout) echo "fanout --clients $FANOUT_CLIENTS --window $FANOUT_WINDOW --seconds $SECS --warmup $WARMUP" ;;
@@ -173,6 +198,7 @@ for s in "${scen[@]}"; do
     n=$((n + 1))
     log "bench [$(elapsed)] ($n/$total) $s × $t"
     name="$s-$t"
+    wait_quiet
     if ! start_server "$t" "$name"; then
       echo "{\"scenario\":\"$s\",\"target\":\"$t\",\"error\":\"server did not start\"}" >"$TMP/$name.json"
       continue
