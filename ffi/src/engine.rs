@@ -1,0 +1,432 @@
+//! `sb_engine`: a running engine — listening, adopting connections, emitting, presence,
+//! disconnecting, shutting down.
+
+use std::ffi::{c_char, c_int};
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::{bounded, Receiver};
+use serde_json::json;
+use switchboard::chat::{self, ChatHandle, Hooks};
+use switchboard::Engine;
+
+use crate::args::{self, Handle};
+use crate::config::sb_config;
+use crate::events::sb_event;
+use crate::requests::{
+    in_callback, purge, AppEvents, HostAuth, HostRoomAccess, HostStore, Route, Shared,
+};
+use crate::result::{sb_result, Error, FfiResult};
+
+/// How long `sb_engine_free` lets tasks finish.
+const FREE_GRACE: Duration = Duration::from_millis(500);
+
+/// A running engine (opaque): Socket.IO with the chat contract on its own threads. Create
+/// with `sb_engine_new`, free with `sb_engine_free`.
+///
+/// Thread-safe: every function taking an `sb_engine *` may be called from any thread,
+/// concurrently, except `sb_engine_free`, which must be the last call.
+#[allow(non_camel_case_types)]
+pub struct sb_engine {
+    engine: Engine,
+    chat: ChatHandle,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) events: Receiver<sb_event>,
+    pub(crate) wake: Receiver<()>,
+}
+
+impl Handle for sb_engine {
+    const NAME: &'static str = "sb_engine";
+}
+
+impl sb_engine {
+    /// The engine, unless it was shut down.
+    pub(crate) fn live(&self) -> Result<&Engine, Error> {
+        if self.shared.is_closed() {
+            return Err(Error::new(
+                sb_result::SB_ENGINE_CLOSED,
+                "the engine is shut down; only sb_engine_free remains",
+            ));
+        }
+        Ok(&self.engine)
+    }
+
+    fn stop(&self, grace: Duration) {
+        if self.shared.close() {
+            purge(self.shared.tag);
+            self.engine.shutdown(grace);
+            purge(self.shared.tag);
+        }
+    }
+}
+
+fn start_error(e: switchboard::Error) -> Error {
+    let code = match &e {
+        switchboard::Error::Config(_) | switchboard::Error::JwtKey(_) => {
+            sb_result::SB_INVALID_CONFIG
+        }
+        switchboard::Error::Bind { .. } => sb_result::SB_BIND_FAILED,
+        _ => sb_result::SB_START_FAILED,
+    };
+    Error::new(code, e.to_string())
+}
+
+fn not_in_callback(what: &str) -> FfiResult {
+    if in_callback() {
+        return Err(Error::new(
+            sb_result::SB_WRONG_THREAD,
+            format!("{what} may not be called from inside an engine callback"),
+        ));
+    }
+    Ok(())
+}
+
+/// Starts an engine with the chat contract on namespace `/` and the host's hooks, on a
+/// runtime of its own. It serves nothing until `sb_engine_listen` or `sb_engine_adopt`.
+///
+/// Returns `SB_INVALID_CONFIG` for an unusable JWT public key, `SB_START_FAILED` when the
+/// runtime or the history store cannot start.
+///
+/// Ownership: `config` is borrowed and copied (free it whenever you like); the caller owns
+/// `*out` and frees it with `sb_engine_free`. Thread-safety: callable from any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_new(
+    config: *const sb_config,
+    out: *mut *mut sb_engine,
+) -> sb_result {
+    ffi! {
+        let c = sb_config::borrow(config, "config")?;
+        let out = args::out(out, "out")?;
+        *out = std::ptr::null_mut();
+        let (queue, events) = bounded(c.queue_capacity);
+        // Nothing is ever sent on `wake`: dropping its sender at shutdown wakes the pollers.
+        let (wake_pollers, wake) = bounded(1);
+        let shared = Shared::new(queue, wake_pollers);
+        let hooks = Hooks {
+            authenticate: c.hooks.auth.map(|route| {
+                Arc::new(HostAuth { shared: shared.clone(), route }) as _
+            }),
+            room_access: c.hooks.room_access.map(|route| {
+                Arc::new(HostRoomAccess { shared: shared.clone(), route }) as _
+            }),
+            message_store: c.hooks.store.map(|route| {
+                Arc::new(HostStore { shared: shared.clone(), route }) as _
+            }),
+        };
+        let app = Arc::new(AppEvents {
+            shared: shared.clone(),
+            route: c.hooks.app.unwrap_or(Route::Queue),
+            names: c.hooks.app_events.clone(),
+            timeout: c.config.host_callback_timeout,
+        });
+        let builder = Engine::builder(c.config.clone());
+        let (builder, chat) = chat::install_with_handle(builder, hooks).map_err(start_error)?;
+        let builder = builder.namespace("/", |ns| {
+            ns.on_any(move |socket, event, payload, ack| {
+                let app = app.clone();
+                async move { app.handle(socket, event, payload, ack).await }
+            })
+        });
+        let engine = builder.build().map_err(start_error)?;
+        *out = sb_engine { engine, chat, shared, events, wake }.into_raw();
+        Ok(())
+    }
+}
+
+/// Listens on `host:port` (an IP address or a name such as `"localhost"`; port 0 picks a
+/// free port) until shutdown, and writes the bound port to `*bound_port` unless it is NULL.
+/// Callable several times to listen on several addresses.
+///
+/// Returns `SB_BIND_FAILED` when the address is in use or not local, `SB_INVALID_ARGUMENT`
+/// when `host` does not resolve.
+///
+/// Ownership: `host` is borrowed. Thread-safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_listen(
+    engine: *mut sb_engine,
+    host: *const c_char,
+    port: u16,
+    bound_port: *mut u16,
+) -> sb_result {
+    ffi! {
+        let e = sb_engine::borrow(engine, "engine")?;
+        let host = args::name(host, "host")?;
+        let live = e.live()?;
+        let bad_host = |why: String| {
+            Error::new(sb_result::SB_INVALID_ARGUMENT, format!("`host` {host:?}: {why}"))
+        };
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|err| bad_host(err.to_string()))?
+            .next()
+            .ok_or_else(|| bad_host("resolves to no address".into()))?;
+        let bound = live.listen(addr).map_err(start_error)?;
+        if let Some(p) = bound_port.as_mut() {
+            *p = bound.port();
+        }
+        Ok(())
+    }
+}
+
+/// Serves a TCP connection the host accepted itself: the engine speaks HTTP on it (Engine.IO
+/// polling, the WebSocket upgrade, `/healthz`, `/metrics`) as on its own listeners.
+/// `prefix` holds the `prefix_len` bytes the host already read from the connection, before
+/// any parsing (NULL when `prefix_len` is 0); the engine reads them first.
+///
+/// Returns `SB_IO_ERROR` when `fd` is not a connected TCP socket.
+///
+/// Ownership: on `SB_OK` the engine owns `fd` and closes it; on any other code the host still
+/// owns it. `prefix` is borrowed (copied). Thread-safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_adopt(
+    engine: *mut sb_engine,
+    fd: c_int,
+    prefix: *const u8,
+    prefix_len: usize,
+) -> sb_result {
+    ffi! {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        let e = sb_engine::borrow(engine, "engine")?;
+        let prefix = Bytes::copy_from_slice(args::bytes(prefix, prefix_len, "prefix")?);
+        let live = e.live()?;
+        if fd < 0 {
+            return Err(Error::new(
+                sb_result::SB_INVALID_ARGUMENT,
+                format!("`fd` {fd} is not a descriptor"),
+            ));
+        }
+        // SAFETY: the caller hands `fd` over; on failure it is given back untouched.
+        let stream = std::net::TcpStream::from_raw_fd(fd);
+        let checked = stream.peer_addr().and_then(|peer| {
+            stream.set_nonblocking(true)?;
+            Ok(peer)
+        });
+        let peer = match checked {
+            Ok(peer) => peer,
+            Err(err) => {
+                let _ = stream.into_raw_fd();
+                return Err(Error::new(
+                    sb_result::SB_IO_ERROR,
+                    format!("`fd` {fd} is not a connected TCP socket: {err}"),
+                ));
+            }
+        };
+        let http = live.http().clone();
+        live.handle().spawn(async move {
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            switchboard::transport::http::serve_connection_with_prefix(stream, peer, http, prefix)
+                .await;
+        });
+        Ok(())
+    }
+}
+
+/// Emits `event` with one argument, the JSON text `json`, to every socket in `room`
+/// (encoded once for all of them).
+///
+/// Returns `SB_INVALID_JSON` for malformed JSON, `SB_ENGINE_CLOSED` after shutdown.
+///
+/// Ownership: the strings are borrowed. Thread-safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_emit_to_room(
+    engine: *mut sb_engine,
+    room: *const c_char,
+    event: *const c_char,
+    json: *const c_char,
+) -> sb_result {
+    ffi! {
+        let e = sb_engine::borrow(engine, "engine")?;
+        let (room, event) = (args::name(room, "room")?, args::name(event, "event")?);
+        let data = args::json(json, "json")?;
+        e.live()?.emit_to_room(room, event, &data);
+        Ok(())
+    }
+}
+
+/// Emits `event` with the JSON argument `json` to every connection of user `user_id`.
+///
+/// Ownership: the strings are borrowed. Thread-safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_emit_to_user(
+    engine: *mut sb_engine,
+    user_id: *const c_char,
+    event: *const c_char,
+    json: *const c_char,
+) -> sb_result {
+    ffi! {
+        let e = sb_engine::borrow(engine, "engine")?;
+        let (user, event) = (args::name(user_id, "user_id")?, args::name(event, "event")?);
+        let data = args::json(json, "json")?;
+        e.live()?.emit_to_user(user, event, &data);
+        Ok(())
+    }
+}
+
+fn socket(e: &Engine, id: &str) -> Result<Arc<switchboard::Socket>, Error> {
+    e.namespace("/")
+        .and_then(|ns| ns.socket(id))
+        .ok_or_else(|| {
+            Error::new(
+                sb_result::SB_NOT_FOUND,
+                format!("no connected socket has id {id:?}"),
+            )
+        })
+}
+
+/// Emits `event` with the JSON argument `json` to one socket (its id is in `socket_json`
+/// of app events).
+///
+/// Returns `SB_NOT_FOUND` when no connected socket has that id.
+///
+/// Ownership: the strings are borrowed. Thread-safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_emit_to_socket(
+    engine: *mut sb_engine,
+    socket_id: *const c_char,
+    event: *const c_char,
+    json: *const c_char,
+) -> sb_result {
+    ffi! {
+        let e = sb_engine::borrow(engine, "engine")?;
+        let (id, event) = (args::name(socket_id, "socket_id")?, args::name(event, "event")?);
+        let data = args::json(json, "json")?;
+        socket(e.live()?, id)?.emit(event, &data).map_err(|err| {
+            Error::new(sb_result::SB_NOT_FOUND, format!("socket {id:?}: {err}"))
+        })
+    }
+}
+
+/// Writes the users present in `room` to `*out_json`, as the JSON array
+/// `[{"userId": ..., "username": ...}]` in the order they arrived (`[]` for an empty room).
+///
+/// Ownership: `room` is borrowed; the caller owns `*out_json` and frees it with
+/// `sb_string_free`. Thread-safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_presence(
+    engine: *mut sb_engine,
+    room: *const c_char,
+    out_json: *mut *mut c_char,
+) -> sb_result {
+    ffi! {
+        let e = sb_engine::borrow(engine, "engine")?;
+        let room = args::name(room, "room")?;
+        let out = args::out(out_json, "out_json")?;
+        e.live()?;
+        *out = args::owned_string(json!(e.chat.presence(room)).to_string());
+        Ok(())
+    }
+}
+
+/// Writes counters to `*out_json` as a JSON object: `connections`, `sockets`, `rooms`,
+/// `messages`, `packetsIn`, `packetsOut`.
+///
+/// Ownership: the caller owns `*out_json` and frees it with `sb_string_free`.
+/// Thread-safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_stats(
+    engine: *mut sb_engine,
+    out_json: *mut *mut c_char,
+) -> sb_result {
+    ffi! {
+        let e = sb_engine::borrow(engine, "engine")?;
+        let out = args::out(out_json, "out_json")?;
+        let m = e.live()?.metrics();
+        let stats = json!({
+            "connections": m.connections.get(),
+            "sockets": m.sockets.get(),
+            "rooms": e.chat.rooms().len(),
+            "messages": m.messages.get(),
+            "packetsIn": m.packets_in.get(),
+            "packetsOut": m.packets_out.get(),
+        });
+        *out = args::owned_string(stats.to_string());
+        Ok(())
+    }
+}
+
+/// Disconnects every connection of user `user_id` (they see `io server disconnect` and do not
+/// reconnect by themselves); writes how many there were to `*count` unless it is NULL.
+///
+/// Ownership: `user_id` is borrowed. Thread-safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_disconnect_user(
+    engine: *mut sb_engine,
+    user_id: *const c_char,
+    count: *mut usize,
+) -> sb_result {
+    ffi! {
+        let e = sb_engine::borrow(engine, "engine")?;
+        let user = args::name(user_id, "user_id")?;
+        let n = e.live()?.disconnect_user(user);
+        if let Some(c) = count.as_mut() {
+            *c = n;
+        }
+        Ok(())
+    }
+}
+
+/// Disconnects one socket. Returns `SB_NOT_FOUND` when no connected socket has that id.
+///
+/// Ownership: `socket_id` is borrowed. Thread-safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_disconnect_socket(
+    engine: *mut sb_engine,
+    socket_id: *const c_char,
+) -> sb_result {
+    ffi! {
+        let e = sb_engine::borrow(engine, "engine")?;
+        let id = args::name(socket_id, "socket_id")?;
+        socket(e.live()?, id)?.disconnect();
+        Ok(())
+    }
+}
+
+/// Shuts the engine down: stops listening, closes every connection, fails the requests
+/// still pending (they become `SB_REQUEST_NOT_PENDING`), wakes `sb_engine_poll_event`
+/// callers, waits for running callbacks to return, and stops the engine's threads, letting
+/// tasks finish for up to `grace_ms` milliseconds. No callback starts after it returns.
+/// Idempotent. Afterwards every call on the engine returns `SB_ENGINE_CLOSED`, except
+/// `sb_engine_free`.
+///
+/// Returns `SB_WRONG_THREAD` when called from inside an engine callback.
+///
+/// Thread-safety: any thread except the engine's own (callbacks).
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_shutdown(engine: *mut sb_engine, grace_ms: u32) -> sb_result {
+    ffi! {
+        let e = sb_engine::borrow(engine, "engine")?;
+        not_in_callback("sb_engine_shutdown")?;
+        e.stop(Duration::from_millis(grace_ms.into()));
+        Ok(())
+    }
+}
+
+/// Shuts the engine down as `sb_engine_shutdown` does (with half a second of grace) unless
+/// it was already, then frees it. Clients still connected are disconnected. NULL is ignored.
+/// After it returns no callback runs; called from inside a callback, it returns at once and
+/// the engine is shut down and freed on another thread once that callback returns.
+///
+/// Ownership: takes `engine`, which must not be used afterwards (by any thread).
+/// Thread-safety: call it once, after every other call on this engine has returned.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_free(engine: *mut sb_engine) {
+    ffi!(-> () {
+        let Some(e) = sb_engine::from_raw(engine) else {
+            return;
+        };
+        if in_callback() {
+            std::thread::spawn(move || {
+                e.stop(FREE_GRACE);
+                drop(e);
+            });
+            return;
+        }
+        e.stop(FREE_GRACE);
+        drop(e);
+    })
+}

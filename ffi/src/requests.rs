@@ -1,0 +1,789 @@
+//! Requests the engine asks its host to answer — authentication, room access, message
+//! storage and the app's own events — handed to a callback or to the event queue, and
+//! completed later, from any thread, by id.
+//!
+//! Every request is an entry in one process-wide registry, keyed by an id that is never
+//! reused. Completing a request removes its entry; so does the engine when it stops waiting
+//! (timeout, client gone, shutdown). A completion that finds no entry returns
+//! `SB_REQUEST_NOT_PENDING`, which is how a request completed twice is told apart from a
+//! live one without C ever holding a pointer that could dangle.
+
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{c_char, c_void};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError};
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use switchboard::chat::{Authenticate, HookError, MessageStore, RoomAccess};
+use switchboard::socketio::{ConnectRequest, Refusal};
+use switchboard::store::ChatMessage;
+use switchboard::{AckSender, Payload, Socket, User};
+use tokio::sync::oneshot;
+
+use crate::args::{self, c_string};
+use crate::events::{sb_event, sb_event_kind};
+use crate::result::{sb_result, Error};
+
+/// Identifies one request the engine waits for the host to complete. Ids are unique in the
+/// process and never reused; 0 is never a request.
+#[allow(non_camel_case_types)]
+pub type sb_request_id = u64;
+
+/// Called for each connecting client when authentication is the host's (see
+/// `sb_config_set_auth_callback`).
+///
+/// `handshake_json` is `{"auth": <the client's auth object>, "headers": {name: value},
+/// "query": {name: value}, "address": "<client ip>"}`, borrowed for the duration of the call.
+/// Complete `request` with exactly one of `sb_auth_request_accept` or
+/// `sb_auth_request_refuse`, now or later, from any thread.
+///
+/// Runs on an engine thread: return quickly (callbacks of one connection run one after
+/// another); `sb_engine_shutdown` from inside it returns `SB_WRONG_THREAD`.
+#[allow(non_camel_case_types)]
+pub type sb_auth_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        request: sb_request_id,
+        handshake_json: *const c_char,
+    ),
+>;
+
+/// Called when a user asks to join a room and room access is the host's (see
+/// `sb_config_set_room_access_callback`).
+///
+/// `user_json` is `{"id": ..., "username": ..., "rooms"?: [...]}` and `room` the room id, both
+/// borrowed for the duration of the call. Complete `request` with `sb_room_request_answer`
+/// or `sb_room_request_fail`, now or later, from any thread. Runs on an engine thread:
+/// return quickly.
+#[allow(non_camel_case_types)]
+pub type sb_room_access_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        request: sb_request_id,
+        user_json: *const c_char,
+        room: *const c_char,
+    ),
+>;
+
+/// Called for each chat message before it is stored in history and delivered (see
+/// `sb_config_set_store_callback`).
+///
+/// `message_json` is `{"id", "roomId", "text", "userId", "username", "timestamp"}`, borrowed
+/// for the duration of the call. Complete `request` with `sb_store_request_done` (the
+/// message is delivered) or `sb_store_request_fail` (the sender's ack is `INTERNAL` and
+/// nobody receives it), now or later, from any thread. Runs on an engine thread: return
+/// quickly.
+#[allow(non_camel_case_types)]
+pub type sb_store_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        request: sb_request_id,
+        message_json: *const c_char,
+    ),
+>;
+
+/// Called for each client event the host registered with `sb_config_add_app_event`.
+///
+/// `event` is the event name, `args_json` the JSON array of its arguments (binary ones
+/// appear as `{"_placeholder": true, "num": N}`), and `socket_json` is `{"id": <socket id>,
+/// "user": {"id", "username", "rooms"?}, "rooms": [...]}`; all borrowed for the duration of
+/// the call. Complete `request` with `sb_app_event_ack` (the client's callback gets
+/// `(null, result)`) or `sb_app_event_fail` (it gets `({code: "INTERNAL", message})`), now or
+/// later, from any thread; complete it even when the client asked for no ack, since the
+/// socket's next events wait for it. Runs on an engine thread: return quickly.
+#[allow(non_camel_case_types)]
+pub type sb_app_event_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        request: sb_request_id,
+        event: *const c_char,
+        args_json: *const c_char,
+        socket_json: *const c_char,
+    ),
+>;
+
+type AuthFn = unsafe extern "C" fn(*mut c_void, sb_request_id, *const c_char);
+type RoomFn = unsafe extern "C" fn(*mut c_void, sb_request_id, *const c_char, *const c_char);
+type StoreFn = unsafe extern "C" fn(*mut c_void, sb_request_id, *const c_char);
+type AppFn =
+    unsafe extern "C" fn(*mut c_void, sb_request_id, *const c_char, *const c_char, *const c_char);
+
+/// The host's `void *userdata`: the host promised it may be used from any thread.
+#[derive(Clone, Copy)]
+pub(crate) struct Userdata(pub *mut c_void);
+// SAFETY: the callbacks' documentation makes the host responsible for userdata being usable
+// from the engine's threads; the library only passes it back.
+unsafe impl Send for Userdata {}
+// SAFETY: as above.
+unsafe impl Sync for Userdata {}
+
+/// Where the host wants a kind of request.
+#[derive(Clone, Copy)]
+pub(crate) enum Route<F> {
+    /// To this callback, with this userdata.
+    Callback(F, Userdata),
+    /// To the event queue (`sb_engine_poll_event`).
+    Queue,
+}
+
+impl<F> Route<F> {
+    pub(crate) fn new(callback: Option<F>, userdata: *mut c_void) -> Self {
+        match callback {
+            Some(f) => Route::Callback(f, Userdata(userdata)),
+            None => Route::Queue,
+        }
+    }
+}
+
+/// The host's hooks, as configured; `None` keeps the engine's built-in behaviour.
+#[derive(Clone, Default)]
+pub(crate) struct HostHooks {
+    pub auth: Option<Route<AuthFn>>,
+    pub room_access: Option<Route<RoomFn>>,
+    pub store: Option<Route<StoreFn>>,
+    /// Where registered app events go; `None` is the queue.
+    pub app: Option<Route<AppFn>>,
+    pub app_events: HashSet<String>,
+}
+
+/// Which completion functions a request takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Auth,
+    RoomAccess,
+    Store,
+    AppEvent,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Auth => "an authentication request (complete it with sb_auth_request_accept or sb_auth_request_refuse)",
+            Kind::RoomAccess => "a room-access request (complete it with sb_room_request_answer or sb_room_request_fail)",
+            Kind::Store => "a message-store request (complete it with sb_store_request_done or sb_store_request_fail)",
+            Kind::AppEvent => "an app event (complete it with sb_app_event_ack or sb_app_event_fail)",
+        }
+    }
+}
+
+/// A request waiting for the host, with the channel its answer goes back through.
+enum Pending {
+    Auth(oneshot::Sender<Result<User, String>>),
+    RoomAccess(oneshot::Sender<Result<bool, String>>),
+    Store(oneshot::Sender<Result<(), String>>),
+    AppEvent(oneshot::Sender<Result<Value, String>>),
+}
+
+impl Pending {
+    fn kind(&self) -> Kind {
+        match self {
+            Pending::Auth(_) => Kind::Auth,
+            Pending::RoomAccess(_) => Kind::RoomAccess,
+            Pending::Store(_) => Kind::Store,
+            Pending::AppEvent(_) => Kind::AppEvent,
+        }
+    }
+}
+
+struct Entry {
+    engine: u64,
+    pending: Pending,
+}
+
+static REQUESTS: LazyLock<Mutex<HashMap<sb_request_id, Entry>>> = LazyLock::new(Mutex::default);
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
+static NEXT_ENGINE: AtomicU64 = AtomicU64::new(1);
+
+/// Removes a pending request of `kind`; its answer is the caller's to send.
+fn take(id: sb_request_id, kind: Kind) -> Result<Pending, Error> {
+    let mut requests = REQUESTS.lock();
+    match requests.remove(&id) {
+        None => Err(Error::new(
+            sb_result::SB_REQUEST_NOT_PENDING,
+            format!("request {id} is not pending: it was already completed, it expired, or its engine shut down"),
+        )),
+        Some(entry) if entry.pending.kind() != kind => {
+            let actual = entry.pending.kind();
+            requests.insert(id, entry);
+            Err(Error::new(
+                sb_result::SB_WRONG_REQUEST_KIND,
+                format!("request {id} is {}; it stays pending", actual.describe()),
+            ))
+        }
+        Some(entry) => Ok(entry.pending),
+    }
+}
+
+/// Drops every request of an engine (its waiters see the engine going away).
+pub(crate) fn purge(engine: u64) {
+    let dropped: Vec<Entry> = {
+        let mut requests = REQUESTS.lock();
+        let ids: Vec<sb_request_id> = requests
+            .iter()
+            .filter(|(_, e)| e.engine == engine)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.iter().filter_map(|id| requests.remove(id)).collect()
+    };
+    drop(dropped);
+}
+
+/// Removes a request from the registry when the engine stops waiting for it.
+struct Forget(sb_request_id);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        let entry = REQUESTS.lock().remove(&self.0);
+        drop(entry);
+    }
+}
+
+thread_local! {
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is inside a host callback right now.
+pub(crate) fn in_callback() -> bool {
+    IN_CALLBACK.with(Cell::get)
+}
+
+const SHUTTING_DOWN: &str = "the server is shutting down";
+
+/// What the engine's hooks and its handle share: the queue, and whether the engine is
+/// closed (then no callback starts any more).
+pub(crate) struct Shared {
+    pub tag: u64,
+    closed: AtomicBool,
+    in_callbacks: AtomicUsize,
+    queue: Sender<sb_event>,
+    wake_pollers: Mutex<Option<Sender<()>>>,
+}
+
+impl Shared {
+    pub(crate) fn new(queue: Sender<sb_event>, wake_pollers: Sender<()>) -> Arc<Self> {
+        Arc::new(Shared {
+            tag: NEXT_ENGINE.fetch_add(1, Ordering::Relaxed),
+            closed: AtomicBool::new(false),
+            in_callbacks: AtomicUsize::new(0),
+            queue,
+            wake_pollers: Mutex::new(Some(wake_pollers)),
+        })
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Closes: no callback starts after this returns `true`, pollers wake up, and this waits
+    /// for the callbacks running now to return. `false` when it was closed already.
+    pub(crate) fn close(&self) -> bool {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        self.wake_pollers.lock().take();
+        while self.in_callbacks.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    /// Runs a host callback unless the engine is closed.
+    fn call(&self, f: impl FnOnce()) -> Result<(), String> {
+        self.in_callbacks.fetch_add(1, Ordering::SeqCst);
+        if self.is_closed() {
+            self.in_callbacks.fetch_sub(1, Ordering::SeqCst);
+            return Err(SHUTTING_DOWN.into());
+        }
+        IN_CALLBACK.with(|c| c.set(true));
+        f();
+        IN_CALLBACK.with(|c| c.set(false));
+        self.in_callbacks.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn enqueue(&self, event: sb_event) -> Result<(), String> {
+        if self.is_closed() {
+            return Err(SHUTTING_DOWN.into());
+        }
+        match self.queue.try_send(event) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err("the host's event queue is full".into()),
+            Err(TrySendError::Disconnected(_)) => Err(SHUTTING_DOWN.into()),
+        }
+    }
+
+    /// Registers a request, hands it to the host with `deliver`, and waits for the answer.
+    /// Dropping the future (timeout, shutdown) forgets the request.
+    async fn ask<T>(
+        &self,
+        wrap: fn(oneshot::Sender<Result<T, String>>) -> Pending,
+        deliver: impl FnOnce(sb_request_id) -> Result<(), String>,
+    ) -> Result<T, String> {
+        if self.is_closed() {
+            return Err(SHUTTING_DOWN.into());
+        }
+        let (tx, rx) = oneshot::channel();
+        let id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
+        REQUESTS.lock().insert(
+            id,
+            Entry {
+                engine: self.tag,
+                pending: wrap(tx),
+            },
+        );
+        let _forget = Forget(id);
+        deliver(id)?;
+        rx.await
+            .unwrap_or_else(|_| Err("the request was dropped".into()))
+    }
+}
+
+/// What the host's authentication callback gets.
+fn handshake_json(request: &ConnectRequest) -> String {
+    let hs = &request.session.handshake;
+    let mut headers = Map::new();
+    for (name, value) in &hs.headers {
+        if let Ok(v) = value.to_str() {
+            headers.insert(name.as_str().to_owned(), Value::String(v.to_owned()));
+        }
+    }
+    let mut query = Map::new();
+    for pair in hs.query.split('&').filter(|p| !p.is_empty()) {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if let Some(v) = hs.query_param(key) {
+            query.insert(key.to_owned(), Value::String(v));
+        }
+    }
+    json!({
+        "auth": request.auth,
+        "headers": headers,
+        "query": query,
+        "address": hs.address.ip().to_string(),
+    })
+    .to_string()
+}
+
+/// Authentication by the host.
+pub(crate) struct HostAuth {
+    pub shared: Arc<Shared>,
+    pub route: Route<AuthFn>,
+}
+
+impl Authenticate for HostAuth {
+    fn authenticate(&self, request: &ConnectRequest) -> BoxFuture<'static, Result<User, Refusal>> {
+        let shared = self.shared.clone();
+        let route = self.route;
+        let handshake = c_string(&handshake_json(request));
+        Box::pin(async move {
+            let deliver = |id| match route {
+                // SAFETY: the callback's contract; the string outlives the call.
+                Route::Callback(f, ud) => {
+                    shared.call(|| unsafe { f(ud.0, id, handshake.as_ptr()) })
+                }
+                Route::Queue => shared.enqueue(sb_event::new(
+                    sb_event_kind::SB_EVENT_AUTH,
+                    id,
+                    None,
+                    handshake.clone(),
+                    None,
+                )),
+            };
+            shared
+                .ask(Pending::Auth, deliver)
+                .await
+                .map_err(|message| Refusal {
+                    message,
+                    reason: "refused_by_host",
+                })
+        })
+    }
+}
+
+/// Room access by the host.
+pub(crate) struct HostRoomAccess {
+    pub shared: Arc<Shared>,
+    pub route: Route<RoomFn>,
+}
+
+impl RoomAccess for HostRoomAccess {
+    fn allow(&self, user: &User, room: &str) -> BoxFuture<'static, Result<bool, HookError>> {
+        let shared = self.shared.clone();
+        let route = self.route;
+        let user = c_string(&serde_json::to_string(user).unwrap_or_default());
+        let room = c_string(room);
+        Box::pin(async move {
+            let deliver = |id| match route {
+                // SAFETY: the callback's contract; the strings outlive the call.
+                Route::Callback(f, ud) => {
+                    shared.call(|| unsafe { f(ud.0, id, user.as_ptr(), room.as_ptr()) })
+                }
+                Route::Queue => shared.enqueue(sb_event::new(
+                    sb_event_kind::SB_EVENT_ROOM_ACCESS,
+                    id,
+                    Some(room.clone()),
+                    user.clone(),
+                    None,
+                )),
+            };
+            shared
+                .ask(Pending::RoomAccess, deliver)
+                .await
+                .map_err(HookError)
+        })
+    }
+}
+
+/// Message persistence by the host.
+pub(crate) struct HostStore {
+    pub shared: Arc<Shared>,
+    pub route: Route<StoreFn>,
+}
+
+impl MessageStore for HostStore {
+    fn store(&self, message: &ChatMessage) -> BoxFuture<'static, Result<(), HookError>> {
+        let shared = self.shared.clone();
+        let route = self.route;
+        let message = c_string(&serde_json::to_string(message).unwrap_or_default());
+        Box::pin(async move {
+            let deliver = |id| match route {
+                // SAFETY: the callback's contract; the string outlives the call.
+                Route::Callback(f, ud) => shared.call(|| unsafe { f(ud.0, id, message.as_ptr()) }),
+                Route::Queue => shared.enqueue(sb_event::new(
+                    sb_event_kind::SB_EVENT_STORE,
+                    id,
+                    None,
+                    message.clone(),
+                    None,
+                )),
+            };
+            shared.ask(Pending::Store, deliver).await.map_err(HookError)
+        })
+    }
+}
+
+/// The app's own events, as the Node binding does them: registered names go to the host,
+/// whose result becomes the ack `[null, result]` or `[{code: "INTERNAL", message}]`.
+pub(crate) struct AppEvents {
+    pub shared: Arc<Shared>,
+    pub route: Route<AppFn>,
+    pub names: HashSet<String>,
+    pub timeout: Duration,
+}
+
+impl AppEvents {
+    pub(crate) async fn handle(
+        &self,
+        socket: Arc<Socket>,
+        event: String,
+        payload: Payload,
+        ack: Option<AckSender>,
+    ) {
+        if !self.names.contains(&event) {
+            if let Some(ack) = ack {
+                ack.send(vec![
+                    json!({"code": "INVALID_MESSAGE", "message": format!("Unknown event {event}")}),
+                ]);
+            }
+            return;
+        }
+        let name = c_string(&event);
+        let args = c_string(&Value::Array(payload.args).to_string());
+        let socket_json = c_string(
+            &json!({
+                "id": &**socket.id(),
+                "user": socket.user().map(|u| &**u),
+                "rooms": socket.rooms().iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            })
+            .to_string(),
+        );
+        let shared = &self.shared;
+        let route = self.route;
+        let deliver = |id| match route {
+            // SAFETY: the callback's contract; the strings outlive the call.
+            Route::Callback(f, ud) => shared.call(|| unsafe {
+                f(ud.0, id, name.as_ptr(), args.as_ptr(), socket_json.as_ptr())
+            }),
+            Route::Queue => shared.enqueue(sb_event::new(
+                sb_event_kind::SB_EVENT_APP,
+                id,
+                Some(name.clone()),
+                args.clone(),
+                Some(socket_json.clone()),
+            )),
+        };
+        let result = match tokio::time::timeout(
+            self.timeout,
+            shared.ask(Pending::AppEvent, deliver),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(format!("handler for {event} timed out")),
+        };
+        if let Some(ack) = ack {
+            match result {
+                Ok(value) => ack.send(vec![Value::Null, value]),
+                Err(message) => ack.send(vec![json!({"code": "INTERNAL", "message": message})]),
+            }
+        }
+    }
+}
+
+fn parse_user(value: Value) -> Result<User, Error> {
+    let bad = |why: &str| {
+        Error::new(
+            sb_result::SB_INVALID_JSON,
+            format!("`user_json` {why}; expected {{\"id\": \"...\", \"username\"?: \"...\", \"rooms\"?: [\"...\"]}}"),
+        )
+    };
+    let Value::Object(obj) = value else {
+        return Err(bad("is not an object"));
+    };
+    let id = match obj.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(bad("has no non-empty `id`")),
+    };
+    let username = match obj.get("username") {
+        None | Some(Value::Null) => id.clone(),
+        Some(Value::String(s)) if s.is_empty() => id.clone(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(bad("has a `username` that is not a string")),
+    };
+    let rooms = match obj.get("rooms") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .map(|r| r.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| bad("has `rooms` that are not all strings"))?,
+        ),
+        Some(_) => return Err(bad("has `rooms` that is not an array")),
+    };
+    Ok(User {
+        id,
+        username,
+        rooms,
+    })
+}
+
+/// Accepts a connecting client as the user described by `user_json`:
+/// `{"id": "alice", "username"?: "Alice", "rooms"?: ["team-*"]}` (`username` defaults to `id`;
+/// `rooms`, when present, limits the rooms the user may join as a token's claim does).
+///
+/// Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
+/// engine shut down; `SB_INVALID_JSON` (the request stays pending) for a malformed user.
+///
+/// Ownership: `user_json` is borrowed for the call. Thread-safety: callable from any thread,
+/// also from inside the callback that received the request.
+#[no_mangle]
+pub unsafe extern "C" fn sb_auth_request_accept(
+    request: sb_request_id,
+    user_json: *const c_char,
+) -> sb_result {
+    ffi! {
+        let user = parse_user(args::json(user_json, "user_json")?)?;
+        if let Pending::Auth(tx) = take(request, Kind::Auth)? {
+            let _ = tx.send(Ok(user));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a connecting client: it gets a `connect_error` whose `message` is `message`.
+///
+/// Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
+/// engine shut down. Ownership: `message` is borrowed for the call. Thread-safety: callable
+/// from any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_auth_request_refuse(
+    request: sb_request_id,
+    message: *const c_char,
+) -> sb_result {
+    ffi! {
+        let message = args::name(message, "message")?.to_owned();
+        if let Pending::Auth(tx) = take(request, Kind::Auth)? {
+            let _ = tx.send(Err(message));
+        }
+        Ok(())
+    }
+}
+
+/// Answers a room-access request: `allowed` true lets the user join, false answers the
+/// client `ACCESS_DENIED`.
+///
+/// Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
+/// engine shut down. Thread-safety: callable from any thread.
+#[no_mangle]
+pub extern "C" fn sb_room_request_answer(request: sb_request_id, allowed: bool) -> sb_result {
+    ffi! {
+        if let Pending::RoomAccess(tx) = take(request, Kind::RoomAccess)? {
+            let _ = tx.send(Ok(allowed));
+        }
+        Ok(())
+    }
+}
+
+/// Fails a room-access request (the check itself failed): the client's `joinRoom` gets
+/// `INTERNAL` with `message` in it.
+///
+/// Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
+/// engine shut down. Ownership: `message` is borrowed for the call. Thread-safety: callable
+/// from any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_room_request_fail(
+    request: sb_request_id,
+    message: *const c_char,
+) -> sb_result {
+    ffi! {
+        let message = args::name(message, "message")?.to_owned();
+        if let Pending::RoomAccess(tx) = take(request, Kind::RoomAccess)? {
+            let _ = tx.send(Err(message));
+        }
+        Ok(())
+    }
+}
+
+/// Confirms that a message was stored: the engine keeps it in history and delivers it.
+///
+/// Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
+/// engine shut down. Thread-safety: callable from any thread.
+#[no_mangle]
+pub extern "C" fn sb_store_request_done(request: sb_request_id) -> sb_result {
+    ffi! {
+        if let Pending::Store(tx) = take(request, Kind::Store)? {
+            let _ = tx.send(Ok(()));
+        }
+        Ok(())
+    }
+}
+
+/// Reports that a message could not be stored: nobody receives it and the sender's ack is
+/// `INTERNAL` with `message` in it.
+///
+/// Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
+/// engine shut down. Ownership: `message` is borrowed for the call. Thread-safety: callable
+/// from any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_store_request_fail(
+    request: sb_request_id,
+    message: *const c_char,
+) -> sb_result {
+    ffi! {
+        let message = args::name(message, "message")?.to_owned();
+        if let Pending::Store(tx) = take(request, Kind::Store)? {
+            let _ = tx.send(Err(message));
+        }
+        Ok(())
+    }
+}
+
+/// Answers an app event: the client's callback gets `(null, result)`, where `result_json` is
+/// any JSON text (`"null"` for none).
+///
+/// Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired (after
+/// `host_callback_timeout` the client got an `INTERNAL` timeout instead) or its engine shut
+/// down; `SB_INVALID_JSON` (the request stays pending) for malformed JSON. Ownership:
+/// `result_json` is borrowed for the call. Thread-safety: callable from any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_app_event_ack(
+    request: sb_request_id,
+    result_json: *const c_char,
+) -> sb_result {
+    ffi! {
+        let value = args::json(result_json, "result_json")?;
+        if let Pending::AppEvent(tx) = take(request, Kind::AppEvent)? {
+            let _ = tx.send(Ok(value));
+        }
+        Ok(())
+    }
+}
+
+/// Fails an app event: the client's callback gets `({code: "INTERNAL", message})`.
+///
+/// Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
+/// engine shut down. Ownership: `message` is borrowed for the call. Thread-safety: callable
+/// from any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_app_event_fail(
+    request: sb_request_id,
+    message: *const c_char,
+) -> sb_result {
+    ffi! {
+        let message = args::name(message, "message")?.to_owned();
+        if let Pending::AppEvent(tx) = take(request, Kind::AppEvent)? {
+            let _ = tx.send(Err(message));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+
+    fn cstr(s: &str) -> CString {
+        CString::new(s).unwrap()
+    }
+
+    fn pending_auth(engine: u64) -> (sb_request_id, oneshot::Receiver<Result<User, String>>) {
+        let (tx, rx) = oneshot::channel();
+        let id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
+        REQUESTS.lock().insert(
+            id,
+            Entry {
+                engine,
+                pending: Pending::Auth(tx),
+            },
+        );
+        (id, rx)
+    }
+
+    #[test]
+    fn a_request_completes_once() {
+        let (id, mut rx) = pending_auth(u64::MAX);
+        let user = cstr(r#"{"id":"alice","rooms":["team-*"]}"#);
+        let no = cstr("no");
+        unsafe {
+            assert_eq!(
+                sb_room_request_answer(id, true),
+                sb_result::SB_WRONG_REQUEST_KIND
+            );
+            assert_eq!(
+                sb_auth_request_accept(id, cstr("{").as_ptr()),
+                sb_result::SB_INVALID_JSON
+            );
+            assert_eq!(
+                sb_auth_request_accept(id, cstr(r#"{"name":"x"}"#).as_ptr()),
+                sb_result::SB_INVALID_JSON
+            );
+            assert_eq!(sb_auth_request_accept(id, user.as_ptr()), sb_result::SB_OK);
+            assert_eq!(
+                sb_auth_request_accept(id, user.as_ptr()),
+                sb_result::SB_REQUEST_NOT_PENDING
+            );
+            assert_eq!(
+                sb_auth_request_refuse(id, no.as_ptr()),
+                sb_result::SB_REQUEST_NOT_PENDING
+            );
+        }
+        let got = rx.try_recv().unwrap().unwrap();
+        assert_eq!(got.id, "alice");
+        assert_eq!(got.username, "alice");
+        assert_eq!(got.rooms, Some(vec!["team-*".to_owned()]));
+    }
+
+    #[test]
+    fn purge_forgets_an_engines_requests() {
+        let (id, mut rx) = pending_auth(u64::MAX - 1);
+        purge(u64::MAX - 1);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(sb_store_request_done(id), sb_result::SB_REQUEST_NOT_PENDING);
+    }
+}
