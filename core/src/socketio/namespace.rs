@@ -322,7 +322,7 @@ impl Broadcast<'_> {
         let frames = payload::event_frames(ns.name(), None, &array, attachments);
         let mut delivered = 0;
         let mut deliver = |id: &Arc<str>, socket: &Arc<Socket>| {
-            if !self.except.contains(id) && socket.send_frames(&frames).is_ok() {
+            if !self.except.contains(id) && socket.push_frames(&frames).is_ok() {
                 delivered += 1;
             }
         };
@@ -333,6 +333,9 @@ impl Broadcast<'_> {
         } else {
             ns.rooms.for_each_in_any(&self.rooms, &mut deliver);
         }
+        ns.metrics
+            .packets_out
+            .add((delivered * frames.len()) as u64);
         if let (Some(log), Some((seq, _))) = (&ns.recovery, offset) {
             log.record(seq, self.rooms, self.except, frames);
         }

@@ -258,11 +258,18 @@ impl Socket {
     }
 
     pub(crate) fn send_frames(&self, frames: &[Frame]) -> Result<(), EmitError> {
+        self.push_frames(frames)?;
+        self.session.metrics.packets_out.add(frames.len() as u64);
+        Ok(())
+    }
+
+    /// Queues frames without counting them (broadcasts count once for all recipients).
+    pub(crate) fn push_frames(&self, frames: &[Frame]) -> Result<(), EmitError> {
         if !self.connected() {
             return Err(EmitError::Disconnected);
         }
         for frame in frames {
-            match self.session.send(frame.clone()) {
+            match self.session.send_uncounted(frame.clone()) {
                 Ok(()) => {}
                 Err(crate::transport::outbox::PushError::Overflow) => {
                     return Err(EmitError::SlowConsumer)

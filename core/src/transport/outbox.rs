@@ -31,6 +31,17 @@ struct State {
     closed: bool,
 }
 
+/// Moves the queued frames out: an O(1) swap of buffers when the caller's is empty (the
+/// usual case), so the queue and the writer reuse two allocations back and forth.
+fn take_all(state: &mut State, into: &mut VecDeque<Frame>) {
+    if into.is_empty() {
+        std::mem::swap(&mut state.frames, into);
+    } else {
+        into.extend(state.frames.drain(..));
+    }
+    state.bytes = 0;
+}
+
 /// The bounded queue between producers and one connection's writer.
 pub struct Outbox {
     state: Mutex<State>,
@@ -76,10 +87,9 @@ impl Outbox {
 
     /// Moves every queued frame into `into` (which the caller reuses between turns).
     /// Returns false once the queue is closed and empty.
-    pub fn drain_into(&self, into: &mut Vec<Frame>) -> bool {
+    pub fn drain_into(&self, into: &mut VecDeque<Frame>) -> bool {
         let mut state = self.state.lock();
-        into.extend(state.frames.drain(..));
-        state.bytes = 0;
+        take_all(&mut state, into);
         !(state.closed && into.is_empty())
     }
 
@@ -87,15 +97,14 @@ impl Outbox {
     /// holds; returns `None` when it does not. Lets a transport switch without two drainers.
     pub fn drain_into_if(
         &self,
-        into: &mut Vec<Frame>,
+        into: &mut VecDeque<Frame>,
         allowed: impl FnOnce() -> bool,
     ) -> Option<bool> {
         let mut state = self.state.lock();
         if !allowed() {
             return None;
         }
-        into.extend(state.frames.drain(..));
-        state.bytes = 0;
+        take_all(&mut state, into);
         Some(!(state.closed && into.is_empty()))
     }
 
@@ -151,7 +160,7 @@ mod tests {
         q.push(frame(1)).unwrap();
         assert_eq!(q.push(frame(1)), Err(PushError::Overflow));
         assert_eq!(q.push(frame(1)), Err(PushError::Closed));
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         assert!(q.drain_into(&mut out));
         assert_eq!(out.len(), 2);
         out.clear();

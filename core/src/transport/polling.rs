@@ -55,7 +55,7 @@ pub async fn poll(session: Arc<Session>) -> HttpReply {
         session: &session,
         answered: false,
     };
-    let mut batch: Vec<Frame> = Vec::new();
+    let mut batch: std::collections::VecDeque<Frame> = std::collections::VecDeque::new();
     loop {
         if session.is_probed() {
             abandoned.answered = true;

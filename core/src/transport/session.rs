@@ -187,11 +187,19 @@ impl Session {
 
     /// Queues a frame; a full queue closes the session as a slow reader.
     pub fn send(&self, frame: Frame) -> Result<(), PushError> {
+        let result = self.send_uncounted(frame);
+        if result.is_ok() {
+            self.metrics.packets_out.inc();
+        }
+        result
+    }
+
+    /// [`Session::send`] without touching the shared packet counter: broadcasts count once
+    /// for all recipients instead of contending on one cache line per recipient.
+    pub(crate) fn send_uncounted(&self, frame: Frame) -> Result<(), PushError> {
         let result = self.outbox.push(frame);
-        match result {
-            Ok(()) => self.metrics.packets_out.inc(),
-            Err(PushError::Overflow) => self.close(CloseReason::SlowConsumer),
-            Err(PushError::Closed) => {}
+        if result == Err(PushError::Overflow) {
+            self.close(CloseReason::SlowConsumer);
         }
         result
     }

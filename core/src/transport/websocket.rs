@@ -226,7 +226,7 @@ fn close_with(session: &Session, code: u16, reason: CloseReason) {
 
 /// Drains the session's queue into the socket, one vectored write per wake-up.
 async fn write_loop<W: AsyncWrite + Unpin>(session: Arc<Session>, mut writer: W) {
-    let mut batch: Vec<Frame> = Vec::new();
+    let mut batch: std::collections::VecDeque<Frame> = std::collections::VecDeque::new();
     let grace = async {
         session.closed().await;
         tokio::time::sleep(CLOSE_GRACE).await;
@@ -237,6 +237,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(session: Arc<Session>, mut writer: W)
             _ = session.outbox.ready() => {}
             _ = &mut grace => break,
         }
+        // Cork: let the tasks that are queueing (a broadcast in progress) run first, so
+        // one write carries everything they queue.
+        tokio::task::yield_now().await;
         let open = session.outbox.drain_into(&mut batch);
         if !batch.is_empty() {
             let result = tokio::select! {
@@ -265,7 +268,7 @@ const MAX_IOVECS: usize = 512;
 /// Writes every frame, coalesced into as few vectored writes as the kernel allows.
 pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     writer: &mut W,
-    frames: &[Frame],
+    frames: &std::collections::VecDeque<Frame>,
 ) -> io::Result<usize> {
     let total: usize = frames.iter().map(Frame::len).sum();
     let (mut index, mut offset) = (0usize, 0usize);
@@ -274,8 +277,8 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
         slices.clear();
         slices.push(IoSlice::new(&frames[index].wire()[offset..]));
         slices.extend(
-            frames[index + 1..]
-                .iter()
+            frames
+                .range(index + 1..)
                 .take(MAX_IOVECS - 1)
                 .map(|f| IoSlice::new(f.wire())),
         );
@@ -312,7 +315,7 @@ mod tests {
     async fn write_frames_survives_partial_writes() {
         // A duplex with a tiny buffer forces many partial writes.
         let (mut client, mut server) = tokio::io::duplex(7);
-        let frames: Vec<Frame> = (0..50)
+        let frames: std::collections::VecDeque<Frame> = (0..50)
             .map(|i| Frame::from_payload(format!("4message {i}").as_bytes(), FrameKind::Text))
             .collect();
         let expected: Vec<u8> = frames.iter().flat_map(|f| f.wire().to_vec()).collect();
