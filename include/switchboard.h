@@ -646,12 +646,12 @@ void sb_event_free(sb_event *event);
 
 /**
  * Looks up the value at `pointer` (RFC 6901: `""` is the whole document, `"/auth/token"` a
- * field, `"/0"` an array element) in the JSON text `json`, and writes it to `*out`: a
- * string value unquoted, any other value as JSON text.
+ * field, `"/0"` an array element) in the JSON text `json`, and writes it to `*out` as JSON
+ * text (a string stays quoted, ready to be put into other JSON).
  *
  * Returns `SB_INVALID_JSON` when `json` does not parse, `SB_INVALID_ARGUMENT` when `pointer`
- * is neither empty nor starts with `/`, `SB_NOT_FOUND` when nothing is there (`*out` is then
- * NULL).
+ * is neither empty nor starts with `/`, `SB_NOT_FOUND` when nothing is there; `*out` is
+ * NULL after any failure.
  *
  * Ownership: `json` and `pointer` are borrowed; the caller owns `*out` and frees it with
  * `sb_string_free`. Thread-safety: any thread.
@@ -659,8 +659,30 @@ void sb_event_free(sb_event *event);
 sb_result sb_json_get(const char *json, const char *pointer, char **out);
 
 /**
+ * Looks up the string at `pointer` in the JSON text `json` (as `sb_json_get`) and writes it
+ * to `*out` unquoted and unescaped (e.g. the token in an authentication handshake:
+ * `sb_json_get_string(handshake_json, "/auth/token", &token)`).
+ *
+ * Returns the codes of `sb_json_get`, and `SB_INVALID_JSON` when the value there is not a
+ * string; `*out` is NULL after any failure.
+ *
+ * Ownership: `json` and `pointer` are borrowed; the caller owns `*out` and frees it with
+ * `sb_string_free`. Thread-safety: any thread.
+ */
+sb_result sb_json_get_string(const char *json, const char *pointer, char **out);
+
+/**
+ * Writes `text` to `*out` as a JSON string literal, quoted and escaped (`he said "hi"`
+ * becomes `"he said \"hi\""`), to build JSON from C strings safely.
+ *
+ * Ownership: `text` is borrowed; the caller owns `*out` and frees it with
+ * `sb_string_free`. Thread-safety: any thread.
+ */
+sb_result sb_json_quote(const char *text, char **out);
+
+/**
  * Frees a string the library handed over (`sb_engine_presence`, `sb_engine_stats`,
- * `sb_json_get`). NULL is ignored.
+ * `sb_json_get`, `sb_json_get_string`, `sb_json_quote`). NULL is ignored.
  *
  * Ownership: takes `s`, which must not be used afterwards. Thread-safety: any thread.
  */

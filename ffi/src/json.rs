@@ -7,13 +7,29 @@ use serde_json::Value;
 use crate::args;
 use crate::result::{sb_result, Error};
 
+/// Finds the value at an RFC 6901 pointer, with the errors the C functions document.
+unsafe fn lookup(json: *const c_char, pointer: *const c_char) -> Result<(Value, String), Error> {
+    let doc = args::json(json, "json")?;
+    let pointer = args::text(pointer, "pointer")?;
+    if !pointer.is_empty() && !pointer.starts_with('/') {
+        return Err(Error::new(
+            sb_result::SB_INVALID_ARGUMENT,
+            format!("`pointer` {pointer:?} must be empty or start with '/'"),
+        ));
+    }
+    let found = doc
+        .pointer(pointer)
+        .ok_or_else(|| Error::new(sb_result::SB_NOT_FOUND, format!("nothing at {pointer:?}")))?;
+    Ok((found.clone(), pointer.to_owned()))
+}
+
 /// Looks up the value at `pointer` (RFC 6901: `""` is the whole document, `"/auth/token"` a
-/// field, `"/0"` an array element) in the JSON text `json`, and writes it to `*out`: a
-/// string value unquoted, any other value as JSON text.
+/// field, `"/0"` an array element) in the JSON text `json`, and writes it to `*out` as JSON
+/// text (a string stays quoted, ready to be put into other JSON).
 ///
 /// Returns `SB_INVALID_JSON` when `json` does not parse, `SB_INVALID_ARGUMENT` when `pointer`
-/// is neither empty nor starts with `/`, `SB_NOT_FOUND` when nothing is there (`*out` is then
-/// NULL).
+/// is neither empty nor starts with `/`, `SB_NOT_FOUND` when nothing is there; `*out` is
+/// NULL after any failure.
 ///
 /// Ownership: `json` and `pointer` are borrowed; the caller owns `*out` and frees it with
 /// `sb_string_free`. Thread-safety: any thread.
@@ -26,28 +42,61 @@ pub unsafe extern "C" fn sb_json_get(
     ffi! {
         let out = args::out(out, "out")?;
         *out = std::ptr::null_mut();
-        let doc = args::json(json, "json")?;
-        let pointer = args::text(pointer, "pointer")?;
-        if !pointer.is_empty() && !pointer.starts_with('/') {
-            return Err(Error::new(
-                sb_result::SB_INVALID_ARGUMENT,
-                format!("`pointer` {pointer:?} must be empty or start with '/'"),
-            ));
+        let (value, _) = lookup(json, pointer)?;
+        *out = args::owned_string(value.to_string());
+        Ok(())
+    }
+}
+
+/// Looks up the string at `pointer` in the JSON text `json` (as `sb_json_get`) and writes it
+/// to `*out` unquoted and unescaped (e.g. the token in an authentication handshake:
+/// `sb_json_get_string(handshake_json, "/auth/token", &token)`).
+///
+/// Returns the codes of `sb_json_get`, and `SB_INVALID_JSON` when the value there is not a
+/// string; `*out` is NULL after any failure.
+///
+/// Ownership: `json` and `pointer` are borrowed; the caller owns `*out` and frees it with
+/// `sb_string_free`. Thread-safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_json_get_string(
+    json: *const c_char,
+    pointer: *const c_char,
+    out: *mut *mut c_char,
+) -> sb_result {
+    ffi! {
+        let out = args::out(out, "out")?;
+        *out = std::ptr::null_mut();
+        match lookup(json, pointer)? {
+            (Value::String(s), _) => {
+                *out = args::owned_string(s);
+                Ok(())
+            }
+            (other, pointer) => Err(Error::new(
+                sb_result::SB_INVALID_JSON,
+                format!("the value at {pointer:?} is not a string but {other}"),
+            )),
         }
-        let found = doc.pointer(pointer).ok_or_else(|| {
-            Error::new(sb_result::SB_NOT_FOUND, format!("nothing at {pointer:?}"))
-        })?;
-        let text = match found {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        *out = args::owned_string(text);
+    }
+}
+
+/// Writes `text` to `*out` as a JSON string literal, quoted and escaped (`he said "hi"`
+/// becomes `"he said \"hi\""`), to build JSON from C strings safely.
+///
+/// Ownership: `text` is borrowed; the caller owns `*out` and frees it with
+/// `sb_string_free`. Thread-safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_json_quote(text: *const c_char, out: *mut *mut c_char) -> sb_result {
+    ffi! {
+        let out = args::out(out, "out")?;
+        *out = std::ptr::null_mut();
+        let text = args::text(text, "text")?;
+        *out = args::owned_string(Value::String(text.to_owned()).to_string());
         Ok(())
     }
 }
 
 /// Frees a string the library handed over (`sb_engine_presence`, `sb_engine_stats`,
-/// `sb_json_get`). NULL is ignored.
+/// `sb_json_get`, `sb_json_get_string`, `sb_json_quote`). NULL is ignored.
 ///
 /// Ownership: takes `s`, which must not be used afterwards. Thread-safety: any thread.
 #[no_mangle]
