@@ -4,8 +4,10 @@ CARGO ?= cargo
 BIN := target/debug/switchboard
 DEV_SECRET ?= dev-secret-change-me
 PORT ?= 3000
+CBINDGEN_VERSION := 0.29.4
+CBINDGEN ?= $(or $(CARGO_HOME),$(HOME)/.cargo)/bin/cbindgen
 
-.PHONY: run test build node-addon test-rust test-node lint deps-node bench clean
+.PHONY: run test build node-addon test-rust test-node test-c header cbindgen lint deps-node bench clean
 
 ## run: build and start the standalone server on 127.0.0.1:3000 with a development secret
 run:
@@ -21,7 +23,7 @@ run:
 	exec $(BIN) serve --host 127.0.0.1 --port $(PORT) --jwt-secret "$(DEV_SECRET)"
 
 ## test: build everything and run every test (installs what is missing)
-test: lint build test-rust test-node
+test: lint build test-rust test-c test-node
 	@echo "make test: all suites passed"
 
 build: node-addon
@@ -40,6 +42,22 @@ deps-node:
 
 test-node: deps-node
 	cd bindings-tests/node && npm test
+
+## test-c: the C ABI: include/switchboard.h is fresh, and the C11/C++17 programs of
+## bindings-tests/c (AddressSanitizer) pass with real socket.io clients and misuse
+test-c: cbindgen deps-node
+	CBINDGEN=$(CBINDGEN) bindings-tests/c/check-header.sh
+	cd bindings-tests/node && node --test test/c-abi.test.js
+
+## header: regenerate include/switchboard.h (commit it)
+header: cbindgen
+	$(CBINDGEN) --quiet --config ffi/cbindgen.toml --output include/switchboard.h ffi
+
+# The pinned cbindgen, installed when it is missing or another version.
+cbindgen:
+	@if [ "$$($(CBINDGEN) --version 2>/dev/null)" != "cbindgen $(CBINDGEN_VERSION)" ]; then \
+		$(CARGO) install cbindgen --version $(CBINDGEN_VERSION) --locked; \
+	fi
 
 lint:
 	$(CARGO) fmt --all --check

@@ -1,0 +1,335 @@
+/*
+ * chat_server.c: a small chat server in C11 over libswitchboard, using callbacks.
+ *
+ * - Authentication is the host's, with its own token format: auth {token: "c:<name>"},
+ *   <name> being 1-32 letters, digits, '-' or '_'. A worker thread completes the requests
+ *   later (the engine never waits on this program's threads).
+ * - Room access: rooms starting with "secret-" are refused (answered inside the callback).
+ * - Message storage: every chat message is printed as "stored <json>" before delivery.
+ * - App events, acked through their request id:
+ *     presence(room)      -> [{userId, username}]                (sb_engine_presence)
+ *     shout({room, text}) -> emits "shout" {from, text} to room  (sb_engine_emit_to_room)
+ *     poke()              -> emits "poked" to the caller only    (sb_engine_emit_to_socket)
+ *     echo(value)         -> value, answered 50 ms later by the worker thread
+ *     fail()              -> {code: "INTERNAL", message: "echo chamber closed"}
+ * - Commands on stdin, one per line: "presence ROOM", "emit ROOM EVENT JSON", "kick USER",
+ *   "quit" (or end of input) frees the engine with its clients still connected and exits 0.
+ *
+ * Every request is completed a second time on purpose, which must give
+ * SB_REQUEST_NOT_PENDING; anything else aborts the program.
+ *
+ * Usage: chat_server [PORT]   (0 or nothing: a free port, printed on stdout)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <threads.h>
+#include <time.h>
+
+#include "switchboard.h"
+
+enum job_kind { JOB_AUTH, JOB_STORE, JOB_ECHO };
+
+struct job {
+    enum job_kind kind;
+    sb_request_id request;
+    char *text; /* token, or the value to echo; owned by the job (may be NULL) */
+    struct job *next;
+};
+
+static struct {
+    sb_engine *engine;
+    mtx_t lock;
+    cnd_t ready;
+    struct job *head, *tail;
+    int stopping;
+    mtx_t out; /* one line at a time on stdout */
+} app;
+
+static void say(const char *fmt, const char *a, const char *b) {
+    mtx_lock(&app.out);
+    printf(fmt, a, b);
+    fflush(stdout);
+    mtx_unlock(&app.out);
+}
+
+static void check(sb_result r, const char *what) {
+    if (r != SB_OK) {
+        fprintf(stderr, "%s: %s: %s\n", what, sb_result_message(r), sb_last_error_message());
+        abort();
+    }
+}
+
+static char *dup_string(const char *s) {
+    char *d;
+    if (!s)
+        return NULL;
+    d = malloc(strlen(s) + 1);
+    if (!d)
+        abort();
+    strcpy(d, s);
+    return d;
+}
+
+/* Completing a request a second time must be refused with a code, never crash. */
+static void expect_not_pending(sb_result r, const char *what) {
+    if (r != SB_REQUEST_NOT_PENDING) {
+        fprintf(stderr, "%s: second completion gave %d, expected SB_REQUEST_NOT_PENDING\n", what,
+                (int)r);
+        abort();
+    }
+}
+
+static void push(enum job_kind kind, sb_request_id request, const char *text) {
+    struct job *j = calloc(1, sizeof *j);
+    if (!j)
+        abort();
+    j->kind = kind;
+    j->request = request;
+    j->text = dup_string(text);
+    mtx_lock(&app.lock);
+    if (app.tail)
+        app.tail->next = j;
+    else
+        app.head = j;
+    app.tail = j;
+    cnd_signal(&app.ready);
+    mtx_unlock(&app.lock);
+}
+
+static void free_job(struct job *j) {
+    free(j->text);
+    free(j);
+}
+
+/* "c:<name>" with a plain name gives that name; anything else gives NULL. */
+static const char *token_user(const char *token) {
+    size_t i, n;
+    if (!token || strncmp(token, "c:", 2) != 0)
+        return NULL;
+    token += 2;
+    n = strlen(token);
+    if (n == 0 || n > 32)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        char c = token[i];
+        int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_';
+        if (!plain)
+            return NULL;
+    }
+    return token;
+}
+
+static void run_job(struct job *j) {
+    char user[128];
+    const char *name;
+    switch (j->kind) {
+    case JOB_AUTH:
+        if (!j->text) {
+            check(sb_auth_request_refuse(j->request, "Authentication required"), "refuse");
+            expect_not_pending(sb_auth_request_refuse(j->request, "again"), "refuse");
+        } else if ((name = token_user(j->text)) == NULL) {
+            check(sb_auth_request_refuse(j->request, "Invalid token"), "refuse");
+            expect_not_pending(sb_auth_request_accept(j->request, "{\"id\":\"x\"}"), "refuse");
+        } else {
+            snprintf(user, sizeof user, "{\"id\":\"%s\",\"username\":\"%s (C)\"}", name, name);
+            check(sb_auth_request_accept(j->request, user), "accept");
+            expect_not_pending(sb_auth_request_accept(j->request, user), "accept");
+        }
+        break;
+    case JOB_STORE:
+        check(sb_store_request_done(j->request), "store");
+        expect_not_pending(sb_store_request_done(j->request), "store");
+        break;
+    case JOB_ECHO: {
+        struct timespec later = {0, 50 * 1000 * 1000};
+        thrd_sleep(&later, NULL);
+        check(sb_app_event_ack(j->request, j->text ? j->text : "null"), "echo");
+        expect_not_pending(sb_app_event_ack(j->request, "null"), "echo");
+        break;
+    }
+    }
+}
+
+static int worker(void *arg) {
+    (void)arg;
+    for (;;) {
+        struct job *j;
+        mtx_lock(&app.lock);
+        while (!app.head && !app.stopping)
+            cnd_wait(&app.ready, &app.lock);
+        if (app.stopping) {
+            mtx_unlock(&app.lock);
+            return 0;
+        }
+        j = app.head;
+        app.head = j->next;
+        if (!app.head)
+            app.tail = NULL;
+        mtx_unlock(&app.lock);
+        run_job(j);
+        free_job(j);
+    }
+}
+
+/* ---- callbacks: they run on the engine's threads and return at once ---- */
+
+static void on_auth(void *userdata, sb_request_id request, const char *handshake_json) {
+    char *token = NULL;
+    (void)userdata;
+    /* Fails when the client sent no token (or not a string): token stays NULL. */
+    sb_json_get_string(handshake_json, "/auth/token", &token);
+    push(JOB_AUTH, request, token);
+    sb_string_free(token);
+}
+
+static void on_room_access(void *userdata, sb_request_id request, const char *user_json,
+                           const char *room) {
+    (void)userdata;
+    (void)user_json;
+    check(sb_room_request_answer(request, strncmp(room, "secret-", 7) != 0), "room access");
+    expect_not_pending(sb_room_request_answer(request, true), "room access");
+}
+
+static void on_store(void *userdata, sb_request_id request, const char *message_json) {
+    (void)userdata;
+    say("stored %s%s\n", message_json, "");
+    push(JOB_STORE, request, NULL);
+}
+
+static void on_app_event(void *userdata, sb_request_id request, const char *event,
+                         const char *args_json, const char *socket_json) {
+    (void)userdata;
+    if (strcmp(event, "presence") == 0) {
+        char *room = NULL, *members = NULL;
+        if (sb_json_get_string(args_json, "/0", &room) != SB_OK) {
+            check(sb_app_event_fail(request, "presence needs a room"), "presence");
+        } else {
+            check(sb_engine_presence(app.engine, room, &members), "presence");
+            check(sb_app_event_ack(request, members), "presence");
+        }
+        sb_string_free(room);
+        sb_string_free(members);
+    } else if (strcmp(event, "shout") == 0) {
+        /* {room, text} -> "shout" {from, text} to the room; JSON values are forwarded as
+         * JSON text (sb_json_get), so nothing needs escaping here. */
+        char *room = NULL, *text = NULL, *from = NULL;
+        if (sb_json_get_string(args_json, "/0/room", &room) == SB_OK &&
+            sb_json_get(args_json, "/0/text", &text) == SB_OK &&
+            sb_json_get(socket_json, "/user/id", &from) == SB_OK) {
+            size_t n = strlen(from) + strlen(text) + 32;
+            char *shout = malloc(n);
+            if (!shout)
+                abort();
+            snprintf(shout, n, "{\"from\":%s,\"text\":%s}", from, text);
+            check(sb_engine_emit_to_room(app.engine, room, "shout", shout), "shout");
+            check(sb_app_event_ack(request, "{\"shouted\":true}"), "shout");
+            free(shout);
+        } else {
+            check(sb_app_event_fail(request, "shout needs {room, text}"), "shout");
+        }
+        sb_string_free(room);
+        sb_string_free(text);
+        sb_string_free(from);
+    } else if (strcmp(event, "poke") == 0) {
+        char *id = NULL;
+        check(sb_json_get_string(socket_json, "/id", &id), "poke");
+        check(sb_engine_emit_to_socket(app.engine, id, "poked", "{\"by\":\"host\"}"), "poke");
+        check(sb_app_event_ack(request, "null"), "poke");
+        sb_string_free(id);
+    } else if (strcmp(event, "echo") == 0) {
+        char *value = NULL;
+        sb_json_get(args_json, "/0", &value); /* stays NULL without an argument */
+        push(JOB_ECHO, request, value);
+        sb_string_free(value);
+    } else if (strcmp(event, "fail") == 0) {
+        check(sb_app_event_fail(request, "echo chamber closed"), "fail");
+        expect_not_pending(sb_app_event_fail(request, "again"), "fail");
+    }
+}
+
+/* ---- stdin commands ---- */
+
+static void command(char *line) {
+    char *cmd = strtok(line, " \n");
+    if (!cmd)
+        return;
+    if (strcmp(cmd, "presence") == 0) {
+        char *room = strtok(NULL, " \n"), *members = NULL;
+        if (room && sb_engine_presence(app.engine, room, &members) == SB_OK)
+            say("presence %s %s\n", room, members);
+        sb_string_free(members);
+    } else if (strcmp(cmd, "emit") == 0) {
+        char *room = strtok(NULL, " "), *event = strtok(NULL, " "), *json = strtok(NULL, "\n");
+        sb_result r = sb_engine_emit_to_room(app.engine, room, event, json);
+        say("emit %s %s\n", sb_result_message(r), sb_last_error_message());
+    } else if (strcmp(cmd, "kick") == 0) {
+        char *user = strtok(NULL, " \n");
+        size_t n = 0;
+        char count[32];
+        if (!user)
+            return;
+        check(sb_engine_disconnect_user(app.engine, user, &n), "kick");
+        snprintf(count, sizeof count, "%zu", n);
+        say("kicked %s %s\n", user, count);
+    }
+}
+
+int main(int argc, char **argv) {
+    sb_config *config = NULL;
+    uint16_t port = (uint16_t)(argc > 1 ? atoi(argv[1]) : 0);
+    const char *events[] = {"presence", "shout", "poke", "echo", "fail"};
+    char line[4096];
+    thrd_t worker_thread;
+    size_t i;
+
+    if (mtx_init(&app.lock, mtx_plain) != thrd_success || cnd_init(&app.ready) != thrd_success ||
+        mtx_init(&app.out, mtx_plain) != thrd_success)
+        return 1;
+    if (thrd_create(&worker_thread, worker, NULL) != thrd_success)
+        return 1;
+
+    check(sb_config_new(&config), "config");
+    check(sb_config_set_auth_callback(config, on_auth, NULL), "auth callback");
+    check(sb_config_set_room_access_callback(config, on_room_access, NULL), "room callback");
+    check(sb_config_set_store_callback(config, on_store, NULL), "store callback");
+    for (i = 0; i < sizeof events / sizeof events[0]; i++)
+        check(sb_config_add_app_event(config, events[i]), "app event");
+    check(sb_config_set_app_event_callback(config, on_app_event, NULL), "app callback");
+    check(sb_config_set_worker_threads(config, 2), "workers");
+    check(sb_engine_new(config, &app.engine), "engine");
+    sb_config_free(config);
+    check(sb_engine_listen(app.engine, "127.0.0.1", port, &port), "listen");
+    {
+        char p[16];
+        snprintf(p, sizeof p, "%u", (unsigned)port);
+        say("switchboard listening on http://127.0.0.1:%s%s\n", p, "");
+    }
+
+    while (fgets(line, sizeof line, stdin)) {
+        if (strncmp(line, "quit", 4) == 0)
+            break;
+        command(line);
+    }
+
+    /* Stop the worker first (it uses the engine), then free the engine with its clients
+     * still connected: after sb_engine_free returns no callback runs, so the jobs callbacks
+     * queued meanwhile can be freed. */
+    mtx_lock(&app.lock);
+    app.stopping = 1;
+    cnd_broadcast(&app.ready);
+    mtx_unlock(&app.lock);
+    thrd_join(worker_thread, NULL);
+    sb_engine_free(app.engine);
+    while (app.head) {
+        struct job *j = app.head;
+        app.head = j->next;
+        free_job(j);
+    }
+    say("bye%s%s\n", "", "");
+    cnd_destroy(&app.ready);
+    mtx_destroy(&app.lock);
+    mtx_destroy(&app.out);
+    return 0;
+}

@@ -1,0 +1,509 @@
+/*
+ * misuse.c: misusing the C API gives result codes, never a crash (run under
+ * AddressSanitizer: no error, no leak). Needs no clients: where a request is needed, this
+ * program speaks Engine.IO long-polling to the engine over a plain TCP socket itself.
+ *
+ * Covers NULL handles and arguments, invalid UTF-8, invalid JSON, invalid settings, calls
+ * after shutdown, a request completed twice (and with the wrong function, and after its
+ * engine shut down), sb_engine_poll_event timeouts and wake-up at shutdown, sb_engine_adopt
+ * with bytes already read, shutdown from inside a callback, and the JSON helpers.
+ *
+ * Prints "misuse: N passed, M failed" and exits non-zero when M > 0.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <threads.h>
+#include <unistd.h>
+
+#include "switchboard.h"
+
+static int passed, failed;
+
+static void expect_code(sb_result got, sb_result want, const char *what, int line) {
+    if (got == want) {
+        passed++;
+        return;
+    }
+    failed++;
+    fprintf(stderr, "misuse.c:%d: %s\n  gave %d (%s: %s), expected %d (%s)\n", line, what,
+            (int)got, sb_result_message((int)got), sb_last_error_message(), (int)want,
+            sb_result_message((int)want));
+}
+
+static void expect_true(int ok, const char *what, int line) {
+    if (ok) {
+        passed++;
+        return;
+    }
+    failed++;
+    fprintf(stderr, "misuse.c:%d: expected %s\n", line, what);
+}
+
+#define EXPECT(call, code) expect_code((call), (code), #call, __LINE__)
+#define EXPECT_TRUE(cond) expect_true((cond) ? 1 : 0, #cond, __LINE__)
+
+static int streq(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
+
+/* ---- a tiny HTTP/1.1 client for Engine.IO long-polling ---- */
+
+static int tcp_connect(uint16_t port) {
+    struct sockaddr_in addr;
+    struct timeval timeout = {5, 0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void send_text(int fd, const char *text) {
+    size_t n = strlen(text), off = 0;
+    while (off < n) {
+        ssize_t w = send(fd, text + off, n - off, 0);
+        if (w <= 0)
+            return;
+        off += (size_t)w;
+    }
+}
+
+/* Reads until the peer closes (every request says Connection: close) or 5 s pass. */
+static void read_all(int fd, char *buf, size_t cap) {
+    size_t len = 0;
+    ssize_t r;
+    while (len + 1 < cap && (r = recv(fd, buf + len, cap - 1 - len, 0)) > 0)
+        len += (size_t)r;
+    buf[len] = '\0';
+}
+
+/* Sends one polling request on a new connection; returns the connection to read from. */
+static int polling(uint16_t port, const char *method, const char *sid, const char *body) {
+    char req[1024];
+    int fd = tcp_connect(port);
+    if (fd < 0)
+        return -1;
+    snprintf(req, sizeof req,
+             "%s /socket.io/?EIO=4&transport=polling%s%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             "Connection: close\r\nContent-Type: text/plain;charset=UTF-8\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             method, sid ? "&sid=" : "", sid ? sid : "", body ? strlen(body) : 0,
+             body ? body : "");
+    send_text(fd, req);
+    return fd;
+}
+
+/* Opens an Engine.IO session and writes its id to sid (empty on failure). */
+static void open_session(uint16_t port, char *sid, size_t cap) {
+    char resp[4096];
+    const char *at, *end;
+    int fd = polling(port, "GET", NULL, NULL);
+    sid[0] = '\0';
+    if (fd < 0)
+        return;
+    read_all(fd, resp, sizeof resp);
+    close(fd);
+    at = strstr(resp, "\"sid\":\"");
+    if (!at)
+        return;
+    at += 7;
+    end = strchr(at, '"');
+    if (end && (size_t)(end - at) < cap) {
+        memcpy(sid, at, (size_t)(end - at));
+        sid[end - at] = '\0';
+    }
+}
+
+/* ---- sections ---- */
+
+static void result_codes(void) {
+    int codes[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 100};
+    size_t i;
+    for (i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        const char *m = sb_result_message(codes[i]);
+        EXPECT_TRUE(m && m[0] && !streq(m, "unknown result code"));
+    }
+    EXPECT_TRUE(streq(sb_result_message(9999), "unknown result code"));
+    EXPECT_TRUE(streq(sb_result_message(-1), "unknown result code"));
+    EXPECT_TRUE(sb_version() && sb_version()[0]);
+}
+
+static void nulls(void) {
+    sb_config *config = NULL;
+    sb_engine *engine = NULL;
+    sb_event *event = NULL;
+    char *out = NULL;
+    uint16_t port = 0;
+
+    EXPECT(sb_config_new(NULL), SB_NULL_ARGUMENT);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "out") != NULL);
+    EXPECT(sb_config_set_jwt_secret(NULL, "secret"), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_ping_interval_ms(NULL, 1000), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_auth_callback(NULL, NULL, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_new(&config), SB_OK);
+    EXPECT_TRUE(streq(sb_last_error_message(), ""));
+    EXPECT(sb_config_set_jwt_secret(config, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_add_app_event(config, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_new(NULL, &engine), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_new(config, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_listen(NULL, "127.0.0.1", 0, &port), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_emit_to_room(NULL, "room", "event", "{}"), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_emit_to_user(NULL, "user", "event", "{}"), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_emit_to_socket(NULL, "id", "event", "{}"), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_presence(NULL, "room", &out), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_stats(NULL, &out), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_disconnect_user(NULL, "user", NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_disconnect_socket(NULL, "id"), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_adopt(NULL, 0, NULL, 0), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_poll_event(NULL, 0, &event), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_shutdown(NULL, 0), SB_NULL_ARGUMENT);
+    EXPECT(sb_auth_request_accept(1, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_app_event_ack(1, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_json_get(NULL, "", &out), SB_NULL_ARGUMENT);
+    EXPECT(sb_json_get("{}", NULL, &out), SB_NULL_ARGUMENT);
+    EXPECT(sb_json_get("{}", "", NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_json_quote(NULL, &out), SB_NULL_ARGUMENT);
+    EXPECT_TRUE(sb_event_get_kind(NULL) == SB_EVENT_NONE);
+    EXPECT_TRUE(sb_event_get_request(NULL) == 0);
+    EXPECT_TRUE(sb_event_get_name(NULL) == NULL);
+    EXPECT_TRUE(sb_event_get_json(NULL) == NULL);
+    EXPECT_TRUE(sb_event_get_socket_json(NULL) == NULL);
+    EXPECT_TRUE(out == NULL && engine == NULL && event == NULL);
+    /* Freeing NULL is a no-op. */
+    sb_config_free(NULL);
+    sb_engine_free(NULL);
+    sb_event_free(NULL);
+    sb_string_free(NULL);
+    sb_config_free(config);
+}
+
+static void invalid_input(void) {
+    sb_config *config = NULL;
+    sb_engine *engine = NULL;
+    EXPECT(sb_config_new(&config), SB_OK);
+    EXPECT(sb_config_set_jwt_secret(config, "\xff\xfe"), SB_INVALID_UTF8);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "secret") != NULL);
+    EXPECT(sb_config_add_app_event(config, "caf\xc3"), SB_INVALID_UTF8);
+    EXPECT(sb_config_set_room_policy(config, "\xc0\xaf"), SB_INVALID_UTF8);
+    EXPECT(sb_config_set_jwt_secret(config, ""), SB_INVALID_ARGUMENT);
+    EXPECT(sb_config_add_app_event(config, ""), SB_INVALID_ARGUMENT);
+    EXPECT(sb_config_set_room_policy(config, "closed"), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "room_policy") != NULL);
+    EXPECT(sb_config_set_ping_interval_ms(config, 0), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_ping_timeout_ms(config, 0), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_max_payload(config, 10), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_rate_limit(config, 5, 0), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_outbound_queue(config, 1, 1), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_worker_threads(config, 0), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_host_callback_timeout_ms(config, 0), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_event_queue_capacity(config, 0), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_room_policy(config, "claims"), SB_OK);
+    EXPECT(sb_config_set_rate_limit(config, 0, 0), SB_OK);
+    /* An unusable public key is found when the engine starts. */
+    EXPECT(sb_config_set_jwt_public_key_pem(config, "not a PEM key"), SB_OK);
+    EXPECT(sb_engine_new(config, &engine), SB_INVALID_CONFIG);
+    EXPECT_TRUE(engine == NULL);
+    sb_config_free(config);
+}
+
+static void json_helpers(void) {
+    char *out = NULL;
+    const char *doc = "{\"a\":[1,\"x\"],\"auth\":{\"token\":\"c:al\\\"ice\"}}";
+    EXPECT(sb_json_get(doc, "/a/1", &out), SB_OK);
+    EXPECT_TRUE(streq(out, "\"x\""));
+    sb_string_free(out);
+    EXPECT(sb_json_get_string(doc, "/auth/token", &out), SB_OK);
+    EXPECT_TRUE(streq(out, "c:al\"ice"));
+    sb_string_free(out);
+    EXPECT(sb_json_get(doc, "", &out), SB_OK);
+    EXPECT_TRUE(out && out[0] == '{');
+    sb_string_free(out);
+    out = NULL;
+    EXPECT(sb_json_get_string(doc, "/a/0", &out), SB_INVALID_JSON);
+    EXPECT(sb_json_get(doc, "/b", &out), SB_NOT_FOUND);
+    EXPECT(sb_json_get(doc, "a", &out), SB_INVALID_ARGUMENT);
+    EXPECT(sb_json_get("{", "", &out), SB_INVALID_JSON);
+    EXPECT(sb_json_get("{\"a\":\"\xff\"}", "", &out), SB_INVALID_UTF8);
+    EXPECT_TRUE(out == NULL);
+    EXPECT(sb_json_quote("he said \"hi\"\n", &out), SB_OK);
+    EXPECT_TRUE(streq(out, "\"he said \\\"hi\\\"\\n\""));
+    sb_string_free(out);
+}
+
+struct waiter {
+    sb_engine *engine;
+    sb_result result;
+};
+
+static int poll_forever(void *arg) {
+    struct waiter *w = arg;
+    sb_event *event = NULL;
+    w->result = sb_engine_poll_event(w->engine, -1, &event);
+    sb_event_free(event);
+    return 0;
+}
+
+/* A TCP connection the host accepted itself, handed over after reading 5 bytes of it. */
+static void adopt(sb_engine *engine) {
+    struct sockaddr_in addr;
+    socklen_t len = sizeof addr;
+    int listener = socket(AF_INET, SOCK_STREAM, 0), client, accepted, pipe_fds[2];
+    char prefix[5], resp[2048];
+    uint16_t port;
+
+    EXPECT(sb_engine_adopt(engine, -1, NULL, 0), SB_INVALID_ARGUMENT);
+    EXPECT(sb_engine_adopt(engine, 0, NULL, 3), SB_NULL_ARGUMENT);
+    EXPECT_TRUE(pipe(pipe_fds) == 0);
+    EXPECT(sb_engine_adopt(engine, pipe_fds[0], NULL, 0), SB_IO_ERROR);
+    /* Refused: the descriptor is still the host's. */
+    EXPECT_TRUE(fcntl(pipe_fds[0], F_GETFD) != -1);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_TRUE(bind(listener, (struct sockaddr *)&addr, sizeof addr) == 0);
+    EXPECT_TRUE(listen(listener, 1) == 0);
+    EXPECT_TRUE(getsockname(listener, (struct sockaddr *)&addr, &len) == 0);
+    port = ntohs(addr.sin_port);
+    client = tcp_connect(port);
+    accepted = accept(listener, NULL, NULL);
+    close(listener);
+    EXPECT_TRUE(client >= 0 && accepted >= 0);
+    send_text(client, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    EXPECT_TRUE(recv(accepted, prefix, sizeof prefix, MSG_WAITALL) == (ssize_t)sizeof prefix);
+    EXPECT(sb_engine_adopt(engine, accepted, (const uint8_t *)prefix, sizeof prefix), SB_OK);
+    read_all(client, resp, sizeof resp);
+    close(client);
+    EXPECT_TRUE(strncmp(resp, "HTTP/1.1 200", 12) == 0);
+    EXPECT_TRUE(strstr(resp, "{\"status\":\"ok\"}") != NULL);
+}
+
+/* An engine whose requests arrive through the event queue. */
+static void engine_and_requests(void) {
+    sb_config *config = NULL;
+    sb_engine *engine = NULL, *other = NULL;
+    sb_event *event = NULL;
+    sb_request_id auth, app, pending;
+    char *out = NULL, sid[64], sid2[64], resp[4096];
+    uint16_t port = 0, port2 = 0;
+    int post, post2, found, i;
+    size_t count = 99;
+    struct waiter waiter;
+    thrd_t thread;
+
+    EXPECT(sb_config_new(&config), SB_OK);
+    EXPECT(sb_config_set_auth_callback(config, NULL, NULL), SB_OK);
+    EXPECT(sb_config_add_app_event(config, "ping"), SB_OK);
+    EXPECT(sb_config_set_worker_threads(config, 1), SB_OK);
+    EXPECT(sb_engine_new(config, &engine), SB_OK);
+    sb_config_free(config);
+    if (!engine)
+        return;
+
+    EXPECT(sb_engine_listen(engine, "no such host, really", 0, &port), SB_INVALID_ARGUMENT);
+    EXPECT(sb_engine_listen(engine, "", 0, &port), SB_INVALID_ARGUMENT);
+    EXPECT(sb_engine_listen(engine, "127.0.0.1", 0, &port), SB_OK);
+    EXPECT_TRUE(port != 0);
+    EXPECT(sb_engine_listen(engine, "127.0.0.1", port, &port2), SB_BIND_FAILED);
+    EXPECT(sb_engine_listen(engine, "localhost", 0, NULL), SB_OK);
+
+    EXPECT(sb_engine_emit_to_room(engine, "lobby", "news", "{"), SB_INVALID_JSON);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "json") != NULL);
+    EXPECT(sb_engine_emit_to_room(engine, "lobby", "news", ""), SB_INVALID_JSON);
+    EXPECT(sb_engine_emit_to_room(engine, "lobby", "news", "{\"a\":1} trailing"), SB_INVALID_JSON);
+    EXPECT(sb_engine_emit_to_room(engine, "lobby\xff", "news", "{}"), SB_INVALID_UTF8);
+    EXPECT(sb_engine_emit_to_room(engine, "lobby", "news", "\"\xfe\""), SB_INVALID_UTF8);
+    EXPECT(sb_engine_emit_to_room(engine, "", "news", "{}"), SB_INVALID_ARGUMENT);
+    EXPECT(sb_engine_emit_to_room(engine, "lobby", "news", "[1,2]"), SB_OK);
+    EXPECT(sb_engine_emit_to_user(engine, "alice", "news", "null"), SB_OK);
+    EXPECT(sb_engine_emit_to_socket(engine, "nobody", "news", "{}"), SB_NOT_FOUND);
+    EXPECT(sb_engine_disconnect_socket(engine, "nobody"), SB_NOT_FOUND);
+    EXPECT(sb_engine_disconnect_user(engine, "alice", &count), SB_OK);
+    EXPECT_TRUE(count == 0);
+    EXPECT(sb_engine_presence(engine, "lobby", NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_presence(engine, "lobby", &out), SB_OK);
+    EXPECT_TRUE(streq(out, "[]"));
+    sb_string_free(out);
+    EXPECT(sb_engine_stats(engine, &out), SB_OK);
+    EXPECT_TRUE(out && strstr(out, "\"connections\"") != NULL);
+    sb_string_free(out);
+    out = NULL;
+
+    EXPECT(sb_engine_poll_event(engine, 0, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_poll_event(engine, 0, &event), SB_NO_EVENT);
+    EXPECT(sb_engine_poll_event(engine, 20, &event), SB_NO_EVENT);
+    EXPECT_TRUE(event == NULL);
+
+    adopt(engine);
+
+    /* An authentication request, completed wrongly, then rightly, then twice. */
+    open_session(port, sid, sizeof sid);
+    EXPECT_TRUE(sid[0] != '\0');
+    post = polling(port, "POST", sid, "40{\"token\":\"c:alice\"}");
+    EXPECT(sb_engine_poll_event(engine, 5000, &event), SB_OK);
+    EXPECT_TRUE(sb_event_get_kind(event) == SB_EVENT_AUTH);
+    EXPECT_TRUE(sb_event_get_name(event) == NULL && sb_event_get_socket_json(event) == NULL);
+    auth = sb_event_get_request(event);
+    EXPECT_TRUE(auth != 0);
+    EXPECT(sb_json_get_string(sb_event_get_json(event), "/auth/token", &out), SB_OK);
+    EXPECT_TRUE(streq(out, "c:alice"));
+    sb_string_free(out);
+    out = NULL;
+    sb_event_free(event);
+    event = NULL;
+    EXPECT(sb_room_request_answer(auth, true), SB_WRONG_REQUEST_KIND);
+    EXPECT(sb_app_event_ack(auth, "1"), SB_WRONG_REQUEST_KIND);
+    EXPECT(sb_auth_request_accept(auth, "{"), SB_INVALID_JSON);
+    EXPECT(sb_auth_request_accept(auth, "[\"alice\"]"), SB_INVALID_JSON);
+    EXPECT(sb_auth_request_accept(auth, "{\"name\":\"alice\"}"), SB_INVALID_JSON);
+    EXPECT(sb_auth_request_accept(auth, "{\"id\":\"alice\",\"rooms\":[1]}"), SB_INVALID_JSON);
+    EXPECT(sb_auth_request_accept(auth, "{\"id\":\"\xff\"}"), SB_INVALID_UTF8);
+    EXPECT(sb_auth_request_refuse(auth, ""), SB_INVALID_ARGUMENT);
+    EXPECT(sb_auth_request_accept(auth, "{\"id\":\"alice\",\"username\":\"Alice\"}"), SB_OK);
+    EXPECT(sb_auth_request_accept(auth, "{\"id\":\"alice\"}"), SB_REQUEST_NOT_PENDING);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "not pending") != NULL);
+    EXPECT(sb_auth_request_refuse(auth, "no"), SB_REQUEST_NOT_PENDING);
+    EXPECT(sb_room_request_answer(auth, false), SB_REQUEST_NOT_PENDING);
+    EXPECT(sb_store_request_done(0), SB_REQUEST_NOT_PENDING);
+    EXPECT(sb_app_event_fail(123456789, "x"), SB_REQUEST_NOT_PENDING);
+    read_all(post, resp, sizeof resp);
+    close(post);
+    EXPECT_TRUE(strstr(resp, "\r\n\r\nok") != NULL);
+
+    /* The socket is connected: an app event with an ack, acked once. */
+    post = polling(port, "POST", sid, "421[\"ping\",{\"n\":1}]");
+    EXPECT(sb_engine_poll_event(engine, 5000, &event), SB_OK);
+    EXPECT_TRUE(sb_event_get_kind(event) == SB_EVENT_APP);
+    EXPECT_TRUE(streq(sb_event_get_name(event), "ping"));
+    EXPECT_TRUE(streq(sb_event_get_json(event), "[{\"n\":1}]"));
+    EXPECT(sb_json_get_string(sb_event_get_socket_json(event), "/user/username", &out), SB_OK);
+    EXPECT_TRUE(streq(out, "Alice"));
+    sb_string_free(out);
+    out = NULL;
+    app = sb_event_get_request(event);
+    sb_event_free(event);
+    event = NULL;
+    EXPECT(sb_auth_request_refuse(app, "x"), SB_WRONG_REQUEST_KIND);
+    EXPECT(sb_app_event_ack(app, "{pong}"), SB_INVALID_JSON);
+    EXPECT(sb_app_event_ack(app, "\"pong\""), SB_OK);
+    EXPECT(sb_app_event_ack(app, "\"pong\""), SB_REQUEST_NOT_PENDING);
+    EXPECT(sb_app_event_fail(app, "late"), SB_REQUEST_NOT_PENDING);
+    read_all(post, resp, sizeof resp);
+    close(post);
+    for (found = 0, i = 0; i < 3 && !found; i++) {
+        int get = polling(port, "GET", sid, NULL);
+        read_all(get, resp, sizeof resp);
+        close(get);
+        found = strstr(resp, "431[null,\"pong\"]") != NULL;
+    }
+    EXPECT_TRUE(found);
+
+    /* A request still pending at shutdown stops being pending. */
+    open_session(port, sid2, sizeof sid2);
+    post2 = polling(port, "POST", sid2, "40{\"token\":\"c:bob\"}");
+    EXPECT(sb_engine_poll_event(engine, 5000, &event), SB_OK);
+    pending = sb_event_get_request(event);
+    EXPECT_TRUE(sb_event_get_kind(event) == SB_EVENT_AUTH && pending > auth);
+    sb_event_free(event);
+    event = NULL;
+
+    /* Shutdown wakes a thread waiting for events without a timeout. */
+    waiter.engine = engine;
+    waiter.result = SB_OK;
+    EXPECT_TRUE(thrd_create(&thread, poll_forever, &waiter) == thrd_success);
+    {
+        struct timespec moment = {0, 100 * 1000 * 1000};
+        thrd_sleep(&moment, NULL);
+    }
+    EXPECT(sb_engine_shutdown(engine, 200), SB_OK);
+    thrd_join(thread, NULL);
+    EXPECT_TRUE(waiter.result == SB_ENGINE_CLOSED);
+    read_all(post2, resp, sizeof resp);
+    close(post2);
+
+    /* After shutdown: codes, not crashes. */
+    EXPECT(sb_auth_request_accept(pending, "{\"id\":\"bob\"}"), SB_REQUEST_NOT_PENDING);
+    EXPECT(sb_engine_shutdown(engine, 0), SB_OK);
+    EXPECT(sb_engine_listen(engine, "127.0.0.1", 0, &port2), SB_ENGINE_CLOSED);
+    EXPECT(sb_engine_emit_to_room(engine, "lobby", "news", "{}"), SB_ENGINE_CLOSED);
+    EXPECT(sb_engine_emit_to_user(engine, "alice", "news", "{}"), SB_ENGINE_CLOSED);
+    EXPECT(sb_engine_emit_to_socket(engine, "x", "news", "{}"), SB_ENGINE_CLOSED);
+    EXPECT(sb_engine_presence(engine, "lobby", &out), SB_ENGINE_CLOSED);
+    EXPECT(sb_engine_stats(engine, &out), SB_ENGINE_CLOSED);
+    EXPECT(sb_engine_disconnect_user(engine, "alice", NULL), SB_ENGINE_CLOSED);
+    EXPECT(sb_engine_disconnect_socket(engine, "x"), SB_ENGINE_CLOSED);
+    EXPECT(sb_engine_adopt(engine, 0, NULL, 0), SB_ENGINE_CLOSED);
+    EXPECT(sb_engine_poll_event(engine, 0, &event), SB_ENGINE_CLOSED);
+    EXPECT(sb_engine_poll_event(engine, -1, &event), SB_ENGINE_CLOSED);
+    EXPECT_TRUE(out == NULL && event == NULL);
+    sb_engine_free(engine);
+
+    /* A second engine in the same process keeps working. */
+    EXPECT(sb_config_new(&config), SB_OK);
+    EXPECT(sb_engine_new(config, &other), SB_OK);
+    sb_config_free(config);
+    EXPECT(sb_engine_listen(other, "127.0.0.1", 0, NULL), SB_OK);
+    sb_engine_free(other);
+}
+
+/* sb_engine_shutdown from inside a callback is refused with a code. */
+static sb_result shutdown_from_callback = SB_OK;
+
+static void refusing_auth(void *userdata, sb_request_id request, const char *handshake_json) {
+    (void)handshake_json;
+    shutdown_from_callback = sb_engine_shutdown(*(sb_engine **)userdata, 0);
+    sb_auth_request_refuse(request, "go away");
+}
+
+static void callback_thread(void) {
+    sb_config *config = NULL;
+    sb_engine *engine = NULL;
+    sb_engine *slot = NULL;
+    char sid[64], resp[4096];
+    uint16_t port = 0;
+    int post;
+
+    /* userdata must outlive the engine: it points at `slot`, filled in below. */
+    EXPECT(sb_config_new(&config), SB_OK);
+    EXPECT(sb_config_set_auth_callback(config, refusing_auth, &slot), SB_OK);
+    EXPECT(sb_engine_new(config, &engine), SB_OK);
+    sb_config_free(config);
+    if (!engine)
+        return;
+    slot = engine;
+    EXPECT(sb_engine_listen(engine, "127.0.0.1", 0, &port), SB_OK);
+    open_session(port, sid, sizeof sid);
+    post = polling(port, "POST", sid, "40{}");
+    read_all(post, resp, sizeof resp);
+    close(post);
+    EXPECT_TRUE(shutdown_from_callback == SB_WRONG_THREAD);
+    EXPECT_TRUE(strstr(resp, "\r\n\r\nok") != NULL);
+    sb_engine_free(engine);
+}
+
+int main(void) {
+    result_codes();
+    nulls();
+    invalid_input();
+    json_helpers();
+    engine_and_requests();
+    callback_thread();
+    printf("misuse: %d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
