@@ -162,8 +162,15 @@ typedef struct sb_engine sb_engine;
 typedef struct sb_event sb_event;
 
 /**
- * Identifies one request the engine waits for the host to complete. Ids are unique in the
- * process and never reused; 0 is never a request.
+ * Identifies one request the engine waits for the host to complete: a number, not a
+ * pointer, so there is nothing to free and nothing that can dangle.
+ *
+ * A request is pending from the moment its callback is called (or its event is queued)
+ * until the host completes it with one of its two completion functions, the engine stops
+ * waiting (`host_callback_timeout`), or the engine shuts down. Completing a request that is
+ * not pending (a second time, too late) returns `SB_REQUEST_NOT_PENDING` and does nothing;
+ * completing it with another kind's function returns `SB_WRONG_REQUEST_KIND` and leaves it
+ * pending. Ids are unique in the process and never reused; 0 is never a request.
  */
 typedef uint64_t sb_request_id;
 
