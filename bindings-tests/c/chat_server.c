@@ -12,6 +12,8 @@
  *     poke()              -> emits "poked" to the caller only    (sb_engine_emit_to_socket)
  *     echo(value)         -> value, answered 50 ms later by the worker thread
  *     fail()              -> {code: "INTERNAL", message: "echo chamber closed"}
+ * - A second port where the host accepts connections itself, reads the first bytes of each
+ *   and hands the socket over with sb_engine_adopt ("adopting on http://127.0.0.1:PORT").
  * - Commands on stdin, one per line: "presence ROOM", "emit ROOM EVENT JSON", "kick USER",
  *   "quit" (or end of input) frees the engine with its clients still connected and exits 0.
  *
@@ -20,11 +22,17 @@
  *
  * Usage: chat_server [PORT]   (0 or nothing: a free port, printed on stdout)
  */
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <threads.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "switchboard.h"
 
@@ -249,6 +257,46 @@ static void on_app_event(void *userdata, sb_request_id request, const char *even
     }
 }
 
+/* ---- connections the host accepts itself ---- */
+
+static int listener = -1;
+
+static int acceptor(void *arg) {
+    (void)arg;
+    for (;;) {
+        char head[64];
+        ssize_t n;
+        sb_result r;
+        int fd = accept(listener, NULL, NULL);
+        if (fd < 0)
+            return 0; /* the listener was shut down */
+        /* The host may already have read from the connection: hand those bytes over too. */
+        n = recv(fd, head, sizeof head, 0);
+        if (n <= 0) {
+            close(fd);
+            continue;
+        }
+        r = sb_engine_adopt(app.engine, fd, (const uint8_t *)head, (size_t)n);
+        if (r != SB_OK) {
+            fprintf(stderr, "adopt: %s: %s\n", sb_result_message(r), sb_last_error_message());
+            close(fd); /* refused: still ours */
+        }
+    }
+}
+
+static uint16_t listen_myself(void) {
+    struct sockaddr_in addr;
+    socklen_t len = sizeof addr;
+    listener = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        listen(listener, 64) != 0 || getsockname(listener, (struct sockaddr *)&addr, &len) != 0)
+        abort();
+    return ntohs(addr.sin_port);
+}
+
 /* ---- stdin commands ---- */
 
 static void command(char *line) {
@@ -281,7 +329,7 @@ int main(int argc, char **argv) {
     uint16_t port = (uint16_t)(argc > 1 ? atoi(argv[1]) : 0);
     const char *events[] = {"presence", "shout", "poke", "echo", "fail"};
     char line[4096];
-    thrd_t worker_thread;
+    thrd_t worker_thread, acceptor_thread;
     size_t i;
 
     if (mtx_init(&app.lock, mtx_plain) != thrd_success || cnd_init(&app.ready) != thrd_success ||
@@ -305,6 +353,10 @@ int main(int argc, char **argv) {
         char p[16];
         snprintf(p, sizeof p, "%u", (unsigned)port);
         say("switchboard listening on http://127.0.0.1:%s%s\n", p, "");
+        snprintf(p, sizeof p, "%u", (unsigned)listen_myself());
+        if (thrd_create(&acceptor_thread, acceptor, NULL) != thrd_success)
+            return 1;
+        say("adopting on http://127.0.0.1:%s%s\n", p, "");
     }
 
     while (fgets(line, sizeof line, stdin)) {
@@ -313,9 +365,12 @@ int main(int argc, char **argv) {
         command(line);
     }
 
-    /* Stop the worker first (it uses the engine), then free the engine with its clients
-     * still connected: after sb_engine_free returns no callback runs, so the jobs callbacks
-     * queued meanwhile can be freed. */
+    /* Stop accepting and the worker (both use the engine), then free the engine with its
+     * clients still connected: after sb_engine_free returns no callback runs, so the jobs
+     * that callbacks queued meanwhile can be freed. */
+    shutdown(listener, SHUT_RDWR);
+    thrd_join(acceptor_thread, NULL);
+    close(listener);
     mtx_lock(&app.lock);
     app.stopping = 1;
     cnd_broadcast(&app.ready);

@@ -139,11 +139,11 @@ const ids = (members) => members.map((m) => m.userId).sort();
 before(() => build());
 
 const PROGRAMS = [
-  { label: 'C11 host with callbacks', bin: path.join(BUILD, 'chat_server') },
-  { label: 'C++17 host with the event queue', bin: path.join(BUILD, 'chat_server_cpp') },
+  { label: 'C11 host with callbacks', bin: path.join(BUILD, 'chat_server'), adopts: true },
+  { label: 'C++17 host with the event queue', bin: path.join(BUILD, 'chat_server_cpp'), adopts: false },
 ];
 
-for (const { label, bin } of PROGRAMS) {
+for (const { label, bin, adopts } of PROGRAMS) {
   describe(`C ABI: ${label} (${path.basename(bin)})`, { timeout: 120000 }, () => {
     let server;
 
@@ -237,6 +237,26 @@ for (const { label, bin } of PROGRAMS) {
       server.send('kick dave');
       assert.equal(await server.line(/^kicked dave /), 'kicked dave 2');
       for (const [reason] of await Promise.all(gone)) assert.equal(reason, 'io server disconnect');
+    });
+
+    it('serves connections the host accepted and read from itself (sb_engine_adopt)', { skip: !adopts }, async () => {
+      const adoptUrl = (await server.line(/^adopting on /)).replace('adopting on ', '').trim();
+      const viaListener = await connected(server.url, auth('c:erin'));
+      const viaWs = await connected(adoptUrl, auth('c:frank'));
+      // long-polling, then the upgrade to WebSocket: every request on a new adopted socket
+      const viaPolling = await connected(adoptUrl, { ...auth('c:gina'), transports: ['polling', 'websocket'] });
+      await request(viaListener, 'joinRoom', 'lobby-adopt');
+      await request(viaWs, 'joinRoom', 'lobby-adopt');
+      await request(viaPolling, 'joinRoom', 'lobby-adopt');
+      const wsEvents = recorder(viaWs);
+      const pollingEvents = recorder(viaPolling);
+      await request(viaListener, 'sendMessage', { roomId: 'lobby-adopt', text: 'across doors' });
+      assert.equal((await wsEvents.next('message'))[0].text, 'across doors');
+      assert.equal((await pollingEvents.next('message'))[0].text, 'across doors');
+      assert.deepEqual(await request(viaPolling, 'echo', [1]), [1]);
+      const res = await fetch(`${adoptUrl}/healthz`);
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { status: 'ok' });
     });
 
     it('shuts down cleanly with clients connected: exit 0, no sanitizer report', async () => {
