@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::socketio::{Namespace, NamespaceBuilder, SocketIo};
-use crate::transport::http::HttpApp;
+use crate::transport::http::{HttpApp, WebSocketService};
 use crate::transport::{EioServer, SessionHandler};
 
 /// Sets up an [`Engine`]: its namespaces and handlers, then where it runs.
@@ -22,6 +22,7 @@ pub struct EngineBuilder {
     namespaces: Vec<(String, NamespaceBuilder)>,
     raw: Vec<(String, Arc<dyn SessionHandler>)>,
     activity: Option<crate::transport::ActivityHook>,
+    services: Vec<(String, Arc<dyn WebSocketService>)>,
 }
 
 impl EngineBuilder {
@@ -54,6 +55,13 @@ impl EngineBuilder {
     /// Serves raw Engine.IO (no Socket.IO) at `path` with this handler.
     pub fn engineio(mut self, path: &str, handler: Arc<dyn SessionHandler>) -> Self {
         self.raw.push((path.to_owned(), handler));
+        self
+    }
+
+    /// Serves WebSocket upgrades for paths starting with `prefix` (e.g. `/yjs/`) with
+    /// `service`, before the Engine.IO mounts (see [`crate::yjs::install`]).
+    pub fn websocket_service(mut self, prefix: &str, service: Arc<dyn WebSocketService>) -> Self {
+        self.services.push((prefix.to_owned(), service));
         self
     }
 
@@ -98,7 +106,10 @@ impl EngineBuilder {
             raw_servers.push(server.clone());
             mounts.push((path, server));
         }
-        let http = HttpApp::new(config.clone(), metrics.clone(), mounts);
+        for (_, service) in &self.services {
+            service.start(&handle);
+        }
+        let http = HttpApp::with_services(config.clone(), metrics.clone(), mounts, self.services);
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 config,
@@ -141,6 +152,7 @@ impl Engine {
             namespaces: Vec::new(),
             raw: Vec::new(),
             activity: None,
+            services: Vec::new(),
         }
     }
 
@@ -210,6 +222,9 @@ impl Engine {
         self.inner.sio_server.close_all();
         for s in &self.inner.raw_servers {
             s.close_all();
+        }
+        for (_, service) in self.inner.http.services() {
+            service.shutdown();
         }
         if let Some(rt) = self.runtime.lock().take() {
             rt.shutdown_timeout(grace);

@@ -1,4 +1,5 @@
-//! The HTTP front door: Engine.IO routing, CORS and origin checks, health and metrics.
+//! The HTTP front door: Engine.IO routing, other WebSocket services (Yjs), CORS and origin
+//! checks, health and metrics.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -229,11 +231,42 @@ fn compact_headers(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// The read half of a switched connection, as a [`WebSocketService`] gets it.
+pub type BoxedReader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+/// The write half of a switched connection, as a [`WebSocketService`] gets it.
+pub type BoxedWriter = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+/// A WebSocket session accepted by a [`WebSocketService`]: run once the `101` answer is
+/// written, with the connection's halves and the bytes the client sent after its request head
+/// (already read by the HTTP parser). It owns the connection until its future completes.
+pub type WsSession =
+    Box<dyn FnOnce(BoxedReader, BoxedWriter, Bytes) -> BoxFuture<'static, ()> + Send>;
+
+/// A WebSocket endpoint other than Engine.IO (the Yjs documents at `/yjs/`), mounted on the
+/// front door by path prefix with [`crate::EngineBuilder::websocket_service`]. It serves hyper
+/// connections and sockets adopted from a host (Node's `handleUpgrade`) alike.
+pub trait WebSocketService: Send + Sync + 'static {
+    /// Decides on a WebSocket upgrade request for a path under the service's prefix: a session
+    /// to run on the switched connection, or an HTTP answer instead (no switch). Refusals that
+    /// clients must see as WebSocket close codes are the session's to send.
+    fn accept(&self, head: &RequestHead) -> Result<WsSession, HttpReply>;
+
+    /// Called once when the engine starts, with the runtime its connections run on.
+    fn start(&self, _runtime: &tokio::runtime::Handle) {}
+
+    /// Appends the service's metrics to `/metrics` (Prometheus text).
+    fn render_metrics(&self, _out: &mut String) {}
+
+    /// Closes every connection and saves what must survive; called by
+    /// [`crate::Engine::shutdown`] before the runtime stops.
+    fn shutdown(&self) {}
+}
+
 /// Everything the HTTP front door serves.
 pub struct HttpApp {
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
     mounts: Vec<(String, Arc<EioServer>)>,
+    services: Vec<(String, Arc<dyn WebSocketService>)>,
 }
 
 /// The verdict on a request's `Origin`.
@@ -248,10 +281,20 @@ enum OriginCheck {
 
 /// An accepted WebSocket upgrade, ready to run once the connection is switched.
 pub struct Upgrade {
-    server: Arc<EioServer>,
-    /// `None` when the upgrade is accepted only to be closed (a second upgrade of a sid).
-    mode: Option<Mode>,
+    target: UpgradeTarget,
     accept: String,
+}
+
+/// What runs on an accepted upgrade.
+enum UpgradeTarget {
+    /// An Engine.IO WebSocket; `mode` is `None` when the upgrade is accepted only to be closed
+    /// (a second upgrade of a sid).
+    EngineIo {
+        server: Arc<EioServer>,
+        mode: Option<Mode>,
+    },
+    /// A session of a [`WebSocketService`].
+    Service(WsSession),
 }
 
 impl Upgrade {
@@ -282,18 +325,30 @@ impl Upgrade {
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        match self.mode {
-            Some(mode) => websocket::run(self.server, reader, writer, prefix, mode).await,
-            None => websocket::reject(writer).await,
+        match self.target {
+            UpgradeTarget::EngineIo {
+                server,
+                mode: Some(mode),
+            } => websocket::run(server, reader, writer, prefix, mode).await,
+            UpgradeTarget::EngineIo { mode: None, .. } => websocket::reject(writer).await,
+            UpgradeTarget::Service(session) => {
+                session(Box::new(reader), Box::new(writer), prefix).await
+            }
         }
     }
 
     /// Gives the upgrade up (the connection could not be switched).
     pub fn abort(self) {
-        match &self.mode {
-            Some(Mode::New(s)) => s.close(super::CloseReason::TransportError),
-            Some(Mode::Upgrade(s)) => s.end_upgrade(),
-            None => {}
+        match &self.target {
+            UpgradeTarget::EngineIo {
+                mode: Some(Mode::New(s)),
+                ..
+            } => s.close(super::CloseReason::TransportError),
+            UpgradeTarget::EngineIo {
+                mode: Some(Mode::Upgrade(s)),
+                ..
+            } => s.end_upgrade(),
+            UpgradeTarget::EngineIo { mode: None, .. } | UpgradeTarget::Service(_) => {}
         }
     }
 }
@@ -313,11 +368,35 @@ impl HttpApp {
         metrics: Arc<Metrics>,
         mounts: Vec<(String, Arc<EioServer>)>,
     ) -> Arc<Self> {
+        Self::with_services(config, metrics, mounts, Vec::new())
+    }
+
+    /// A front door serving `mounts` and WebSocket `services` (both by path prefix).
+    pub fn with_services(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        mounts: Vec<(String, Arc<EioServer>)>,
+        services: Vec<(String, Arc<dyn WebSocketService>)>,
+    ) -> Arc<Self> {
         Arc::new(HttpApp {
             config,
             metrics,
             mounts,
+            services,
         })
+    }
+
+    /// The WebSocket services, with their path prefixes.
+    pub fn services(&self) -> &[(String, Arc<dyn WebSocketService>)] {
+        &self.services
+    }
+
+    /// The WebSocket service mounted at a prefix of `path`.
+    fn service(&self, path: &str) -> Option<&Arc<dyn WebSocketService>> {
+        self.services
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map(|(_, service)| service)
     }
 
     fn check_origin(&self, headers: &HeaderMap) -> OriginCheck {
@@ -344,7 +423,9 @@ impl HttpApp {
 
     /// Whether this front door serves `path` (hosts use it to route requests to the engine).
     pub fn serves(&self, path: &str) -> bool {
-        matches!(path, "/healthz" | "/metrics") || self.mount(path).is_some()
+        matches!(path, "/healthz" | "/metrics")
+            || self.mount(path).is_some()
+            || self.service(path).is_some()
     }
 
     /// Routes a request. `body` is read only for a POST that needs it, with the
@@ -359,12 +440,19 @@ impl HttpApp {
             OriginCheck::Allowed(o) => Some(o.clone()),
             _ => None,
         };
+        if let Some(service) = self.service(path) {
+            return self.route_service(service, head, &origin);
+        }
         let mut reply = match (&head.method, path) {
             (&Method::GET, "/healthz") => {
                 HttpReply::json(StatusCode::OK, &br#"{"status":"ok"}"#[..])
             }
             (&Method::GET, "/metrics") => {
-                let mut r = HttpReply::text(Bytes::from(self.metrics.render()));
+                let mut text = self.metrics.render();
+                for (_, service) in &self.services {
+                    service.render_metrics(&mut text);
+                }
+                let mut r = HttpReply::text(Bytes::from(text));
                 r.headers = vec![(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -393,6 +481,48 @@ impl HttpApp {
         if let Some(origin) = cors {
             add_cors(&mut reply, origin);
         }
+        Routed::Reply(reply)
+    }
+
+    /// A request for a WebSocket service: the service decides on upgrades; anything else is
+    /// answered here.
+    fn route_service(
+        &self,
+        service: &Arc<dyn WebSocketService>,
+        head: &RequestHead,
+        origin: &OriginCheck,
+    ) -> Routed {
+        let reply = if matches!(origin, OriginCheck::Refused) {
+            self.metrics.refusals.inc("origin");
+            HttpReply::json(
+                StatusCode::FORBIDDEN,
+                &br#"{"code":"FORBIDDEN","message":"Origin not allowed"}"#[..],
+            )
+        } else if !head.is_websocket_upgrade() {
+            let mut r = HttpReply::json(
+                StatusCode::UPGRADE_REQUIRED,
+                &br#"{"code":"UPGRADE_REQUIRED","message":"This endpoint speaks WebSocket"}"#[..],
+            );
+            r.headers
+                .push((header::UPGRADE, HeaderValue::from_static("websocket")));
+            r
+        } else {
+            match head.headers.get(header::SEC_WEBSOCKET_KEY) {
+                None => HttpReply::json(
+                    StatusCode::BAD_REQUEST,
+                    &br#"{"code":"BAD_REQUEST","message":"Missing Sec-WebSocket-Key"}"#[..],
+                ),
+                Some(key) => match service.accept(head) {
+                    Ok(session) => {
+                        return Routed::Upgrade(Upgrade {
+                            target: UpgradeTarget::Service(session),
+                            accept: websocket::accept_key(key.as_bytes()),
+                        })
+                    }
+                    Err(reply) => reply,
+                },
+            }
+        };
         Routed::Reply(reply)
     }
 
@@ -458,8 +588,7 @@ impl HttpApp {
             },
         };
         Ok(Upgrade {
-            server,
-            mode,
+            target: UpgradeTarget::EngineIo { server, mode },
             accept,
         })
     }
