@@ -140,6 +140,21 @@ pub struct Config {
     pub host_callback_timeout: Duration,
     /// The Socket.IO path. Default `/socket.io/`.
     pub path: String,
+    /// Path prefix of the Yjs documents (`/yjs/<docName>`). Default `/yjs/`.
+    pub yjs_path: String,
+    /// A Yjs document without connections is stored and unloaded after this long. Default 5 min.
+    pub yjs_idle_unload: Duration,
+    /// A changed Yjs document is stored once it has been quiet this long. Default 2 s.
+    pub yjs_store_debounce: Duration,
+    /// ...and at the latest this long after its first unstored change. Default 10 s.
+    pub yjs_store_max_delay: Duration,
+    /// Largest Yjs message (an update, a sync step) a client may send, in bytes. Default 4 MiB.
+    pub yjs_max_update_bytes: usize,
+    /// Largest Yjs document (its encoded state), in bytes. Default 16 MiB.
+    pub yjs_max_document_bytes: usize,
+    /// Time between WebSocket pings on Yjs connections; a connection that has not answered the
+    /// previous ping is closed. Default 30 s.
+    pub yjs_ping_interval: Duration,
 }
 
 impl Default for Config {
@@ -170,6 +185,13 @@ impl Default for Config {
             worker_threads: None,
             host_callback_timeout: Duration::from_secs(10),
             path: "/socket.io/".to_owned(),
+            yjs_path: "/yjs/".to_owned(),
+            yjs_idle_unload: Duration::from_secs(300),
+            yjs_store_debounce: Duration::from_secs(2),
+            yjs_store_max_delay: Duration::from_secs(10),
+            yjs_max_update_bytes: 4 * 1024 * 1024,
+            yjs_max_document_bytes: 16 * 1024 * 1024,
+            yjs_ping_interval: Duration::from_secs(30),
         }
     }
 }
@@ -312,6 +334,60 @@ impl Config {
         self.host_callback_timeout = positive("host_callback_timeout", d)?;
         Ok(self)
     }
+
+    /// Sets the path prefix of the Yjs documents (must start and end with `/`).
+    pub fn yjs_path(mut self, prefix: impl Into<String>) -> Result<Self, ConfigError> {
+        let prefix = prefix.into();
+        if !prefix.starts_with('/') || !prefix.ends_with('/') || prefix.len() < 2 {
+            return Err(ConfigError::Invalid {
+                setting: "yjs_path",
+                reason: format!("must start and end with `/`, like `/yjs/`, got `{prefix}`"),
+            });
+        }
+        self.yjs_path = prefix;
+        Ok(self)
+    }
+
+    /// Sets how long a Yjs document without connections stays loaded.
+    pub fn yjs_idle_unload(mut self, d: Duration) -> Result<Self, ConfigError> {
+        self.yjs_idle_unload = positive("yjs_idle_unload", d)?;
+        Ok(self)
+    }
+
+    /// Sets when changed Yjs documents are stored: after `debounce` without changes, and at
+    /// the latest `max_delay` after the first unstored change.
+    pub fn yjs_store_debounce(
+        mut self,
+        debounce: Duration,
+        max_delay: Duration,
+    ) -> Result<Self, ConfigError> {
+        if max_delay < debounce {
+            return Err(ConfigError::Invalid {
+                setting: "yjs_store_max_delay",
+                reason: "must be at least the debounce".into(),
+            });
+        }
+        self.yjs_store_debounce = debounce;
+        self.yjs_store_max_delay = positive("yjs_store_max_delay", max_delay)?;
+        Ok(self)
+    }
+
+    /// Sets the largest Yjs message a client may send and the largest Yjs document.
+    pub fn yjs_limits(
+        mut self,
+        max_update_bytes: usize,
+        max_document_bytes: usize,
+    ) -> Result<Self, ConfigError> {
+        self.yjs_max_update_bytes = at_least("yjs_max_update_bytes", max_update_bytes, 1024)?;
+        self.yjs_max_document_bytes = at_least("yjs_max_document_bytes", max_document_bytes, 1024)?;
+        Ok(self)
+    }
+
+    /// Sets the time between WebSocket pings on Yjs connections.
+    pub fn yjs_ping_interval(mut self, d: Duration) -> Result<Self, ConfigError> {
+        self.yjs_ping_interval = positive("yjs_ping_interval", d)?;
+        Ok(self)
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +403,20 @@ mod tests {
         assert_eq!((c.rate_limit_per_second, c.rate_limit_burst), (20, 40));
         assert_eq!(c.max_message_chars, 4000);
         assert_eq!(c.recovery_window, Duration::from_secs(120));
+        assert_eq!(c.yjs_idle_unload, Duration::from_secs(300));
+        assert_eq!(c.yjs_ping_interval, Duration::from_secs(30));
+        assert_eq!(c.yjs_path, "/yjs/");
+    }
+
+    #[test]
+    fn yjs_setters_validate() {
+        assert!(Config::default().yjs_path("yjs").is_err());
+        assert!(Config::default().yjs_path("/docs/").is_ok());
+        assert!(Config::default().yjs_idle_unload(Duration::ZERO).is_err());
+        let d = Duration::from_secs(2);
+        assert!(Config::default().yjs_store_debounce(d, d / 2).is_err());
+        assert!(Config::default().yjs_store_debounce(d, d * 5).is_ok());
+        assert!(Config::default().yjs_limits(10, 1 << 20).is_err());
     }
 
     #[test]

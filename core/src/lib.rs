@@ -27,6 +27,7 @@ pub mod protocol;
 pub mod socketio;
 pub mod store;
 pub mod transport;
+pub mod yjs;
 
 pub use auth::User;
 pub use config::{Config, ConfigError, JwtKey, RoomPolicy};

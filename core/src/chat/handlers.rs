@@ -93,6 +93,17 @@ fn rate_limit(chat: &Chat, socket: &Arc<Socket>) -> Result<(), ChatError> {
 }
 
 async fn may_join(chat: &Chat, user: &User, room: &str) -> Result<(), ChatError> {
+    check_room_access(&chat.config, chat.hooks.room_access.as_deref(), user, room).await
+}
+
+/// The room access rules: personal rooms are their user's; else the host hook decides; else
+/// the token's `rooms` claim; else the room policy. Shared with Yjs documents (`doc:<name>`).
+pub(crate) async fn check_room_access(
+    config: &crate::config::Config,
+    hook: Option<&dyn super::RoomAccess>,
+    user: &User,
+    room: &str,
+) -> Result<(), ChatError> {
     let denied = || ChatError::new(ErrorCode::AccessDenied, format!("You may not join {room}"));
     if is_personal(room) {
         return if room == personal_room(&user.id) {
@@ -101,9 +112,8 @@ async fn may_join(chat: &Chat, user: &User, room: &str) -> Result<(), ChatError>
             Err(denied())
         };
     }
-    let allowed = if let Some(hook) = &chat.hooks.room_access {
-        match tokio::time::timeout(chat.config.host_callback_timeout, hook.allow(user, room)).await
-        {
+    let allowed = if let Some(hook) = hook {
+        match tokio::time::timeout(config.host_callback_timeout, hook.allow(user, room)).await {
             Ok(Ok(allowed)) => allowed,
             Ok(Err(e)) => {
                 return Err(ChatError::new(
@@ -121,7 +131,7 @@ async fn may_join(chat: &Chat, user: &User, room: &str) -> Result<(), ChatError>
     } else {
         match user.claim_allows(room) {
             Some(allowed) => allowed,
-            None => chat.config.room_policy == crate::RoomPolicy::Open,
+            None => config.room_policy == crate::RoomPolicy::Open,
         }
     };
     if allowed {

@@ -7,6 +7,8 @@
 mod handlers;
 mod limits;
 
+pub(crate) use handlers::check_room_access;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

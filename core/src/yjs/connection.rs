@@ -1,0 +1,358 @@
+//! One y-websocket connection: authentication and access (refused with a close code), then the
+//! read loop, pings, and the writer that drains the connection's bounded queue.
+//!
+//! Reading goes through tungstenite with a small buffer, its control frames (pongs, close
+//! replies) queued on the connection's own outbound queue; writing is ours: every queued frame
+//! is already a complete WebSocket frame, written with one vectored write per wake-up.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::WebSocketStream;
+
+use super::document::{close_code, CloseSignal, CloseWith, ConnEntry, Document, Limits};
+use super::{protocol, DocumentRequest, Inner};
+use crate::auth::{AuthError, User};
+use crate::chat::ErrorCode;
+use crate::protocol::frame::Frame;
+use crate::transport::http::{BoxedReader, BoxedWriter};
+use crate::transport::outbox::Outbox;
+
+/// Bytes tungstenite reads per call; small, because every idle connection holds one.
+const READ_BUFFER: usize = 512;
+/// How long a closing connection gets to flush what is queued.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Room for the message tags and length in front of an update.
+const MESSAGE_OVERHEAD: usize = 64;
+/// Longest close reason a close frame carries (RFC 6455: 125 bytes with the code).
+const MAX_REASON: usize = 123;
+
+/// A close frame with `code` and `reason` (cut at a character boundary to fit).
+fn close_frame(with: &CloseWith) -> Frame {
+    let mut end = with.reason.len().min(MAX_REASON);
+    while !with.reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason = &with.reason.as_bytes()[..end];
+    let mut wire = Vec::with_capacity(4 + reason.len());
+    wire.push(0x88);
+    wire.push((2 + reason.len()) as u8);
+    wire.extend_from_slice(&with.code.to_be_bytes());
+    wire.extend_from_slice(reason);
+    Frame::control(Bytes::from(wire))
+}
+
+/// The read half as tungstenite sees it: reads come from the socket, writes (control frames
+/// only) go to the connection's queue.
+struct ReadSide {
+    inner: BoxedReader,
+    outbox: Arc<Outbox>,
+}
+
+impl AsyncRead for ReadSide {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ReadSide {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let _ = self
+            .outbox
+            .push(Frame::control(Bytes::copy_from_slice(buf)));
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Counts the connection while it lives.
+struct Counted(Arc<Inner>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.metrics.connections.dec();
+    }
+}
+
+/// A connection's hold on its document: while it lives the document stays loaded; once
+/// attached, dropping it detaches the connection (removing its awareness states) even when
+/// the task ends by a panic or cancellation.
+struct Hold {
+    inner: Arc<Inner>,
+    doc: Arc<Document>,
+    conn: Option<u64>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let (Some(id), Some(state)) = (self.conn, self.doc.state()) {
+            let removal = state.lock().detach(id);
+            if let Some(update) = removal {
+                for observer in &self.inner.hooks.observers {
+                    observer.on_awareness(&self.doc.name, &update);
+                }
+            }
+        }
+        self.inner.registry.release(&self.inner, &self.doc.name);
+    }
+}
+
+/// Runs one document connection until it closes.
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    request: DocumentRequest,
+    reader: BoxedReader,
+    writer: BoxedWriter,
+    prefix: Bytes,
+) {
+    inner.metrics.connections.inc();
+    let _counted = Counted(inner.clone());
+    let c = &inner.config;
+    // A sync step 2 answer can be a whole document: let one fit in the queue.
+    let outbox = Arc::new(Outbox::new(
+        c.outbound_queue_frames,
+        c.outbound_queue_bytes + c.yjs_max_document_bytes + MESSAGE_OVERHEAD,
+    ));
+    let close = Arc::new(CloseSignal::default());
+    let writer_task = tokio::spawn(write_loop(outbox.clone(), writer, close.clone()));
+    // Copy the few buffered bytes out: `prefix` may be a slice of the HTTP parser's buffer.
+    let part = prefix.to_vec();
+    drop(prefix);
+    let ending = serve(&inner, request, reader, part, &outbox, &close).await;
+    if let Some(with) = ending {
+        tracing::debug!(code = with.code, reason = %with.reason, "closing Yjs connection");
+        let _ = outbox.push(close_frame(&with));
+    }
+    outbox.close();
+    let mut writer_task = writer_task;
+    if tokio::time::timeout(CLOSE_GRACE * 2, &mut writer_task)
+        .await
+        .is_err()
+    {
+        writer_task.abort();
+    }
+}
+
+async fn authenticate(inner: &Inner, request: &DocumentRequest) -> Result<User, AuthError> {
+    if let Some(hook) = &inner.hooks.authenticate {
+        return match tokio::time::timeout(
+            inner.config.host_callback_timeout,
+            hook.authenticate(request),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(AuthError::Refused("Authentication timed out".into())),
+        };
+    }
+    inner
+        .jwt
+        .verify(request.token.as_deref().ok_or(AuthError::Required)?)
+}
+
+/// Authenticates, checks access, attaches to the document and reads until the end. Returns
+/// the close frame to send, if any.
+async fn serve(
+    inner: &Arc<Inner>,
+    request: DocumentRequest,
+    reader: BoxedReader,
+    prefix: Vec<u8>,
+    outbox: &Arc<Outbox>,
+    close: &Arc<CloseSignal>,
+) -> Option<CloseWith> {
+    let refuse = |reason: &'static str, with: CloseWith| {
+        inner.metrics.refusals.inc(reason);
+        Some(with)
+    };
+    let user = match authenticate(inner, &request).await {
+        Ok(user) => user,
+        Err(e) => {
+            return refuse(
+                "unauthorized",
+                CloseWith::new(close_code::UNAUTHORIZED, e.to_string()),
+            )
+        }
+    };
+    let room = format!("doc:{}", request.document);
+    if let Err(e) = crate::chat::check_room_access(
+        &inner.config,
+        inner.hooks.room_access.as_deref(),
+        &user,
+        &room,
+    )
+    .await
+    {
+        return if e.code == ErrorCode::AccessDenied {
+            refuse(
+                "forbidden",
+                CloseWith::new(close_code::FORBIDDEN, e.message),
+            )
+        } else {
+            refuse(
+                "unavailable",
+                CloseWith::new(close_code::UNAVAILABLE, e.message),
+            )
+        };
+    }
+    drop(request.head);
+
+    let doc = inner.registry.open(inner, &request.document);
+    let mut hold = Hold {
+        inner: inner.clone(),
+        doc: doc.clone(),
+        conn: None,
+    };
+    let state = match doc.load(inner).await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::warn!(doc = %doc.name, error = %e, "loading a Yjs document failed");
+            return refuse(
+                "unavailable",
+                CloseWith::new(close_code::UNAVAILABLE, "Document could not be loaded"),
+            );
+        }
+    };
+    if inner.is_closing() {
+        return Some(CloseWith::new(
+            close_code::GOING_AWAY,
+            "Server shutting down",
+        ));
+    }
+    let id = inner.next_conn_id();
+    state
+        .lock()
+        .attach(id, ConnEntry::new(outbox.clone(), close.clone()));
+    hold.conn = Some(id);
+    tracing::debug!(doc = %doc.name, user = %user.id, "Yjs connection opened");
+
+    let max_message = inner.config.yjs_max_update_bytes + MESSAGE_OVERHEAD;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(usize::MAX)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
+    let side = ReadSide {
+        inner: reader,
+        outbox: outbox.clone(),
+    };
+    let mut ws =
+        WebSocketStream::from_partially_read(side, prefix, Role::Server, Some(config)).await;
+    let limits = Limits {
+        max_document_bytes: inner.config.yjs_max_document_bytes,
+    };
+    let period = inner.config.yjs_ping_interval;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut awaiting_pong = false;
+    loop {
+        let message = tokio::select! {
+            m = ws.next() => m,
+            with = close.wait() => return Some(with),
+            _ = ping.tick() => {
+                if awaiting_pong {
+                    return Some(CloseWith::new(close_code::GOING_AWAY, "Ping timeout"));
+                }
+                awaiting_pong = true;
+                let _ = outbox.push(Frame::control(Bytes::from_static(&[0x89, 0])));
+                continue;
+            }
+        };
+        match message {
+            Some(Ok(WsMessage::Binary(data))) => {
+                let messages = match protocol::decode(&data) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(doc = %doc.name, error = %e, "malformed Yjs message");
+                        return Some(CloseWith::new(close_code::MALFORMED, "Malformed message"));
+                    }
+                };
+                let effects = state.lock().handle(id, messages, limits);
+                inner.after_effects(&doc, &effects);
+                if effects.close.is_some() {
+                    return effects.close;
+                }
+            }
+            Some(Ok(WsMessage::Pong(_))) => awaiting_pong = false,
+            // Text frames are not part of the protocol; pings are answered by tungstenite.
+            Some(Ok(WsMessage::Text(_) | WsMessage::Ping(_) | WsMessage::Frame(_))) => {}
+            Some(Ok(WsMessage::Close(_))) | None => return None,
+            Some(Err(WsError::Capacity(_))) => {
+                return Some(CloseWith::new(
+                    close_code::TOO_LARGE,
+                    format!(
+                        "Update too large (max {} bytes)",
+                        inner.config.yjs_max_update_bytes
+                    ),
+                ))
+            }
+            Some(Err(e)) => {
+                tracing::debug!(doc = %doc.name, error = %e, "Yjs WebSocket read failed");
+                return None;
+            }
+        }
+    }
+}
+
+/// Drains the connection's queue into the socket, one vectored write per wake-up.
+async fn write_loop(outbox: Arc<Outbox>, mut writer: BoxedWriter, close: Arc<CloseSignal>) {
+    let mut batch: std::collections::VecDeque<Frame> = std::collections::VecDeque::new();
+    loop {
+        outbox.ready().await;
+        // Cork: let a broadcast in progress queue everything first, so one write carries it.
+        tokio::task::yield_now().await;
+        let open = outbox.drain_into(&mut batch);
+        if !batch.is_empty() {
+            if crate::transport::websocket::write_frames(&mut writer, &batch)
+                .await
+                .is_err()
+            {
+                outbox.close();
+                close.fire(CloseWith::new(close_code::GOING_AWAY, "Write failed"));
+                break;
+            }
+            batch.clear();
+        }
+        if !open {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_frames_carry_code_and_a_short_reason() {
+        let f = close_frame(&CloseWith::new(4401, "Invalid token"));
+        assert_eq!(&f.wire()[..4], &[0x88, 15, 0x11, 0x31]);
+        assert_eq!(&f.wire()[4..], b"Invalid token");
+        let long = "é".repeat(100);
+        let f = close_frame(&CloseWith::new(4403, long));
+        assert!(f.wire().len() <= 127);
+        assert!(std::str::from_utf8(&f.wire()[4..]).is_ok());
+    }
+}
