@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
-use switchboard::{chat, Config, Engine, RoomPolicy};
+use switchboard::{chat, yjs, Config, Engine, RoomPolicy};
 
 /// Arguments of `switchboard serve`. Each may also come from `--config FILE` (TOML, the same
 /// names with underscores); flags and environment variables win over the file.
@@ -76,6 +76,19 @@ pub struct ServeArgs {
     /// Worker threads [default: one per core].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Milliseconds a Yjs document without connections stays in memory before it is stored
+    /// and unloaded [default: 300000].
+    #[arg(long, value_name = "MS")]
+    yjs_idle_unload: Option<u64>,
+    /// Largest Yjs message a client may send, in bytes [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    yjs_max_update_bytes: Option<usize>,
+    /// Largest Yjs document, in bytes [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    yjs_max_document_bytes: Option<usize>,
+    /// Milliseconds between WebSocket pings on Yjs connections [default: 30000].
+    #[arg(long, value_name = "MS")]
+    yjs_ping_interval: Option<u64>,
     /// TOML file with any of these settings.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -107,6 +120,10 @@ struct FileSettings {
     outbound_queue_frames: Option<usize>,
     outbound_queue_bytes: Option<usize>,
     workers: Option<usize>,
+    yjs_idle_unload: Option<u64>,
+    yjs_max_update_bytes: Option<usize>,
+    yjs_max_document_bytes: Option<usize>,
+    yjs_ping_interval: Option<u64>,
 }
 
 macro_rules! merge {
@@ -145,7 +162,11 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         presence_grace,
         outbound_queue_frames,
         outbound_queue_bytes,
-        workers
+        workers,
+        yjs_idle_unload,
+        yjs_max_update_bytes,
+        yjs_max_document_bytes,
+        yjs_ping_interval
     );
     if args.cors_origins.is_empty() {
         args.cors_origins = file.cors_origins;
@@ -232,6 +253,21 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     if let Some(n) = args.workers {
         config = config.worker_threads(n).map_err(e)?;
     }
+    if let Some(n) = args.yjs_idle_unload {
+        config = config.yjs_idle_unload(ms(n)).map_err(e)?;
+    }
+    if args.yjs_max_update_bytes.is_some() || args.yjs_max_document_bytes.is_some() {
+        let update = args
+            .yjs_max_update_bytes
+            .unwrap_or(config.yjs_max_update_bytes);
+        let document = args
+            .yjs_max_document_bytes
+            .unwrap_or(config.yjs_max_document_bytes);
+        config = config.yjs_limits(update, document).map_err(e)?;
+    }
+    if let Some(n) = args.yjs_ping_interval {
+        config = config.yjs_ping_interval(ms(n)).map_err(e)?;
+    }
     Ok(config)
 }
 
@@ -246,7 +282,8 @@ pub fn run(mut args: ServeArgs) -> Result<(), String> {
     let host = args.host.unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let port = args.port.unwrap_or(3000);
     let engine = chat::install(Engine::builder(config), chat::Hooks::default())
-        .and_then(|b| b.build())
+        .and_then(|b| yjs::install(b, yjs::Hooks::default()))
+        .and_then(|(b, _)| b.build())
         .map_err(|e| e.to_string())?;
     let addr = engine
         .listen(SocketAddr::new(host, port))
