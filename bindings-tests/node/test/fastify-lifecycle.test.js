@@ -104,7 +104,7 @@ describe('process lifetime with the Fastify plugin', () => {
     await request(upgraded, 'joinRoom', 'lobby');
     const gone1 = once(ws, 'disconnect', 5000);
     const gone2 = once(upgraded, 'disconnect', 5000);
-    assert.equal(await request(ws, 'shutdown'), 'closing');
+    ws.emit('shutdown'); // no ack: the app closes right away, maybe before it could be sent
     await c.step('app closed', 5000);
     await Promise.all([gone1, gone2]);
     const exit = await exitWithin(c, 5000);
