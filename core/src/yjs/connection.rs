@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
@@ -139,18 +139,53 @@ pub(crate) async fn run(
     // Copy the few buffered bytes out: `prefix` may be a slice of the HTTP parser's buffer.
     let part = prefix.to_vec();
     drop(prefix);
-    let ending = serve(&inner, request, reader, part, &outbox, &close).await;
-    if let Some(with) = ending {
-        tracing::debug!(code = with.code, reason = %with.reason, "closing Yjs connection");
-        let _ = outbox.push(close_frame(&with));
-    }
+    let (ending, rest) = match admit(&inner, &request).await {
+        Ok(user) => serve(&inner, request, user, reader, part, &outbox, &close).await,
+        Err(with) => (Some(with), Rest::Raw(reader)),
+    };
+    let Some(with) = ending else {
+        // The client closed: nothing more to say.
+        outbox.close();
+        return finish_writer(writer_task).await;
+    };
+    tracing::debug!(code = with.code, reason = %with.reason, "closing Yjs connection");
+    let _ = outbox.push(close_frame(&with));
     outbox.close();
-    let mut writer_task = writer_task;
+    finish_writer(writer_task).await;
+    // Our close frame and FIN are out: read until the client closes too. Closing a socket
+    // with unread input resets it, and a reset can destroy the close frame (and its code)
+    // before the client reads it.
+    let _ = tokio::time::timeout(CLOSE_GRACE, rest.drain()).await;
+}
+
+/// Waits for the writer to flush what is queued; gives up after a grace period.
+async fn finish_writer(mut writer_task: tokio::task::JoinHandle<()>) {
     if tokio::time::timeout(CLOSE_GRACE * 2, &mut writer_task)
         .await
         .is_err()
     {
         writer_task.abort();
+    }
+}
+
+/// What is left of the read side when the server closes.
+enum Rest {
+    /// Before the WebSocket was read from.
+    Raw(BoxedReader),
+    /// The WebSocket (it answers the client's close frame).
+    Ws(Box<WebSocketStream<ReadSide>>),
+}
+
+impl Rest {
+    /// Reads and discards until the client closes.
+    async fn drain(self) {
+        match self {
+            Rest::Raw(mut reader) => {
+                let mut buf = [0u8; 512];
+                while matches!(reader.read(&mut buf).await, Ok(n) if n > 0) {}
+            }
+            Rest::Ws(mut ws) => while let Some(Ok(_)) = ws.next().await {},
+        }
     }
 }
 
@@ -171,31 +206,21 @@ async fn authenticate(inner: &Inner, request: &DocumentRequest) -> Result<User, 
         .verify(request.token.as_deref().ok_or(AuthError::Required)?)
 }
 
-/// Authenticates, checks access, attaches to the document and reads until the end. Returns
-/// the close frame to send, if any.
-async fn serve(
-    inner: &Arc<Inner>,
-    request: DocumentRequest,
-    reader: BoxedReader,
-    prefix: Vec<u8>,
-    outbox: &Arc<Outbox>,
-    close: &Arc<CloseSignal>,
-) -> Option<CloseWith> {
+/// Authenticates the client and checks its access to `doc:<name>`; a refusal is the close
+/// frame to send.
+async fn admit(inner: &Inner, request: &DocumentRequest) -> Result<User, CloseWith> {
     let refuse = |reason: &'static str, with: CloseWith| {
         inner.metrics.refusals.inc(reason);
-        Some(with)
+        with
     };
-    let user = match authenticate(inner, &request).await {
-        Ok(user) => user,
-        Err(e) => {
-            return refuse(
-                "unauthorized",
-                CloseWith::new(close_code::UNAUTHORIZED, e.to_string()),
-            )
-        }
-    };
+    let user = authenticate(inner, request).await.map_err(|e| {
+        refuse(
+            "unauthorized",
+            CloseWith::new(close_code::UNAUTHORIZED, e.to_string()),
+        )
+    })?;
     let room = format!("doc:{}", request.document);
-    if let Err(e) = crate::chat::check_room_access(
+    match crate::chat::check_room_access(
         &inner.config,
         inner.hooks.room_access.as_deref(),
         &user,
@@ -203,20 +228,30 @@ async fn serve(
     )
     .await
     {
-        return if e.code == ErrorCode::AccessDenied {
-            refuse(
-                "forbidden",
-                CloseWith::new(close_code::FORBIDDEN, e.message),
-            )
-        } else {
-            refuse(
-                "unavailable",
-                CloseWith::new(close_code::UNAVAILABLE, e.message),
-            )
-        };
+        Ok(()) => Ok(user),
+        Err(e) if e.code == ErrorCode::AccessDenied => Err(refuse(
+            "forbidden",
+            CloseWith::new(close_code::FORBIDDEN, e.message),
+        )),
+        Err(e) => Err(refuse(
+            "unavailable",
+            CloseWith::new(close_code::UNAVAILABLE, e.message),
+        )),
     }
-    drop(request.head);
+}
 
+/// Attaches an admitted client to its document and reads until the end. Returns the close
+/// frame to send, if any, and what is left of the read side.
+async fn serve(
+    inner: &Arc<Inner>,
+    request: DocumentRequest,
+    user: User,
+    reader: BoxedReader,
+    prefix: Vec<u8>,
+    outbox: &Arc<Outbox>,
+    close: &Arc<CloseSignal>,
+) -> (Option<CloseWith>, Rest) {
+    drop(request.head);
     let doc = inner.registry.open(inner, &request.document);
     let mut hold = Hold {
         inner: inner.clone(),
@@ -227,17 +262,14 @@ async fn serve(
         Ok(state) => state,
         Err(e) => {
             tracing::warn!(doc = %doc.name, error = %e, "loading a Yjs document failed");
-            return refuse(
-                "unavailable",
-                CloseWith::new(close_code::UNAVAILABLE, "Document could not be loaded"),
-            );
+            inner.metrics.refusals.inc("unavailable");
+            let with = CloseWith::new(close_code::UNAVAILABLE, "Document could not be loaded");
+            return (Some(with), Rest::Raw(reader));
         }
     };
     if inner.is_closing() {
-        return Some(CloseWith::new(
-            close_code::GOING_AWAY,
-            "Server shutting down",
-        ));
+        let with = CloseWith::new(close_code::GOING_AWAY, "Server shutting down");
+        return (Some(with), Rest::Raw(reader));
     }
     let id = inner.next_conn_id();
     state
@@ -257,8 +289,9 @@ async fn serve(
         inner: reader,
         outbox: outbox.clone(),
     };
-    let mut ws =
-        WebSocketStream::from_partially_read(side, prefix, Role::Server, Some(config)).await;
+    let mut ws = Box::new(
+        WebSocketStream::from_partially_read(side, prefix, Role::Server, Some(config)).await,
+    );
     let limits = Limits {
         max_document_bytes: inner.config.yjs_max_document_bytes,
     };
@@ -269,10 +302,11 @@ async fn serve(
     loop {
         let message = tokio::select! {
             m = ws.next() => m,
-            with = close.wait() => return Some(with),
+            with = close.wait() => return (Some(with), Rest::Ws(ws)),
             _ = ping.tick() => {
                 if awaiting_pong {
-                    return Some(CloseWith::new(close_code::GOING_AWAY, "Ping timeout"));
+                    let with = CloseWith::new(close_code::GOING_AWAY, "Ping timeout");
+                    return (Some(with), Rest::Ws(ws));
                 }
                 awaiting_pong = true;
                 let _ = outbox.push(Frame::control(Bytes::from_static(&[0x89, 0])));
@@ -285,31 +319,33 @@ async fn serve(
                     Ok(m) => m,
                     Err(e) => {
                         tracing::debug!(doc = %doc.name, error = %e, "malformed Yjs message");
-                        return Some(CloseWith::new(close_code::MALFORMED, "Malformed message"));
+                        let with = CloseWith::new(close_code::MALFORMED, "Malformed message");
+                        return (Some(with), Rest::Ws(ws));
                     }
                 };
                 let effects = state.lock().handle(id, messages, limits);
                 inner.after_effects(&doc, &effects);
                 if effects.close.is_some() {
-                    return effects.close;
+                    return (effects.close, Rest::Ws(ws));
                 }
             }
             Some(Ok(WsMessage::Pong(_))) => awaiting_pong = false,
             // Text frames are not part of the protocol; pings are answered by tungstenite.
             Some(Ok(WsMessage::Text(_) | WsMessage::Ping(_) | WsMessage::Frame(_))) => {}
-            Some(Ok(WsMessage::Close(_))) | None => return None,
+            Some(Ok(WsMessage::Close(_))) | None => return (None, Rest::Ws(ws)),
             Some(Err(WsError::Capacity(_))) => {
-                return Some(CloseWith::new(
+                let with = CloseWith::new(
                     close_code::TOO_LARGE,
                     format!(
                         "Update too large (max {} bytes)",
                         inner.config.yjs_max_update_bytes
                     ),
-                ))
+                );
+                return (Some(with), Rest::Ws(ws));
             }
             Some(Err(e)) => {
                 tracing::debug!(doc = %doc.name, error = %e, "Yjs WebSocket read failed");
-                return None;
+                return (None, Rest::Ws(ws));
             }
         }
     }
