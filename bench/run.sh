@@ -14,7 +14,7 @@
 #   BENCH_CONNECT_SECONDS=5   BENCH_CONNECT_CONCURRENCY=50
 #   BENCH_FANOUT_CLIENTS=1000 BENCH_FANOUT_WINDOW=16
 #   BENCH_CHAT_CLIENTS=2000   BENCH_CHAT_ROOMS=200   BENCH_CHAT_RATE=20
-#   BENCH_IDLE_CLIENTS=5000   BENCH_BUILD=1 (cargo build first)   BENCH_BUILD_ADDON=1
+#   BENCH_IDLE_CLIENTS=5000   BENCH_BUILD=1 (cargo build first)   BENCH_WAIT_QUIET=30 (s per run)
 #   BENCH_OUT=bench/results   (latest.json, latest.svg; raw runs in $BENCH_OUT/tmp)
 set -euo pipefail
 
@@ -76,7 +76,10 @@ npm_deps() { # dir
 
 # ---- targets ------------------------------------------------------------------------------
 FASTIFY_SERVER=""
-addon_built() { compgen -G "$ROOT/node/*.node" >/dev/null; }
+# The fastify target loads a release build of the addon made here from the current source
+# (node/ may hold a debug build, or none: *.node is not in git), through napi-rs's
+# NAPI_RS_NATIVE_LIBRARY_PATH override.
+ADDON="$(mkdir -p "$TMP" && cd "$TMP" && pwd)/switchboard-node-release.node"
 fastify_ready() {
   if [[ -f bench/peers/fastify/server.js ]]; then
     FASTIFY_SERVER=bench/peers/fastify/server.js
@@ -86,16 +89,23 @@ fastify_ready() {
     log "bench: fastify target skipped: no bench/peers/fastify/server.js nor examples/fastify-chat/server.js"
     return 1
   fi
-  if ! addon_built && [[ "${BENCH_BUILD_ADDON:-1}" == 1 && -f node/package.json ]]; then
-    log "bench [$(elapsed)] building the Node addon (node/, npm run build)"
-    if ! (cd node && { [[ -d node_modules ]] || npm ci --no-audit --no-fund --loglevel=error; } && npm run build) >&2; then
-      log "bench: building the Node addon failed"
-    fi
-  fi
-  if ! addon_built; then
-    log "bench: fastify target skipped: node/ has no built .node addon (cd node && npm ci && npm run build)"
+  if [[ ! -f node/fastify.js || ! -f node/Cargo.toml ]]; then
+    log "bench: fastify target skipped: node/ has no Fastify plugin (node/fastify.js)"
     return 1
   fi
+  if [[ "${BENCH_BUILD:-1}" == 1 ]]; then
+    log "bench [$(elapsed)] building the Node addon (release)"
+    if ! cargo build --release -p switchboard-node >&2; then
+      log "bench: fastify target skipped: the Node addon (switchboard-node) does not build"
+      return 1
+    fi
+  fi
+  if [[ ! -f target/release/libswitchboard_node.so ]]; then
+    log "bench: fastify target skipped: no release build of the Node addon (cargo build --release -p switchboard-node)"
+    return 1
+  fi
+  mkdir -p "$TMP"
+  cp target/release/libswitchboard_node.so "$ADDON"
   [[ "$FASTIFY_SERVER" == bench/* ]] && npm_deps bench/peers/fastify
   return 0
 }
@@ -118,7 +128,7 @@ start_server() {
   case "$target" in
     engine) "$ENGINE_BIN" serve --host 127.0.0.1 --port 0 --jwt-secret "$SECRET" --rate-limit 0 >"$logf" 2>&1 & ;;
     socketio) node bench/peers/socketio/server.js --host 127.0.0.1 --port 0 --jwt-secret "$SECRET" >"$logf" 2>&1 & ;;
-    fastify) HOST=127.0.0.1 PORT=0 SWITCHBOARD_JWT_SECRET="$SECRET" JWT_SECRET="$SECRET" \
+    fastify) NAPI_RS_NATIVE_LIBRARY_PATH="$ADDON" HOST=127.0.0.1 PORT=0 SWITCHBOARD_JWT_SECRET="$SECRET" JWT_SECRET="$SECRET" \
                node "$FASTIFY_SERVER" --host 127.0.0.1 --port 0 --jwt-secret "$SECRET" >"$logf" 2>&1 & ;;
   esac
   SERVER_PID=$!
