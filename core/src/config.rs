@@ -115,6 +115,8 @@ pub struct Config {
     pub typing_timeout: Duration,
     /// How long a dropped connection's state is kept for recovery. Default 2 min.
     pub recovery_window: Duration,
+    /// Time between `:ping` comments on an idle SSE stream. Default 30 s.
+    pub sse_ping_interval: Duration,
     /// How long a dropped connection still counts in presence, so that a quick reconnect
     /// shows no leave/join flicker. Default 2 s.
     pub presence_grace: Duration,
@@ -174,6 +176,7 @@ impl Default for Config {
             typing_timeout: Duration::from_secs(5),
             recovery_window: Duration::from_secs(120),
             presence_grace: Duration::from_secs(2),
+            sse_ping_interval: Duration::from_secs(30),
             history_limit: 1000,
             max_message_chars: 4000,
             max_signal_bytes: 64 * 1024,
@@ -291,6 +294,12 @@ impl Config {
     pub fn recovery_window(mut self, d: Duration) -> Self {
         self.recovery_window = d;
         self
+    }
+
+    /// Sets the time between `:ping` comments on idle SSE streams.
+    pub fn sse_ping_interval(mut self, d: Duration) -> Result<Self, ConfigError> {
+        self.sse_ping_interval = positive("sse_ping_interval", d)?;
+        Ok(self)
     }
 
     /// Sets how long a dropped connection still counts in presence.

@@ -13,8 +13,11 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::socketio::{Namespace, NamespaceBuilder, SocketIo};
-use crate::transport::http::{HttpApp, WebSocketService};
+use crate::transport::http::{HttpApp, HttpService, WebSocketService};
 use crate::transport::{EioServer, SessionHandler};
+
+/// Runs once with the built engine (see [`EngineBuilder::on_start`]).
+type StartHook = Box<dyn FnOnce(&Engine) + Send>;
 
 /// Sets up an [`Engine`]: its namespaces and handlers, then where it runs.
 pub struct EngineBuilder {
@@ -23,6 +26,8 @@ pub struct EngineBuilder {
     raw: Vec<(String, Arc<dyn SessionHandler>)>,
     activity: Option<crate::transport::ActivityHook>,
     services: Vec<(String, Arc<dyn WebSocketService>)>,
+    http_services: Vec<(String, Arc<dyn HttpService>)>,
+    on_start: Vec<StartHook>,
 }
 
 impl EngineBuilder {
@@ -62,6 +67,19 @@ impl EngineBuilder {
     /// `service`, before the Engine.IO mounts (see [`crate::yjs::install`]).
     pub fn websocket_service(mut self, prefix: &str, service: Arc<dyn WebSocketService>) -> Self {
         self.services.push((prefix.to_owned(), service));
+        self
+    }
+
+    /// Serves plain HTTP requests for paths starting with `prefix` (e.g. `/api/`) with
+    /// `service`, before the Engine.IO mounts.
+    pub fn http_service(mut self, prefix: &str, service: Arc<dyn HttpService>) -> Self {
+        self.http_services.push((prefix.to_owned(), service));
+        self
+    }
+
+    /// Runs `f` with the engine once it is built (to hand parts of it to long-lived state).
+    pub fn on_start(mut self, f: impl FnOnce(&Engine) + Send + 'static) -> Self {
+        self.on_start.push(Box::new(f));
         self
     }
 
@@ -109,8 +127,14 @@ impl EngineBuilder {
         for (_, service) in &self.services {
             service.start(&handle);
         }
-        let http = HttpApp::with_services(config.clone(), metrics.clone(), mounts, self.services);
-        Ok(Engine {
+        let http = HttpApp::with_services(
+            config.clone(),
+            metrics.clone(),
+            mounts,
+            self.services,
+            self.http_services,
+        );
+        let engine = Engine {
             inner: Arc::new(EngineInner {
                 config,
                 metrics,
@@ -122,7 +146,11 @@ impl EngineBuilder {
                 listeners: Mutex::new(Vec::new()),
             }),
             runtime: Arc::new(Mutex::new(runtime)),
-        })
+        };
+        for f in self.on_start {
+            f(&engine);
+        }
+        Ok(engine)
     }
 }
 
@@ -153,6 +181,8 @@ impl Engine {
             raw: Vec::new(),
             activity: None,
             services: Vec::new(),
+            http_services: Vec::new(),
+            on_start: Vec::new(),
         }
     }
 
@@ -227,6 +257,14 @@ impl Engine {
             service.shutdown();
         }
         if let Some(rt) = self.runtime.lock().take() {
+            // Let the sessions' own tasks run their cleanup (sockets leave their rooms and
+            // namespaces) before the runtime stops; stopping it first would leave each
+            // socket and its namespace holding each other.
+            let deadline = std::time::Instant::now() + grace;
+            while self.inner.sio_server.session_count() > 0 && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             rt.shutdown_timeout(grace);
         }
     }

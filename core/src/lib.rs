@@ -25,6 +25,7 @@ pub mod hub;
 pub mod metrics;
 pub mod protocol;
 pub mod socketio;
+pub mod sse;
 pub mod store;
 pub mod transport;
 pub mod yjs;

@@ -1,7 +1,7 @@
 //! The client requests of the contract, one function each.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
@@ -9,7 +9,7 @@ use super::limits::{self, RateLimiter, Verdict};
 use super::{emit_typing, is_personal, personal_room, reply, Chat, ChatError, ErrorCode};
 use crate::auth::User;
 use crate::socketio::{AckSender, NamespaceBuilder, Payload, Socket};
-use crate::store::{iso8601_millis, ChatMessage};
+use crate::store::ChatMessage;
 
 /// Most messages one `getHistory` returns.
 const MAX_HISTORY_LIMIT: u64 = 100;
@@ -47,12 +47,6 @@ pub(super) fn register(ns: NamespaceBuilder, chat: Arc<Chat>) -> NamespaceBuilde
     let ns = route!(ns, "stopTyping", stop_typing);
     let ns = route!(ns, "getHistory", get_history);
     route!(ns, "signal", signal)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Applies the connection's rate limit; disconnects a sustained flood.
@@ -257,58 +251,8 @@ async fn send_message_inner(
     rate_limit(chat, socket)?;
     let args = object_arg(&payload)?;
     let room = member_room(socket, args)?;
-    let text = args
-        .get("text")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ChatError::new(ErrorCode::InvalidMessage, "text must be a string"))?;
-    if text.trim().is_empty() {
-        return Err(ChatError::new(
-            ErrorCode::InvalidMessage,
-            "text must not be empty",
-        ));
-    }
-    let max = chat.config.max_message_chars;
-    if text.chars().count() > max {
-        return Err(ChatError::new(
-            ErrorCode::InvalidMessage,
-            format!("text must be at most {max} characters"),
-        ));
-    }
-    let (id, ms) = chat.ids.next(now_ms());
-    let message = Arc::new(ChatMessage {
-        id,
-        room_id: room.to_owned(),
-        text: text.to_owned(),
-        user_id: user.id.clone(),
-        username: user.username.clone(),
-        timestamp: iso8601_millis(ms),
-    });
-    if let Some(hook) = &chat.hooks.message_store {
-        match tokio::time::timeout(chat.config.host_callback_timeout, hook.store(&message)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(ChatError::new(
-                    ErrorCode::Internal,
-                    format!("Message was not stored: {e}"),
-                ))
-            }
-            Err(_) => {
-                return Err(ChatError::new(
-                    ErrorCode::Internal,
-                    "Message store timed out",
-                ))
-            }
-        }
-    }
-    if let Err(e) = chat.history.append(message.clone()).await {
-        tracing::warn!(error = %e, "history append failed");
-        return Err(ChatError::new(
-            ErrorCode::Internal,
-            "Message was not stored",
-        ));
-    }
-    socket.namespace().to(room).emit("message", &*message);
-    socket.namespace().metrics.messages.inc();
+    let text = args.get("text").and_then(Value::as_str);
+    let message = chat.publish(room, user, text).await?;
     Ok(Some(
         json!({ "id": message.id, "timestamp": message.timestamp }),
     ))

@@ -6,6 +6,7 @@
 
 mod handlers;
 mod limits;
+mod service;
 
 pub(crate) use handlers::check_room_access;
 
@@ -109,6 +110,12 @@ pub(crate) struct Chat {
     pub ids: MessageIdGenerator,
     /// Rooms of recoverably dropped sockets whose departure is not announced yet, by pid.
     pub pending_departures: Mutex<HashMap<Arc<str>, Vec<Arc<str>>>>,
+    /// Server-sent-event clients by room and user.
+    pub sse: crate::sse::SseHub,
+    /// The `/` namespace, once the engine is built (weak: the namespace owns the handlers
+    /// that own this state).
+    ns: std::sync::OnceLock<std::sync::Weak<crate::socketio::Namespace>>,
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 /// Read access to the chat state for hosts (presence queries).
@@ -144,6 +151,7 @@ pub fn install_with_handle(
         None => History::in_memory(config.history_limit),
     };
     let recovery = !config.recovery_window.is_zero();
+    let (config_frames, config_bytes) = (config.outbound_queue_frames, config.outbound_queue_bytes);
     let chat = Arc::new(Chat {
         config,
         hooks,
@@ -153,9 +161,13 @@ pub fn install_with_handle(
         history,
         ids: MessageIdGenerator::default(),
         pending_departures: Mutex::new(HashMap::new()),
+        sse: crate::sse::SseHub::new(config_frames, config_bytes),
+        ns: std::sync::OnceLock::new(),
+        metrics: std::sync::OnceLock::new(),
     });
     let c = |chat: &Arc<Chat>| chat.clone();
     let handle = ChatHandle(chat.clone());
+    let services = chat.clone();
     let builder = builder.namespace("/", |ns| {
         let ns = ns.recovery(recovery);
         let (a, b, d) = (c(&chat), c(&chat), c(&chat));
@@ -171,6 +183,16 @@ pub fn install_with_handle(
             .on_disconnect(move |socket, rooms, reason| d.on_disconnect(socket, rooms, reason));
         handlers::register(ns, chat)
     });
+    let started = services.clone();
+    let builder = builder
+        .http_service("/events", Arc::new(service::ChatHttp(services.clone())))
+        .http_service("/api/", Arc::new(service::ChatHttp(services)))
+        .on_start(move |engine| {
+            if let Some(ns) = engine.namespace("/") {
+                let _ = started.ns.set(Arc::downgrade(&ns));
+            }
+            let _ = started.metrics.set(engine.metrics().clone());
+        });
     Ok((builder, handle))
 }
 
@@ -269,6 +291,27 @@ impl Chat {
         });
     }
 
+    /// The `/` namespace (absent before the engine is built and after it is gone).
+    pub(crate) fn namespace(&self) -> Option<Arc<crate::socketio::Namespace>> {
+        self.ns.get().and_then(std::sync::Weak::upgrade)
+    }
+
+    /// The engine's metrics.
+    pub(crate) fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.metrics.get().cloned().unwrap_or_default()
+    }
+
+    /// Tells the room's SSE clients about a presence change.
+    fn presence_to_sse(&self, event: &str, user: &User, room: &Arc<str>) {
+        let data = PresenceEvent {
+            room_id: room,
+            user_id: &user.id,
+            username: &user.username,
+        };
+        self.sse
+            .to_room(room, &crate::sse::SseEvent::new(event, None, &data));
+    }
+
     /// Counts the socket's user in `room` and tells the others when the user just appeared.
     pub(crate) fn presence_join(&self, socket: &Arc<Socket>, user: &User, room: &Arc<str>) {
         let user_id: Arc<str> = user.id.as_str().into();
@@ -285,6 +328,7 @@ impl Chat {
                     username: &user.username,
                 },
             );
+            self.presence_to_sse("userJoined", user, room);
         }
     }
 
@@ -299,6 +343,7 @@ impl Chat {
                     username: &user.username,
                 },
             );
+            self.presence_to_sse("userLeft", user, room);
         }
     }
 
@@ -318,14 +363,14 @@ pub(crate) fn emit_typing(socket: &Arc<Socket>, user: &User, room: &Arc<str>, is
         .except(socket.id())
         .except_room(&personal_room(&user.id))
         .emit(
-        "typing",
-        &TypingEvent {
-            room_id: room,
-            user_id: &user.id,
-            username: &user.username,
-            is_typing,
-        },
-    );
+            "typing",
+            &TypingEvent {
+                room_id: room,
+                user_id: &user.id,
+                username: &user.username,
+                is_typing,
+            },
+        );
 }
 
 #[derive(Serialize)]

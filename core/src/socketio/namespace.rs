@@ -285,7 +285,9 @@ impl Broadcast<'_> {
 
     /// Leaves out every socket in `room` (e.g. all connections of one user).
     pub fn except_room(mut self, room: &str) -> Self {
-        self.ns.rooms.for_each(room, |id, _| self.except.push(id.clone()));
+        self.ns
+            .rooms
+            .for_each(room, |id, _| self.except.push(id.clone()));
         self
     }
 

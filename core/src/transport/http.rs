@@ -62,6 +62,15 @@ impl EioError {
     }
 }
 
+/// A streamed body (server-sent events): chunks as they come, the end when it ends.
+pub struct BodyStream(pub std::pin::Pin<Box<dyn futures_util::Stream<Item = Bytes> + Send>>);
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyStream(..)")
+    }
+}
+
 /// A complete HTTP answer, independent of the HTTP library that sends it.
 #[derive(Debug)]
 pub struct HttpReply {
@@ -69,8 +78,10 @@ pub struct HttpReply {
     pub status: StatusCode,
     /// Extra headers (content type included).
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// The body.
+    /// The body (sent before `stream`, if both are set).
     pub body: Bytes,
+    /// A body that keeps coming (SSE); `None` for ordinary answers.
+    pub stream: Option<BodyStream>,
 }
 
 impl HttpReply {
@@ -83,6 +94,7 @@ impl HttpReply {
                 HeaderValue::from_static("text/plain; charset=UTF-8"),
             )],
             body,
+            stream: None,
         }
     }
 
@@ -95,6 +107,7 @@ impl HttpReply {
                 HeaderValue::from_static("application/json"),
             )],
             body: body.into(),
+            stream: None,
         }
     }
 
@@ -104,6 +117,7 @@ impl HttpReply {
             status,
             headers: Vec::new(),
             body: Bytes::new(),
+            stream: None,
         }
     }
 
@@ -140,13 +154,38 @@ impl HttpReply {
         out
     }
 
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(self.body));
+    /// An answer whose body is streamed.
+    pub fn stream(
+        status: StatusCode,
+        stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = Bytes> + Send>>,
+    ) -> Self {
+        HttpReply {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            stream: Some(BodyStream(stream)),
+        }
+    }
+
+    fn into_response(self) -> Response<ResponseBody> {
+        use futures_util::StreamExt;
+        let body = match self.stream {
+            None => Full::new(self.body).boxed_unsync(),
+            Some(BodyStream(stream)) => {
+                let frames =
+                    stream.map(|chunk| Ok::<_, Infallible>(hyper::body::Frame::data(chunk)));
+                BodyExt::boxed_unsync(http_body_util::StreamBody::new(frames))
+            }
+        };
+        let mut response = Response::new(body);
         *response.status_mut() = self.status;
         response.headers_mut().extend(self.headers);
         response
     }
 }
+
+/// The body type of hyper answers: complete or streamed.
+type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
 /// A query parameter, percent-decoded.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
@@ -156,7 +195,8 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes and `+` (as in query strings); invalid escapes stay as they are.
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -261,12 +301,25 @@ pub trait WebSocketService: Send + Sync + 'static {
     fn shutdown(&self) {}
 }
 
+/// A plain HTTP endpoint other than Engine.IO (the SSE stream and the server API), mounted
+/// on the front door by path prefix with [`crate::EngineBuilder::http_service`].
+pub trait HttpService: Send + Sync + 'static {
+    /// Answers a request whose body (at most [`HttpService::max_body`] bytes) is read.
+    fn serve(&self, head: &RequestHead, body: Bytes) -> BoxFuture<'static, HttpReply>;
+
+    /// The largest request body the service accepts; larger ones get 413.
+    fn max_body(&self) -> usize {
+        64 * 1024
+    }
+}
+
 /// Everything the HTTP front door serves.
 pub struct HttpApp {
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
     mounts: Vec<(String, Arc<EioServer>)>,
     services: Vec<(String, Arc<dyn WebSocketService>)>,
+    http_services: Vec<(String, Arc<dyn HttpService>)>,
 }
 
 /// The verdict on a request's `Origin`.
@@ -368,7 +421,7 @@ impl HttpApp {
         metrics: Arc<Metrics>,
         mounts: Vec<(String, Arc<EioServer>)>,
     ) -> Arc<Self> {
-        Self::with_services(config, metrics, mounts, Vec::new())
+        Self::with_services(config, metrics, mounts, Vec::new(), Vec::new())
     }
 
     /// A front door serving `mounts` and WebSocket `services` (both by path prefix).
@@ -377,12 +430,14 @@ impl HttpApp {
         metrics: Arc<Metrics>,
         mounts: Vec<(String, Arc<EioServer>)>,
         services: Vec<(String, Arc<dyn WebSocketService>)>,
+        http_services: Vec<(String, Arc<dyn HttpService>)>,
     ) -> Arc<Self> {
         Arc::new(HttpApp {
             config,
             metrics,
             mounts,
             services,
+            http_services,
         })
     }
 
@@ -392,6 +447,15 @@ impl HttpApp {
     }
 
     /// The WebSocket service mounted at a prefix of `path`.
+    fn http_service(&self, path: &str) -> Option<&Arc<dyn HttpService>> {
+        self.http_services
+            .iter()
+            .find(|(prefix, _)| {
+                path.starts_with(prefix.as_str()) || path == prefix.trim_end_matches('/')
+            })
+            .map(|(_, service)| service)
+    }
+
     fn service(&self, path: &str) -> Option<&Arc<dyn WebSocketService>> {
         self.services
             .iter()
@@ -426,6 +490,7 @@ impl HttpApp {
         matches!(path, "/healthz" | "/metrics")
             || self.mount(path).is_some()
             || self.service(path).is_some()
+            || self.http_service(path).is_some()
     }
 
     /// Routes a request. `body` is read only for a POST that needs it, with the
@@ -444,6 +509,21 @@ impl HttpApp {
             return self.route_service(service, head, &origin);
         }
         let mut reply = match (&head.method, path) {
+            _ if matches!(origin, OriginCheck::Refused) && self.http_service(path).is_some() => {
+                self.metrics.refusals.inc("origin");
+                EioError::Forbidden.reply()
+            }
+            (&Method::OPTIONS, _) if self.http_service(path).is_some() => preflight(&head.headers),
+            _ if self.http_service(path).is_some() => {
+                let service = self.http_service(path).cloned();
+                match (service, body.await) {
+                    (Some(service), Ok(body)) if body.len() <= service.max_body() => {
+                        service.serve(head, body).await
+                    }
+                    (_, Ok(_)) => HttpReply::payload_too_large(),
+                    (_, Err(reply)) => reply,
+                }
+            }
             (&Method::GET, "/healthz") => {
                 HttpReply::json(StatusCode::OK, &br#"{"status":"ok"}"#[..])
             }
@@ -598,7 +678,7 @@ impl HttpApp {
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<ResponseBody> {
         let (parts, body) = req.into_parts();
         let head = RequestHead {
             method: parts.method.clone(),

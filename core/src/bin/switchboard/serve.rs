@@ -67,6 +67,9 @@ pub struct ServeArgs {
     /// Milliseconds a dropped connection still counts in presence [default: 2000].
     #[arg(long, value_name = "MS")]
     presence_grace: Option<u64>,
+    /// Milliseconds between `:ping` comments on idle SSE streams [default: 30000].
+    #[arg(long, value_name = "MS")]
+    sse_ping_interval: Option<u64>,
     /// Frames queued per connection before it is dropped as a slow reader [default: 1024].
     #[arg(long, value_name = "N")]
     outbound_queue_frames: Option<usize>,
@@ -117,6 +120,7 @@ struct FileSettings {
     typing_timeout: Option<u64>,
     recovery_window: Option<u64>,
     presence_grace: Option<u64>,
+    sse_ping_interval: Option<u64>,
     outbound_queue_frames: Option<usize>,
     outbound_queue_bytes: Option<usize>,
     workers: Option<usize>,
@@ -160,6 +164,7 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         typing_timeout,
         recovery_window,
         presence_grace,
+        sse_ping_interval,
         outbound_queue_frames,
         outbound_queue_bytes,
         workers,
@@ -240,6 +245,9 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(n) = args.presence_grace {
         config = config.presence_grace(ms(n));
+    }
+    if let Some(n) = args.sse_ping_interval {
+        config = config.sse_ping_interval(ms(n)).map_err(e)?;
     }
     if args.outbound_queue_frames.is_some() || args.outbound_queue_bytes.is_some() {
         let frames = args

@@ -1,0 +1,415 @@
+//! The chat's HTTP side: the SSE stream at `/events` and the server API under `/api/`.
+//! Both act on the same hub as Socket.IO clients: a message published through the API is
+//! stored and delivered like one sent with `sendMessage`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{header, HeaderValue, Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{is_personal, limits, personal_room, Chat, ChatError, ErrorCode};
+use crate::auth::{bearer_token, User};
+use crate::sse::{SseEvent, SseStream};
+use crate::store::ChatMessage;
+use crate::transport::http::{query_param, HttpReply, HttpService, RequestHead};
+
+/// Largest API request body.
+const MAX_API_BODY: usize = 64 * 1024;
+
+fn error(status: StatusCode, code: &str, message: &str) -> HttpReply {
+    HttpReply::json(
+        status,
+        json!({ "code": code, "message": message }).to_string(),
+    )
+}
+
+fn chat_error(e: &ChatError) -> HttpReply {
+    let status = match e.code {
+        ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+        ErrorCode::NotReachable => StatusCode::NOT_FOUND,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    HttpReply::json(status, serde_json::to_string(e).unwrap_or_default())
+}
+
+fn ok(value: Value) -> HttpReply {
+    HttpReply::json(StatusCode::OK, value.to_string())
+}
+
+/// Serves `/events` and `/api/`.
+pub(crate) struct ChatHttp(pub Arc<Chat>);
+
+impl HttpService for ChatHttp {
+    fn serve(&self, head: &RequestHead, body: Bytes) -> BoxFuture<'static, HttpReply> {
+        let chat = self.0.clone();
+        let head = head.clone();
+        Box::pin(async move {
+            let path = head.uri.path();
+            if path == "/events" || path == "/events/" {
+                return match head.method {
+                    Method::GET => events(&chat, &head).await,
+                    _ => error(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "METHOD_NOT_ALLOWED",
+                        "Use GET",
+                    ),
+                };
+            }
+            api(&chat, &head, body).await
+        })
+    }
+
+    fn max_body(&self) -> usize {
+        MAX_API_BODY
+    }
+}
+
+/// `GET /events?rooms=a,b` with `Authorization: Bearer` or `?token=`.
+async fn events(chat: &Arc<Chat>, head: &RequestHead) -> HttpReply {
+    let query = head.uri.query().unwrap_or("");
+    let token = head
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+        .map(str::to_owned)
+        .or_else(|| query_param(query, "token"));
+    let user = match token {
+        None => Err(crate::auth::AuthError::Required),
+        Some(t) => chat.jwt.verify(&t),
+    };
+    let user = match user {
+        Ok(u) => u,
+        Err(e) => {
+            chat.metrics().refusals.inc(e.reason_label());
+            return error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", &e.to_string());
+        }
+    };
+    let mut rooms: Vec<Arc<str>> = Vec::new();
+    for room in query_param(query, "rooms").unwrap_or_default().split(',') {
+        let room = room.trim();
+        if room.is_empty() {
+            continue;
+        }
+        if let Err(e) = limits::room_id(Some(&Value::String(room.to_owned()))) {
+            return chat_error(&e);
+        }
+        if let Err(e) =
+            super::check_room_access(&chat.config, chat.hooks.room_access.as_deref(), &user, room)
+                .await
+        {
+            return chat_error(&e);
+        }
+        rooms.push(room.into());
+    }
+    let last_event_id = head
+        .headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query_param(query, "lastEventId"));
+
+    let client = chat.sse.connect(&user.id, &rooms);
+    client.send(&SseEvent::new(
+        "connected",
+        None,
+        &json!({ "clientId": &*client.id }),
+    ));
+    if let Some(last) = last_event_id.filter(|l| !l.is_empty()) {
+        replay_missed(chat, &client, &rooms, &last).await;
+    }
+    let hub_chat = chat.clone();
+    let hub_client = client.clone();
+    let stream = SseStream::new(
+        client,
+        chat.config.sse_ping_interval,
+        Box::new(move || hub_chat.sse.disconnect(&hub_client, &rooms)),
+    );
+    let mut reply = HttpReply::stream(StatusCode::OK, Box::pin(stream));
+    reply.headers = vec![
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (
+            http::HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        ),
+    ];
+    reply
+}
+
+/// Sends what a resuming client missed after `last`, or `reset` when history no longer
+/// reaches back that far.
+async fn replay_missed(
+    chat: &Chat,
+    client: &crate::sse::SseClient,
+    rooms: &[Arc<str>],
+    last: &str,
+) {
+    let mut missed: Vec<Arc<ChatMessage>> = Vec::new();
+    for room in rooms {
+        let Ok(history) = chat
+            .history
+            .query(room, None, chat.config.history_limit)
+            .await
+        else {
+            continue;
+        };
+        let full = history.len() >= chat.config.history_limit;
+        if full && history.first().is_some_and(|m| m.id.as_str() > last) {
+            client.send(&SseEvent::new(
+                "reset",
+                None,
+                &json!({ "roomId": &**room, "reason": "history no longer reaches the last event" }),
+            ));
+            continue;
+        }
+        missed.extend(history.into_iter().filter(|m| m.id.as_str() > last));
+    }
+    missed.sort_by(|a, b| a.id.cmp(&b.id));
+    for m in missed {
+        client.send(&SseEvent::new("message", Some(&m.id), &*m));
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PublishBody {
+    text: Value,
+    user_id: Option<String>,
+    username: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NotifyBody {
+    event: Option<String>,
+    data: Option<Value>,
+}
+
+/// The server API: `Authorization: Bearer <api key>`; off without a configured key.
+async fn api(chat: &Arc<Chat>, head: &RequestHead, body: Bytes) -> HttpReply {
+    let Some(key) = chat.config.api_key.as_deref() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The server API is off (no API key configured)",
+        );
+    };
+    let presented = head
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    match presented {
+        None => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "API key required (Authorization: Bearer <key>)",
+            )
+        }
+        Some(p) if !constant_time_eq(p.as_bytes(), key.as_bytes()) => {
+            return error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "Invalid API key")
+        }
+        Some(_) => {}
+    }
+    let segments: Vec<String> = head
+        .uri
+        .path()
+        .trim_start_matches("/api/")
+        .trim_end_matches('/')
+        .split('/')
+        .map(crate::transport::http::percent_decode)
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let json_body = || -> Result<Value, HttpReply> {
+        serde_json::from_slice::<Value>(&body).map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_MESSAGE",
+                &format!("Body is not valid JSON: {e}"),
+            )
+        })
+    };
+    match (&head.method, segments.as_slice()) {
+        (&Method::GET, ["rooms"]) => {
+            let rooms: Vec<Value> = chat
+                .presence
+                .lock()
+                .room_sizes()
+                .into_iter()
+                .map(|(room, n)| json!({ "roomId": &*room, "members": n }))
+                .collect();
+            ok(json!({ "rooms": rooms }))
+        }
+        (&Method::GET, ["rooms", room, "presence"]) => {
+            let members = chat.presence.lock().members(room);
+            ok(json!({ "roomId": room, "members": members }))
+        }
+        (&Method::POST, ["rooms", room, "messages"]) => {
+            let body = match json_body().and_then(|v| {
+                serde_json::from_value::<PublishBody>(v).map_err(|e| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_MESSAGE",
+                        &format!("Expected {{text, userId?, username?}}: {e}"),
+                    )
+                })
+            }) {
+                Ok(b) => b,
+                Err(reply) => return reply,
+            };
+            let id = body.user_id.unwrap_or_else(|| "api".to_owned());
+            let user = User {
+                username: body.username.unwrap_or_else(|| id.clone()),
+                id,
+                rooms: None,
+            };
+            match chat.publish(room, &user, body.text.as_str()).await {
+                Ok(m) => ok(json!({ "id": m.id, "timestamp": m.timestamp })),
+                Err(e) => chat_error(&e),
+            }
+        }
+        (&Method::POST, ["users", user, "notify"]) => {
+            let body = match json_body().and_then(|v| {
+                serde_json::from_value::<NotifyBody>(v).map_err(|e| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_MESSAGE",
+                        &format!("Expected {{event?, data}}: {e}"),
+                    )
+                })
+            }) {
+                Ok(b) => b,
+                Err(reply) => return reply,
+            };
+            let event = body.event.unwrap_or_else(|| "notification".to_owned());
+            if event.is_empty() || event.len() > 128 {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_MESSAGE",
+                    "event must be 1 to 128 characters",
+                );
+            }
+            let delivered = chat.notify_user(user, &event, &body.data.unwrap_or(Value::Null));
+            ok(json!({ "delivered": delivered }))
+        }
+        (&Method::POST, ["users", user, "disconnect"]) => {
+            let n = chat.disconnect_user(user);
+            ok(json!({ "disconnected": n }))
+        }
+        _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "No such API endpoint"),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Chat {
+    /// Stores and delivers a message to `room` (Socket.IO members and SSE clients) as
+    /// `user`; what `sendMessage` and the API's publish share.
+    pub(crate) async fn publish(
+        &self,
+        room: &str,
+        user: &User,
+        text: Option<&str>,
+    ) -> Result<Arc<ChatMessage>, ChatError> {
+        limits::room_id(Some(&Value::String(room.to_owned())))?;
+        if is_personal(room) {
+            return Err(ChatError::new(
+                ErrorCode::InvalidRoom,
+                "Messages go to rooms, not personal rooms",
+            ));
+        }
+        let text =
+            text.ok_or_else(|| ChatError::new(ErrorCode::InvalidMessage, "text must be a string"))?;
+        if text.trim().is_empty() {
+            return Err(ChatError::new(
+                ErrorCode::InvalidMessage,
+                "text must not be empty",
+            ));
+        }
+        let max = self.config.max_message_chars;
+        if text.chars().count() > max {
+            return Err(ChatError::new(
+                ErrorCode::InvalidMessage,
+                format!("text must be at most {max} characters"),
+            ));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let (id, ms) = self.ids.next(now);
+        let message = Arc::new(ChatMessage {
+            id,
+            room_id: room.to_owned(),
+            text: text.to_owned(),
+            user_id: user.id.clone(),
+            username: user.username.clone(),
+            timestamp: crate::store::iso8601_millis(ms),
+        });
+        if let Some(hook) = &self.hooks.message_store {
+            match tokio::time::timeout(self.config.host_callback_timeout, hook.store(&message))
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(ChatError::new(
+                        ErrorCode::Internal,
+                        format!("Message was not stored: {e}"),
+                    ))
+                }
+                Err(_) => {
+                    return Err(ChatError::new(
+                        ErrorCode::Internal,
+                        "Message store timed out",
+                    ))
+                }
+            }
+        }
+        if let Err(e) = self.history.append(message.clone()).await {
+            tracing::warn!(error = %e, "history append failed");
+            return Err(ChatError::new(
+                ErrorCode::Internal,
+                "Message was not stored",
+            ));
+        }
+        if let Some(ns) = self.namespace() {
+            ns.to(room).emit("message", &*message);
+            ns.metrics.messages.inc();
+        }
+        self.sse.to_room(
+            room,
+            &SseEvent::new("message", Some(&message.id), &*message),
+        );
+        Ok(message)
+    }
+
+    /// Sends `event` to every connection of a user (Socket.IO and SSE).
+    pub(crate) fn notify_user(&self, user_id: &str, event: &str, data: &Value) -> usize {
+        let sockets = self
+            .namespace()
+            .map_or(0, |ns| ns.to(&personal_room(user_id)).emit(event, data));
+        sockets + self.sse.to_user(user_id, &SseEvent::new(event, None, data))
+    }
+
+    /// Disconnects every connection of a user (Socket.IO and SSE).
+    pub(crate) fn disconnect_user(&self, user_id: &str) -> usize {
+        let sockets = self.namespace().map_or(0, |ns| {
+            let sockets = ns.sockets_in(&personal_room(user_id));
+            for s in &sockets {
+                s.disconnect();
+            }
+            sockets.len()
+        });
+        sockets + self.sse.disconnect_user(user_id)
+    }
+}
