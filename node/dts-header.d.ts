@@ -33,12 +33,22 @@ export interface ChatMessage {
 
 /** `new Engine(options)`: the Rust `Config` in camelCase, plus optional callbacks. */
 export interface EngineOptions extends NativeConfig {
-  /** Used instead of JWT verification; `null` or a rejection refuses the connection. */
-  authenticate?: (handshake: Handshake) => Promise<{ id: string; username?: string; rooms?: string[] } | null>
-  /** Overrides the room policy. */
+  /**
+   * Used instead of JWT verification; `null` or a rejection refuses the connection. Yjs
+   * document connections call it too, with `auth: { token }` (the `token` query parameter)
+   * and `document` (the document's name); a refusal closes them with 4401.
+   */
+  authenticate?: (handshake: Handshake & { document?: string }) => Promise<{ id: string; username?: string; rooms?: string[] } | null>
+  /** Overrides the room policy. Opening the Yjs document `name` asks for the room `doc:<name>`. */
   authorizeRoom?: (user: User, roomId: string) => Promise<boolean>
   /** Persistence hook: the sender's ack waits for it; a rejection sends `INTERNAL` and nobody receives the message. */
   storeMessage?: (message: ChatMessage) => Promise<void>
+  /**
+   * Told about every change a client makes to a Yjs document: `update` is what changed (a Yjs
+   * update, apply it with `Y.applyUpdate`). It is already applied and broadcast, and stored
+   * with the document's next (debounced) store. Called on Node's event loop; must not throw.
+   */
+  onDocumentUpdate?: (docName: string, update: Buffer) => void
 }
 
 /** A connected client, as `engine.on` handlers see it. */
@@ -74,7 +84,7 @@ export declare class Engine {
   /** Disconnects every connection of a user; returns how many there were. */
   disconnectUser(userId: string): number
   /** Counters. */
-  stats(): { connections: number; sockets: number; rooms: number; messages: number; packetsIn: number; packetsOut: number }
+  stats(): { connections: number; sockets: number; rooms: number; messages: number; packetsIn: number; packetsOut: number; documents: number; documentConnections: number }
   /** Closes every connection and stops the engine. */
   close(): Promise<void>
 }

@@ -19,12 +19,13 @@ export declare class Bridge {
 export declare class NativeEngine {
   /**
    * Starts an engine on its own runtime. Callbacks are normalized by `index.js` to
-   * `(value) => Promise<{ok} | {error}>`.
+   * `(value) => Promise<{ok} | {error}>`; `onDocumentUpdate(docName, update)` is called
+   * as is, and must not throw.
    */
-  constructor(config: NativeConfig, authenticate: ((arg: any) => Promise<any>) | undefined | null, authorizeRoom: ((arg: any) => Promise<any>) | undefined | null, storeMessage: ((arg: any) => Promise<any>) | undefined | null, onEvent: (arg: any) => Promise<any>, onActivity: (arg: boolean) => void)
+  constructor(config: NativeConfig, authenticate: ((arg: any) => Promise<any>) | undefined | null, authorizeRoom: ((arg: any) => Promise<any>) | undefined | null, storeMessage: ((arg: any) => Promise<any>) | undefined | null, onEvent: (arg: any) => Promise<any>, onActivity: (arg: boolean) => void, onDocumentUpdate?: ((arg0: string, arg1: Buffer) => void) | undefined | null)
   /** Listens on `host:port` itself; returns the bound port. */
   listen(host: string, port: number): number
-  /** Whether the engine serves this path (`/socket.io/`, `/healthz`, `/metrics`). */
+  /** Whether the engine serves this path (`/socket.io/`, `/yjs/…`, `/healthz`, `/metrics`). */
   serves(path: string): boolean
   /**
    * Takes over an upgraded TCP socket: duplicates `fd` now (the caller destroys its
@@ -120,4 +121,10 @@ export interface NativeConfig {
   workerThreads?: number
   /** Milliseconds a JS callback may take before it fails (10000). */
   callbackTimeout?: number
+  /** Milliseconds a Yjs document without connections stays in memory (300000). */
+  yjsIdleUnload?: number
+  /** Largest Yjs message a client may send, in bytes (4 MiB). */
+  yjsMaxUpdateBytes?: number
+  /** Largest Yjs document, in bytes (16 MiB). */
+  yjsMaxDocumentBytes?: number
 }

@@ -22,6 +22,10 @@ function settle(fn) {
   };
 }
 
+function warnHook(error) {
+  process.emitWarning(`onDocumentUpdate threw: ${messageOf(error)}`, 'SwitchboardWarning');
+}
+
 function peerOf(socket) {
   return [socket.remoteAddress || '', socket.remotePort || 0];
 }
@@ -31,7 +35,7 @@ class Engine {
    * @param {import('./index').EngineOptions} [options]
    */
   constructor(options = {}) {
-    const { authenticate, authorizeRoom, storeMessage, ...config } = options;
+    const { authenticate, authorizeRoom, storeMessage, onDocumentUpdate, ...config } = options;
     this._handlers = new Map();
     this._keepAlive = null;
     this._closed = false;
@@ -39,6 +43,15 @@ class Engine {
     const auth = authenticate && settle((handshake) => authenticate(handshake));
     const rooms = authorizeRoom && settle(({ user, roomId }) => authorizeRoom(user, roomId));
     const store = storeMessage && settle((message) => storeMessage(message));
+    // Called from the engine's threads: a throw here would be an uncaught exception.
+    const documentUpdate = onDocumentUpdate && ((docName, update) => {
+      try {
+        const result = onDocumentUpdate(docName, update);
+        if (result && typeof result.catch === 'function') result.catch((error) => warnHook(error));
+      } catch (error) {
+        warnHook(error);
+      }
+    });
     this._native = new NativeEngine(
       config,
       auth,
@@ -46,6 +59,7 @@ class Engine {
       store,
       (call) => this._dispatch(call),
       (active) => this._activity(active),
+      documentUpdate,
     );
   }
 
@@ -84,7 +98,7 @@ class Engine {
     };
   }
 
-  /** Whether the engine serves this URL path (`/socket.io/`, `/healthz`, `/metrics`). */
+  /** Whether the engine serves this URL path (`/socket.io/`, `/yjs/…`, `/healthz`, `/metrics`). */
   serves(path) {
     return this._native.serves(path);
   }
@@ -185,7 +199,7 @@ class Engine {
     return this._native.disconnectUser(userId);
   }
 
-  /** Counters: connections, sockets, rooms, messages, packets. */
+  /** Counters: connections, sockets, rooms, messages, packets, Yjs documents and their connections. */
   stats() {
     return this._native.stats();
   }

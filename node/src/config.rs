@@ -49,6 +49,12 @@ pub struct NativeConfig {
     pub worker_threads: Option<u32>,
     /// Milliseconds a JS callback may take before it fails (10000).
     pub callback_timeout: Option<u32>,
+    /// Milliseconds a Yjs document without connections stays in memory (300000).
+    pub yjs_idle_unload: Option<u32>,
+    /// Largest Yjs message a client may send, in bytes (4 MiB).
+    pub yjs_max_update_bytes: Option<u32>,
+    /// Largest Yjs document, in bytes (16 MiB).
+    pub yjs_max_document_bytes: Option<u32>,
 }
 
 fn ms(n: u32) -> Duration {
@@ -122,6 +128,18 @@ impl NativeConfig {
         }
         if let Some(n) = self.callback_timeout {
             c = c.host_callback_timeout(ms(n))?;
+        }
+        if let Some(n) = self.yjs_idle_unload {
+            c = c.yjs_idle_unload(ms(n))?;
+        }
+        if self.yjs_max_update_bytes.is_some() || self.yjs_max_document_bytes.is_some() {
+            let update = self
+                .yjs_max_update_bytes
+                .map_or(c.yjs_max_update_bytes, |n| n as usize);
+            let document = self
+                .yjs_max_document_bytes
+                .map_or(c.yjs_max_document_bytes, |n| n as usize);
+            c = c.yjs_limits(update, document)?;
         }
         Ok(c)
     }

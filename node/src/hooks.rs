@@ -8,13 +8,15 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use napi::bindgen_prelude::{Function, Promise};
+use napi::bindgen_prelude::{Buffer, FnArgs, Function, Promise};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::Status;
 use serde_json::{json, Map, Value};
+use switchboard::auth::AuthError;
 use switchboard::chat::{Authenticate, HookError, MessageStore, RoomAccess};
 use switchboard::socketio::{ConnectRequest, Refusal};
 use switchboard::store::ChatMessage;
+use switchboard::yjs::{self, DocumentRequest};
 use switchboard::User;
 
 /// A JS function `(value) => Promise<{ok} | {error}>` callable from any thread.
@@ -70,6 +72,34 @@ fn handshake_json(request: &ConnectRequest) -> Value {
     })
 }
 
+/// The user `authenticate` resolved: `{id, username?, rooms?}`; `null` refuses.
+fn user_from(value: &Value) -> Result<Option<User>, String> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    let id = match value.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err("authenticate returned a user without an id".into()),
+    };
+    let username = value
+        .get("username")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map_or_else(|| id.clone(), str::to_owned);
+    let rooms = value.get("rooms").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    });
+    Ok(Some(User {
+        id,
+        username,
+        rooms,
+    }))
+}
+
 /// `authenticate(handshake) => Promise<{id, username, rooms?} | null>`.
 pub struct JsAuthenticate(pub Arc<JsCallback>);
 
@@ -83,34 +113,64 @@ impl Authenticate for JsAuthenticate {
                 reason: "refused_by_host",
             };
             let value = call(&tsfn, arg).await.map_err(refuse)?;
-            if value.is_null() {
-                return Err(Refusal {
-                    message: "Invalid token".into(),
-                    reason: "invalid_token",
-                });
-            }
-            let id = match value.get("id") {
-                Some(Value::String(s)) if !s.is_empty() => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                _ => return Err(refuse("authenticate returned a user without an id".into())),
-            };
-            let username = value
-                .get("username")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map_or_else(|| id.clone(), str::to_owned);
-            let rooms = value.get("rooms").and_then(Value::as_array).map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            });
-            Ok(User {
-                id,
-                username,
-                rooms,
+            user_from(&value).map_err(refuse)?.ok_or(Refusal {
+                message: "Invalid token".into(),
+                reason: "invalid_token",
             })
         })
+    }
+}
+
+/// The same `authenticate` callback for Yjs document connections: the handshake's `auth` is
+/// `{token}` (the `token` query parameter), and `document` names the document.
+pub struct JsDocAuthenticate(pub Arc<JsCallback>);
+
+impl yjs::Authenticate for JsDocAuthenticate {
+    fn authenticate(
+        &self,
+        request: &DocumentRequest,
+    ) -> BoxFuture<'static, Result<User, AuthError>> {
+        let tsfn = self.0.clone();
+        let head = &request.head;
+        let mut headers = Map::new();
+        for (name, value) in &head.headers {
+            if let Ok(v) = value.to_str() {
+                headers.insert(name.as_str().to_owned(), Value::String(v.to_owned()));
+            }
+        }
+        let mut query = Map::new();
+        let raw = head.uri.query().unwrap_or("");
+        for pair in raw.split('&').filter(|p| !p.is_empty()) {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            if let Some(v) = switchboard::transport::http::query_param(raw, key) {
+                query.insert(key.to_owned(), Value::String(v));
+            }
+        }
+        let arg = json!({
+            "auth": { "token": request.token },
+            "headers": headers,
+            "query": query,
+            "address": head.peer.ip().to_string(),
+            "document": request.document,
+        });
+        Box::pin(async move {
+            let value = call(&tsfn, arg).await.map_err(AuthError::Refused)?;
+            user_from(&value)
+                .map_err(AuthError::Refused)?
+                .ok_or(AuthError::Invalid)
+        })
+    }
+}
+
+/// `onDocumentUpdate(docName, update)`: told about every change clients make to a document.
+pub struct JsDocumentObserver(pub Arc<crate::Notify<FnArgs<(String, Buffer)>>>);
+
+impl yjs::DocumentObserver for JsDocumentObserver {
+    fn on_update(&self, doc: &str, update: &[u8]) {
+        let _ = self.0.call(
+            FnArgs::from((doc.to_owned(), Buffer::from(update.to_vec()))),
+            napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking,
+        );
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use napi::bindgen_prelude::{Buffer, Function, Promise};
+use napi::bindgen_prelude::{Buffer, FnArgs, Function, Promise};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
@@ -27,7 +27,11 @@ use switchboard::transport::http::Routed;
 use switchboard::Engine;
 
 pub use config::NativeConfig;
-use hooks::{callback, JsAuthenticate, JsCallback, JsMessageStore, JsRoomAccess};
+use hooks::{
+    callback, JsAuthenticate, JsCallback, JsDocAuthenticate, JsDocumentObserver, JsMessageStore,
+    JsRoomAccess,
+};
+use switchboard::yjs::{self, Yjs};
 
 type Notify<T> = ThreadsafeFunction<T, (), T, Status, false, true>;
 
@@ -62,6 +66,7 @@ pub struct HttpAnswer {
 pub struct NativeEngine {
     engine: Engine,
     chat: ChatHandle,
+    yjs: Arc<Yjs>,
     events: Arc<RwLock<HashSet<String>>>,
     closed: AtomicBool,
 }
@@ -90,8 +95,10 @@ impl Bridge {
 #[napi]
 impl NativeEngine {
     /// Starts an engine on its own runtime. Callbacks are normalized by `index.js` to
-    /// `(value) => Promise<{ok} | {error}>`.
+    /// `(value) => Promise<{ok} | {error}>`; `onDocumentUpdate(docName, update)` is called
+    /// as is, and must not throw.
     #[napi(constructor)]
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: NativeConfig,
         authenticate: Option<Function<'_, Value, Promise<Value>>>,
@@ -99,20 +106,31 @@ impl NativeEngine {
         store_message: Option<Function<'_, Value, Promise<Value>>>,
         on_event: Function<'_, Value, Promise<Value>>,
         on_activity: Function<'_, bool, ()>,
+        on_document_update: Option<Function<'_, FnArgs<(String, Buffer)>, ()>>,
     ) -> napi::Result<Self> {
         let config = config.to_config().map_err(err)?;
         let timeout = config.host_callback_timeout;
-        let hooks = Hooks {
+        let authenticate = authenticate.as_ref().map(callback).transpose()?;
+        // One room rule for chat rooms and documents (`doc:<name>`).
+        let room_access: Option<Arc<dyn switchboard::chat::RoomAccess>> = authorize_room
+            .as_ref()
+            .map(callback)
+            .transpose()?
+            .map(|t| Arc::new(JsRoomAccess(t)) as _);
+        let doc_hooks = yjs::Hooks {
             authenticate: authenticate
-                .as_ref()
-                .map(callback)
-                .transpose()?
-                .map(|t| Arc::new(JsAuthenticate(t)) as _),
-            room_access: authorize_room
-                .as_ref()
-                .map(callback)
-                .transpose()?
-                .map(|t| Arc::new(JsRoomAccess(t)) as _),
+                .clone()
+                .map(|t| Arc::new(JsDocAuthenticate(t)) as _),
+            room_access: room_access.clone(),
+            store: None,
+            observers: match &on_document_update {
+                Some(f) => vec![Arc::new(JsDocumentObserver(notify(f)?)) as _],
+                None => Vec::new(),
+            },
+        };
+        let hooks = Hooks {
+            authenticate: authenticate.map(|t| Arc::new(JsAuthenticate(t)) as _),
+            room_access,
             message_store: store_message
                 .as_ref()
                 .map(callback)
@@ -126,6 +144,7 @@ impl NativeEngine {
             let _ = activity.call(active, ThreadsafeFunctionCallMode::NonBlocking);
         });
         let (builder, chat) = chat::install_with_handle(builder, hooks).map_err(err)?;
+        let (builder, yjs) = yjs::install(builder, doc_hooks).map_err(err)?;
         let known = events.clone();
         let builder = builder.namespace("/", move |ns| {
             ns.on_any(move |socket, event, payload, ack| {
@@ -141,6 +160,7 @@ impl NativeEngine {
         Ok(NativeEngine {
             engine,
             chat,
+            yjs,
             events,
             closed: AtomicBool::new(false),
         })
@@ -167,7 +187,7 @@ impl NativeEngine {
         Ok(u32::from(bound.port()))
     }
 
-    /// Whether the engine serves this path (`/socket.io/`, `/healthz`, `/metrics`).
+    /// Whether the engine serves this path (`/socket.io/`, `/yjs/…`, `/healthz`, `/metrics`).
     #[napi]
     pub fn serves(&self, path: String) -> bool {
         self.engine.http().serves(&path)
@@ -378,6 +398,8 @@ impl NativeEngine {
             "messages": m.messages.get(),
             "packetsIn": m.packets_in.get(),
             "packetsOut": m.packets_out.get(),
+            "documents": self.yjs.document_count(),
+            "documentConnections": self.yjs.connection_count(),
         })
     }
 

@@ -11,7 +11,7 @@ const path = require('node:path');
 const WebSocket = require('ws');
 const Y = require('yjs');
 const { WebsocketProvider } = require('y-websocket');
-const { startServer } = require('../helpers/server');
+const { startServer, SECRET } = require('../helpers/server');
 const { token, expiredToken, wrongSecretToken } = require('../helpers/tokens');
 
 const WAIT_MS = 5000;
@@ -320,5 +320,81 @@ describe('Yjs documents survive a restart with --data-dir', () => {
     const c = provider(server.url, name, tok);
     await synced(c);
     assert.equal(text(c), '[last] stored by the debounce');
+  });
+});
+
+describe('Yjs through the Fastify plugin (@switchboard/node)', { concurrency: true }, () => {
+  const Fastify = require('fastify');
+  const plugin = require('@switchboard/node/fastify');
+  const apps = [];
+
+  async function startApp(options) {
+    const app = Fastify({ logger: false });
+    await app.register(plugin, options);
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    apps.push(app);
+    return { app, url: `http://127.0.0.1:${app.server.address().port}` };
+  }
+
+  after(async () => {
+    destroyAll();
+    await Promise.all(apps.map((a) => a.close()));
+  });
+
+  test('providers converge on adopted sockets; authorizeRoom decides doc:<name>; onDocumentUpdate sees every change', async () => {
+    const asked = [];
+    const updates = [];
+    const { app, url } = await startApp({
+      jwtSecret: SECRET,
+      authorizeRoom: async (user, room) => {
+        asked.push([user.id, room]);
+        return room.startsWith('doc:team-');
+      },
+      onDocumentUpdate: (docName, update) => updates.push([docName, update]),
+    });
+    assert.equal(app.switchboard.serves('/yjs/team-notes'), true);
+    const name = docName('team-notes');
+    const a = provider(url, name, token('alice'));
+    const b = provider(url, name, token('bob'));
+    await Promise.all([synced(a), synced(b)]);
+    a.doc.getText('t').insert(0, 'from alice');
+    b.doc.getText('t').insert(0, 'from bob ');
+    await until(() => text(a).length === 19 && text(a) === text(b), 'convergence through the plugin');
+    assert.deepEqual(asked.filter(([, room]) => room === `doc:${name}`).map(([id]) => id).sort(), ['alice', 'bob']);
+    // The hook's updates rebuild the document.
+    await until(() => updates.length >= 2, 'two onDocumentUpdate calls');
+    const rebuilt = new Y.Doc();
+    for (const [doc, update] of updates) {
+      assert.equal(doc, name);
+      assert.ok(update instanceof Uint8Array);
+      Y.applyUpdate(rebuilt, update);
+    }
+    assert.equal(rebuilt.getText('t').toString(), text(a));
+    rebuilt.destroy();
+    assert.equal(app.switchboard.stats().documents, 1);
+
+    const denied = provider(url, 'private', token('alice'));
+    assert.deepEqual(await serverClose(denied), { code: 4403, reason: 'You may not join doc:private' });
+    const refused = provider(url, name, wrongSecretToken('alice'));
+    assert.deepEqual(await serverClose(refused), { code: 4401, reason: 'Invalid token' });
+  });
+
+  test('the authenticate callback also admits document connections', async () => {
+    const seen = [];
+    const { url } = await startApp({
+      authenticate: async (handshake) => {
+        seen.push(handshake);
+        return handshake.auth.token === 'let-me-in' ? { id: 'carol', rooms: ['doc:*'] } : null;
+      },
+    });
+    const name = docName('hooked');
+    const ok = provider(url, name, 'let-me-in');
+    await synced(ok);
+    const hs = seen.find((h) => h.document === name);
+    assert.ok(hs, 'authenticate got the document name');
+    assert.equal(hs.query.token, 'let-me-in');
+    assert.equal(hs.address, '127.0.0.1');
+    const no = provider(url, name, 'wrong');
+    assert.deepEqual(await serverClose(no), { code: 4401, reason: 'Invalid token' });
   });
 });
