@@ -507,12 +507,15 @@ impl Document {
     }
 }
 
-/// A registry entry: the document, how many connections hold it, and a generation that
-/// changes with every open (so an idle timer knows whether it is still current).
+/// A registry entry: the document and how many connections hold it.
 struct Slot {
     doc: Arc<Document>,
     refs: usize,
-    generation: u64,
+    /// When the last connection left; `None` while connections hold it.
+    idle_since: Option<Instant>,
+    /// Whether the slot's idle timer runs (one per slot, however often connections come
+    /// and go).
+    timer: bool,
 }
 
 /// Every loaded (or loading) document by name.
@@ -530,17 +533,18 @@ impl Registry {
             Slot {
                 doc: Arc::new(Document::new(name.into())),
                 refs: 0,
-                generation: 0,
+                idle_since: None,
+                timer: false,
             }
         });
         slot.refs += 1;
-        slot.generation += 1;
+        slot.idle_since = None;
         slot.doc.clone()
     }
 
     /// Drops a reference; the last one starts the idle timer.
     pub(crate) fn release(&self, inner: &Arc<Inner>, name: &Arc<str>) {
-        let generation = {
+        {
             let mut docs = self.docs.lock();
             let Some(slot) = docs.get_mut(name) else {
                 return;
@@ -549,10 +553,13 @@ impl Registry {
             if slot.refs > 0 {
                 return;
             }
-            slot.generation
-        };
+            slot.idle_since = Some(Instant::now());
+            if std::mem::replace(&mut slot.timer, true) {
+                return;
+            }
+        }
         let (inner2, name) = (inner.clone(), name.clone());
-        inner.spawn(async move { unload_when_idle(inner2, name, generation).await });
+        inner.spawn(async move { unload_when_idle(inner2, name).await });
     }
 
     /// The document named `name`, if it is in memory.
@@ -569,40 +576,47 @@ impl Registry {
     pub(crate) fn len(&self) -> usize {
         self.docs.lock().len()
     }
-
-    fn is_idle(&self, name: &str, generation: u64) -> bool {
-        self.docs
-            .lock()
-            .get(name)
-            .is_some_and(|s| s.refs == 0 && s.generation == generation)
-    }
 }
 
-/// After the idle time, stores the document and unloads it, unless a connection came back.
-async fn unload_when_idle(inner: Arc<Inner>, name: Arc<str>, generation: u64) {
+/// Once a document has had no connection for the idle time, stores it and unloads it;
+/// exits when a connection holds it again.
+async fn unload_when_idle(inner: Arc<Inner>, name: Arc<str>) {
     loop {
-        tokio::time::sleep(inner.config.yjs_idle_unload).await;
-        if !inner.registry.is_idle(&name, generation) {
-            return;
-        }
-        let Some(doc) = inner.registry.get(&name) else {
-            return;
+        let (doc, since) = {
+            let mut docs = inner.registry.docs.lock();
+            let Some(slot) = docs.get_mut(&name) else {
+                return;
+            };
+            match slot.idle_since {
+                Some(since) if slot.refs == 0 => (slot.doc.clone(), since),
+                _ => {
+                    slot.timer = false;
+                    return;
+                }
+            }
         };
+        let due = since + inner.config.yjs_idle_unload;
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+            continue;
+        }
         if let Err(e) = doc.flush(&inner).await {
             tracing::warn!(doc = %name, error = %e, "storing an idle Yjs document failed; keeping it loaded");
+            tokio::time::sleep(STORE_RETRY).await;
             continue;
         }
         let mut docs = inner.registry.docs.lock();
-        let idle = docs
-            .get(&name)
-            .is_some_and(|s| s.refs == 0 && s.generation == generation);
-        // Changes that arrived during the store (from another node) keep it loaded.
-        if idle && !doc.is_dirty() {
+        let Some(slot) = docs.get(&name) else {
+            return;
+        };
+        // A connection that came (and went) during the store, or changes from another node,
+        // keep it loaded: look again.
+        if slot.refs == 0 && slot.idle_since == Some(since) && !doc.is_dirty() {
             docs.remove(&name);
             inner.metrics.documents.dec();
             tracing::debug!(doc = %name, "unloaded idle Yjs document");
+            return;
         }
-        return;
     }
 }
 

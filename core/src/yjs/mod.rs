@@ -444,6 +444,64 @@ pub fn install(builder: EngineBuilder, hooks: Hooks) -> Result<(EngineBuilder, A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use yrs::{GetString, Text, Transact};
+
+    fn update(text: &str) -> Vec<u8> {
+        let doc = yrs::Doc::new();
+        let t = doc.get_or_insert_text("t");
+        let mut txn = doc.transact_mut();
+        t.insert(&mut txn, 0, text);
+        txn.encode_update_v1()
+    }
+
+    #[tokio::test]
+    async fn idle_documents_are_stored_then_unloaded_and_come_back() {
+        let config = Config::default()
+            .yjs_idle_unload(Duration::from_millis(50))
+            .unwrap();
+        let store = Arc::new(MemoryStore::default());
+        let hooks = Hooks {
+            store: Some(store.clone()),
+            ..Hooks::default()
+        };
+        let yjs = Yjs::new(&config, hooks).unwrap();
+        let inner = &yjs.inner;
+        for round in 0..2 {
+            let doc = inner.registry.open(inner, "notes");
+            let state = doc.load(inner).await.unwrap();
+            let effects = state.lock().handle(
+                1,
+                vec![protocol::Inbound::Update(update(&format!("r{round} ")))],
+                document::Limits {
+                    max_document_bytes: 1 << 20,
+                },
+            );
+            assert_eq!(effects.updates.len(), 1);
+            inner.after_effects(&doc, &effects);
+            // Reopened while still held: one timer, no unload.
+            let again = inner.registry.open(inner, "notes");
+            inner.registry.release(inner, &again.name);
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            assert_eq!(yjs.document_count(), 1, "held documents stay");
+            inner.registry.release(inner, &doc.name);
+            for _ in 0..100 {
+                if yjs.document_count() == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(yjs.document_count(), 0, "round {round}: unloaded");
+        }
+        // Both rounds' edits were stored and load again.
+        let stored = yjs.document_state("notes").await.unwrap().unwrap();
+        let doc = yrs::Doc::new();
+        doc.transact_mut()
+            .apply_update(yrs::Update::decode_v1(&stored).unwrap())
+            .unwrap();
+        let text = doc.get_or_insert_text("t").get_string(&doc.transact());
+        assert!(text.contains("r0") && text.contains("r1"), "{text}");
+        assert_eq!(inner.metrics.documents.get(), 0);
+    }
 
     #[test]
     fn document_names() {
