@@ -73,10 +73,14 @@ export declare class Engine {
   handleRequest(req: IncomingMessage, res: ServerResponse): void
   /** Listens on its own port; resolves the bound port. */
   listen(options?: { host?: string; port?: number }): Promise<number>
-  /** Emits to every member of a room (encoded once). */
+  /** Emits to every member of a room (encoded once, fanned out on the engine's threads); returns the room's size. */
   to(room: string): { emit(event: string, data?: unknown): number }
   /** Emits to every connection of a user. */
   toUser(userId: string): { emit(event: string, data?: unknown): number }
+  /** Stores and delivers a message to a room as a user (like a client's `sendMessage`). */
+  publish(roomId: string, message: { text: string; userId?: string; username?: string }): Promise<{ id: string; timestamp: string }>
+  /** Sends `event` (default `notification`) to every connection of a user, Socket.IO and SSE; returns how many. */
+  notifyUser(userId: string, data?: unknown, event?: string): number
   /** Handles a client event; the handler's result is the ack `cb(null, result)`. */
   on(event: string, handler: (socket: SocketApi, data: any) => unknown): this
   /** The users present in a room. */

@@ -13,7 +13,14 @@ async function switchboard(app, options) {
   // WebSocket upgrades never reach Fastify's router: take them from the server itself.
   const onUpgrade = (req, socket, head) => {
     const path = (req.url || '').split('?')[0];
-    if (!engine.serves(path)) return;
+    if (!engine.serves(path)) {
+      // With no other upgrade listener, Node would leave this socket hanging forever.
+      if (app.server.listenerCount('upgrade') === 1) {
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        socket.destroy();
+      }
+      return;
+    }
     try {
       engine.handleUpgrade(req, socket, head);
     } catch (error) {
@@ -32,12 +39,15 @@ async function switchboard(app, options) {
       reply.hijack();
       engine.handleRequest(request.raw, reply.raw);
     };
-    for (const url of ['/socket.io/', '/socket.io']) {
+    for (const url of ['/socket.io/', '/socket.io', '/events']) {
       scope.route({ method: ['GET', 'POST', 'OPTIONS'], url, handler });
     }
+    scope.route({ method: ['GET', 'POST', 'OPTIONS'], url: '/api/*', handler });
   });
 
-  app.addHook('onClose', async () => {
+  // preClose, not onClose: Fastify waits for in-flight requests before onClose, and a
+  // pending long poll or event stream only ends when the engine closes.
+  app.addHook('preClose', async () => {
     app.server.off('upgrade', onUpgrade);
     await engine.close();
   });

@@ -111,7 +111,10 @@ class Engine {
   handleUpgrade(req, socket, head = Buffer.alloc(0)) {
     const handle = socket._handle;
     const fd = handle && typeof handle.fd === 'number' ? handle.fd : -1;
-    if (socket.encrypted || fd < 0) return this._bridge(req, socket, head);
+    // Only a plain TCP socket can move: TLS bytes need Node to decrypt them, and Unix
+    // sockets and JS streams are not TCP. Those are bridged.
+    const tcp = typeof socket.remotePort === 'number';
+    if (socket.encrypted || fd < 0 || !tcp) return this._bridge(req, socket, head);
     // One synchronous block: stop Node reading, collect what it already read, hand over.
     socket.pause();
     if (typeof handle.readStop === 'function') handle.readStop();
@@ -129,9 +132,12 @@ class Engine {
 
   _bridge(req, socket, head) {
     const [address, port] = peerOf(socket);
-    const bridge = this._native.openBridge(req.method, req.url, req.rawHeaders, head, address, port, (chunk) => {
+    let bridge = null;
+    // Each chunk is acknowledged once written, so a client that stops reading stops the
+    // engine's writer (and gets disconnected as a slow reader) instead of growing Node's buffer.
+    bridge = this._native.openBridge(req.method, req.url, req.rawHeaders, head, address, port, (chunk) => {
       if (chunk === null || chunk === undefined) socket.end();
-      else if (!socket.destroyed) socket.write(chunk);
+      else if (!socket.destroyed) socket.write(chunk, () => bridge && bridge.ack());
     });
     socket.on('data', (data) => bridge.write(data));
     socket.on('end', () => bridge.end());
@@ -156,12 +162,28 @@ class Engine {
         return;
       }
       const [address, port] = peerOf(req.socket);
-      this._native.handleHttp(req.method, req.url, req.rawHeaders, Buffer.concat(chunks), address, port, (answer) => {
+      let call = null;
+      const onAnswer = (answer) => {
         if (res.destroyed || res.writableEnded) return;
         const headers = {};
         for (let i = 0; i + 1 < answer.headers.length; i += 2) headers[answer.headers[i]] = answer.headers[i + 1];
         res.writeHead(answer.status, headers);
-        res.end(answer.body);
+        if (answer.streaming) {
+          if (answer.body.length) res.write(answer.body);
+          if (typeof res.flushHeaders === 'function') res.flushHeaders();
+        } else {
+          res.end(answer.body);
+        }
+      };
+      const onChunk = (chunk) => {
+        if (res.destroyed || res.writableEnded) return;
+        if (chunk === null || chunk === undefined) res.end();
+        else res.write(chunk, () => call && call.ack());
+      };
+      call = this._native.handleHttp(req.method, req.url, req.rawHeaders, Buffer.concat(chunks), address, port, onAnswer, onChunk);
+      // The client went away first: a pending long poll closes its session, a stream ends.
+      res.on('close', () => {
+        if (!res.writableFinished) call.cancel();
       });
     });
   }
@@ -179,6 +201,25 @@ class Engine {
   /** `engine.toUser(userId).emit(event, data)`: to every connection of a user. */
   toUser(userId) {
     return { emit: (event, data) => this._native.emitToUser(userId, event, data === undefined ? null : data) };
+  }
+
+  /** Stores and delivers a message to a room as a user; resolves `{id, timestamp}`. */
+  publish(roomId, { text, userId = 'api', username } = {}) {
+    return new Promise((resolve, reject) => {
+      this._native.publish(roomId, userId, username ?? null, typeof text === 'string' ? text : '', (result) => {
+        if (result && result.ok) resolve(result.ok);
+        else {
+          const error = new Error((result && result.error && result.error.message) || 'publish failed');
+          error.code = result && result.error && result.error.code;
+          reject(error);
+        }
+      });
+    });
+  }
+
+  /** Sends `event` (default `notification`) to every connection of a user, Socket.IO and SSE. */
+  notifyUser(userId, data, event = 'notification') {
+    return this._native.notifyUser(userId, event, data === undefined ? null : data);
   }
 
   /** Handles a client event the engine does not handle itself; the result is the ack. */

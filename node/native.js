@@ -836,4 +836,5 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.Bridge = nativeBinding.Bridge
+module.exports.HttpCall = nativeBinding.HttpCall
 module.exports.NativeEngine = nativeBinding.NativeEngine

@@ -9,6 +9,7 @@
 mod config;
 mod hooks;
 mod io;
+mod pump;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -33,7 +34,7 @@ use hooks::{
 };
 use switchboard::yjs::{self, Yjs};
 
-type Notify<T> = ThreadsafeFunction<T, (), T, Status, false, true>;
+pub(crate) type Notify<T> = ThreadsafeFunction<T, (), T, Status, false, true>;
 
 fn notify<T: 'static + napi::bindgen_prelude::JsValuesTupleIntoVec>(
     f: &Function<'_, T, ()>,
@@ -59,6 +60,8 @@ pub struct HttpAnswer {
     pub headers: Vec<String>,
     /// Body.
     pub body: Buffer,
+    /// Whether more body follows through `onChunk` (server-sent events).
+    pub streaming: bool,
 }
 
 /// The native engine behind `Engine`.
@@ -75,6 +78,7 @@ pub struct NativeEngine {
 #[napi]
 pub struct Bridge {
     to_engine: tokio::sync::mpsc::UnboundedSender<Option<Bytes>>,
+    window: pump::Window,
 }
 
 #[napi]
@@ -89,6 +93,37 @@ impl Bridge {
     #[napi]
     pub fn end(&self) {
         let _ = self.to_engine.send(None);
+        self.window.close();
+    }
+
+    /// One chunk given to `onData` was written (call from `socket.write`'s callback).
+    #[napi]
+    pub fn ack(&self) {
+        self.window.ack();
+    }
+}
+
+/// An HTTP request in progress inside the engine.
+#[napi]
+pub struct HttpCall {
+    task: tokio::task::AbortHandle,
+    window: pump::Window,
+}
+
+#[napi]
+impl HttpCall {
+    /// The client went away: stop (a pending long poll closes its session; an event stream
+    /// unsubscribes).
+    #[napi]
+    pub fn cancel(&self) {
+        self.task.abort();
+        self.window.close();
+    }
+
+    /// One streamed chunk was written (call from `res.write`'s callback).
+    #[napi]
+    pub fn ack(&self) {
+        self.window.ack();
     }
 }
 
@@ -258,6 +293,8 @@ impl NativeEngine {
             }
             let _ = host_write.shutdown().await;
         });
+        let window = pump::Window::new();
+        let pump_window = window.clone();
         handle.spawn(async move {
             use tokio::io::AsyncReadExt;
             let mut buf = vec![0u8; 16 * 1024];
@@ -265,18 +302,25 @@ impl NativeEngine {
                 match host_read.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        let chunk = Buffer::from(buf[..n].to_vec());
-                        let _ = on_data.call(Some(chunk), ThreadsafeFunctionCallMode::NonBlocking);
+                        let chunk = Bytes::copy_from_slice(&buf[..n]);
+                        if !pump_window.send(&on_data, chunk).await {
+                            break;
+                        }
                     }
                 }
             }
-            let _ = on_data.call(None, ThreadsafeFunctionCallMode::NonBlocking);
+            pump_window.end(&on_data);
         });
-        Ok(Bridge { to_engine: tx })
+        Ok(Bridge {
+            to_engine: tx,
+            window,
+        })
     }
 
-    /// Serves a plain HTTP request (long-polling, health, metrics); `done(answer)` gets the
-    /// answer, possibly much later (a long poll).
+    /// Serves a plain HTTP request (long-polling, SSE, the API, health, metrics):
+    /// `done(answer)` gets the answer, possibly much later (a long poll); a streamed answer
+    /// (`answer.streaming`) continues with `onChunk(chunk)` calls and ends with
+    /// `onChunk(null)`. The returned call is cancelled when the client goes away.
     #[napi]
     #[allow(clippy::too_many_arguments)]
     pub fn handle_http(
@@ -288,13 +332,17 @@ impl NativeEngine {
         address: String,
         port: u32,
         done: Function<'_, HttpAnswer, ()>,
-    ) -> napi::Result<()> {
+        on_chunk: Function<'_, Option<Buffer>, ()>,
+    ) -> napi::Result<HttpCall> {
         let engine = self.live()?.clone();
         let request = io::request_head(&method, &url, &raw_headers, &address, port)?;
         let body = io::buffered(body.as_deref());
         let done = notify(&done)?;
-        engine.handle().clone().spawn(async move {
-            let reply = match engine.http().route(&request, async { Ok(body) }).await {
+        let on_chunk = notify(&on_chunk)?;
+        let window = pump::Window::new();
+        let pump_window = window.clone();
+        let task = engine.handle().clone().spawn(async move {
+            let mut reply = match engine.http().route(&request, async { Ok(body) }).await {
                 Routed::Reply(reply) => reply,
                 Routed::Upgrade(upgrade) => {
                     upgrade.abort();
@@ -308,14 +356,28 @@ impl NativeEngine {
                     headers.push(v.to_owned());
                 }
             }
+            let stream = reply.stream.take();
             let answer = HttpAnswer {
                 status: u32::from(reply.status.as_u16()),
                 headers,
                 body: Buffer::from(reply.body.to_vec()),
+                streaming: stream.is_some(),
             };
             let _ = done.call(answer, ThreadsafeFunctionCallMode::NonBlocking);
+            if let Some(switchboard::transport::http::BodyStream(mut stream)) = stream {
+                use futures_util::StreamExt;
+                while let Some(chunk) = stream.next().await {
+                    if !pump_window.send(&on_chunk, chunk).await {
+                        return;
+                    }
+                }
+                pump_window.end(&on_chunk);
+            }
         });
-        Ok(())
+        Ok(HttpCall {
+            task: task.abort_handle(),
+            window,
+        })
     }
 
     /// Lets JS handle a client event (see `engine.on`).
@@ -326,16 +388,57 @@ impl NativeEngine {
         }
     }
 
-    /// Emits to every socket in a room; returns how many it reached.
+    /// Emits to every socket in a room. The fan-out runs on the engine's threads, so Node's
+    /// thread only hands the data over; returns how many sockets are in the room now.
     #[napi]
     pub fn emit_to_room(&self, room: String, event: String, data: Value) -> napi::Result<u32> {
-        Ok(self.live()?.emit_to_room(&room, &event, &data) as u32)
+        let engine = self.live()?.clone();
+        let members = engine.namespace("/").map_or(0, |ns| ns.room_size(&room));
+        engine.handle().clone().spawn(async move {
+            engine.emit_to_room(&room, &event, &data);
+        });
+        Ok(members as u32)
     }
 
-    /// Emits to every connection of a user; returns how many it reached.
+    /// Emits to every connection of a user (off Node's thread, like `emit_to_room`).
     #[napi]
     pub fn emit_to_user(&self, user_id: String, event: String, data: Value) -> napi::Result<u32> {
-        Ok(self.live()?.emit_to_user(&user_id, &event, &data) as u32)
+        self.emit_to_room(switchboard::chat::personal_room(&user_id), event, data)
+    }
+
+    /// Stores and delivers a message to a room as `userId` (like a client's `sendMessage`);
+    /// `done({ok: {id, timestamp}} | {error: {code, message}})`.
+    #[napi]
+    pub fn publish(
+        &self,
+        room: String,
+        user_id: String,
+        username: Option<String>,
+        text: String,
+        done: Function<'_, Value, ()>,
+    ) -> napi::Result<()> {
+        let engine = self.live()?.clone();
+        let done = notify(&done)?;
+        let chat = self.chat.clone();
+        engine.handle().clone().spawn(async move {
+            let result = match chat
+                .publish(&room, &user_id, username.as_deref(), &text)
+                .await
+            {
+                Ok(m) => json!({ "ok": { "id": m.id, "timestamp": m.timestamp } }),
+                Err(e) => json!({ "error": e }),
+            };
+            let _ = done.call(result, ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        Ok(())
+    }
+
+    /// Sends `event` with `data` to every connection of a user, Socket.IO and SSE alike;
+    /// returns how many connections it reached.
+    #[napi]
+    pub fn notify_user(&self, user_id: String, event: String, data: Value) -> napi::Result<u32> {
+        self.live()?;
+        Ok(self.chat.notify_user(&user_id, &event, &data) as u32)
     }
 
     /// Joins a connected socket to a room.
@@ -384,7 +487,8 @@ impl NativeEngine {
     /// Disconnects every connection of a user; returns how many there were.
     #[napi]
     pub fn disconnect_user(&self, user_id: String) -> napi::Result<u32> {
-        Ok(self.live()?.disconnect_user(&user_id) as u32)
+        self.live()?;
+        Ok(self.chat.disconnect_user(&user_id) as u32)
     }
 
     /// Counters: connections, sockets, rooms, messages.

@@ -805,8 +805,7 @@ after(closeApps);
 
 // ---------------------------------------------------------------------------------------------
 // Known issues in node/ (found by this suite; reported, not fixed here). Each test states the
-// expected behaviour and is marked `todo` so the run stays green while the bug is open: it
-// still runs and prints its failure. Drop the `todo` when the bug is fixed.
+// expected behaviour (they were found open, then fixed in node/).
 
 const os = require('node:os');
 const fs = require('node:fs');
@@ -845,7 +844,7 @@ async function slowReaderFlood(srv, { tlsOptions, count = 1000, size = 10000 } =
   }
 }
 
-describe('known issues (todo until fixed in node/)', () => {
+describe('regressions: slow TLS readers, close with pending polls, unserved upgrades, Unix sockets', () => {
   afterEach(closeAll);
 
   it('control: a plain TCP client that does not read is disconnected at its outbound queue limit', { timeout: 20000 }, async () => {
@@ -861,7 +860,6 @@ describe('known issues (todo until fixed in node/)', () => {
 
   it('a TLS (bridged) client that does not read is disconnected at its outbound queue limit too', {
     timeout: 20000,
-    todo: 'BUG node/src/lib.rs open_bridge: the bridge drains the engine\'s queue into Node without backpressure, so a TLS client that never reads is never dropped and Node buffers everything',
   }, async () => {
     const cert = selfSignedCert();
     const srv = await startApp({ outboundQueueFrames: 64, outboundQueueBytes: 256 * 1024 }, { https: cert });
@@ -876,7 +874,6 @@ describe('known issues (todo until fixed in node/)', () => {
 
   it('app.close() does not wait for a pending long-poll (it resolves promptly)', {
     timeout: 20000,
-    todo: 'BUG node/fastify.js closes the engine in onClose, which Fastify runs only after server.close() has waited for in-flight requests, and a long-poll ends only at the next ping (pingInterval, 25 s by default); closing in preClose would fix it',
   }, async () => {
     const srv = await startApp({ pingInterval: 2500, pingTimeout: 2000 });
     const poll = await userSocket(srv.url, 'bob', { transports: ['polling'] });
@@ -892,11 +889,12 @@ describe('known issues (todo until fixed in node/)', () => {
 
   it('a WebSocket upgrade for a path the engine does not serve is answered, not left hanging', {
     timeout: 20000,
-    todo: 'BUG node/fastify.js: its \'upgrade\' listener returns without touching other paths; with a listener present Node no longer answers them, so the socket hangs forever (without the plugin Fastify answers 404) and app.close() never resolves while it is open',
   }, async () => {
     const srv = await startApp();
     const serverSide = [];
-    srv.app.server.prependListener('upgrade', (req, socket) => serverSide.push(socket));
+    // Track sockets without adding an 'upgrade' listener (the plugin answers unserved paths
+    // only when it is the server's one upgrade listener).
+    srv.app.server.on('connection', (socket) => serverSide.push(socket));
     const c = rawUpgrade({ port: srv.port, payload: upgradeRequest({ path: '/not-socket-io' }) });
     try {
       const answer = await answerOf(c, 1500);
@@ -934,7 +932,6 @@ describe('known issues (todo until fixed in node/)', () => {
 
   it('a WebSocket upgrade on a Unix socket listener is served (bridged, as DESIGN.md says)', {
     timeout: 20000,
-    todo: 'BUG node/index.js handleUpgrade adopts any handle with an fd; a Unix-socket fd is refused by adopt ("not a connected TCP socket") and the plugin destroys the connection: it should be bridged',
   }, async () => {
     const dir = fs.mkdtempSync(pathMod.join(os.tmpdir(), 'sb-unix-'));
     const socketPath = pathMod.join(dir, 'app.sock');

@@ -132,6 +132,34 @@ impl ChatHandle {
     pub fn rooms(&self) -> Vec<(Arc<str>, usize)> {
         self.0.presence.lock().room_sizes()
     }
+
+    /// Stores and delivers a message to `room` as the user `user_id` (Socket.IO members and
+    /// SSE clients alike), as a client's `sendMessage` would.
+    pub async fn publish(
+        &self,
+        room: &str,
+        user_id: &str,
+        username: Option<&str>,
+        text: &str,
+    ) -> Result<Arc<crate::store::ChatMessage>, ChatError> {
+        let user = User {
+            id: user_id.to_owned(),
+            username: username.unwrap_or(user_id).to_owned(),
+            rooms: None,
+        };
+        self.0.publish(room, &user, Some(text)).await
+    }
+
+    /// Sends `event` with `data` to every connection of a user (Socket.IO and SSE); returns
+    /// how many it reached.
+    pub fn notify_user(&self, user_id: &str, event: &str, data: &serde_json::Value) -> usize {
+        self.0.notify_user(user_id, event, data)
+    }
+
+    /// Disconnects every connection of a user (Socket.IO and SSE); returns how many.
+    pub fn disconnect_user(&self, user_id: &str) -> usize {
+        self.0.disconnect_user(user_id)
+    }
 }
 
 /// Installs the chat contract on the `/` namespace.

@@ -190,6 +190,11 @@ impl Namespace {
         self.sockets.read().len()
     }
 
+    /// Number of sockets in `room`.
+    pub fn room_size(&self, room: &str) -> usize {
+        self.rooms.len(room)
+    }
+
     /// Connected sockets in `room`.
     pub fn sockets_in(&self, room: &str) -> Vec<Arc<Socket>> {
         let mut out = Vec::with_capacity(self.rooms.len(room));
