@@ -37,7 +37,8 @@ impl SseEvent {
             text.push('\n');
         }
         text.push_str("event: ");
-        text.push_str(name);
+        // An event name is one line: a line break would let its text inject fields.
+        text.push_str(&name.replace(['\n', '\r'], ""));
         text.push_str("\ndata: ");
         text.push_str(&json);
         text.push_str("\n\n");

@@ -828,7 +828,7 @@ describe('SSE room access with --room-policy claims', () => {
 // stays green while the bug is open: it still runs and prints its failure. Drop the `todo` when
 // the bug is fixed in core/.
 
-describe('known issues (todo until fixed in core/)', () => {
+describe('regressions found by this suite', () => {
   let srv;
   let api;
   before(async () => {
@@ -838,9 +838,7 @@ describe('known issues (todo until fixed in core/)', () => {
   after(() => srv && srv.stop());
   afterEach(() => { closeAllStreams(); closeAll(); });
 
-  it('a "+" in the API path is a plus, not a space', {
-    todo: 'BUG core/src/transport/http.rs percent_decode turns "+" into " " (form-encoding, right for queries, wrong for paths); chat/service.rs uses it on path segments, so POST /api/rooms/c++/messages publishes to room "c  " and the members of "c++" never get it',
-  }, async () => {
+  it('a "+" in the API path is a plus, not a space', async () => {
     const r = `c++-${++roomSeq}`;
     const u = await user(srv.url, 'plus', 'Plus', r);
     const res = await api.call('POST', `/api/rooms/${r}/messages`, { text: 'raw plus' });
@@ -851,9 +849,7 @@ describe('known issues (todo until fixed in core/)', () => {
     assert.deepEqual(p.json.members, [{ userId: 'plus', username: 'Plus' }]);
   });
 
-  it('?rooms= naming a room twice replays each missed message once', {
-    todo: 'BUG core/src/chat/service.rs events(): the rooms list is not deduplicated, so replay_missed reads the room\'s history once per mention and sends every missed message twice (live delivery is fine: the hub keys by client id)',
-  }, async () => {
+  it('?rooms= naming a room twice replays each missed message once', async () => {
     const r = room('dup');
     const seen = (await api.publish(r, { text: 'seen' })).json.id;
     const missed = (await api.publish(r, { text: 'missed' })).json.id;
@@ -863,9 +859,7 @@ describe('known issues (todo until fixed in core/)', () => {
     assert.deepEqual(s.events().filter((e) => e.event === 'message').map((e) => e.id), [missed]);
   });
 
-  it('a notify event name with a line break is refused (it would inject SSE fields)', {
-    todo: 'BUG core/src/chat/service.rs api() notify: `event` is only checked for length; SseEvent::new writes it verbatim after "event: ", so {"event":"x\\ndata: injected\\nid: 999"} adds data and id lines to the stream (the EventSource\'s Last-Event-ID becomes 999) — refuse control characters with 400 INVALID_MESSAGE',
-  }, async () => {
+  it('a notify event name with a line break is refused (it would inject SSE fields)', async () => {
     const s = await rawStream(eventsUrl(srv.url), { headers: bearer(token('inj')) });
     await s.waitFor(/event: connected/);
     const res = await api.notify('inj', { event: 'x\ndata: injected\nid: 999', data: { a: 1 } });
@@ -874,9 +868,7 @@ describe('known issues (todo until fixed in core/)', () => {
     assertHttpError(res, 400, 'INVALID_MESSAGE');
   });
 
-  it('a body over 64 KiB gets a string error code like every other API error', {
-    todo: 'BUG core/src/transport/http.rs route(): an http_service body over max_body gets HttpReply::payload_too_large(), the Engine.IO body {"code":3,"message":"Payload too large"} — a number where the API\'s errors have string codes',
-  }, async () => {
+  it('a body over 64 KiB gets a string error code like every other API error', async () => {
     const res = await api.call('POST', '/api/rooms/lobby/messages', undefined, { raw: JSON.stringify({ text: 'x'.repeat(70 * 1024) }) });
     assert.equal(res.status, 413);
     assert.equal(typeof res.json.code, 'string', res.text);

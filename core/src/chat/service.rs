@@ -99,6 +99,9 @@ async fn events(chat: &Arc<Chat>, head: &RequestHead) -> HttpReply {
         if let Err(e) = limits::room_id(Some(&Value::String(room.to_owned()))) {
             return chat_error(&e);
         }
+        if rooms.iter().any(|r| &**r == room) {
+            continue;
+        }
         if let Err(e) =
             super::check_room_access(&chat.config, chat.hooks.room_access.as_deref(), &user, room)
                 .await
@@ -226,7 +229,7 @@ async fn api(chat: &Arc<Chat>, head: &RequestHead, body: Bytes) -> HttpReply {
         .trim_start_matches("/api/")
         .trim_end_matches('/')
         .split('/')
-        .map(crate::transport::http::percent_decode)
+        .map(crate::transport::http::percent_decode_path)
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let json_body = || -> Result<Value, HttpReply> {
@@ -291,11 +294,14 @@ async fn api(chat: &Arc<Chat>, head: &RequestHead, body: Bytes) -> HttpReply {
                 Err(reply) => return reply,
             };
             let event = body.event.unwrap_or_else(|| "notification".to_owned());
-            if event.is_empty() || event.len() > 128 {
+            if event.is_empty()
+                || event.chars().count() > 128
+                || event.chars().any(char::is_control)
+            {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "INVALID_MESSAGE",
-                    "event must be 1 to 128 characters",
+                    "event must be 1 to 128 characters without control characters",
                 );
             }
             let delivered = chat.notify_user(user, &event, &body.data.unwrap_or(Value::Null));

@@ -195,6 +195,11 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// Decodes `%XX` escapes in a path segment (`+` stays a plus, unlike in queries).
+pub fn percent_decode_path(s: &str) -> String {
+    percent_decode(&s.replace('+', "%2B"))
+}
+
 /// Decodes `%XX` escapes and `+` (as in query strings); invalid escapes stay as they are.
 pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
@@ -520,7 +525,10 @@ impl HttpApp {
                     (Some(service), Ok(body)) if body.len() <= service.max_body() => {
                         service.serve(head, body).await
                     }
-                    (_, Ok(_)) => HttpReply::payload_too_large(),
+                    (_, Ok(_)) => HttpReply::json(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &br#"{"code":"PAYLOAD_TOO_LARGE","message":"Request body is too large"}"#[..],
+                    ),
                     (_, Err(reply)) => reply,
                 }
             }
