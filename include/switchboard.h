@@ -95,9 +95,15 @@ typedef enum {
     SB_NO_EVENT = 13,
     /**
      * The function may not be called from inside a callback of the engine (it would wait
-     * for the callback that is calling it).
+     * for the callback that is calling it), nor, for a function that waits
+     * (`sb_engine_publish`), from a thread running a Tokio runtime.
      */
     SB_WRONG_THREAD = 14,
+    /**
+     * A message could not be stored (the store callback failed it or did not complete it
+     * within `host_callback_timeout`, or the history store failed); nobody received it.
+     */
+    SB_STORE_FAILED = 15,
     /**
      * The library failed internally (a Rust panic was caught at the boundary). The object
      * involved may be unusable; please report it with `sb_last_error_message()`.
@@ -147,8 +153,10 @@ typedef enum {
 typedef struct sb_config sb_config;
 
 /**
- * A running engine (opaque): Socket.IO with the chat contract on its own threads. Create
- * with `sb_engine_new`, free with `sb_engine_free`.
+ * A running engine (opaque), on its own threads: Socket.IO with the chat contract,
+ * server-sent events at `/events`, the server HTTP API under `/api/` (with an API key), and
+ * collaborative documents (Yjs) at `/yjs/<name>`. Create with `sb_engine_new`, free with
+ * `sb_engine_free`.
  *
  * Thread-safe: every function taking an `sb_engine *` may be called from any thread,
  * concurrently, except `sb_engine_free`, which must be the last call.
@@ -176,10 +184,14 @@ typedef uint64_t sb_request_id;
 
 /**
  * Called for each connecting client when authentication is the host's (see
- * `sb_config_set_auth_callback`).
+ * `sb_config_set_auth_callback`): Socket.IO clients, and clients opening a collaborative
+ * document at `/yjs/<name>`.
  *
  * `handshake_json` is `{"auth": <the client's auth object>, "headers": {name: value},
  * "query": {name: value}, "address": "<client ip>"}`, borrowed for the duration of the call.
+ * For a document connection it also has `"document": "<name>"` (the decoded name), and
+ * `auth` is `{"token": <the token query parameter, else the Authorization bearer token, else
+ * null>}`; a refusal closes that WebSocket with code 4401 and the refusal's message.
  * Complete `request` with exactly one of `sb_auth_request_accept` or
  * `sb_auth_request_refuse`, now or later, from any thread.
  *
@@ -190,7 +202,9 @@ typedef void (*sb_auth_callback)(void *userdata, sb_request_id request, const ch
 
 /**
  * Called when a user asks to join a room and room access is the host's (see
- * `sb_config_set_room_access_callback`).
+ * `sb_config_set_room_access_callback`), and when a user opens a collaborative document:
+ * then `room` is `doc:<name>`, and a refusal closes the document's WebSocket with code 4403
+ * (a failure, with 4500).
  *
  * `user_json` is `{"id": ..., "username": ..., "rooms"?: [...]}` and `room` the room id, both
  * borrowed for the duration of the call. Complete `request` with `sb_room_request_answer`
@@ -230,6 +244,24 @@ typedef void (*sb_app_event_callback)(void *userdata,
                                       const char *event,
                                       const char *args_json,
                                       const char *socket_json);
+
+/**
+ * Called after a client's update changed a collaborative document (see
+ * `sb_config_set_document_update_callback`); nothing is to be completed.
+ *
+ * `doc_name` is the document's name (NUL-terminated UTF-8) and `update` the `len` bytes of
+ * the change (a Yjs update, v1 encoding, as `Y.applyUpdate` takes it); both are borrowed for
+ * the duration of the call only: copy what you keep. The update is in memory and broadcast
+ * already; it is stored with the document's next (debounced) store.
+ *
+ * Runs on an engine thread, once per update, in the order of the document's updates: return
+ * quickly and do not block (queue the work); `sb_engine_shutdown` and `sb_engine_publish`
+ * from inside it return `SB_WRONG_THREAD`. No call starts after `sb_engine_shutdown`.
+ */
+typedef void (*sb_document_update_callback)(void *userdata,
+                                            const char *doc_name,
+                                            const uint8_t *update,
+                                            size_t len);
 
 #ifdef __cplusplus
 extern "C" {
@@ -366,11 +398,41 @@ sb_result sb_config_set_data_dir(sb_config *config, const char *dir);
 sb_result sb_config_set_redis_url(sb_config *config, const char *url);
 
 /**
- * Turns on the server HTTP API, guarded by this key.
+ * Turns on the server HTTP API under `/api/` (publish, notify, presence, rooms, disconnect),
+ * guarded by this key: requests carry `Authorization: Bearer <key>`. Without a key (the
+ * default) the API answers 404.
  *
  * Ownership: `key` is borrowed (copied). Thread-safety: see `sb_config`.
  */
 sb_result sb_config_set_api_key(sb_config *config, const char *key);
+
+/**
+ * Sets the time between `:ping` comments on server-sent-event streams (`/events`), which keep
+ * proxies from closing idle streams, in milliseconds (> 0; default 30000).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_sse_ping_interval_ms(sb_config *config, uint64_t milliseconds);
+
+/**
+ * Sets how long a collaborative document without connections stays in memory before it is
+ * stored and unloaded, in milliseconds (> 0; default 300000).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_yjs_idle_unload_ms(sb_config *config, uint64_t milliseconds);
+
+/**
+ * Sets the size limits of collaborative documents, in bytes (each >= 1024): the largest
+ * message a client may send (an update, a sync step; default 4 MiB) and the largest document
+ * (its encoded state; default 16 MiB). A client past either is disconnected with close code
+ * 4413 and a reason naming the limit.
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_yjs_limits(sb_config *config,
+                                   size_t max_update_bytes,
+                                   size_t max_document_bytes);
 
 /**
  * Caps simultaneous connections (0: no cap, the default).
@@ -404,9 +466,10 @@ sb_result sb_config_set_host_callback_timeout_ms(sb_config *config, uint64_t mil
 sb_result sb_config_set_event_queue_capacity(sb_config *config, size_t capacity);
 
 /**
- * Makes authentication the host's, replacing JWT verification: every connecting client
- * becomes a request to `callback` (or, when `callback` is NULL, an `SB_EVENT_AUTH` event
- * for `sb_engine_poll_event`). See `sb_auth_callback`.
+ * Makes authentication the host's, replacing JWT verification: every connecting client —
+ * Socket.IO, and collaborative documents at `/yjs/<name>` (their handshake has a `document`
+ * field) — becomes a request to `callback` (or, when `callback` is NULL, an `SB_EVENT_AUTH`
+ * event for `sb_engine_poll_event`). See `sb_auth_callback`.
  *
  * Ownership: `userdata` is passed back to `callback` as is; it must stay valid, and usable
  * from the engine's threads, until `sb_engine_free` of every engine made from this
@@ -416,8 +479,9 @@ sb_result sb_config_set_auth_callback(sb_config *config, sb_auth_callback callba
 
 /**
  * Makes room access the host's, replacing the token's `rooms` claim and the room policy:
- * every `joinRoom` (except the user's personal room) becomes a request to `callback` (or,
- * when `callback` is NULL, an `SB_EVENT_ROOM_ACCESS` event). See `sb_room_access_callback`.
+ * every `joinRoom` (except the user's personal room), and every opening of a collaborative
+ * document (as the room `doc:<name>`), becomes a request to `callback` (or, when `callback`
+ * is NULL, an `SB_EVENT_ROOM_ACCESS` event). See `sb_room_access_callback`.
  *
  * Ownership: as `sb_config_set_auth_callback`. Thread-safety: see `sb_config`.
  */
@@ -456,11 +520,30 @@ sb_result sb_config_set_app_event_callback(sb_config *config,
                                            void *userdata);
 
 /**
- * Starts an engine with the chat contract on namespace `/` and the host's hooks, on a
- * runtime of its own. It serves nothing until `sb_engine_listen` or `sb_engine_adopt`.
+ * Tells the host about every change clients make to a collaborative document: `callback`
+ * is called with the document's name and the update (see `sb_document_update_callback`),
+ * e.g. to index or audit documents. NULL removes the callback. Documents are stored by the
+ * engine either way (under `data_dir`, else in memory).
+ *
+ * Ownership: as `sb_config_set_auth_callback`. Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_document_update_callback(sb_config *config,
+                                                 sb_document_update_callback callback,
+                                                 void *userdata);
+
+/**
+ * Starts an engine with the chat contract on namespace `/`, server-sent events, the server
+ * HTTP API and collaborative documents, with the host's hooks, on a runtime of its own. It
+ * serves nothing until `sb_engine_listen` or `sb_engine_adopt`.
+ *
+ * The host's hooks apply to documents too: the authentication callback authenticates their
+ * connections (see `sb_auth_callback`), the room-access callback decides the room
+ * `doc:<name>` of each (see `sb_room_access_callback`), and the document-update callback
+ * hears their changes.
  *
  * Returns `SB_INVALID_CONFIG` for an unusable JWT public key, `SB_START_FAILED` when the
- * runtime or the history store cannot start.
+ * runtime, the history store or the document store (`documents.redb` under `data_dir`)
+ * cannot start.
  *
  * Ownership: `config` is borrowed and copied (free it whenever you like); the caller owns
  * `*out` and frees it with `sb_engine_free`. Thread-safety: callable from any thread.
@@ -484,7 +567,8 @@ sb_result sb_engine_listen(sb_engine *engine,
 
 /**
  * Serves a TCP connection the host accepted itself: the engine speaks HTTP on it (Engine.IO
- * polling, the WebSocket upgrade, `/healthz`, `/metrics`) as on its own listeners.
+ * polling, the WebSocket upgrade, `/events`, `/api/`, `/yjs/<name>`, `/healthz`, `/metrics`)
+ * as on its own listeners.
  * `prefix` holds the `prefix_len` bytes the host already read from the connection, before
  * any parsing (NULL when `prefix_len` is 0); the engine reads them first.
  *
@@ -542,7 +626,8 @@ sb_result sb_engine_presence(sb_engine *engine, const char *room, char **out_jso
 
 /**
  * Writes counters to `*out_json` as a JSON object: `connections`, `sockets`, `rooms`,
- * `messages`, `packetsIn`, `packetsOut`.
+ * `messages`, `packetsIn`, `packetsOut`, `documents` (collaborative documents in memory) and
+ * `documentConnections`.
  *
  * Ownership: the caller owns `*out_json` and frees it with `sb_string_free`.
  * Thread-safety: any thread.
@@ -550,8 +635,66 @@ sb_result sb_engine_presence(sb_engine *engine, const char *room, char **out_jso
 sb_result sb_engine_stats(sb_engine *engine, char **out_json);
 
 /**
- * Disconnects every connection of user `user_id` (they see `io server disconnect` and do not
- * reconnect by themselves); writes how many there were to `*count` unless it is NULL.
+ * Writes every room with users present to `*out_json`, as the JSON array
+ * `[{"roomId": ..., "members": <number of users>}]` sorted by room id (`[]` when there is
+ * none). Personal rooms (`user:<id>`) are not listed.
+ *
+ * Ownership: the caller owns `*out_json` and frees it with `sb_string_free`.
+ * Thread-safety: any thread.
+ */
+sb_result sb_engine_rooms(sb_engine *engine, char **out_json);
+
+/**
+ * Sends `event` with the JSON argument `json` to every connection of user `user_id`:
+ * Socket.IO clients get the event, server-sent-event streams an `event:` of that name.
+ * `event` NULL means `"notification"`; otherwise it has 1 to 128 characters and no control
+ * characters (else `SB_INVALID_ARGUMENT`). Writes how many connections it reached to
+ * `*delivered` unless it is NULL (0 when the user has none: not an error).
+ *
+ * Ownership: the strings are borrowed. Thread-safety: any thread, also inside callbacks.
+ */
+sb_result sb_engine_notify_user(sb_engine *engine,
+                                const char *user_id,
+                                const char *event,
+                                const char *json,
+                                size_t *delivered);
+
+/**
+ * Stores and delivers a chat message to `room` as user `user_id` (display name `username`,
+ * NULL or empty for the user id), as a client's `sendMessage` would: the store callback (if
+ * any) and the history first, then every member of the room gets `message` (Socket.IO and
+ * server-sent events alike), and `getHistory` returns it. The user need not be connected or
+ * in the room. Writes `{"id": ..., "timestamp": ...}` to `*out_json` (NULL after a failure).
+ *
+ * Blocking: the call returns once the message is stored and delivered. The work runs on the
+ * engine's threads; the calling thread only waits, so the engine is never blocked. Since the
+ * store callback (or `SB_EVENT_STORE` event) is part of it, the thread that completes store
+ * requests must not be the one waiting here — with store requests on the event queue, do not
+ * call it from the only thread that polls the queue (the store would time out after
+ * `host_callback_timeout`, giving `SB_STORE_FAILED`).
+ *
+ * Returns `SB_INVALID_ARGUMENT` for an invalid room (empty, too long, a personal room
+ * `user:<id>`) or text (blank, longer than the limit), with the reason in
+ * `sb_last_error_message()`; `SB_STORE_FAILED` when the message could not be stored (nobody
+ * received it); `SB_WRONG_THREAD` when called from inside an engine callback (queue the work
+ * to a thread of yours) or from a thread running a Tokio runtime; `SB_ENGINE_CLOSED` when
+ * the engine is shut down, also while the call waits.
+ *
+ * Ownership: the strings are borrowed; the caller owns `*out_json` and frees it with
+ * `sb_string_free`. Thread-safety: any thread of the host's except inside engine callbacks;
+ * several threads may publish at once.
+ */
+sb_result sb_engine_publish(sb_engine *engine,
+                            const char *room,
+                            const char *user_id,
+                            const char *username,
+                            const char *text,
+                            char **out_json);
+
+/**
+ * Disconnects every connection of user `user_id`: Socket.IO clients see `io server
+ * disconnect` and do not reconnect by themselves, server-sent-event streams end. Writes how
+ * many connections there were to `*count` unless it is NULL.
  *
  * Ownership: `user_id` is borrowed. Thread-safety: any thread.
  */
@@ -688,8 +831,9 @@ sb_result sb_json_get_string(const char *json, const char *pointer, char **out);
 sb_result sb_json_quote(const char *text, char **out);
 
 /**
- * Frees a string the library handed over (`sb_engine_presence`, `sb_engine_stats`,
- * `sb_json_get`, `sb_json_get_string`, `sb_json_quote`). NULL is ignored.
+ * Frees a string the library handed over (`sb_engine_presence`, `sb_engine_rooms`,
+ * `sb_engine_stats`, `sb_engine_publish`, `sb_json_get`, `sb_json_get_string`,
+ * `sb_json_quote`). NULL is ignored.
  *
  * Ownership: takes `s`, which must not be used afterwards. Thread-safety: any thread.
  */

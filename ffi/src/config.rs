@@ -7,8 +7,8 @@ use switchboard::{Config, ConfigError, RoomPolicy};
 
 use crate::args::{self, Handle};
 use crate::requests::{
-    sb_app_event_callback, sb_auth_callback, sb_room_access_callback, sb_store_callback, HostHooks,
-    Route,
+    sb_app_event_callback, sb_auth_callback, sb_document_update_callback, sb_room_access_callback,
+    sb_store_callback, HostHooks, Route, Userdata,
 };
 use crate::result::{sb_result, Error, FfiResult};
 
@@ -262,7 +262,9 @@ pub unsafe extern "C" fn sb_config_set_redis_url(
     }
 }
 
-/// Turns on the server HTTP API, guarded by this key.
+/// Turns on the server HTTP API under `/api/` (publish, notify, presence, rooms, disconnect),
+/// guarded by this key: requests carry `Authorization: Bearer <key>`. Without a key (the
+/// default) the API answers 404.
 ///
 /// Ownership: `key` is borrowed (copied). Thread-safety: see `sb_config`.
 #[no_mangle]
@@ -274,6 +276,45 @@ pub unsafe extern "C" fn sb_config_set_api_key(
         let key = args::name(key, "key")?.to_owned();
         update(config, |c| Ok(c.api_key(key)))
     }
+}
+
+/// Sets the time between `:ping` comments on server-sent-event streams (`/events`), which keep
+/// proxies from closing idle streams, in milliseconds (> 0; default 30000).
+///
+/// Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_sse_ping_interval_ms(
+    config: *mut sb_config,
+    milliseconds: u64,
+) -> sb_result {
+    ffi! { update(config, |c| c.sse_ping_interval(ms(milliseconds))) }
+}
+
+/// Sets how long a collaborative document without connections stays in memory before it is
+/// stored and unloaded, in milliseconds (> 0; default 300000).
+///
+/// Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_yjs_idle_unload_ms(
+    config: *mut sb_config,
+    milliseconds: u64,
+) -> sb_result {
+    ffi! { update(config, |c| c.yjs_idle_unload(ms(milliseconds))) }
+}
+
+/// Sets the size limits of collaborative documents, in bytes (each >= 1024): the largest
+/// message a client may send (an update, a sync step; default 4 MiB) and the largest document
+/// (its encoded state; default 16 MiB). A client past either is disconnected with close code
+/// 4413 and a reason naming the limit.
+///
+/// Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_yjs_limits(
+    config: *mut sb_config,
+    max_update_bytes: usize,
+    max_document_bytes: usize,
+) -> sb_result {
+    ffi! { update(config, |c| c.yjs_limits(max_update_bytes, max_document_bytes)) }
 }
 
 /// Caps simultaneous connections (0: no cap, the default).
@@ -333,9 +374,10 @@ pub unsafe extern "C" fn sb_config_set_event_queue_capacity(
     }
 }
 
-/// Makes authentication the host's, replacing JWT verification: every connecting client
-/// becomes a request to `callback` (or, when `callback` is NULL, an `SB_EVENT_AUTH` event
-/// for `sb_engine_poll_event`). See `sb_auth_callback`.
+/// Makes authentication the host's, replacing JWT verification: every connecting client —
+/// Socket.IO, and collaborative documents at `/yjs/<name>` (their handshake has a `document`
+/// field) — becomes a request to `callback` (or, when `callback` is NULL, an `SB_EVENT_AUTH`
+/// event for `sb_engine_poll_event`). See `sb_auth_callback`.
 ///
 /// Ownership: `userdata` is passed back to `callback` as is; it must stay valid, and usable
 /// from the engine's threads, until `sb_engine_free` of every engine made from this
@@ -353,8 +395,9 @@ pub unsafe extern "C" fn sb_config_set_auth_callback(
 }
 
 /// Makes room access the host's, replacing the token's `rooms` claim and the room policy:
-/// every `joinRoom` (except the user's personal room) becomes a request to `callback` (or,
-/// when `callback` is NULL, an `SB_EVENT_ROOM_ACCESS` event). See `sb_room_access_callback`.
+/// every `joinRoom` (except the user's personal room), and every opening of a collaborative
+/// document (as the room `doc:<name>`), becomes a request to `callback` (or, when `callback`
+/// is NULL, an `SB_EVENT_ROOM_ACCESS` event). See `sb_room_access_callback`.
 ///
 /// Ownership: as `sb_config_set_auth_callback`. Thread-safety: see `sb_config`.
 #[no_mangle]
@@ -416,6 +459,25 @@ pub unsafe extern "C" fn sb_config_set_app_event_callback(
 ) -> sb_result {
     ffi! {
         sb_config::borrow_mut(config, "config")?.hooks.app = Some(Route::new(callback, userdata));
+        Ok(())
+    }
+}
+
+/// Tells the host about every change clients make to a collaborative document: `callback`
+/// is called with the document's name and the update (see `sb_document_update_callback`),
+/// e.g. to index or audit documents. NULL removes the callback. Documents are stored by the
+/// engine either way (under `data_dir`, else in memory).
+///
+/// Ownership: as `sb_config_set_auth_callback`. Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_document_update_callback(
+    config: *mut sb_config,
+    callback: sb_document_update_callback,
+    userdata: *mut c_void,
+) -> sb_result {
+    ffi! {
+        sb_config::borrow_mut(config, "config")?.hooks.document_update =
+            callback.map(|f| (f, Userdata(userdata)));
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
-//! `sb_engine`: a running engine — listening, adopting connections, emitting, presence,
-//! disconnecting, shutting down.
+//! `sb_engine`: a running engine — listening, adopting connections, emitting, publishing,
+//! notifying users, presence and rooms, disconnecting, shutting down.
 
 use std::ffi::{c_char, c_int};
 use std::net::ToSocketAddrs;
@@ -9,23 +9,28 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver};
 use serde_json::json;
-use switchboard::chat::{self, ChatHandle, Hooks};
+use switchboard::chat::{self, ChatError, ChatHandle, ErrorCode, Hooks, RoomAccess};
 use switchboard::transport::CloseReason;
+use switchboard::yjs::{self, Yjs};
 use switchboard::Engine;
+use tokio::sync::oneshot;
 
 use crate::args::{self, Handle};
 use crate::config::sb_config;
 use crate::events::sb_event;
 use crate::requests::{
-    in_callback, purge, AppEvents, HostAuth, HostRoomAccess, HostStore, Route, Shared,
+    in_callback, purge, AppEvents, HostAuth, HostDocAuth, HostDocumentObserver, HostRoomAccess,
+    HostStore, Route, Shared,
 };
 use crate::result::{sb_result, Error, FfiResult};
 
 /// How long `sb_engine_free` lets tasks finish.
 const FREE_GRACE: Duration = Duration::from_millis(500);
 
-/// A running engine (opaque): Socket.IO with the chat contract on its own threads. Create
-/// with `sb_engine_new`, free with `sb_engine_free`.
+/// A running engine (opaque), on its own threads: Socket.IO with the chat contract,
+/// server-sent events at `/events`, the server HTTP API under `/api/` (with an API key), and
+/// collaborative documents (Yjs) at `/yjs/<name>`. Create with `sb_engine_new`, free with
+/// `sb_engine_free`.
 ///
 /// Thread-safe: every function taking an `sb_engine *` may be called from any thread,
 /// concurrently, except `sb_engine_free`, which must be the last call.
@@ -33,6 +38,7 @@ const FREE_GRACE: Duration = Duration::from_millis(500);
 pub struct sb_engine {
     engine: Engine,
     chat: ChatHandle,
+    yjs: Arc<Yjs>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) events: Receiver<sb_event>,
     pub(crate) wake: Receiver<()>,
@@ -107,11 +113,31 @@ fn not_in_callback(what: &str) -> FfiResult {
     Ok(())
 }
 
-/// Starts an engine with the chat contract on namespace `/` and the host's hooks, on a
-/// runtime of its own. It serves nothing until `sb_engine_listen` or `sb_engine_adopt`.
+/// Refuses to block a thread that runs async tasks (an engine callback, or a host thread
+/// inside a Tokio runtime of its own): waiting there could wait for itself.
+fn may_block(what: &str) -> FfiResult {
+    not_in_callback(what)?;
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(Error::new(
+            sb_result::SB_WRONG_THREAD,
+            format!("{what} waits, and may not be called from a thread running an async runtime"),
+        ));
+    }
+    Ok(())
+}
+
+/// Starts an engine with the chat contract on namespace `/`, server-sent events, the server
+/// HTTP API and collaborative documents, with the host's hooks, on a runtime of its own. It
+/// serves nothing until `sb_engine_listen` or `sb_engine_adopt`.
+///
+/// The host's hooks apply to documents too: the authentication callback authenticates their
+/// connections (see `sb_auth_callback`), the room-access callback decides the room
+/// `doc:<name>` of each (see `sb_room_access_callback`), and the document-update callback
+/// hears their changes.
 ///
 /// Returns `SB_INVALID_CONFIG` for an unusable JWT public key, `SB_START_FAILED` when the
-/// runtime or the history store cannot start.
+/// runtime, the history store or the document store (`documents.redb` under `data_dir`)
+/// cannot start.
 ///
 /// Ownership: `config` is borrowed and copied (free it whenever you like); the caller owns
 /// `*out` and frees it with `sb_engine_free`. Thread-safety: callable from any thread.
@@ -128,16 +154,34 @@ pub unsafe extern "C" fn sb_engine_new(
         // Nothing is ever sent on `wake`: dropping its sender at shutdown wakes the pollers.
         let (wake_pollers, wake) = bounded(1);
         let shared = Shared::new(queue, wake_pollers);
+        // One room rule for chat rooms and documents (`doc:<name>`).
+        let room_access: Option<Arc<dyn RoomAccess>> = c.hooks.room_access.map(|route| {
+            Arc::new(HostRoomAccess { shared: shared.clone(), route }) as _
+        });
         let hooks = Hooks {
             authenticate: c.hooks.auth.map(|route| {
                 Arc::new(HostAuth { shared: shared.clone(), route }) as _
             }),
-            room_access: c.hooks.room_access.map(|route| {
-                Arc::new(HostRoomAccess { shared: shared.clone(), route }) as _
-            }),
+            room_access: room_access.clone(),
             message_store: c.hooks.store.map(|route| {
                 Arc::new(HostStore { shared: shared.clone(), route }) as _
             }),
+        };
+        let doc_hooks = yjs::Hooks {
+            authenticate: c.hooks.auth.map(|route| {
+                Arc::new(HostDocAuth { shared: shared.clone(), route }) as _
+            }),
+            room_access,
+            store: None,
+            observers: c
+                .hooks
+                .document_update
+                .map(|(callback, userdata)| {
+                    Arc::new(HostDocumentObserver { shared: shared.clone(), callback, userdata })
+                        as _
+                })
+                .into_iter()
+                .collect(),
         };
         let app = Arc::new(AppEvents {
             shared: shared.clone(),
@@ -147,6 +191,7 @@ pub unsafe extern "C" fn sb_engine_new(
         });
         let builder = Engine::builder(c.config.clone());
         let (builder, chat) = chat::install_with_handle(builder, hooks).map_err(start_error)?;
+        let (builder, yjs) = yjs::install(builder, doc_hooks).map_err(start_error)?;
         let builder = builder.namespace("/", |ns| {
             ns.on_any(move |socket, event, payload, ack| {
                 let app = app.clone();
@@ -154,7 +199,7 @@ pub unsafe extern "C" fn sb_engine_new(
             })
         });
         let engine = builder.build().map_err(start_error)?;
-        *out = sb_engine { engine, chat, shared, events, wake }.into_raw();
+        *out = sb_engine { engine, chat, yjs, shared, events, wake }.into_raw();
         Ok(())
     }
 }
@@ -195,7 +240,8 @@ pub unsafe extern "C" fn sb_engine_listen(
 }
 
 /// Serves a TCP connection the host accepted itself: the engine speaks HTTP on it (Engine.IO
-/// polling, the WebSocket upgrade, `/healthz`, `/metrics`) as on its own listeners.
+/// polling, the WebSocket upgrade, `/events`, `/api/`, `/yjs/<name>`, `/healthz`, `/metrics`)
+/// as on its own listeners.
 /// `prefix` holds the `prefix_len` bytes the host already read from the connection, before
 /// any parsing (NULL when `prefix_len` is 0); the engine reads them first.
 ///
@@ -347,7 +393,8 @@ pub unsafe extern "C" fn sb_engine_presence(
 }
 
 /// Writes counters to `*out_json` as a JSON object: `connections`, `sockets`, `rooms`,
-/// `messages`, `packetsIn`, `packetsOut`.
+/// `messages`, `packetsIn`, `packetsOut`, `documents` (collaborative documents in memory) and
+/// `documentConnections`.
 ///
 /// Ownership: the caller owns `*out_json` and frees it with `sb_string_free`.
 /// Thread-safety: any thread.
@@ -367,14 +414,168 @@ pub unsafe extern "C" fn sb_engine_stats(
             "messages": m.messages.get(),
             "packetsIn": m.packets_in.get(),
             "packetsOut": m.packets_out.get(),
+            "documents": e.yjs.document_count(),
+            "documentConnections": e.yjs.connection_count(),
         });
         *out = args::owned_string(stats.to_string());
         Ok(())
     }
 }
 
-/// Disconnects every connection of user `user_id` (they see `io server disconnect` and do not
-/// reconnect by themselves); writes how many there were to `*count` unless it is NULL.
+/// Writes every room with users present to `*out_json`, as the JSON array
+/// `[{"roomId": ..., "members": <number of users>}]` sorted by room id (`[]` when there is
+/// none). Personal rooms (`user:<id>`) are not listed.
+///
+/// Ownership: the caller owns `*out_json` and frees it with `sb_string_free`.
+/// Thread-safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_rooms(
+    engine: *mut sb_engine,
+    out_json: *mut *mut c_char,
+) -> sb_result {
+    ffi! {
+        let e = sb_engine::borrow(engine, "engine")?;
+        let out = args::out(out_json, "out_json")?;
+        *out = std::ptr::null_mut();
+        e.live()?;
+        let mut rooms = e.chat.rooms();
+        rooms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let rooms: Vec<_> = rooms
+            .into_iter()
+            .map(|(room, members)| json!({ "roomId": &*room, "members": members }))
+            .collect();
+        *out = args::owned_string(json!(rooms).to_string());
+        Ok(())
+    }
+}
+
+/// Longest event name `sb_engine_notify_user` takes, in characters.
+const MAX_EVENT_CHARS: usize = 128;
+
+/// Sends `event` with the JSON argument `json` to every connection of user `user_id`:
+/// Socket.IO clients get the event, server-sent-event streams an `event:` of that name.
+/// `event` NULL means `"notification"`; otherwise it has 1 to 128 characters and no control
+/// characters (else `SB_INVALID_ARGUMENT`). Writes how many connections it reached to
+/// `*delivered` unless it is NULL (0 when the user has none: not an error).
+///
+/// Ownership: the strings are borrowed. Thread-safety: any thread, also inside callbacks.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_notify_user(
+    engine: *mut sb_engine,
+    user_id: *const c_char,
+    event: *const c_char,
+    json: *const c_char,
+    delivered: *mut usize,
+) -> sb_result {
+    ffi! {
+        let e = sb_engine::borrow(engine, "engine")?;
+        let user = args::name(user_id, "user_id")?;
+        let event = if event.is_null() { "notification" } else { args::text(event, "event")? };
+        if event.is_empty()
+            || event.chars().count() > MAX_EVENT_CHARS
+            || event.chars().any(char::is_control)
+        {
+            return Err(Error::new(
+                sb_result::SB_INVALID_ARGUMENT,
+                format!(
+                    "`event` {event:?} must have 1 to {MAX_EVENT_CHARS} characters and no \
+                     control characters"
+                ),
+            ));
+        }
+        let data = args::json(json, "json")?;
+        e.live()?;
+        let n = e.chat.notify_user(user, event, &data);
+        if let Some(d) = delivered.as_mut() {
+            *d = n;
+        }
+        Ok(())
+    }
+}
+
+fn publish_error(e: &ChatError) -> Error {
+    let code = serde_json::to_value(e.code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let result = match e.code {
+        ErrorCode::Internal => sb_result::SB_STORE_FAILED,
+        _ => sb_result::SB_INVALID_ARGUMENT,
+    };
+    Error::new(result, format!("{code}: {}", e.message))
+}
+
+/// Stores and delivers a chat message to `room` as user `user_id` (display name `username`,
+/// NULL or empty for the user id), as a client's `sendMessage` would: the store callback (if
+/// any) and the history first, then every member of the room gets `message` (Socket.IO and
+/// server-sent events alike), and `getHistory` returns it. The user need not be connected or
+/// in the room. Writes `{"id": ..., "timestamp": ...}` to `*out_json` (NULL after a failure).
+///
+/// Blocking: the call returns once the message is stored and delivered. The work runs on the
+/// engine's threads; the calling thread only waits, so the engine is never blocked. Since the
+/// store callback (or `SB_EVENT_STORE` event) is part of it, the thread that completes store
+/// requests must not be the one waiting here — with store requests on the event queue, do not
+/// call it from the only thread that polls the queue (the store would time out after
+/// `host_callback_timeout`, giving `SB_STORE_FAILED`).
+///
+/// Returns `SB_INVALID_ARGUMENT` for an invalid room (empty, too long, a personal room
+/// `user:<id>`) or text (blank, longer than the limit), with the reason in
+/// `sb_last_error_message()`; `SB_STORE_FAILED` when the message could not be stored (nobody
+/// received it); `SB_WRONG_THREAD` when called from inside an engine callback (queue the work
+/// to a thread of yours) or from a thread running a Tokio runtime; `SB_ENGINE_CLOSED` when
+/// the engine is shut down, also while the call waits.
+///
+/// Ownership: the strings are borrowed; the caller owns `*out_json` and frees it with
+/// `sb_string_free`. Thread-safety: any thread of the host's except inside engine callbacks;
+/// several threads may publish at once.
+#[no_mangle]
+pub unsafe extern "C" fn sb_engine_publish(
+    engine: *mut sb_engine,
+    room: *const c_char,
+    user_id: *const c_char,
+    username: *const c_char,
+    text: *const c_char,
+    out_json: *mut *mut c_char,
+) -> sb_result {
+    ffi! {
+        let e = sb_engine::borrow(engine, "engine")?;
+        let out = args::out(out_json, "out_json")?;
+        *out = std::ptr::null_mut();
+        let room = args::name(room, "room")?.to_owned();
+        let user = args::name(user_id, "user_id")?.to_owned();
+        let username = if username.is_null() {
+            None
+        } else {
+            Some(args::text(username, "username")?.to_owned()).filter(|u| !u.is_empty())
+        };
+        let text = args::text(text, "text")?.to_owned();
+        may_block("sb_engine_publish")?;
+        let live = e.live()?;
+        let closed = || Error::new(sb_result::SB_ENGINE_CLOSED, "the engine shut down");
+        let (tx, rx) = oneshot::channel();
+        let chat = e.chat.clone();
+        live.handle().spawn(async move {
+            let result = chat.publish(&room, &user, username.as_deref(), &text).await;
+            let _ = tx.send(result);
+        });
+        // A shutdown drops the task, and with it `tx`: the wait ends either way.
+        match rx.blocking_recv() {
+            Ok(Ok(m)) => {
+                *out = args::owned_string(
+                    json!({ "id": m.id, "timestamp": m.timestamp }).to_string(),
+                );
+                Ok(())
+            }
+            Ok(Err(_)) | Err(_) if e.shared.is_closed() => Err(closed()),
+            Ok(Err(err)) => Err(publish_error(&err)),
+            Err(_) => Err(closed()),
+        }
+    }
+}
+
+/// Disconnects every connection of user `user_id`: Socket.IO clients see `io server
+/// disconnect` and do not reconnect by themselves, server-sent-event streams end. Writes how
+/// many connections there were to `*count` unless it is NULL.
 ///
 /// Ownership: `user_id` is borrowed. Thread-safety: any thread.
 #[no_mangle]
@@ -386,7 +587,8 @@ pub unsafe extern "C" fn sb_engine_disconnect_user(
     ffi! {
         let e = sb_engine::borrow(engine, "engine")?;
         let user = args::name(user_id, "user_id")?;
-        let n = e.live()?.disconnect_user(user);
+        e.live()?;
+        let n = e.chat.disconnect_user(user);
         if let Some(c) = count.as_mut() {
             *c = n;
         }

@@ -95,8 +95,9 @@ pub unsafe extern "C" fn sb_json_quote(text: *const c_char, out: *mut *mut c_cha
     }
 }
 
-/// Frees a string the library handed over (`sb_engine_presence`, `sb_engine_stats`,
-/// `sb_json_get`, `sb_json_get_string`, `sb_json_quote`). NULL is ignored.
+/// Frees a string the library handed over (`sb_engine_presence`, `sb_engine_rooms`,
+/// `sb_engine_stats`, `sb_engine_publish`, `sb_json_get`, `sb_json_get_string`,
+/// `sb_json_quote`). NULL is ignored.
 ///
 /// Ownership: takes `s`, which must not be used afterwards. Thread-safety: any thread.
 #[no_mangle]

@@ -1,6 +1,7 @@
 //! Requests the engine asks its host to answer — authentication, room access, message
 //! storage and the app's own events — handed to a callback or to the event queue, and
-//! completed later, from any thread, by id.
+//! completed later, from any thread, by id; and the one notification that needs no answer,
+//! a document update.
 //!
 //! Every request is an entry in one process-wide registry, keyed by an id that is never
 //! reused. Completing a request removes its entry; so does the engine when it stops waiting
@@ -19,9 +20,11 @@ use crossbeam_channel::{Sender, TrySendError};
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
+use switchboard::auth::AuthError;
 use switchboard::chat::{Authenticate, HookError, MessageStore, RoomAccess};
 use switchboard::socketio::{ConnectRequest, Refusal};
 use switchboard::store::ChatMessage;
+use switchboard::yjs::{self, DocumentRequest};
 use switchboard::{AckSender, Payload, Socket, User};
 use tokio::sync::oneshot;
 
@@ -42,10 +45,14 @@ use crate::result::{sb_result, Error};
 pub type sb_request_id = u64;
 
 /// Called for each connecting client when authentication is the host's (see
-/// `sb_config_set_auth_callback`).
+/// `sb_config_set_auth_callback`): Socket.IO clients, and clients opening a collaborative
+/// document at `/yjs/<name>`.
 ///
 /// `handshake_json` is `{"auth": <the client's auth object>, "headers": {name: value},
 /// "query": {name: value}, "address": "<client ip>"}`, borrowed for the duration of the call.
+/// For a document connection it also has `"document": "<name>"` (the decoded name), and
+/// `auth` is `{"token": <the token query parameter, else the Authorization bearer token, else
+/// null>}`; a refusal closes that WebSocket with code 4401 and the refusal's message.
 /// Complete `request` with exactly one of `sb_auth_request_accept` or
 /// `sb_auth_request_refuse`, now or later, from any thread.
 ///
@@ -61,7 +68,9 @@ pub type sb_auth_callback = Option<
 >;
 
 /// Called when a user asks to join a room and room access is the host's (see
-/// `sb_config_set_room_access_callback`).
+/// `sb_config_set_room_access_callback`), and when a user opens a collaborative document:
+/// then `room` is `doc:<name>`, and a refusal closes the document's WebSocket with code 4403
+/// (a failure, with 4500).
 ///
 /// `user_json` is `{"id": ..., "username": ..., "rooms"?: [...]}` and `room` the room id, both
 /// borrowed for the duration of the call. Complete `request` with `sb_room_request_answer`
@@ -114,11 +123,33 @@ pub type sb_app_event_callback = Option<
     ),
 >;
 
+/// Called after a client's update changed a collaborative document (see
+/// `sb_config_set_document_update_callback`); nothing is to be completed.
+///
+/// `doc_name` is the document's name (NUL-terminated UTF-8) and `update` the `len` bytes of
+/// the change (a Yjs update, v1 encoding, as `Y.applyUpdate` takes it); both are borrowed for
+/// the duration of the call only: copy what you keep. The update is in memory and broadcast
+/// already; it is stored with the document's next (debounced) store.
+///
+/// Runs on an engine thread, once per update, in the order of the document's updates: return
+/// quickly and do not block (queue the work); `sb_engine_shutdown` and `sb_engine_publish`
+/// from inside it return `SB_WRONG_THREAD`. No call starts after `sb_engine_shutdown`.
+#[allow(non_camel_case_types)]
+pub type sb_document_update_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        doc_name: *const c_char,
+        update: *const u8,
+        len: usize,
+    ),
+>;
+
 type AuthFn = unsafe extern "C" fn(*mut c_void, sb_request_id, *const c_char);
 type RoomFn = unsafe extern "C" fn(*mut c_void, sb_request_id, *const c_char, *const c_char);
 type StoreFn = unsafe extern "C" fn(*mut c_void, sb_request_id, *const c_char);
 type AppFn =
     unsafe extern "C" fn(*mut c_void, sb_request_id, *const c_char, *const c_char, *const c_char);
+pub(crate) type DocUpdateFn = unsafe extern "C" fn(*mut c_void, *const c_char, *const u8, usize);
 
 /// The host's `void *userdata`: the host promised it may be used from any thread.
 #[derive(Clone, Copy)]
@@ -156,6 +187,8 @@ pub(crate) struct HostHooks {
     /// Where registered app events go; `None` is the queue.
     pub app: Option<Route<AppFn>>,
     pub app_events: HashSet<String>,
+    /// Told about every change clients make to a document.
+    pub document_update: Option<(DocUpdateFn, Userdata)>,
 }
 
 /// Which completion functions a request takes.
@@ -408,6 +441,90 @@ impl Authenticate for HostAuth {
                     reason: "refused_by_host",
                 })
         })
+    }
+}
+
+/// What the host's authentication callback gets for a document connection: the handshake's
+/// shape, with the token as `auth.token` and the document's name.
+fn document_handshake_json(request: &DocumentRequest) -> String {
+    let head = &request.head;
+    let mut headers = Map::new();
+    for (name, value) in &head.headers {
+        if let Ok(v) = value.to_str() {
+            headers.insert(name.as_str().to_owned(), Value::String(v.to_owned()));
+        }
+    }
+    let raw = head.uri.query().unwrap_or("");
+    let mut query = Map::new();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if let Some(v) = switchboard::transport::http::query_param(raw, key) {
+            query.insert(key.to_owned(), Value::String(v));
+        }
+    }
+    json!({
+        "auth": { "token": request.token },
+        "headers": headers,
+        "query": query,
+        "address": head.peer.ip().to_string(),
+        "document": request.document,
+    })
+    .to_string()
+}
+
+/// Authentication of document connections by the host: the same callback (or queue) and the
+/// same request kind as [`HostAuth`], so `sb_auth_request_accept`/`_refuse` complete both.
+pub(crate) struct HostDocAuth {
+    pub shared: Arc<Shared>,
+    pub route: Route<AuthFn>,
+}
+
+impl yjs::Authenticate for HostDocAuth {
+    fn authenticate(
+        &self,
+        request: &DocumentRequest,
+    ) -> BoxFuture<'static, Result<User, AuthError>> {
+        let shared = self.shared.clone();
+        let route = self.route;
+        let handshake = c_string(&document_handshake_json(request));
+        Box::pin(async move {
+            let deliver = |id| match route {
+                // SAFETY: the callback's contract; the string outlives the call.
+                Route::Callback(f, ud) => {
+                    shared.call(|| unsafe { f(ud.0, id, handshake.as_ptr()) })
+                }
+                Route::Queue => shared.enqueue(sb_event::new(
+                    sb_event_kind::SB_EVENT_AUTH,
+                    id,
+                    None,
+                    handshake.clone(),
+                    None,
+                )),
+            };
+            shared
+                .ask(Pending::Auth, deliver)
+                .await
+                .map_err(AuthError::Refused)
+        })
+    }
+}
+
+/// The host's document-update callback as a [`yjs::DocumentObserver`].
+pub(crate) struct HostDocumentObserver {
+    pub shared: Arc<Shared>,
+    pub callback: DocUpdateFn,
+    pub userdata: Userdata,
+}
+
+impl yjs::DocumentObserver for HostDocumentObserver {
+    fn on_update(&self, doc: &str, update: &[u8]) {
+        let name = c_string(doc);
+        let (f, ud) = (self.callback, self.userdata);
+        // Not after shutdown (`call` refuses then); nothing to report back.
+        // SAFETY: the callback's contract; the name and the bytes outlive the call.
+        let _ = self
+            .shared
+            .call(|| unsafe { f(ud.0, name.as_ptr(), update.as_ptr(), update.len()) });
     }
 }
 

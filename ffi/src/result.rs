@@ -50,15 +50,19 @@ pub enum sb_result {
     /// `sb_engine_poll_event` found no event within its timeout. Not a failure.
     SB_NO_EVENT = 13,
     /// The function may not be called from inside a callback of the engine (it would wait
-    /// for the callback that is calling it).
+    /// for the callback that is calling it), nor, for a function that waits
+    /// (`sb_engine_publish`), from a thread running a Tokio runtime.
     SB_WRONG_THREAD = 14,
+    /// A message could not be stored (the store callback failed it or did not complete it
+    /// within `host_callback_timeout`, or the history store failed); nobody received it.
+    SB_STORE_FAILED = 15,
     /// The library failed internally (a Rust panic was caught at the boundary). The object
     /// involved may be unusable; please report it with `sb_last_error_message()`.
     SB_PANIC = 100,
 }
 
 impl sb_result {
-    const ALL: [sb_result; 16] = [
+    const ALL: [sb_result; 17] = [
         sb_result::SB_OK,
         sb_result::SB_NULL_ARGUMENT,
         sb_result::SB_INVALID_UTF8,
@@ -74,6 +78,7 @@ impl sb_result {
         sb_result::SB_START_FAILED,
         sb_result::SB_NO_EVENT,
         sb_result::SB_WRONG_THREAD,
+        sb_result::SB_STORE_FAILED,
         sb_result::SB_PANIC,
     ];
 
@@ -96,6 +101,7 @@ impl sb_result {
             sb_result::SB_START_FAILED => "the engine could not start\0",
             sb_result::SB_NO_EVENT => "no event within the timeout\0",
             sb_result::SB_WRONG_THREAD => "not allowed inside an engine callback\0",
+            sb_result::SB_STORE_FAILED => "the message could not be stored\0",
             sb_result::SB_PANIC => "internal error in the switchboard library\0",
         }
     }
