@@ -61,6 +61,7 @@ const ROWS = [
   ['chat', 'latency p50 ms', 'latency_ms.p50', 'lo', (v) => num(v, 2)],
   ['chat', 'latency p99 ms', 'latency_ms.p99', 'lo', (v) => num(v, 2)],
   ['chat', 'latency max ms', 'latency_ms.max', 'lo', (v) => num(v, 2)],
+  ['chat', 'ack p99 ms (send → ack)', 'ack_latency_ms.p99', 'lo', (v) => num(v, 2)],
   ['chat', 'lost deliveries', 'lost', null, (v) => num(v)],
   ['chat', 'client disconnects', 'disconnects', null, (v) => num(v)],
   ['chat', 'server CPU cores used', 'server.cpu_util', 'lo', (v) => num(v, 2)],

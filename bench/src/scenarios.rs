@@ -177,6 +177,10 @@ struct MemberResult {
     sent: u64,
     acked: Bitset,
     ack_errors: u64,
+    /// Send time (ns) of each message, by sequence number.
+    sent_at: Vec<u64>,
+    /// Time from sending to the ack, for messages sent in the measured window.
+    ack_hist: Histogram,
 }
 
 struct MemberPlan {
@@ -279,6 +283,13 @@ async fn member(
                             outstanding = outstanding.saturating_sub(1);
                             if ok {
                                 r.acked.insert(id - 1);
+                                if let Some(&at) = r.sent_at.get((id - 1) as usize) {
+                                    let ws_ = shared.window_start.load(Ordering::Relaxed);
+                                    let we = shared.window_end.load(Ordering::Relaxed);
+                                    if at >= ws_ && at < we {
+                                        r.ack_hist.record(shared.now_ns().saturating_sub(at) / 1000);
+                                    }
+                                }
                             } else {
                                 r.ack_errors += 1;
                             }
@@ -310,6 +321,7 @@ async fn member(
                     let seq = r.sent;
                     let p = client::send_message_packet(seq + 1, &room_json, seq, now);
                     r.sent += 1;
+                    r.sent_at.push(now);
                     outstanding += 1;
                     if ws.send(Message::text(p)).await.is_err() {
                         r.disconnected = true;
@@ -327,9 +339,10 @@ async fn member(
                 } else if outstanding < window {
                     while outstanding < window {
                         let seq = r.sent;
-                        let p =
-                            client::send_message_packet(seq + 1, &room_json, seq, shared.now_ns());
+                        let at = shared.now_ns();
+                        let p = client::send_message_packet(seq + 1, &room_json, seq, at);
                         r.sent += 1;
+                        r.sent_at.push(at);
                         outstanding += 1;
                         if ws.feed(Message::text(p)).await.is_err() {
                             r.disconnected = true;
@@ -563,7 +576,9 @@ async fn messages(args: &Args) -> Result<Value, String> {
     // Per room: what its publisher got acked.
     let mut acked: Vec<Bitset> = vec![Bitset::default(); rooms];
     let (mut sent, mut acked_n, mut ack_errors) = (0u64, 0u64, 0u64);
+    let mut ack_hist = Histogram::new();
     for r in results.iter().filter(|r| r.publisher) {
+        ack_hist.merge(&r.ack_hist);
         sent += r.sent;
         acked_n += r.acked.len();
         ack_errors += r.ack_errors;
@@ -606,6 +621,7 @@ async fn messages(args: &Args) -> Result<Value, String> {
         "published": sent,
         "acked": acked_n,
         "ack_errors": ack_errors,
+        "ack_latency_ms": { "p50": ms(ack_hist.quantile(0.5)), "p99": ms(ack_hist.quantile(0.99)), "max": ms(ack_hist.max()) },
         "expected_deliveries": expected,
         "received_deliveries": received,
         "lost": lost,
@@ -617,13 +633,14 @@ async fn messages(args: &Args) -> Result<Value, String> {
         "server_rss_kb": { "before": rss_before, "during": rss_during },
     });
     eprintln!(
-        "{} [{}]: {:.0} deliveries/s, latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms, published {sent} acked {acked_n}, lost {lost}, disconnects {disconnects}; generator {:.3} cpu-s/1M deliveries (util {:.2}), server {}, other {:.2} cores busy",
+        "{} [{}]: {:.0} deliveries/s, latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms (ack p99 {:.2} ms), published {sent} acked {acked_n}, lost {lost}, disconnects {disconnects}; generator {:.3} cpu-s/1M deliveries (util {:.2}), server {}, other {:.2} cores busy",
         args.scenario.name(),
         args.target,
         in_window as f64 / secs,
         ms(hist.quantile(0.5)),
         ms(hist.quantile(0.99)),
         ms(hist.max()),
+        ms(ack_hist.quantile(0.99)),
         report["generator"]["cpu_s_per_1m_deliveries"].as_f64().unwrap_or(0.0),
         report["generator"]["cpu_util"].as_f64().unwrap_or(0.0),
         if report["server"].is_null() { "cpu n/a".to_string() } else {
