@@ -6,7 +6,9 @@
  * Covers NULL handles and arguments, invalid UTF-8, invalid JSON, invalid settings, calls
  * after shutdown, a request completed twice (and with the wrong function, and after its
  * engine shut down), sb_engine_poll_event timeouts and wake-up at shutdown, sb_engine_adopt
- * with bytes already read, shutdown from inside a callback, and the JSON helpers.
+ * with bytes already read, shutdown and publish from inside a callback, notify_user, rooms
+ * and publish (delivered over polling; waiting on a store request that is failed, done, or
+ * cut short by shutdown), and the JSON helpers.
  *
  * Prints "misuse: N passed, M failed" and exits non-zero when M > 0.
  */
@@ -128,10 +130,41 @@ static void open_session(uint16_t port, char *sid, size_t cap) {
     }
 }
 
+/* The body of the last poll of poll_for. */
+static char last_poll[8192];
+
+/* Long-polls the session until `needle` arrives (3 polls at most); returns whether it did.
+ * Events carry the recovery offset as a last argument: `42["event",data,"<offset>"]`. */
+static int poll_for(uint16_t port, const char *sid, const char *needle) {
+    char *resp = last_poll;
+    size_t cap = sizeof last_poll;
+    int i;
+    for (i = 0; i < 3; i++) {
+        int get = polling(port, "GET", sid, NULL);
+        if (get < 0)
+            return 0;
+        read_all(get, resp, cap);
+        close(get);
+        if (strstr(resp, needle) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
+/* Posts one Engine.IO payload to the session and reads the answer. */
+static void post(uint16_t port, const char *sid, const char *body) {
+    char resp[1024];
+    int fd = polling(port, "POST", sid, body);
+    if (fd < 0)
+        return;
+    read_all(fd, resp, sizeof resp);
+    close(fd);
+}
+
 /* ---- sections ---- */
 
 static void result_codes(void) {
-    int codes[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 100};
+    int codes[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 100};
     size_t i;
     for (i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         const char *m = sb_result_message(codes[i]);
@@ -154,6 +187,11 @@ static void nulls(void) {
     EXPECT(sb_config_set_jwt_secret(NULL, "secret"), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_ping_interval_ms(NULL, 1000), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_auth_callback(NULL, NULL, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_document_update_callback(NULL, NULL, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_sse_ping_interval_ms(NULL, 1000), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_yjs_idle_unload_ms(NULL, 1000), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_yjs_limits(NULL, 4096, 4096), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_api_key(NULL, "key"), SB_NULL_ARGUMENT);
     EXPECT(sb_config_new(&config), SB_OK);
     EXPECT_TRUE(streq(sb_last_error_message(), ""));
     EXPECT(sb_config_set_jwt_secret(config, NULL), SB_NULL_ARGUMENT);
@@ -167,6 +205,9 @@ static void nulls(void) {
     EXPECT(sb_engine_presence(NULL, "room", &out), SB_NULL_ARGUMENT);
     EXPECT(sb_engine_stats(NULL, &out), SB_NULL_ARGUMENT);
     EXPECT(sb_engine_disconnect_user(NULL, "user", NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_notify_user(NULL, "user", NULL, "{}", NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_publish(NULL, "room", "user", NULL, "text", &out), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_rooms(NULL, &out), SB_NULL_ARGUMENT);
     EXPECT(sb_engine_disconnect_socket(NULL, "id"), SB_NULL_ARGUMENT);
     EXPECT(sb_engine_adopt(NULL, 0, NULL, 0), SB_NULL_ARGUMENT);
     EXPECT(sb_engine_poll_event(NULL, 0, &event), SB_NULL_ARGUMENT);
@@ -211,6 +252,21 @@ static void invalid_input(void) {
     EXPECT(sb_config_set_worker_threads(config, 0), SB_INVALID_CONFIG);
     EXPECT(sb_config_set_host_callback_timeout_ms(config, 0), SB_INVALID_CONFIG);
     EXPECT(sb_config_set_event_queue_capacity(config, 0), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_sse_ping_interval_ms(config, 0), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "sse_ping_interval") != NULL);
+    EXPECT(sb_config_set_yjs_idle_unload_ms(config, 0), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_yjs_limits(config, 10, 1 << 20), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "yjs_max_update_bytes") != NULL);
+    EXPECT(sb_config_set_yjs_limits(config, 1 << 20, 10), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_api_key(config, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_api_key(config, ""), SB_INVALID_ARGUMENT);
+    EXPECT(sb_config_set_api_key(config, "k\xff"), SB_INVALID_UTF8);
+    EXPECT(sb_config_set_sse_ping_interval_ms(config, 500), SB_OK);
+    EXPECT(sb_config_set_yjs_idle_unload_ms(config, 1000), SB_OK);
+    EXPECT(sb_config_set_yjs_limits(config, 1024, 1 << 20), SB_OK);
+    EXPECT(sb_config_set_api_key(config, "key"), SB_OK);
+    /* NULL removes the document-update callback. */
+    EXPECT(sb_config_set_document_update_callback(config, NULL, NULL), SB_OK);
     EXPECT(sb_config_set_room_policy(config, "claims"), SB_OK);
     EXPECT(sb_config_set_rate_limit(config, 0, 0), SB_OK);
     /* An unusable public key is found when the engine starts. */
@@ -292,6 +348,179 @@ static void adopt(sb_engine *engine) {
     close(client);
     EXPECT_TRUE(strncmp(resp, "HTTP/1.1 200", 12) == 0);
     EXPECT_TRUE(strstr(resp, "{\"status\":\"ok\"}") != NULL);
+}
+
+/* notify_user, rooms and publish on an engine where `sid` is alice's connected socket. */
+static void notify_publish_rooms(sb_engine *engine, uint16_t port, const char *sid) {
+    char *out = NULL, long_text[4100], long_event[140];
+    size_t delivered = 99;
+
+    /* notify_user: arguments */
+    EXPECT(sb_engine_notify_user(engine, NULL, NULL, "{}", &delivered), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_notify_user(engine, "alice", NULL, NULL, &delivered), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_notify_user(engine, "", NULL, "{}", &delivered), SB_INVALID_ARGUMENT);
+    EXPECT(sb_engine_notify_user(engine, "al\xffice", NULL, "{}", &delivered), SB_INVALID_UTF8);
+    EXPECT(sb_engine_notify_user(engine, "alice", "b\xe9ll", "{}", &delivered), SB_INVALID_UTF8);
+    EXPECT(sb_engine_notify_user(engine, "alice", NULL, "\"\xfe\"", &delivered), SB_INVALID_UTF8);
+    EXPECT(sb_engine_notify_user(engine, "alice", NULL, "{", &delivered), SB_INVALID_JSON);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "json") != NULL);
+    EXPECT(sb_engine_notify_user(engine, "alice", NULL, "", &delivered), SB_INVALID_JSON);
+    EXPECT(sb_engine_notify_user(engine, "alice", "", "{}", &delivered), SB_INVALID_ARGUMENT);
+    EXPECT(sb_engine_notify_user(engine, "alice", "a\nb", "{}", &delivered), SB_INVALID_ARGUMENT);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "control") != NULL);
+    memset(long_event, 'e', 129);
+    long_event[129] = '\0';
+    EXPECT(sb_engine_notify_user(engine, "alice", long_event, "{}", &delivered),
+           SB_INVALID_ARGUMENT);
+    EXPECT_TRUE(delivered == 99);
+    long_event[128] = '\0';
+    EXPECT(sb_engine_notify_user(engine, "nobody", long_event, "{}", &delivered), SB_OK);
+    EXPECT_TRUE(delivered == 0);
+    EXPECT(sb_engine_notify_user(engine, "nobody", NULL, "null", NULL), SB_OK);
+
+    /* notify_user: delivered to alice's socket, default and custom event names */
+    EXPECT(sb_engine_notify_user(engine, "alice", NULL, "{\"n\":1}", &delivered), SB_OK);
+    EXPECT_TRUE(delivered == 1);
+    EXPECT_TRUE(poll_for(port, sid, "42[\"notification\",{\"n\":1}"));
+    EXPECT(sb_engine_notify_user(engine, "alice", "bell", "[1,\"two\"]", &delivered), SB_OK);
+    EXPECT_TRUE(delivered == 1);
+    EXPECT_TRUE(poll_for(port, sid, "42[\"bell\",[1,\"two\"]"));
+
+    /* rooms: none, then alice's */
+    EXPECT(sb_engine_rooms(engine, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_rooms(engine, &out), SB_OK);
+    EXPECT_TRUE(streq(out, "[]"));
+    sb_string_free(out);
+    out = NULL;
+    post(port, sid, "420[\"joinRoom\",\"lobby\"]");
+    EXPECT_TRUE(poll_for(port, sid, "430[null"));
+    EXPECT(sb_engine_rooms(engine, &out), SB_OK);
+    EXPECT_TRUE(streq(out, "[{\"members\":1,\"roomId\":\"lobby\"}]") ||
+                streq(out, "[{\"roomId\":\"lobby\",\"members\":1}]"));
+    sb_string_free(out);
+    out = NULL;
+
+    /* publish: arguments (nothing is published, *out_json stays NULL) */
+    EXPECT(sb_engine_publish(engine, "lobby", "bot", NULL, "hi", NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_publish(engine, NULL, "bot", NULL, "hi", &out), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_publish(engine, "lobby", NULL, NULL, "hi", &out), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_publish(engine, "lobby", "bot", NULL, NULL, &out), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_publish(engine, "lob\xff" "by", "bot", NULL, "hi", &out), SB_INVALID_UTF8);
+    EXPECT(sb_engine_publish(engine, "lobby", "b\xc3", NULL, "hi", &out), SB_INVALID_UTF8);
+    EXPECT(sb_engine_publish(engine, "lobby", "bot", "B\xff", "hi", &out), SB_INVALID_UTF8);
+    EXPECT(sb_engine_publish(engine, "lobby", "bot", NULL, "h\xfei", &out), SB_INVALID_UTF8);
+    EXPECT(sb_engine_publish(engine, "", "bot", NULL, "hi", &out), SB_INVALID_ARGUMENT);
+    EXPECT(sb_engine_publish(engine, "lobby", "", NULL, "hi", &out), SB_INVALID_ARGUMENT);
+    EXPECT(sb_engine_publish(engine, "user:alice", "bot", NULL, "hi", &out), SB_INVALID_ARGUMENT);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "INVALID_ROOM") != NULL);
+    EXPECT(sb_engine_publish(engine, "lobby", "bot", NULL, "  \n", &out), SB_INVALID_ARGUMENT);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "INVALID_MESSAGE") != NULL);
+    memset(long_text, 'x', 4001);
+    long_text[4001] = '\0';
+    EXPECT(sb_engine_publish(engine, "lobby", "bot", NULL, long_text, &out), SB_INVALID_ARGUMENT);
+    EXPECT_TRUE(out == NULL);
+
+    /* publish: stored, delivered to the room's member, in history, with the given names */
+    EXPECT(sb_engine_publish(engine, "lobby", "bot", "The Bot", "from C", &out), SB_OK);
+    EXPECT_TRUE(out && strstr(out, "\"id\":\"") != NULL && strstr(out, "\"timestamp\":\"") != NULL);
+    EXPECT_TRUE(poll_for(port, sid, "\"text\":\"from C\""));
+    sb_string_free(out);
+    out = NULL;
+    /* an empty username is the user id */
+    EXPECT(sb_engine_publish(engine, "lobby", "bot2", "", "second", &out), SB_OK);
+    EXPECT_TRUE(poll_for(port, sid, "\"username\":\"bot2\""));
+    sb_string_free(out);
+    out = NULL;
+    post(port, sid, "421[\"getHistory\",{\"roomId\":\"lobby\"}]");
+    EXPECT_TRUE(poll_for(port, sid, "431[null,{\"messages\":["));
+    EXPECT_TRUE(strstr(last_poll,
+                       "\"text\":\"from C\",\"userId\":\"bot\",\"username\":\"The Bot\"") != NULL);
+    EXPECT_TRUE(strstr(last_poll, "\"text\":\"second\"") != NULL);
+    /* a room nobody is in takes messages too (history) */
+    EXPECT(sb_engine_publish(engine, "empty-room", "bot", NULL, "anyone?", &out), SB_OK);
+    sb_string_free(out);
+    out = NULL;
+}
+
+/* A thread that publishes and records what it got. */
+struct publisher {
+    sb_engine *engine;
+    sb_result result;
+    char *out;
+    char detail[256];
+};
+
+static int publish_thread(void *arg) {
+    struct publisher *p = arg;
+    p->result = sb_engine_publish(p->engine, "news", "bot", NULL, "stored first", &p->out);
+    snprintf(p->detail, sizeof p->detail, "%s", sb_last_error_message());
+    return 0;
+}
+
+/* Publishes on another thread; the store request it waits for arrives here, through the
+ * queue. Returns the request id (0 when none came). */
+static sb_request_id start_publish(sb_engine *engine, struct publisher *p, thrd_t *thread) {
+    sb_event *event = NULL;
+    sb_request_id id = 0;
+    memset(p, 0, sizeof *p);
+    p->engine = engine;
+    p->result = SB_PANIC;
+    EXPECT_TRUE(thrd_create(thread, publish_thread, p) == thrd_success);
+    EXPECT(sb_engine_poll_event(engine, 5000, &event), SB_OK);
+    EXPECT_TRUE(sb_event_get_kind(event) == SB_EVENT_STORE);
+    EXPECT_TRUE(strstr(sb_event_get_json(event) ? sb_event_get_json(event) : "",
+                       "\"text\":\"stored first\"") != NULL);
+    id = sb_event_get_request(event);
+    sb_event_free(event);
+    return id;
+}
+
+/* sb_engine_publish waits for the host's store: failed, done, timed out, shut down. */
+static void publish_waits_for_the_store(void) {
+    sb_config *config = NULL;
+    sb_engine *engine = NULL;
+    struct publisher p;
+    sb_request_id request;
+    thrd_t thread;
+
+    EXPECT(sb_config_new(&config), SB_OK);
+    EXPECT(sb_config_set_store_callback(config, NULL, NULL), SB_OK);
+    EXPECT(sb_config_set_host_callback_timeout_ms(config, 1000), SB_OK);
+    EXPECT(sb_config_set_worker_threads(config, 1), SB_OK);
+    EXPECT(sb_engine_new(config, &engine), SB_OK);
+    sb_config_free(config);
+    if (!engine)
+        return;
+
+    request = start_publish(engine, &p, &thread);
+    EXPECT(sb_store_request_fail(request, "disk full"), SB_OK);
+    thrd_join(thread, NULL);
+    EXPECT(p.result, SB_STORE_FAILED);
+    EXPECT_TRUE(strstr(p.detail, "disk full") != NULL);
+    EXPECT_TRUE(p.out == NULL);
+
+    request = start_publish(engine, &p, &thread);
+    EXPECT(sb_store_request_done(request), SB_OK);
+    thrd_join(thread, NULL);
+    EXPECT(p.result, SB_OK);
+    EXPECT_TRUE(p.out && strstr(p.out, "\"id\"") != NULL);
+    sb_string_free(p.out);
+
+    /* not completed within host_callback_timeout */
+    request = start_publish(engine, &p, &thread);
+    thrd_join(thread, NULL);
+    EXPECT(p.result, SB_STORE_FAILED);
+    EXPECT_TRUE(strstr(p.detail, "timed out") != NULL);
+    EXPECT(sb_store_request_done(request), SB_REQUEST_NOT_PENDING);
+
+    /* shut down while it waits */
+    request = start_publish(engine, &p, &thread);
+    EXPECT(sb_engine_shutdown(engine, 200), SB_OK);
+    thrd_join(thread, NULL);
+    EXPECT(p.result, SB_ENGINE_CLOSED);
+    EXPECT_TRUE(p.out == NULL);
+    EXPECT(sb_store_request_done(request), SB_REQUEST_NOT_PENDING);
+    sb_engine_free(engine);
 }
 
 /* An engine whose requests arrive through the event queue. */
@@ -414,6 +643,8 @@ static void engine_and_requests(void) {
     }
     EXPECT_TRUE(found);
 
+    notify_publish_rooms(engine, port, sid);
+
     /* A request still pending at shutdown stops being pending. */
     open_session(port, sid2, sizeof sid2);
     post2 = polling(port, "POST", sid2, "40{\"token\":\"c:bob\"}");
@@ -448,6 +679,9 @@ static void engine_and_requests(void) {
     EXPECT(sb_engine_stats(engine, &out), SB_ENGINE_CLOSED);
     EXPECT(sb_engine_disconnect_user(engine, "alice", NULL), SB_ENGINE_CLOSED);
     EXPECT(sb_engine_disconnect_socket(engine, "x"), SB_ENGINE_CLOSED);
+    EXPECT(sb_engine_notify_user(engine, "alice", NULL, "{}", NULL), SB_ENGINE_CLOSED);
+    EXPECT(sb_engine_publish(engine, "lobby", "bot", NULL, "late", &out), SB_ENGINE_CLOSED);
+    EXPECT(sb_engine_rooms(engine, &out), SB_ENGINE_CLOSED);
     EXPECT(sb_engine_adopt(engine, 0, NULL, 0), SB_ENGINE_CLOSED);
     EXPECT(sb_engine_poll_event(engine, 0, &event), SB_ENGINE_CLOSED);
     EXPECT(sb_engine_poll_event(engine, -1, &event), SB_ENGINE_CLOSED);
@@ -462,12 +696,19 @@ static void engine_and_requests(void) {
     sb_engine_free(other);
 }
 
-/* sb_engine_shutdown from inside a callback is refused with a code. */
-static sb_result shutdown_from_callback = SB_OK;
+/* sb_engine_shutdown and sb_engine_publish from inside a callback are refused with a code;
+ * sb_engine_notify_user, which does not wait, works there. */
+static sb_result shutdown_from_callback = SB_OK, publish_from_callback = SB_OK,
+                 notify_from_callback = SB_PANIC;
+static char *published_from_callback = NULL;
 
 static void refusing_auth(void *userdata, sb_request_id request, const char *handshake_json) {
+    sb_engine *engine = *(sb_engine **)userdata;
     (void)handshake_json;
-    shutdown_from_callback = sb_engine_shutdown(*(sb_engine **)userdata, 0);
+    shutdown_from_callback = sb_engine_shutdown(engine, 0);
+    publish_from_callback = sb_engine_publish(engine, "lobby", "bot", NULL, "from a callback",
+                                              &published_from_callback);
+    notify_from_callback = sb_engine_notify_user(engine, "someone", NULL, "1", NULL);
     sb_auth_request_refuse(request, "go away");
 }
 
@@ -493,6 +734,9 @@ static void callback_thread(void) {
     read_all(post, resp, sizeof resp);
     close(post);
     EXPECT_TRUE(shutdown_from_callback == SB_WRONG_THREAD);
+    EXPECT_TRUE(publish_from_callback == SB_WRONG_THREAD);
+    EXPECT_TRUE(published_from_callback == NULL);
+    EXPECT_TRUE(notify_from_callback == SB_OK);
     EXPECT_TRUE(strstr(resp, "\r\n\r\nok") != NULL);
     sb_engine_free(engine);
 }
@@ -503,6 +747,7 @@ int main(void) {
     invalid_input();
     json_helpers();
     engine_and_requests();
+    publish_waits_for_the_store();
     callback_thread();
     printf("misuse: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
