@@ -1,29 +1,20 @@
 # Switchboard: the two commands are `make run` and `make test`.
 SHELL := /bin/bash
 CARGO ?= cargo
-BIN := target/debug/switchboard
 DEV_SECRET ?= dev-secret-change-me
 PORT ?= 3000
 CBINDGEN_VERSION := 0.29.4
 CBINDGEN ?= $(or $(CARGO_HOME),$(HOME)/.cargo)/bin/cbindgen
 
-.PHONY: run test build node-addon test-rust test-node test-c header cbindgen lint deps-node bench clean
+.PHONY: run test build node-addon test-rust test-node test-c header cbindgen lint deps-node deps-demo deps-browser bench clean
 
-## run: build and start the standalone server on 127.0.0.1:3000 with a development secret
-run:
-	$(CARGO) build -p switchboard --bin switchboard
-	@TOKEN=$$($(BIN) token --secret "$(DEV_SECRET)" --sub dev --username Dev --ttl 7d); \
-	echo ""; \
-	echo "Development token (user 'dev', valid 7 days):"; \
-	echo "  $$TOKEN"; \
-	echo ""; \
-	echo "Connect from Node or a browser console with socket.io-client 4.x:"; \
-	echo "  const s = io('http://127.0.0.1:$(PORT)', { auth: { token: '$$TOKEN' } }); s.on('connect', () => s.emit('joinRoom', 'lobby', console.log));"; \
-	echo ""; \
-	exec $(BIN) serve --host 127.0.0.1 --port $(PORT) --jwt-secret "$(DEV_SECRET)"
+## run: build the Node addon and start the demo chat app (examples/fastify-chat) on
+## http://127.0.0.1:3000 with a development secret (embedded engine, data in .data/)
+run: node-addon deps-demo
+	cd examples/fastify-chat && HOST=127.0.0.1 PORT=$(PORT) JWT_SECRET="$(DEV_SECRET)" exec node server.js
 
 ## test: build everything and run every test (installs what is missing)
-test: lint build test-rust test-c test-node
+test: lint build deps-browser deps-demo test-rust test-c test-node
 	@echo "make test: all suites passed"
 
 build: node-addon
@@ -39,6 +30,14 @@ test-rust:
 
 deps-node:
 	cd bindings-tests/node && npm ci --no-audit --no-fund
+
+# The demo app's packages (its @switchboard/node is a link to node/).
+deps-demo:
+	cd examples/fastify-chat && npm ci --no-audit --no-fund
+
+# Debian's chromium for the demo's browser test (bindings-tests/node/test/demo-browser.test.js).
+deps-browser:
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 test-node: deps-node
 	cd bindings-tests/node && npm test
