@@ -132,7 +132,7 @@ describe('demo chat app in chromium (examples/fastify-chat)', { timeout: 90000 }
   });
 
   /** A new browser context (its own cookies, storage and network) with the page open. */
-  async function openPage(who, viewport = { width: 1280, height: 800 }) {
+  async function openPage(who, viewport = { width: 1200, height: 680 }) {
     const context = await browser.newContext({ viewport });
     const page = await context.newPage();
     page.who = who;
