@@ -4,7 +4,12 @@
  * - Authentication is the host's, with its own token format: auth {token: "c:<name>"},
  *   <name> being 1-32 letters, digits, '-' or '_'. A worker thread completes the requests
  *   later (the engine never waits on this program's threads).
- * - Room access: rooms starting with "secret-" are refused (answered inside the callback).
+ * - Room access: rooms starting with "secret-" are refused (answered inside the callback),
+ *   and so are documents named so (the room "doc:secret-..."); "access doc:NAME allowed" or
+ *   "access doc:NAME refused" is printed for documents.
+ * - Collaborative documents at /yjs/NAME?token=c:<name>: the same authentication (printed as
+ *   "auth document NAME"), and every update clients make printed as
+ *   "document-update NAME BYTES" by the document-update callback.
  * - Message storage: every chat message is printed as "stored <json>" before delivery.
  * - App events, acked through their request id:
  *     presence(room)      -> [{userId, username}]                (sb_engine_presence)
@@ -12,10 +17,19 @@
  *     poke()              -> emits "poked" to the caller only    (sb_engine_emit_to_socket)
  *     echo(value)         -> value, answered 50 ms later by the worker thread
  *     fail()              -> {code: "INTERNAL", message: "echo chamber closed"}
+ * - Server-sent events at /events verify JWTs (the auth callback is for Socket.IO and
+ *   documents): the environment's SB_JWT_SECRET, when set, is their HS256 secret;
+ *   SB_SSE_PING_MS, when set, their keep-alive interval. "kick" ends their streams too, and
+ *   "notify" reaches them.
  * - A second port where the host accepts connections itself, reads the first bytes of each
  *   and hands the socket over with sb_engine_adopt ("adopting on http://127.0.0.1:PORT").
  * - Commands on stdin, one per line: "presence ROOM", "emit ROOM EVENT JSON", "kick USER",
- *   "quit" (or end of input) frees the engine with its clients still connected and exits 0.
+ *   "notify USER EVENT JSON" (EVENT "-": the default "notification"; prints "notified USER N"),
+ *   "publish ROOM USER NAME TEXT" (NAME "-": the user id; prints "published ROOM {id,
+ *   timestamp}" once stored and delivered, or "publish error CODE: DETAIL"), "rooms" (prints
+ *   "rooms [{roomId, members}]"); "quit" (or end of input) frees the engine with its clients
+ *   still connected and exits 0. Publishing from this thread is fine: the store requests it
+ *   waits for are completed by the worker thread.
  *
  * Every request is completed a second time on purpose, which must give
  * SB_REQUEST_NOT_PENDING; anything else aborts the program.
@@ -184,8 +198,12 @@ static int worker(void *arg) {
 /* ---- callbacks: they run on the engine's threads and return at once ---- */
 
 static void on_auth(void *userdata, sb_request_id request, const char *handshake_json) {
-    char *token = NULL;
+    char *token = NULL, *document = NULL;
     (void)userdata;
+    /* Document connections carry the document's name; their token is auth.token too. */
+    if (sb_json_get_string(handshake_json, "/document", &document) == SB_OK)
+        say("auth document %s%s\n", document, "");
+    sb_string_free(document);
     /* Fails when the client sent no token (or not a string): token stays NULL. */
     sb_json_get_string(handshake_json, "/auth/token", &token);
     push(JOB_AUTH, request, token);
@@ -194,10 +212,25 @@ static void on_auth(void *userdata, sb_request_id request, const char *handshake
 
 static void on_room_access(void *userdata, sb_request_id request, const char *user_json,
                            const char *room) {
+    int document = strncmp(room, "doc:", 4) == 0;
+    int allowed = strncmp(document ? room + 4 : room, "secret-", 7) != 0;
     (void)userdata;
     (void)user_json;
-    check(sb_room_request_answer(request, strncmp(room, "secret-", 7) != 0), "room access");
+    if (document)
+        say("access %s %s\n", room, allowed ? "allowed" : "refused");
+    check(sb_room_request_answer(request, allowed), "room access");
     expect_not_pending(sb_room_request_answer(request, true), "room access");
+}
+
+/* The name and the bytes are borrowed for the call: only their length is kept here. */
+static void on_document_update(void *userdata, const char *doc_name, const uint8_t *update,
+                               size_t len) {
+    char n[32];
+    (void)userdata;
+    if (!update || len == 0)
+        abort(); /* an update changed the document: never empty */
+    snprintf(n, sizeof n, "%zu", len);
+    say("document-update %s %s\n", doc_name, n);
 }
 
 static void on_store(void *userdata, sb_request_id request, const char *message_json) {
@@ -321,6 +354,35 @@ static void command(char *line) {
         check(sb_engine_disconnect_user(app.engine, user, &n), "kick");
         snprintf(count, sizeof count, "%zu", n);
         say("kicked %s %s\n", user, count);
+    } else if (strcmp(cmd, "notify") == 0) {
+        char *user = strtok(NULL, " "), *event = strtok(NULL, " "), *json = strtok(NULL, "\n");
+        size_t n = 0;
+        char count[32];
+        sb_result r = sb_engine_notify_user(app.engine, user,
+                                            event && strcmp(event, "-") == 0 ? NULL : event,
+                                            json, &n);
+        if (r == SB_OK) {
+            snprintf(count, sizeof count, "%zu", n);
+            say("notified %s %s\n", user, count);
+        } else {
+            say("notify error %s: %s\n", sb_result_message(r), sb_last_error_message());
+        }
+    } else if (strcmp(cmd, "publish") == 0) {
+        char *room = strtok(NULL, " "), *user = strtok(NULL, " "), *name = strtok(NULL, " ");
+        char *text = strtok(NULL, "\n"), *ack = NULL;
+        /* Waits until the message is stored (by the worker thread) and delivered. */
+        sb_result r = sb_engine_publish(app.engine, room, user,
+                                        name && strcmp(name, "-") == 0 ? NULL : name, text, &ack);
+        if (r == SB_OK)
+            say("published %s %s\n", room, ack);
+        else
+            say("publish error %s: %s\n", sb_result_message(r), sb_last_error_message());
+        sb_string_free(ack);
+    } else if (strcmp(cmd, "rooms") == 0) {
+        char *rooms = NULL;
+        check(sb_engine_rooms(app.engine, &rooms), "rooms");
+        say("rooms %s%s\n", rooms, "");
+        sb_string_free(rooms);
     }
 }
 
@@ -328,6 +390,7 @@ int main(int argc, char **argv) {
     sb_config *config = NULL;
     uint16_t port = (uint16_t)(argc > 1 ? atoi(argv[1]) : 0);
     const char *events[] = {"presence", "shout", "poke", "echo", "fail"};
+    const char *secret = getenv("SB_JWT_SECRET"), *sse_ping = getenv("SB_SSE_PING_MS");
     char line[4096];
     thrd_t worker_thread, acceptor_thread;
     size_t i;
@@ -345,7 +408,12 @@ int main(int argc, char **argv) {
     for (i = 0; i < sizeof events / sizeof events[0]; i++)
         check(sb_config_add_app_event(config, events[i]), "app event");
     check(sb_config_set_app_event_callback(config, on_app_event, NULL), "app callback");
+    check(sb_config_set_document_update_callback(config, on_document_update, NULL), "documents");
     check(sb_config_set_worker_threads(config, 2), "workers");
+    if (secret)
+        check(sb_config_set_jwt_secret(config, secret), "jwt secret");
+    if (sse_ping)
+        check(sb_config_set_sse_ping_interval_ms(config, strtoull(sse_ping, NULL, 10)), "sse ping");
     check(sb_engine_new(config, &app.engine), "engine");
     sb_config_free(config);
     check(sb_engine_listen(app.engine, "127.0.0.1", port, &port), "listen");

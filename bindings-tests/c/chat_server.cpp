@@ -1,8 +1,10 @@
 // chat_server.cpp: the chat server of chat_server.c in C++17, driven by the event queue
 // instead of callbacks: the main thread runs its own loop around sb_engine_poll_event and
 // answers every request there (authentication, room access, storage, app events), and a
-// second thread reads the commands on stdin. Same token format, rooms, app events, commands
-// and output as chat_server.c, so the same tests drive both.
+// second thread reads the commands on stdin. Same token format, rooms, documents, app
+// events, commands and output as chat_server.c, so the same tests drive both. The command
+// thread may publish: the store request it waits for is answered by the main thread's loop.
+// Document updates come to a callback (they need no answer, so they have no event).
 //
 // Usage: chat_server_cpp [PORT]
 #include <algorithm>
@@ -107,7 +109,9 @@ class Host {
         const char *json = sb_event_get_json(ev);
         switch (sb_event_get_kind(ev)) {
         case SB_EVENT_AUTH: {
-            Owned token;
+            Owned token, document;
+            if (sb_json_get_string(json, "/document", document.out()) == SB_OK)
+                say("auth document " + document.str());
             if (sb_json_get_string(json, "/auth/token", token.out()) != SB_OK) {
                 check(sb_auth_request_refuse(req, "Authentication required"), "refuse");
                 expect_not_pending(sb_auth_request_refuse(req, "again"), "refuse");
@@ -127,7 +131,11 @@ class Host {
         }
         case SB_EVENT_ROOM_ACCESS: {
             std::string room = sb_event_get_name(ev);
-            check(sb_room_request_answer(req, room.rfind("secret-", 0) != 0), "room access");
+            bool document = room.rfind("doc:", 0) == 0;
+            bool allowed = room.rfind(document ? "doc:secret-" : "secret-", 0) != 0;
+            if (document)
+                say("access " + room + (allowed ? " allowed" : " refused"));
+            check(sb_room_request_answer(req, allowed), "room access");
             expect_not_pending(sb_room_request_answer(req, true), "room access");
             break;
         }
@@ -196,6 +204,27 @@ class Host {
     std::vector<Deferred> deferred_;
 };
 
+// The first `n` space-separated words of `line`, then the rest of it (missing ones empty).
+std::vector<std::string> words(const std::string &line, size_t n) {
+    std::vector<std::string> out;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t space = line.find(' ', at);
+        out.push_back(at < line.size() ? line.substr(at, space - at) : "");
+        at = space == std::string::npos ? line.size() : space + 1;
+    }
+    out.push_back(at < line.size() ? line.substr(at) : "");
+    return out;
+}
+
+// The name and the bytes are borrowed for the call: only their length is kept here.
+extern "C" void on_document_update(void *, const char *doc_name, const uint8_t *update,
+                                   size_t len) {
+    if (!update || len == 0)
+        std::abort(); // an update changed the document: never empty
+    say(std::string("document-update ") + doc_name + " " + std::to_string(len));
+}
+
 // Reads commands until "quit" or end of input, then shuts the engine down, which wakes the
 // main thread's sb_engine_poll_event with SB_ENGINE_CLOSED.
 void read_commands(sb_engine *engine) {
@@ -223,6 +252,32 @@ void read_commands(sb_engine *engine) {
             size_t n = 0;
             check(sb_engine_disconnect_user(engine, rest.c_str(), &n), "kick");
             say("kicked " + rest + " " + std::to_string(n));
+        } else if (cmd == "notify") {
+            auto w = words(rest, 2);
+            size_t n = 0;
+            sb_result r = sb_engine_notify_user(engine, w[0].c_str(),
+                                                w[1] == "-" ? nullptr : w[1].c_str(),
+                                                w[2].c_str(), &n);
+            if (r == SB_OK)
+                say("notified " + w[0] + " " + std::to_string(n));
+            else
+                say(std::string("notify error ") + sb_result_message(r) + ": " +
+                    sb_last_error_message());
+        } else if (cmd == "publish") {
+            auto w = words(rest, 3);
+            Owned ack;
+            sb_result r = sb_engine_publish(engine, w[0].c_str(), w[1].c_str(),
+                                            w[2] == "-" ? nullptr : w[2].c_str(), w[3].c_str(),
+                                            ack.out());
+            if (r == SB_OK)
+                say("published " + w[0] + " " + ack.str());
+            else
+                say(std::string("publish error ") + sb_result_message(r) + ": " +
+                    sb_last_error_message());
+        } else if (cmd == "rooms") {
+            Owned rooms;
+            check(sb_engine_rooms(engine, rooms.out()), "rooms");
+            say("rooms " + rooms.str());
         }
     }
     check(sb_engine_shutdown(engine, 500), "shutdown");
@@ -242,7 +297,15 @@ int main(int argc, char **argv) {
     check(sb_config_set_store_callback(config, nullptr, nullptr), "store");
     for (const char *event : {"presence", "shout", "poke", "echo", "fail"})
         check(sb_config_add_app_event(config, event), "app event");
+    check(sb_config_set_document_update_callback(config, on_document_update, nullptr),
+          "documents");
     check(sb_config_set_worker_threads(config, 2), "workers");
+    // Server-sent events verify JWTs only (as chat_server.c).
+    if (const char *secret = std::getenv("SB_JWT_SECRET"))
+        check(sb_config_set_jwt_secret(config, secret), "jwt secret");
+    if (const char *ping = std::getenv("SB_SSE_PING_MS"))
+        check(sb_config_set_sse_ping_interval_ms(config, std::strtoull(ping, nullptr, 10)),
+              "sse ping");
     check(sb_engine_new(config, &engine), "engine");
     sb_config_free(config);
     check(sb_engine_listen(engine, "127.0.0.1", port, &port), "listen");

@@ -3,6 +3,9 @@
 // include/switchboard.h, -Wall -Wextra -Werror -pedantic, AddressSanitizer), then drives the
 // two chat servers with socket.io-client and runs the misuse program. Every program must exit
 // 0 with nothing from the sanitizer on stderr (no error, no leak).
+// Issues 8 and 9 through the C API: the host notifies users and publishes to rooms (reaching
+// Socket.IO and SSE clients and the history), lists rooms, ends SSE streams with a kick; and
+// serves Yjs documents whose access the host's callbacks decide (`ws` and y-websocket clients).
 //
 // SWITCHBOARD_C_BUILD=0 skips the build step (the programs must already be in
 // bindings-tests/c/build). DEBUG_SERVER=1 forwards the programs' output.
@@ -13,9 +16,15 @@ const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
+const WebSocket = require('ws');
+const Y = require('yjs');
+const { WebsocketProvider } = require('y-websocket');
 const {
-  connected, connectError, closeAll, request, expectError, recorder, once,
+  connected, connectError, closeAll, request, expectError, recorder, once, sleep,
 } = require('../helpers/client');
+const { sseClient, rawStream, eventsUrl, closeAllStreams } = require('../helpers/sse');
+const { token } = require('../helpers/tokens');
+const { SECRET } = require('../helpers/server');
 
 const ROOT = path.resolve(__dirname, '../../..');
 const C_DIR = path.join(ROOT, 'bindings-tests/c');
@@ -25,6 +34,10 @@ const EXIT_TIMEOUT_MS = 20000;
 const SANITIZER = /AddressSanitizer|LeakSanitizer|runtime error:/;
 // Leaks are errors; report them at exit.
 const ASAN_ENV = { ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0' };
+// The chat servers verify the JWTs of server-sent-event clients with this secret (the host's
+// auth callback covers Socket.IO and documents), and ping their streams this often.
+const SSE_PING_MS = 200;
+const PROGRAM_ENV = { SB_JWT_SECRET: SECRET, SB_SSE_PING_MS: String(SSE_PING_MS) };
 
 function build() {
   if (process.env.SWITCHBOARD_C_BUILD === '0') return;
@@ -41,7 +54,7 @@ function build() {
 function startProgram(bin) {
   return new Promise((resolve, reject) => {
     const proc = spawn(bin, ['0'], {
-      env: { ...process.env, ...ASAN_ENV },
+      env: { ...process.env, ...ASAN_ENV, ...PROGRAM_ENV },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const lines = [];
@@ -133,8 +146,40 @@ function assertClean(what, { code, signal }, stderr) {
   assert.equal(code, 0, `${what} exited with ${code}; stderr:\n${stderr}`);
 }
 
-const auth = (token) => ({ auth: { token } });
+const auth = (tok) => ({ auth: { token: tok } });
 const ids = (members) => members.map((m) => m.userId).sort();
+
+/** Resolves `{code, reason}` of the close of a raw WebSocket (fails after `ms`). */
+function closeOf(ws, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { ws.terminate(); reject(new Error(`${ws.url} was not closed within ${ms} ms`)); }, ms);
+    ws.on('error', () => {});
+    ws.on('close', (code, reason) => { clearTimeout(timer); resolve({ code, reason: reason.toString() }); });
+  });
+}
+
+/** A y-websocket provider for `doc` at `url`'s /yjs endpoint, with `tok` as its token. */
+function provider(url, doc, tok) {
+  return new WebsocketProvider(`${url.replace(/^http/, 'ws')}/yjs`, doc, new Y.Doc(), {
+    WebSocketPolyfill: WebSocket, disableBc: true, params: { token: tok },
+  });
+}
+
+function synced(p, ms = 5000) {
+  if (p.synced) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`provider for ${p.roomname} did not sync`)), ms);
+    p.once('sync', () => { clearTimeout(timer); resolve(); });
+  });
+}
+
+async function until(check, what, ms = 5000) {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
 
 before(() => build());
 
@@ -148,9 +193,10 @@ for (const { label, bin, adopts } of PROGRAMS) {
     let server;
 
     before(async () => { server = await startProgram(bin); });
-    afterEach(() => closeAll());
+    afterEach(() => { closeAll(); closeAllStreams(); });
     after(async () => {
       closeAll();
+      closeAllStreams();
       if (server) await server.stop();
     });
 
@@ -230,13 +276,125 @@ for (const { label, bin, adopts } of PROGRAMS) {
       assert.deepEqual(ids(JSON.parse(line.slice('presence lobby-presence '.length))), ['alice', 'bob']);
     });
 
-    it('disconnects every connection of a user on the host\'s command', async () => {
+    it('disconnects every connection of a user on the host\'s command, SSE streams too', async () => {
       const dave1 = await connected(server.url, auth('c:dave'));
       const dave2 = await connected(server.url, auth('c:dave'));
+      const stream = await rawStream(eventsUrl(server.url), { headers: { Authorization: `Bearer ${token('dave')}` } });
+      assert.equal(stream.status, 200);
+      // keep-alive comments at the interval set with sb_config_set_sse_ping_interval_ms
+      await stream.waitFor((s) => (s.text.match(/^:ping$/gm) || []).length >= 2, SSE_PING_MS * 10);
       const gone = [once(dave1, 'disconnect'), once(dave2, 'disconnect')];
       server.send('kick dave');
-      assert.equal(await server.line(/^kicked dave /), 'kicked dave 2');
+      assert.equal(await server.line(/^kicked dave /), 'kicked dave 3');
       for (const [reason] of await Promise.all(gone)) assert.equal(reason, 'io server disconnect');
+      await stream.waitEnd();
+    });
+
+    it('notifies every connection of a user, Socket.IO and SSE (sb_engine_notify_user)', async () => {
+      const nina1 = await connected(server.url, auth('c:nina'));
+      const nina2 = await connected(server.url, { ...auth('c:nina'), transports: ['polling'] });
+      const omar = await connected(server.url, auth('c:omar'));
+      const sse = await sseClient(eventsUrl(server.url), { token: token('nina'), events: ['bell'] });
+      const [r1, r2, other] = [recorder(nina1), recorder(nina2), recorder(omar)];
+
+      server.send('notify nina - {"n":1,"s":"\\u00e9"}');
+      assert.equal(await server.line(/^notified nina /), 'notified nina 3');
+      for (const r of [r1, r2]) assert.deepEqual((await r.next('notification'))[0], { n: 1, s: 'é' });
+      assert.deepEqual((await sse.log.next('notification')).data, { n: 1, s: 'é' });
+
+      server.send('notify nina bell [1,"two"]');
+      assert.equal(await server.line(/^notified nina /), 'notified nina 3');
+      assert.deepEqual((await r1.next('bell'))[0], [1, 'two']);
+      assert.deepEqual((await r2.next('bell'))[0], [1, 'two']);
+      assert.deepEqual((await sse.log.next('bell')).data, [1, 'two']);
+
+      server.send('notify nobody - {}');
+      assert.equal(await server.line(/^notified nobody /), 'notified nobody 0');
+      server.send('notify nina - {oops');
+      assert.match(await server.line(/^notify error /), /JSON/);
+      await sleep(100);
+      assert.deepEqual(other.all('notification'), [], 'another user gets nothing');
+      assert.deepEqual(other.all('bell'), []);
+    });
+
+    it('publishes to a room from the host: members, SSE, history, rooms (sb_engine_publish)', async () => {
+      const alice = await connected(server.url, auth('c:alice'));
+      const bob = await connected(server.url, auth('c:bob'));
+      await request(alice, 'joinRoom', 'lobby-pub');
+      await request(bob, 'joinRoom', 'lobby-pub');
+      const sse = await sseClient(eventsUrl(server.url, { rooms: 'lobby-pub' }), { token: token('watcher') });
+      const [aliceEvents, bobEvents] = [recorder(alice), recorder(bob)];
+
+      // the host's command thread waits until the message is stored (by the host) and delivered
+      server.send('publish lobby-pub herald Herald hello from the "host"');
+      const ack = JSON.parse((await server.line(/^published lobby-pub /)).slice('published lobby-pub '.length));
+      assert.deepEqual(Object.keys(ack).sort(), ['id', 'timestamp']);
+      assert.match(ack.id, /^[0-9A-Z]{26}$/);
+      assert.ok(!Number.isNaN(Date.parse(ack.timestamp)), ack.timestamp);
+      const expected = {
+        id: ack.id, roomId: 'lobby-pub', text: 'hello from the "host"', userId: 'herald', username: 'Herald', timestamp: ack.timestamp,
+      };
+      assert.deepEqual((await aliceEvents.next('message'))[0], expected);
+      assert.deepEqual((await bobEvents.next('message'))[0], expected);
+      const ev = await sse.log.next('message');
+      assert.deepEqual(ev.data, expected);
+      assert.equal(ev.id, ack.id);
+      // it went through the host's store callback like any message
+      const stored = await server.line(new RegExp(`^stored .*"${ack.id}"`));
+      assert.deepEqual(JSON.parse(stored.slice('stored '.length)), expected);
+
+      // a user that joins later finds it in the history
+      const carol = await connected(server.url, auth('c:carol'));
+      await request(carol, 'joinRoom', 'lobby-pub');
+      const history = await request(carol, 'getHistory', { roomId: 'lobby-pub' });
+      assert.deepEqual(history.messages.at(-1), expected);
+
+      // no display name: the user id
+      server.send('publish lobby-pub herald - second');
+      await server.line(/^published lobby-pub /);
+      assert.equal((await bobEvents.next('message'))[0].username, 'herald');
+
+      server.send('rooms');
+      const rooms = JSON.parse((await server.line(/^rooms /)).slice('rooms '.length));
+      assert.deepEqual(rooms.find((r) => r.roomId === 'lobby-pub'), { roomId: 'lobby-pub', members: 3 });
+      assert.deepEqual(rooms.map((r) => r.roomId), [...rooms.map((r) => r.roomId)].sort(), 'sorted by room id');
+
+      // refusals: a personal room, nothing delivered
+      server.send('publish user:alice herald - hi');
+      assert.match(await server.line(/^publish error /), /^publish error an argument is invalid: INVALID_ROOM: /);
+      await sleep(100);
+      assert.equal(aliceEvents.all('message').length, 2);
+    });
+
+    it('serves documents: the host authenticates them, decides doc:<name>, hears updates', async () => {
+      const ws = server.url.replace(/^http/, 'ws');
+      // the room callback refuses documents named secret-*: 4403, which y-websocket does not retry
+      const refused = await closeOf(new WebSocket(`${ws}/yjs/secret-plan?token=c:alice`));
+      assert.equal(refused.code, 4403);
+      assert.equal(await server.line(/^auth document secret-plan$/), 'auth document secret-plan');
+      assert.equal(await server.line(/^access doc:secret-plan /), 'access doc:secret-plan refused');
+      // the auth callback refuses with its own message: 4401
+      assert.deepEqual(await closeOf(new WebSocket(`${ws}/yjs/notes-c`)), { code: 4401, reason: 'Authentication required' });
+      assert.deepEqual(await closeOf(new WebSocket(`${ws}/yjs/notes-c?token=alice`)), { code: 4401, reason: 'Invalid token' });
+
+      const a = provider(server.url, 'notes-c', 'c:alice');
+      const b = provider(server.url, 'notes-c', 'c:bob');
+      try {
+        await Promise.all([synced(a), synced(b)]);
+        assert.match(await server.line(/^access doc:notes-c /), / allowed$/);
+        a.doc.getText('t').insert(0, 'hello from node');
+        await until(() => b.doc.getText('t').toString() === 'hello from node', 'the edit to reach the other provider');
+        const update = await server.line(/^document-update notes-c /);
+        assert.match(update, /^document-update notes-c [1-9]\d*$/);
+        b.doc.getText('t').insert(0, '> ');
+        await until(() => a.doc.getText('t').toString() === '> hello from node', 'the reply');
+        await server.line(/^document-update notes-c [1-9]\d*$/);
+      } finally {
+        for (const p of [a, b]) {
+          p.destroy();
+          p.doc.destroy();
+        }
+      }
     });
 
     it('serves connections the host accepted and read from itself (sb_engine_adopt)', { skip: !adopts }, async () => {
