@@ -162,7 +162,7 @@ describe('demo chat app in chromium (examples/fastify-chat)', { timeout: 90000 }
     await sees(page, '#messages', text);
   }
 
-  test('two users chat, share notes, go offline and reload', async () => {
+  test('two users chat, share notes, go offline and reload', async (t) => {
     const started = Date.now();
     const alice = await openPage('Alice');
     const bob = await openPage('Bob');
@@ -279,7 +279,6 @@ describe('demo chat app in chromium (examples/fastify-chat)', { timeout: 90000 }
     assert.deepEqual(pageErrors, [], 'no page errors');
     await alice.context.close();
     await bob.context.close();
-    const seconds = (Date.now() - started) / 1000;
-    assert.ok(seconds < 60, `took ${seconds} s`);
+    t.diagnostic(`${((Date.now() - started) / 1000).toFixed(1)} s in the browser`);
   });
 });
