@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
+import { readmeChat } from './helpers/readme.js';
+
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
 
@@ -76,7 +78,9 @@ describe('package', () => {
     expect(r.react).toEqual(['SwitchboardProvider', 'useConnection', 'useRoom', 'useSwitchboard']);
   });
 
-  it('the declarations type-check ESM and CJS consumers (moduleResolution node16)', () => {
+  it('the declarations type-check ESM and CJS consumers and the README component (moduleResolution node16)', () => {
+    // test/consumer/readme-chat.tsx is the README's chat component, written here (not committed).
+    fs.writeFileSync(path.join(ROOT, 'test/consumer/readme-chat.tsx'), readmeChat());
     const tsc = path.join(ROOT, 'node_modules/typescript/bin/tsc');
     try {
       execFileSync(process.execPath, [tsc, '-p', 'test/consumer/tsconfig.json'], { cwd: ROOT, encoding: 'utf8' });
