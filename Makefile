@@ -14,7 +14,7 @@ run: node-addon deps-demo
 	cd examples/fastify-chat && HOST=127.0.0.1 PORT=$(PORT) JWT_SECRET="$(DEV_SECRET)" exec node server.js
 
 ## test: build everything and run every test (installs what is missing)
-test: lint build deps-browser deps-demo test-rust test-c test-node
+test: lint build deps-browser deps-demo test-rust test-c test-node test-client
 	@echo "make test: all suites passed"
 
 build: node-addon
@@ -41,6 +41,13 @@ deps-browser:
 
 test-node: deps-node
 	cd bindings-tests/node && npm test
+
+## test-client: the @switchboard/client SDK and its React hooks (client/), built and tested
+## against a real `switchboard serve`
+.PHONY: test-client
+test-client:
+	$(CARGO) build -p switchboard --bin switchboard
+	cd client && npm ci --no-audit --no-fund && npm run build && npm test
 
 ## test-c: the C ABI: include/switchboard.h is fresh, and the C11/C++17 programs of
 ## bindings-tests/c (AddressSanitizer) pass with real socket.io clients and misuse
