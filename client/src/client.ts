@@ -19,7 +19,7 @@ import type {
 } from './types.js';
 
 /**
- * - `connecting`: the first connection is being made;
+ * - `connecting`: connecting for the first time, or after `connect()`;
  * - `connected`: connected with a new session (first time, or after a reconnect that could not
  *   recover: rooms are then joined again);
  * - `reconnecting`: the connection dropped and the client is trying again;
@@ -189,7 +189,7 @@ export class SwitchboardClient {
     const pending = this.pendingJoins.get(roomId);
     if (pending) return pending;
     const op = this.bumpOp(roomId);
-    const p: Promise<void> = this.request<void>('joinRoom', [roomId])
+    const p: Promise<void> = this.repeatable<void>('joinRoom', [roomId], () => this.roomOps.get(roomId) === op)
       .then(() => {
         if (this.roomOps.get(roomId) === op) this.joined.add(roomId);
       })
@@ -221,7 +221,7 @@ export class SwitchboardClient {
     const query: { roomId: string; before?: string; limit?: number } = { roomId };
     if (options.before !== undefined) query.before = options.before;
     if (options.limit !== undefined) query.limit = options.limit;
-    return this.request<HistoryResult | undefined>('getHistory', [query]).then((r) => ({
+    return this.repeatable<HistoryResult | undefined>('getHistory', [query]).then((r) => ({
       messages: r?.messages ?? [],
     }));
   }
@@ -408,6 +408,41 @@ export class SwitchboardClient {
         } else {
           resolve(result);
         }
+      });
+    });
+  }
+
+  /**
+   * A request that is safe to send twice (`joinRoom`, `getHistory`): when the connection drops
+   * before the answer, it is sent again once the client is back (if that takes less than
+   * `ackTimeout`).
+   */
+  private repeatable<T>(event: string, args: unknown[], stillWanted: () => boolean = () => true): Promise<T> {
+    return this.request<T>(event, args).catch((err: SwitchboardError) => {
+      if (err.code !== 'DISCONNECTED' || !stillWanted()) throw err;
+      return this.backOnline().then(
+        () => this.repeatable<T>(event, args, stillWanted),
+        () => {
+          throw err;
+        },
+      );
+    });
+  }
+
+  /** Resolves when connected again; rejects if that takes over `ackTimeout` or will not happen. */
+  private backOnline(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.socket.connected) return resolve();
+      if (this.closed || this.stateStore.get() === 'disconnected') return reject();
+      const finish = (settle: () => void) => {
+        clearTimeout(timer);
+        unsubscribe();
+        settle();
+      };
+      const timer = setTimeout(() => finish(reject), this.ackTimeout);
+      const unsubscribe = this.stateStore.subscribe((state) => {
+        if (state === 'connected' || state === 'recovered') finish(resolve);
+        else if (state === 'disconnected') finish(reject);
       });
     });
   }

@@ -60,6 +60,29 @@ describe('with recovery (the default 2 min window)', () => {
     expect(left).not.toHaveBeenCalled();
     await alice.sendMessage(room, 'thanks');
   });
+
+  it('joinRoom and getHistory cut by a drop are sent again after the reconnect; sendMessage is not', async () => {
+    const room = roomName('cut');
+    const alice = await clients.connected('alice');
+    const emit = vi.spyOn(alice.socket, 'emit');
+    const joining = alice.joinRoom(room);
+    dropTransport(alice); // the answer to joinRoom is lost with the transport
+    await expect(joining).resolves.toBeUndefined();
+    expect(joinEmits(emit)).toHaveLength(2);
+    expect(alice.rooms).toEqual([room]);
+
+    await waitFor(() => alice.connected, 'connected');
+    await alice.sendMessage(room, 'kept');
+    const history = alice.getHistory(room);
+    dropTransport(alice);
+    await expect(history).resolves.toMatchObject({ messages: [{ text: 'kept' }] });
+    expect(emit.mock.calls.filter(([e]) => e === 'getHistory')).toHaveLength(2);
+
+    await waitFor(() => alice.connected, 'connected');
+    const sending = alice.sendMessage(room, 'maybe');
+    dropTransport(alice);
+    await expect(sending).rejects.toMatchObject({ code: 'DISCONNECTED' });
+  });
 });
 
 describe('without recovery (--recovery-window 0)', () => {
