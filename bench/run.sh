@@ -14,7 +14,7 @@
 #   BENCH_CONNECT_SECONDS=5   BENCH_CONNECT_CONCURRENCY=50
 #   BENCH_FANOUT_CLIENTS=1000 BENCH_FANOUT_WINDOW=16
 #   BENCH_CHAT_CLIENTS=2000   BENCH_CHAT_ROOMS=200   BENCH_CHAT_RATE=20
-#   BENCH_IDLE_CLIENTS=5000   BENCH_BUILD=1 (cargo build first)   BENCH_WAIT_QUIET=30 (s per run)
+#   BENCH_IDLE_CLIENTS=5000   BENCH_BUILD=1 (cargo build first)   BENCH_WAIT_QUIET=20 (s per run)
 #   BENCH_OUT=bench/results   (latest.json, latest.svg; raw runs in $BENCH_OUT/tmp)
 set -euo pipefail
 
@@ -26,7 +26,7 @@ QUICK=${BENCH_QUICK:-0}
 if [[ "$QUICK" == 1 ]]; then
   d_seconds=2 d_warmup=1 d_connect=2 d_fanout=200 d_chat=400 d_rooms=40 d_idle=1000 d_settle=1 d_hold=1 d_quiet=0
 else
-  d_seconds=10 d_warmup=2 d_connect=5 d_fanout=1000 d_chat=2000 d_rooms=200 d_idle=5000 d_settle=2 d_hold=3 d_quiet=30
+  d_seconds=10 d_warmup=2 d_connect=5 d_fanout=1000 d_chat=2000 d_rooms=200 d_idle=5000 d_settle=2 d_hold=3 d_quiet=20
 fi
 SECS=${BENCH_SECONDS:-$d_seconds}
 WARMUP=${BENCH_WARMUP:-$d_warmup}
