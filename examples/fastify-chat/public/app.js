@@ -295,7 +295,11 @@ async function enterRoom(roomId) {
   joining = roomId;
   showError(ui.roomError, '');
   const { error } = await request('joinRoom', roomId);
-  if (joining !== roomId) return; // another room was chosen meanwhile
+  if (joining !== roomId) {
+    // Another room was chosen meanwhile: do not stay in this one unseen.
+    if (!error && roomId !== currentRoom) socket.emit('leaveRoom', roomId, () => {});
+    return;
+  }
   joining = null;
   if (error) {
     if (error.code === 'ACCESS_DENIED') deniedRooms.add(roomId);
