@@ -6,9 +6,9 @@ PORT ?= 3000
 CBINDGEN_VERSION := 0.29.4
 CBINDGEN ?= $(or $(CARGO_HOME),$(HOME)/.cargo)/bin/cbindgen
 
-.PHONY: run test build node-addon test-rust test-node test-c header cbindgen lint deps-node deps-demo deps-browser bench clean
+.PHONY: run test build node-addon client-build test-rust test-node test-c header cbindgen lint deps-node deps-demo deps-browser bench clean
 
-## run: build the Node addon and start the demo chat app (examples/fastify-chat) on
+## run: build the Node addon and the client SDK, start the demo chat app (examples/fastify-chat) on
 ## http://127.0.0.1:3000 with a development secret (embedded engine, data in .data/)
 run: node-addon deps-demo
 	cd examples/fastify-chat && HOST=127.0.0.1 PORT=$(PORT) JWT_SECRET="$(DEV_SECRET)" exec node server.js
@@ -31,8 +31,9 @@ test-rust:
 deps-node:
 	cd bindings-tests/node && npm ci --no-audit --no-fund
 
-# The demo app's packages (its @switchboard/node is a link to node/).
-deps-demo:
+# The demo app's packages (its @switchboard/node and @switchboard/client are links to node/
+# and client/; the page loads the client's ES module build, so client/ is built first).
+deps-demo: client-build
 	cd examples/fastify-chat && npm ci --no-audit --no-fund
 
 # Debian's chromium for the demo's browser test (bindings-tests/node/test/demo-browser.test.js).
@@ -45,9 +46,13 @@ test-node: deps-node
 ## test-client: the @switchboard/client SDK and its React hooks (client/), built and tested
 ## against a real `switchboard serve`
 .PHONY: test-client
-test-client:
+test-client: client-build
 	$(CARGO) build -p switchboard --bin switchboard
-	cd client && npm ci --no-audit --no-fund && npm run build && npm test
+	cd client && npm test
+
+# The @switchboard/client SDK built (dist/esm, dist/cjs): the demo page and test-client use it.
+client-build:
+	cd client && npm ci --no-audit --no-fund && npm run build
 
 ## test-c: the C ABI: include/switchboard.h is fresh, and the C11/C++17 programs of
 ## bindings-tests/c (AddressSanitizer) pass with real socket.io clients and misuse

@@ -1,7 +1,10 @@
 'use strict';
 // The browser's libraries, served from node_modules without a bundler or a CDN.
 //
-// `socket.io-client` ships an ES module bundle. `yjs`, `y-websocket` and their dependencies
+// `@switchboard/client` (the typed client SDK, a link to client/) is served from its ES module
+// build (dist/esm, `npm run build` in client/); it imports `socket.io-client` by bare name, which
+// the import map points at socket.io-client's ES module bundle. `socket.io-client` ships that
+// bundle. `yjs`, `y-websocket` and their dependencies
 // (`y-protocols`, `lib0`) ship plain ES modules that import each other by bare names
 // ('lib0/encoding'), which browsers resolve through an import map. The map is generated here
 // from each package's `exports`, with the conditions a bundler would use for the browser, so
@@ -14,7 +17,7 @@ const path = require('node:path');
 const CONDITIONS = new Set(['browser', 'module', 'import', 'default']);
 
 /** The packages the page may load, and the URL prefix each is served under. */
-const PACKAGES = ['socket.io-client', 'yjs', 'y-websocket', 'y-protocols', 'lib0'];
+const PACKAGES = ['@switchboard/client', 'socket.io-client', 'yjs', 'y-websocket', 'y-protocols', 'lib0'];
 const PREFIX = '/vendor/';
 
 /** Resolves an `exports` target for the browser: a './file.js' path or null. */
@@ -62,9 +65,14 @@ function importMap(dirs) {
       continue;
     }
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
+    if (name === '@switchboard/client' && !fs.existsSync(path.join(dir, 'dist/esm/index.js'))) {
+      throw new Error(`${name} is not built: cd client && npm ci && npm run build (make run does it)`);
+    }
     const exportsField = manifest.exports || { '.': manifest.module || manifest.main };
     for (const [key, target] of Object.entries(exportsField)) {
       if (key.includes('*') || key.endsWith('.json') || /test/i.test(key)) continue;
+      // The SDK's React hooks need React, which the page does not use.
+      if (name === '@switchboard/client' && key !== '.') continue;
       const file = resolveTarget(target);
       if (!file || !/\.m?js$/.test(file)) continue;
       const specifier = key === '.' ? name : `${name}/${key.replace(/^\.\//, '')}`;

@@ -1,5 +1,6 @@
-// The demo page: Socket.IO chat (rooms, presence, typing, history, recovery) and shared notes.
-import { io } from 'socket.io-client';
+// The demo page: chat over the typed client SDK @switchboard/client (rooms, presence, typing,
+// history, recovery) and shared notes.
+import { connect } from '@switchboard/client';
 import { Notes } from './notes.js';
 
 const DEFAULT_ROOMS = ['lobby', 'random', 'help', 'locked'];
@@ -19,7 +20,8 @@ const ui = {
 };
 
 let session = null; // {token, user: {id, username}}
-let socket = null;
+/** The @switchboard/client connection (a SwitchboardClient). */
+let client = null;
 let notes = null;
 let currentRoom = null;
 let everConnected = false;
@@ -74,22 +76,19 @@ function describe(error) {
     INVALID_ROOM: 'Invalid room',
     NOT_IN_ROOM: 'Not in this room',
     INVALID_MESSAGE: 'Message refused',
+    NOT_REACHABLE: 'Not reachable',
     TIMEOUT: 'No answer',
+    DISCONNECTED: 'Connection lost',
+    CLOSED: 'Signed out',
     INTERNAL: 'Server error',
   };
   const label = labels[error.code] || error.code || 'Error';
   return error.message ? `${label}: ${error.message}` : label;
 }
 
-/** Emits with an ack; resolves {result} or {error: {code, message}} (never rejects). */
-function request(event, arg) {
-  return new Promise((resolve) => {
-    socket.timeout(REQUEST_TIMEOUT_MS).emit(event, arg, (timeout, error, result) => {
-      if (timeout) resolve({ error: { code: 'TIMEOUT', message: `no answer to ${event}` } });
-      else if (error) resolve({ error });
-      else resolve({ result });
-    });
-  });
+/** A request of the SDK as {result} or {error: SwitchboardError {code, message}} (never rejects). */
+function request(promise) {
+  return promise.then((result) => ({ result }), (error) => ({ error }));
 }
 
 function setStatus(state, text = state) {
@@ -132,8 +131,9 @@ ui.signOut.addEventListener('click', () => signOut());
 function signOut(message = '') {
   sessionStorage.removeItem(SESSION_KEY);
   session = null;
-  if (socket) socket.disconnect();
-  socket = null;
+  const old = client;
+  client = null;
+  if (old) old.close();
   if (notes) notes.close();
   notes = null;
   currentRoom = null;
@@ -165,56 +165,79 @@ function start() {
   });
   renderRooms();
   setStatus('connecting', 'connecting…');
-  // Same origin: the page and /socket.io/ are served by the same Fastify app.
-  socket = io({ auth: { token: session.token }, reconnectionDelay: 500, reconnectionDelayMax: 3000 });
+  // Same origin: the page and /socket.io/ are served by the same Fastify app. getToken is asked
+  // on every connection attempt.
+  const { token } = session;
+  const sb = connect(location.origin, {
+    getToken: () => token,
+    autoConnect: false,
+    ackTimeout: REQUEST_TIMEOUT_MS,
+    typingIdle: TYPING_IDLE_MS,
+    socketOptions: { reconnectionDelay: 500, reconnectionDelayMax: 3000 },
+  });
+  client = sb;
 
-  socket.on('connect', () => {
-    if (!everConnected) {
+  sb.state.subscribe((state) => {
+    if (client !== sb) return; // signed out
+    if (state === 'connected' && !everConnected) {
       everConnected = true;
       setStatus('connected');
       enterRoom(roomFromHash() || 'lobby');
-    } else if (socket.recovered) {
-      // Connection state recovery: same socket, rooms kept, missed messages replayed.
-      setStatus('recovered');
-    } else {
-      // A new session: join the room again and reload its history.
+    } else if (state === 'connected') {
+      // A new session: the SDK joins the room again ('rejoined'), which reloads its history.
       setStatus('reconnected');
-      const room = currentRoom;
-      currentRoom = null;
-      rooms.clear();
-      if (room) enterRoom(room);
-    }
-  });
-  socket.on('disconnect', (reason) => {
-    if (reason === 'io client disconnect') return;
-    for (const state of rooms.values()) state.typing.clear();
-    renderTyping();
-    if (reason === 'io server disconnect') {
-      // The server ended the session (e.g. for flooding); come back after a pause.
-      setStatus('reconnecting', 'disconnected by the server…');
-      setTimeout(() => socket && socket.connect(), 2000);
+      for (const [roomId, room] of rooms) {
+        room.messages.clear();
+        room.typing.clear();
+        room.complete = false;
+        if (roomId === currentRoom) {
+          renderMessages();
+          renderTyping();
+        }
+      }
+    } else if (state === 'recovered') {
+      // Connection state recovery: same session, rooms kept, missed messages replayed.
+      setStatus('recovered');
+    } else if (state === 'connecting') {
+      setStatus(everConnected ? 'reconnecting' : 'connecting', everConnected ? 'reconnecting…' : 'connecting…');
     } else {
-      setStatus('reconnecting', 'reconnecting…');
+      // 'reconnecting' or 'disconnected': whoever was typing may have stopped meanwhile.
+      for (const room of rooms.values()) room.typing.clear();
+      renderTyping();
+      const error = sb.error.get();
+      if (state === 'reconnecting') {
+        setStatus('reconnecting', 'reconnecting…');
+      } else if (error && error.code === 'UNAUTHORIZED') {
+        signOut(`Signed out: ${error.message}. Sign in again.`);
+      } else if (error && error.code === 'DISCONNECTED') {
+        // The server ended the session (e.g. for flooding); come back after a pause.
+        setStatus('reconnecting', 'disconnected by the server…');
+        setTimeout(() => { if (client === sb) sb.connect(); }, 2000);
+      }
     }
-  });
-  socket.on('connect_error', (error) => {
-    if (/token|authentication/i.test(error.message)) {
-      signOut(`Signed out: ${error.message}. Sign in again.`);
-      return;
-    }
-    setStatus(everConnected ? 'reconnecting' : 'connecting', everConnected ? 'reconnecting…' : 'connecting…');
   });
 
-  socket.on('roomMembers', ({ roomId, members }) => {
+  sb.on('rejoined', ({ roomId }) => {
+    if (roomId === currentRoom) loadHistory(roomId);
+  });
+  sb.on('rejoinFailed', ({ roomId, error }) => {
+    if (roomId !== currentRoom) return;
+    if (error.code === 'ACCESS_DENIED') deniedRooms.add(roomId);
+    currentRoom = null;
+    rooms.delete(roomId);
+    renderRooms();
+    showError(ui.roomError, describe(error));
+  });
+  sb.on('roomMembers', ({ roomId, members }) => {
     const state = roomState(roomId);
     state.members = new Map(members.map((m) => [m.userId, m.username]));
     if (roomId === currentRoom) renderMembers();
   });
-  socket.on('userJoined', ({ roomId, userId, username }) => {
+  sb.on('userJoined', ({ roomId, userId, username }) => {
     roomState(roomId).members.set(userId, username);
     if (roomId === currentRoom) renderMembers();
   });
-  socket.on('userLeft', ({ roomId, userId }) => {
+  sb.on('userLeft', ({ roomId, userId }) => {
     const state = roomState(roomId);
     state.members.delete(userId);
     state.typing.delete(userId);
@@ -223,13 +246,13 @@ function start() {
       renderTyping();
     }
   });
-  socket.on('typing', ({ roomId, userId, username, isTyping }) => {
+  sb.on('typing', ({ roomId, userId, username, isTyping }) => {
     const state = roomState(roomId);
     if (isTyping) state.typing.set(userId, username);
     else state.typing.delete(userId);
     if (roomId === currentRoom) renderTyping();
   });
-  socket.on('message', (message) => {
+  sb.on('message', (message) => {
     const state = roomState(message.roomId);
     state.messages.set(message.id, message);
     state.typing.delete(message.userId);
@@ -238,9 +261,11 @@ function start() {
       renderTyping();
     }
   });
-  socket.on('error', (error) => {
+  // A failure without a callback, e.g. RATE_LIMITED before a flood disconnect.
+  sb.on('error', (error) => {
     showError(ui.sendError, describe(error), 8000);
   });
+  sb.connect();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -286,18 +311,20 @@ ui.roomForm.addEventListener('submit', (event) => {
 
 window.addEventListener('hashchange', () => {
   const room = roomFromHash();
-  if (room && socket) enterRoom(room);
+  if (room && client) enterRoom(room);
 });
 
 let joining = null;
 async function enterRoom(roomId) {
-  if (!socket || roomId === currentRoom || joining === roomId) return;
+  const sb = client;
+  if (!sb || roomId === currentRoom || joining === roomId) return;
   joining = roomId;
   showError(ui.roomError, '');
-  const { error } = await request('joinRoom', roomId);
+  const { error } = await request(sb.joinRoom(roomId));
+  if (client !== sb) return; // signed out meanwhile
   if (joining !== roomId) {
     // Another room was chosen meanwhile: do not stay in this one unseen.
-    if (!error && roomId !== currentRoom) socket.emit('leaveRoom', roomId, () => {});
+    if (!error && roomId !== currentRoom) sb.leaveRoom(roomId).catch(() => {});
     return;
   }
   joining = null;
@@ -312,7 +339,7 @@ async function enterRoom(roomId) {
   currentRoom = roomId;
   stopTyping(previous);
   if (previous) {
-    socket.emit('leaveRoom', previous, () => {});
+    sb.leaveRoom(previous).catch(() => {});
     rooms.delete(previous);
   }
   if (location.hash.slice(1) !== encodeURIComponent(roomId)) history.replaceState(null, '', `#${encodeURIComponent(roomId)}`);
@@ -326,7 +353,8 @@ async function enterRoom(roomId) {
 }
 
 async function loadHistory(roomId, before) {
-  const { result, error } = await request('getHistory', { roomId, limit: HISTORY_PAGE, ...(before ? { before } : {}) });
+  if (!client) return;
+  const { result, error } = await request(client.getHistory(roomId, { limit: HISTORY_PAGE, ...(before ? { before } : {}) }));
   if (roomId !== currentRoom) return;
   if (error) return showError(ui.roomError, `Could not load history: ${describe(error)}`);
   const state = roomState(roomId);
@@ -392,35 +420,31 @@ function renderTyping() {
 // ---------------------------------------------------------------------------------------
 // Typing and sending
 
+// The SDK's typing helper: `startTyping` on the first keystroke, `stopTyping` after
+// TYPING_IDLE_MS without one (nothing is sent while offline).
 let typingRoom = null;
-let typingTimer = null;
 
 function stopTyping(roomId = typingRoom) {
-  clearTimeout(typingTimer);
-  if (typingRoom && roomId === typingRoom && socket) socket.emit('stopTyping', typingRoom);
+  if (typingRoom && roomId === typingRoom && client) client.stopTyping(typingRoom);
   typingRoom = null;
 }
 
 ui.input.addEventListener('input', () => {
-  if (!currentRoom || !socket || !socket.connected) return;
+  if (!currentRoom || !client || !client.connected) return;
   if (!ui.input.value) return stopTyping();
-  if (typingRoom !== currentRoom) {
-    stopTyping();
-    typingRoom = currentRoom;
-    socket.emit('startTyping', currentRoom);
-  }
-  clearTimeout(typingTimer);
-  typingTimer = setTimeout(() => stopTyping(), TYPING_IDLE_MS);
+  if (typingRoom !== currentRoom) stopTyping();
+  typingRoom = currentRoom;
+  client.typing(currentRoom);
 });
 ui.input.addEventListener('blur', () => stopTyping());
 
 ui.composer.addEventListener('submit', async (event) => {
   event.preventDefault();
   const text = ui.input.value;
-  if (!text.trim() || !currentRoom) return;
+  if (!text.trim() || !currentRoom || !client) return;
   ui.input.value = '';
   stopTyping();
-  const { error } = await request('sendMessage', { roomId: currentRoom, text });
+  const { error } = await request(client.sendMessage(currentRoom, text));
   if (error) {
     showError(ui.sendError, describe(error), 6000);
     if (!ui.input.value) ui.input.value = text; // give the text back to try again
