@@ -50,26 +50,7 @@ pub async fn call(tsfn: &JsCallback, arg: Value) -> Result<Value, String> {
 
 /// What JS `authenticate(handshake)` receives.
 fn handshake_json(request: &ConnectRequest) -> Value {
-    let hs = &request.session.handshake;
-    let mut headers = Map::new();
-    for (name, value) in &hs.headers {
-        if let Ok(v) = value.to_str() {
-            headers.insert(name.as_str().to_owned(), Value::String(v.to_owned()));
-        }
-    }
-    let mut query = Map::new();
-    for pair in hs.query.split('&').filter(|p| !p.is_empty()) {
-        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-        if let Some(v) = hs.query_param(key) {
-            query.insert(key.to_owned(), Value::String(v));
-        }
-    }
-    json!({
-        "auth": request.auth,
-        "headers": headers,
-        "query": query,
-        "address": hs.address.ip().to_string(),
-    })
+    request.handshake_json()
 }
 
 /// The user `authenticate` resolved: `{id, username?, rooms?}`; `null` refuses.
