@@ -58,7 +58,7 @@ client-build:
 ## bindings-tests/c (AddressSanitizer) pass with real socket.io clients and misuse
 test-c: cbindgen deps-node
 	CBINDGEN=$(CBINDGEN) bindings-tests/c/check-header.sh
-	cd bindings-tests/node && node --test test/c-abi.test.js
+	cd bindings-tests/node && node --test --test-timeout=180000 --test-force-exit test-c/c-abi.test.js
 
 ## header: regenerate include/switchboard.h (commit it)
 header: cbindgen

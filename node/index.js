@@ -39,6 +39,7 @@ class Engine {
     this._handlers = new Map();
     this._keepAlive = null;
     this._closed = false;
+    this._bridged = new Set();
     this._maxPayload = config.maxPayload ?? 1000000;
     const auth = authenticate && settle((handshake) => authenticate(handshake));
     const rooms = authorizeRoom && settle(({ user, roomId }) => authorizeRoom(user, roomId));
@@ -139,9 +140,18 @@ class Engine {
       if (chunk === null || chunk === undefined) socket.end();
       else if (!socket.destroyed) socket.write(chunk, () => bridge && bridge.ack());
     });
+    this._bridged.add(socket);
     socket.on('data', (data) => bridge.write(data));
-    socket.on('end', () => bridge.end());
-    socket.on('close', () => bridge.end());
+    // The client is done: end our side too (HTTP servers' sockets allow half-open, and a
+    // half-open socket would keep server.close() waiting).
+    socket.on('end', () => {
+      bridge.end();
+      socket.end();
+    });
+    socket.on('close', () => {
+      bridge.end();
+      this._bridged.delete(socket);
+    });
     socket.on('error', () => bridge.end());
   }
 
@@ -251,6 +261,9 @@ class Engine {
     this._closed = true;
     this._activity(false);
     this._native.close();
+    // Bridged sockets are Node's: with the engine gone nothing will end them.
+    for (const socket of this._bridged) socket.destroy();
+    this._bridged.clear();
   }
 }
 
