@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 
+use super::outbox::Outbox;
 use super::{CloseReason, EioServer, Session, TransportKind};
 use crate::protocol::engineio::Packet;
 use crate::protocol::frame::{Frame, FrameKind};
@@ -48,14 +49,32 @@ pub async fn reject<W: AsyncWrite + Unpin>(mut writer: W) {
     .await;
 }
 
-/// The read half as tungstenite sees it: reads come from the socket, writes (control
-/// frames only) go to the session's queue.
-struct ReadSide<R> {
-    inner: R,
-    session: Arc<Session>,
+/// Where a read half's control frames (pong and close replies) go.
+pub(crate) trait ControlQueue: Unpin {
+    /// The connection's outbound queue.
+    fn outbox(&self) -> &Outbox;
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for ReadSide<R> {
+impl ControlQueue for Arc<Session> {
+    fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+}
+
+impl ControlQueue for Arc<Outbox> {
+    fn outbox(&self) -> &Outbox {
+        self
+    }
+}
+
+/// The read half as tungstenite sees it: reads come from the socket, writes (control
+/// frames only) go to the connection's queue, so they never interleave with our frames.
+pub(crate) struct ReadSide<R, Q> {
+    pub(crate) inner: R,
+    pub(crate) queue: Q,
+}
+
+impl<R: AsyncRead + Unpin, Q: ControlQueue> AsyncRead for ReadSide<R, Q> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -65,15 +84,15 @@ impl<R: AsyncRead + Unpin> AsyncRead for ReadSide<R> {
     }
 }
 
-impl<R: Unpin> AsyncWrite for ReadSide<R> {
+impl<R: Unpin, Q: ControlQueue> AsyncWrite for ReadSide<R, Q> {
     fn poll_write(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let _ = self
-            .session
-            .outbox
+            .queue
+            .outbox()
             .push(Frame::control(Bytes::copy_from_slice(buf)));
         Poll::Ready(Ok(buf.len()))
     }
@@ -107,7 +126,7 @@ where
     };
     let side = ReadSide {
         inner: reader,
-        session: session.clone(),
+        queue: session.clone(),
     };
     // Copy the few buffered bytes out and let go of `prefix` now: it may be a slice of the
     // HTTP parser's whole read buffer, which would otherwise live as long as the connection.
@@ -148,7 +167,7 @@ where
 /// Returns the writer once the client completed the upgrade.
 async fn probe<R, W>(
     session: &Arc<Session>,
-    ws: &mut WebSocketStream<ReadSide<R>>,
+    ws: &mut WebSocketStream<ReadSide<R, Arc<Session>>>,
     mut writer: W,
 ) -> Option<W>
 where
@@ -178,7 +197,7 @@ where
 async fn read_loop<R>(
     server: &Arc<EioServer>,
     session: &Arc<Session>,
-    ws: &mut WebSocketStream<ReadSide<R>>,
+    ws: &mut WebSocketStream<ReadSide<R, Arc<Session>>>,
 ) where
     R: AsyncRead + Unpin,
 {

@@ -5,15 +5,12 @@
 //! replies) queued on the connection's own outbound queue; writing is ours: every queued frame
 //! is already a complete WebSocket frame, written with one vectored write per wake-up.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
@@ -50,41 +47,8 @@ fn close_frame(with: &CloseWith) -> Frame {
     Frame::control(Bytes::from(wire))
 }
 
-/// The read half as tungstenite sees it: reads come from the socket, writes (control frames
-/// only) go to the connection's queue.
-struct ReadSide {
-    inner: BoxedReader,
-    outbox: Arc<Outbox>,
-}
-
-impl AsyncRead for ReadSide {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for ReadSide {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let _ = self
-            .outbox
-            .push(Frame::control(Bytes::copy_from_slice(buf)));
-        Poll::Ready(Ok(buf.len()))
-    }
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
+/// The read half as tungstenite sees it (shared with the Engine.IO transport).
+type ReadSide = crate::transport::websocket::ReadSide<BoxedReader, Arc<Outbox>>;
 
 /// Counts the connection while it lives.
 struct Counted(Arc<Inner>);
@@ -287,7 +251,7 @@ async fn serve(
         .max_frame_size(Some(max_message));
     let side = ReadSide {
         inner: reader,
-        outbox: outbox.clone(),
+        queue: outbox.clone(),
     };
     let mut ws = Box::new(
         WebSocketStream::from_partially_read(side, prefix, Role::Server, Some(config)).await,
