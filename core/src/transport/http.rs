@@ -844,6 +844,9 @@ pub async fn serve(listener: TcpListener, app: Arc<HttpApp>, shutdown: impl Futu
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         tokio::spawn(serve_connection(stream, peer, app));
+        // Let the new connection start before accepting the next: the scheduler runs the
+        // newest task first, which would otherwise serve connections in reverse arrival order.
+        tokio::task::yield_now().await;
     }
 }
 
