@@ -291,6 +291,22 @@ impl Engine {
         self.emit_to_room(&crate::chat::personal_room(user_id), event, data)
     }
 
+    /// Like [`Engine::emit_to_room`], but the fan-out runs on the engine's runtime: the
+    /// calling (host) thread only hands the data over. Returns the room's size now.
+    pub fn spawn_emit_to_room(
+        &self,
+        room: String,
+        event: String,
+        data: serde_json::Value,
+    ) -> usize {
+        let members = self.namespace("/").map_or(0, |ns| ns.room_size(&room));
+        let engine = self.clone();
+        self.inner.handle.spawn(async move {
+            engine.emit_to_room(&room, &event, &data);
+        });
+        members
+    }
+
     /// Disconnects every connection of a user; returns how many there were.
     pub fn disconnect_user(&self, user_id: &str) -> usize {
         let Some(ns) = self.namespace("/") else {

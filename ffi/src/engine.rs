@@ -313,7 +313,8 @@ pub unsafe extern "C" fn sb_engine_emit_to_room(
         let e = sb_engine::borrow(engine, "engine")?;
         let (room, event) = (args::name(room, "room")?, args::name(event, "event")?);
         let data = args::json(json, "json")?;
-        e.live()?.emit_to_room(room, event, &data);
+        e.live()?
+            .spawn_emit_to_room(room.to_owned(), event.to_owned(), data);
         Ok(())
     }
 }
@@ -332,7 +333,11 @@ pub unsafe extern "C" fn sb_engine_emit_to_user(
         let e = sb_engine::borrow(engine, "engine")?;
         let (user, event) = (args::name(user_id, "user_id")?, args::name(event, "event")?);
         let data = args::json(json, "json")?;
-        e.live()?.emit_to_user(user, event, &data);
+        e.live()?.spawn_emit_to_room(
+            switchboard::chat::personal_room(user),
+            event.to_owned(),
+            data,
+        );
         Ok(())
     }
 }

@@ -392,12 +392,7 @@ impl NativeEngine {
     /// thread only hands the data over; returns how many sockets are in the room now.
     #[napi]
     pub fn emit_to_room(&self, room: String, event: String, data: Value) -> napi::Result<u32> {
-        let engine = self.live()?.clone();
-        let members = engine.namespace("/").map_or(0, |ns| ns.room_size(&room));
-        engine.handle().clone().spawn(async move {
-            engine.emit_to_room(&room, &event, &data);
-        });
-        Ok(members as u32)
+        Ok(self.live()?.spawn_emit_to_room(room, event, data) as u32)
     }
 
     /// Emits to every connection of a user (off Node's thread, like `emit_to_room`).
