@@ -36,6 +36,18 @@ void check(sb_result r, const char *what) {
     }
 }
 
+// Completes a request. SB_REQUEST_NOT_PENDING on a first completion is a normal outcome,
+// not a host bug: the client left, the engine timed the request out or is shutting down.
+// Returns whether this completion was the one that counted.
+bool complete(sb_result r, const char *what) {
+    if (r == SB_REQUEST_NOT_PENDING) {
+        std::fprintf(stderr, "%s: request no longer pending (client gone)\n", what);
+        return false;
+    }
+    check(r, what);
+    return true;
+}
+
 void expect_not_pending(sb_result r, const char *what) {
     if (r != SB_REQUEST_NOT_PENDING) {
         std::fprintf(stderr, "%s: second completion gave %d, expected SB_REQUEST_NOT_PENDING\n",
@@ -113,20 +125,20 @@ class Host {
             if (sb_json_get_string(json, "/document", document.out()) == SB_OK)
                 say("auth document " + document.str());
             if (sb_json_get_string(json, "/auth/token", token.out()) != SB_OK) {
-                check(sb_auth_request_refuse(req, "Authentication required"), "refuse");
-                expect_not_pending(sb_auth_request_refuse(req, "again"), "refuse");
+                if (complete(sb_auth_request_refuse(req, "Authentication required"), "refuse"))
+                    expect_not_pending(sb_auth_request_refuse(req, "again"), "refuse");
                 break;
             }
             std::string t = token.str();
             if (t.rfind("c:", 0) != 0 || !plain_name(t.substr(2))) {
-                check(sb_auth_request_refuse(req, "Invalid token"), "refuse");
-                expect_not_pending(sb_auth_request_accept(req, "{\"id\":\"x\"}"), "refuse");
+                if (complete(sb_auth_request_refuse(req, "Invalid token"), "refuse"))
+                    expect_not_pending(sb_auth_request_accept(req, "{\"id\":\"x\"}"), "refuse");
                 break;
             }
             std::string name = t.substr(2);
             std::string user = "{\"id\":\"" + name + "\",\"username\":\"" + name + " (C)\"}";
-            check(sb_auth_request_accept(req, user.c_str()), "accept");
-            expect_not_pending(sb_auth_request_accept(req, user.c_str()), "accept");
+            if (complete(sb_auth_request_accept(req, user.c_str()), "accept"))
+                expect_not_pending(sb_auth_request_accept(req, user.c_str()), "accept");
             break;
         }
         case SB_EVENT_ROOM_ACCESS: {
@@ -135,14 +147,14 @@ class Host {
             bool allowed = room.rfind(document ? "doc:secret-" : "secret-", 0) != 0;
             if (document)
                 say("access " + room + (allowed ? " allowed" : " refused"));
-            check(sb_room_request_answer(req, allowed), "room access");
-            expect_not_pending(sb_room_request_answer(req, true), "room access");
+            if (complete(sb_room_request_answer(req, allowed), "room access"))
+                expect_not_pending(sb_room_request_answer(req, true), "room access");
             break;
         }
         case SB_EVENT_STORE:
             say(std::string("stored ") + json);
-            check(sb_store_request_done(req), "store");
-            expect_not_pending(sb_store_request_done(req), "store");
+            if (complete(sb_store_request_done(req), "store"))
+                expect_not_pending(sb_store_request_done(req), "store");
             break;
         case SB_EVENT_APP:
             app_event(req, sb_event_get_name(ev), json, sb_event_get_socket_json(ev));
@@ -157,11 +169,11 @@ class Host {
         if (event == "presence") {
             Owned room, members;
             if (sb_json_get_string(args, "/0", room.out()) != SB_OK) {
-                check(sb_app_event_fail(req, "presence needs a room"), "presence");
+                complete(sb_app_event_fail(req, "presence needs a room"), "presence");
                 return;
             }
             check(sb_engine_presence(engine_, room.p, members.out()), "presence");
-            check(sb_app_event_ack(req, members.p), "presence");
+            complete(sb_app_event_ack(req, members.p), "presence");
         } else if (event == "shout") {
             Owned room, text, from;
             if (sb_json_get_string(args, "/0/room", room.out()) == SB_OK &&
@@ -169,23 +181,23 @@ class Host {
                 sb_json_get(socket, "/user/id", from.out()) == SB_OK) {
                 std::string shout = "{\"from\":" + from.str() + ",\"text\":" + text.str() + "}";
                 check(sb_engine_emit_to_room(engine_, room.p, "shout", shout.c_str()), "shout");
-                check(sb_app_event_ack(req, "{\"shouted\":true}"), "shout");
+                complete(sb_app_event_ack(req, "{\"shouted\":true}"), "shout");
             } else {
-                check(sb_app_event_fail(req, "shout needs {room, text}"), "shout");
+                complete(sb_app_event_fail(req, "shout needs {room, text}"), "shout");
             }
         } else if (event == "poke") {
             Owned id;
             check(sb_json_get_string(socket, "/id", id.out()), "poke");
             check(sb_engine_emit_to_socket(engine_, id.p, "poked", "{\"by\":\"host\"}"), "poke");
-            check(sb_app_event_ack(req, "null"), "poke");
+            complete(sb_app_event_ack(req, "null"), "poke");
         } else if (event == "echo") {
             Owned value;
             sb_json_get(args, "/0", value.out());
             deferred_.push_back({std::chrono::steady_clock::now() + std::chrono::milliseconds(50),
                                  req, value ? value.str() : "null"});
         } else if (event == "fail") {
-            check(sb_app_event_fail(req, "echo chamber closed"), "fail");
-            expect_not_pending(sb_app_event_fail(req, "again"), "fail");
+            if (complete(sb_app_event_fail(req, "echo chamber closed"), "fail"))
+                expect_not_pending(sb_app_event_fail(req, "again"), "fail");
         }
     }
 
@@ -194,8 +206,8 @@ class Host {
         auto now = std::chrono::steady_clock::now();
         while (!deferred_.empty() && deferred_.front().due <= now) {
             const Deferred &d = deferred_.front();
-            check(sb_app_event_ack(d.request, d.result.c_str()), "echo");
-            expect_not_pending(sb_app_event_ack(d.request, "null"), "echo");
+            if (complete(sb_app_event_ack(d.request, d.result.c_str()), "echo"))
+                expect_not_pending(sb_app_event_ack(d.request, "null"), "echo");
             deferred_.erase(deferred_.begin());
         }
     }

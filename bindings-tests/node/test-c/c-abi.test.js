@@ -10,7 +10,7 @@
 // SWITCHBOARD_C_BUILD=0 skips the build step (the programs must already be in
 // bindings-tests/c/build). DEBUG_SERVER=1 forwards the programs' output.
 
-const { describe, it, before, after, afterEach } = require('node:test');
+const { describe, it, before, after, beforeEach, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -61,8 +61,11 @@ function startProgram(bin) {
     const waiters = [];
     let stderr = '';
     let exited = null;
+    let stopping = false;
     const exit = new Promise((res) => proc.once('exit', (code, signal) => {
       exited = { code, signal };
+      // A program that dies mid-suite fails every later test; say why right where it happened.
+      if (!stopping) console.error(`${path.basename(bin)} exited (code ${code}, signal ${signal}); stderr:\n${stderr}`);
       res(exited);
     }));
     proc.stderr.setEncoding('utf8');
@@ -96,7 +99,10 @@ function startProgram(bin) {
       exit,
       get stderr() { return stderr; },
       get exited() { return exited; },
-      send(cmd) { proc.stdin.write(cmd + '\n'); },
+      send(cmd) {
+        if (cmd === 'quit') stopping = true;
+        proc.stdin.write(cmd + '\n');
+      },
       /** The next stdout line matching `re` (one already printed and not yet taken counts). */
       line(re, timeout = 5000) {
         const i = lines.findIndex((l) => re.test(l));
@@ -111,6 +117,7 @@ function startProgram(bin) {
         });
       },
       async stop() {
+        stopping = true;
         if (!exited) proc.kill('SIGKILL');
         return exit;
       },
@@ -193,6 +200,12 @@ for (const { label, bin, adopts } of PROGRAMS) {
     let server;
 
     before(async () => { server = await startProgram(bin); });
+    beforeEach(() => {
+      if (server.exited) {
+        const { code, signal } = server.exited;
+        throw new Error(`the program died earlier (code ${code}, signal ${signal}); stderr:\n${server.stderr}`);
+      }
+    });
     afterEach(() => { closeAll(); closeAllStreams(); });
     after(async () => {
       closeAll();
