@@ -14,7 +14,7 @@ run: node-addon deps-demo
 	cd examples/fastify-chat && HOST=127.0.0.1 PORT=$(PORT) JWT_SECRET="$(DEV_SECRET)" exec node server.js
 
 ## test: build everything and run every test (installs what is missing)
-test: lint build deps-browser deps-demo test-rust test-c test-node test-client
+test: lint build deps-browser deps-redis deps-demo test-rust test-c test-node test-client
 	@echo "make test: all suites passed"
 
 build: node-addon
@@ -39,6 +39,11 @@ deps-demo: client-build
 # Debian's chromium for the demo's browser test (bindings-tests/node/test/demo-browser.test.js).
 deps-browser:
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+# A real redis-server for the cluster tests (bindings-tests/node/test/cluster.test.js).
+.PHONY: deps-redis
+deps-redis:
+	@command -v redis-server >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server)
 
 test-node: deps-node
 	cd bindings-tests/node && npm test
