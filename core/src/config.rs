@@ -134,6 +134,9 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// Redis URL for clustering; `None` runs a single node.
     pub redis_url: Option<String>,
+    /// How often a cluster node heartbeats; a node silent for three heartbeats is dead and
+    /// its users leave presence. Default 5 s.
+    pub cluster_heartbeat: Duration,
     /// Key guarding the server HTTP API; `None` turns the API off.
     pub api_key: Option<String>,
     /// Worker threads of the engine's own runtime; `None` uses one per core.
@@ -184,6 +187,7 @@ impl Default for Config {
             max_connections: 0,
             data_dir: None,
             redis_url: None,
+            cluster_heartbeat: Duration::from_secs(5),
             api_key: None,
             worker_threads: None,
             host_callback_timeout: Duration::from_secs(10),
@@ -318,6 +322,18 @@ impl Config {
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.redis_url = Some(url.into());
         self
+    }
+
+    /// Sets the cluster heartbeat (at least 100 ms).
+    pub fn cluster_heartbeat(mut self, d: Duration) -> Result<Self, ConfigError> {
+        if d < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid {
+                setting: "cluster_heartbeat",
+                reason: "must be at least 100 ms".into(),
+            });
+        }
+        self.cluster_heartbeat = d;
+        Ok(self)
     }
 
     /// Turns on the server HTTP API with this key.

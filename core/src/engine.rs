@@ -108,9 +108,14 @@ impl EngineBuilder {
     fn finish(self, handle: Handle, runtime: Option<Runtime>) -> Result<Engine, Error> {
         let config = Arc::new(self.config);
         let metrics = Arc::new(Metrics::default());
+        let cluster = crate::cluster::from_config(&config, metrics.clone())?;
         let mut namespaces = HashMap::new();
         for (name, builder) in self.namespaces {
-            namespaces.insert(name.clone(), builder.build(&name, &config, metrics.clone()));
+            let ns = builder.build(&name, &config, metrics.clone());
+            if let Some(c) = &cluster {
+                let _ = ns.cluster.set(c.clone());
+            }
+            namespaces.insert(name.clone(), ns);
         }
         let io = SocketIo::new(namespaces);
         let sio_server = EioServer::new(config.clone(), metrics.clone(), io.clone());
@@ -144,6 +149,7 @@ impl EngineBuilder {
                 http,
                 handle,
                 listeners: Mutex::new(Vec::new()),
+                cluster,
             }),
             runtime: Arc::new(Mutex::new(runtime)),
         };
@@ -163,6 +169,7 @@ struct EngineInner {
     http: Arc<HttpApp>,
     handle: Handle,
     listeners: Mutex<Vec<oneshot::Sender<()>>>,
+    cluster: Option<Arc<dyn crate::cluster::Adapter>>,
 }
 
 /// A running engine. Cheap to clone; [`Engine::shutdown`] stops it.
@@ -265,8 +272,31 @@ impl Engine {
             {
                 std::thread::sleep(Duration::from_millis(5));
             }
+            self.leave_cluster(grace);
             rt.shutdown_timeout(grace);
+        } else if let Some(cluster) = &self.inner.cluster {
+            // On the caller's runtime this thread may be one of its workers: never block it.
+            self.inner.handle.spawn(cluster.shutdown());
         }
+    }
+
+    /// The cluster this engine is a node of (`None` when it runs alone).
+    pub fn cluster(&self) -> Option<&Arc<dyn crate::cluster::Adapter>> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// Withdraws this node's presence from the cluster, waiting up to `grace`.
+    fn leave_cluster(&self, grace: Duration) {
+        let Some(cluster) = &self.inner.cluster else {
+            return;
+        };
+        let (done, finished) = std::sync::mpsc::channel();
+        let leave = cluster.shutdown();
+        self.inner.handle.spawn(async move {
+            leave.await;
+            let _ = done.send(());
+        });
+        let _ = finished.recv_timeout(grace);
     }
 
     /// Emits `event` with `data` to every socket in `room` of the `/` namespace (encoded

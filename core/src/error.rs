@@ -24,6 +24,9 @@ pub enum Error {
     /// The engine's runtime could not start (out of threads or memory).
     #[error("cannot start the engine's runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The cluster could not be set up (an invalid Redis URL).
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The history store could not be opened or written.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

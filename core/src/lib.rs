@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 mod engine;
 mod error;

@@ -41,6 +41,27 @@ impl Gauge {
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
+    /// Sets the value.
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+}
+
+/// The cluster's health and traffic (rendered only when a cluster is configured).
+#[derive(Default)]
+pub struct ClusterMetrics {
+    /// Whether this node runs in a cluster.
+    pub enabled: std::sync::atomic::AtomicBool,
+    /// 1 while the node is connected to Redis, else 0.
+    pub redis_connected: Gauge,
+    /// Envelopes this node published to other nodes.
+    pub published: Counter,
+    /// Envelopes this node received from other nodes.
+    pub received: Counter,
+    /// Envelopes that could not be published (Redis down or too slow).
+    pub dropped: Counter,
+    /// Users of dead nodes removed from presence by this node.
+    pub reaped: Counter,
 }
 
 /// Counters keyed by a reason label.
@@ -89,6 +110,8 @@ pub struct Metrics {
     pub disconnects: LabeledCounter,
     /// Messages accepted by `sendMessage` or the API.
     pub messages: Counter,
+    /// The cluster (Redis), when configured.
+    pub cluster: ClusterMetrics,
 }
 
 impl Metrics {
@@ -149,6 +172,39 @@ impl Metrics {
             "Chat messages accepted.",
             self.messages.get().to_string(),
         );
+        let c = &self.cluster;
+        if c.enabled.load(Ordering::Relaxed) {
+            simple(
+                "switchboard_redis_connected",
+                "gauge",
+                "1 while this node is connected to the cluster's Redis.",
+                c.redis_connected.get().to_string(),
+            );
+            for (name, help, counter) in [
+                (
+                    "switchboard_cluster_published_total",
+                    "Envelopes published to other nodes.",
+                    &c.published,
+                ),
+                (
+                    "switchboard_cluster_received_total",
+                    "Envelopes received from other nodes.",
+                    &c.received,
+                ),
+                (
+                    "switchboard_cluster_dropped_total",
+                    "Envelopes not published: Redis down or too slow.",
+                    &c.dropped,
+                ),
+                (
+                    "switchboard_cluster_reaped_total",
+                    "Users of dead nodes removed from presence.",
+                    &c.reaped,
+                ),
+            ] {
+                simple(name, "counter", help, counter.get().to_string());
+            }
+        }
         for (name, help, counter) in [
             (
                 "switchboard_refusals_total",

@@ -45,6 +45,16 @@ impl SseEvent {
         SseEvent(Frame::from_payload(text.as_bytes(), FrameKind::Text))
     }
 
+    /// The encoded event, as another node sends it.
+    pub(crate) fn payload(&self) -> bytes::Bytes {
+        self.0.payload()
+    }
+
+    /// An event another node encoded.
+    pub(crate) fn from_wire(text: bytes::Bytes) -> Self {
+        SseEvent(Frame::from_payload(&text, FrameKind::Text))
+    }
+
     /// A comment line (`:ping`), which keeps proxies from closing an idle stream.
     pub fn comment(text: &str) -> Self {
         SseEvent(Frame::from_payload(
@@ -130,6 +140,16 @@ impl SseHub {
         self.users
             .for_each(user_id, |_, c| n += usize::from(c.send(event)));
         n
+    }
+
+    /// Whether any SSE client is subscribed to `room`.
+    pub fn has_room(&self, room: &str) -> bool {
+        self.rooms.len(room) > 0
+    }
+
+    /// Whether the user has an SSE stream open.
+    pub fn has_user(&self, user_id: &str) -> bool {
+        self.users.len(user_id) > 0
     }
 
     /// Closes every stream of a user.

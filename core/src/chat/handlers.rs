@@ -174,8 +174,9 @@ async fn join_room_inner(
         return Ok(None);
     }
     let room: Arc<str> = room.into();
-    chat.presence_join(socket, user, &room);
-    let members = chat.presence.lock().members(&room);
+    chat.await_subscription(&room).await;
+    chat.presence_join(socket, user, &room).await;
+    let members = chat.members(&room).await;
     let _ = socket.emit(
         "roomMembers",
         &json!({ "roomId": &*room, "members": members }),
@@ -204,8 +205,8 @@ async fn leave_room(
             ));
         }
         let room: Arc<str> = room.into();
-        chat.stop_typing(socket, user, &room);
-        chat.presence_leave(socket, user, &room);
+        chat.stop_typing(socket, user, &room, false);
+        chat.presence_leave(user, &room);
         Ok(None)
     })())
 }
@@ -276,7 +277,12 @@ async fn start_typing(
     };
     let user_id: Arc<str> = user.id.as_str().into();
     let started = chat.typing.lock().start(&room, &user_id);
-    if started.changed {
+    // Typing is per user across the cluster: another node may know the user types already.
+    let changed = chat
+        .cluster_typing_start(&room, &user.id, started.generation)
+        .await
+        .unwrap_or(started.changed);
+    if changed {
         emit_typing(socket, user, &room, true);
     }
     let chat = chat.clone();
@@ -284,11 +290,15 @@ async fn start_typing(
     let user = user.clone();
     tokio::spawn(async move {
         tokio::time::sleep(chat.config.typing_timeout).await;
-        if chat
+        let here = chat
             .typing
             .lock()
-            .expire(&room, &user_id, started.generation)
-        {
+            .expire(&room, &user_id, started.generation);
+        let expired = chat
+            .cluster_typing_stop(&room, &user.id, Some(started.generation))
+            .await
+            .unwrap_or(here);
+        if expired {
             emit_typing(&socket, &user, &room, false);
         }
     });
@@ -311,7 +321,7 @@ async fn stop_typing(
         }
         Err(e) => return Some(Err(e)),
     };
-    chat.stop_typing(socket, user, &room);
+    chat.stop_typing(socket, user, &room, true);
     Some(Ok(None))
 }
 
@@ -341,8 +351,7 @@ async fn get_history_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, payload: Payl
         Some(_) => return Err(invalid("before must be a message id")),
     };
     let messages = chat
-        .history
-        .query(room, before, limit as usize)
+        .history_query(room, before, limit as usize)
         .await
         .map_err(|_| ChatError::new(ErrorCode::Internal, "History is unavailable"))?;
     let messages: Vec<&ChatMessage> = messages.iter().map(|m| &**m).collect();
@@ -355,10 +364,15 @@ async fn signal(
     user: &User,
     payload: Payload,
 ) -> Option<Outcome> {
-    Some(signal_inner(chat, socket, user, payload))
+    Some(signal_inner(chat, socket, user, payload).await)
 }
 
-fn signal_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Payload) -> Outcome {
+async fn signal_inner(
+    chat: &Arc<Chat>,
+    socket: &Arc<Socket>,
+    user: &User,
+    payload: Payload,
+) -> Outcome {
     rate_limit(chat, socket)?;
     let args = object_arg(&payload)?;
     let invalid = |why: &str| ChatError::new(ErrorCode::InvalidMessage, why);
@@ -375,14 +389,13 @@ fn signal_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Pa
     if size > chat.config.max_signal_bytes {
         return Err(invalid("data is larger than 64 KiB"));
     }
-    let shares_room = {
-        let presence = chat.presence.lock();
-        socket
-            .rooms()
-            .iter()
-            .filter(|r| !is_personal(r))
-            .any(|r| presence.contains(r, to))
-    };
+    let mut shares_room = false;
+    for room in socket.rooms().iter().filter(|r| !is_personal(r)) {
+        if chat.is_present(room, to).await {
+            shares_room = true;
+            break;
+        }
+    }
     let not_reachable =
         || ChatError::new(ErrorCode::NotReachable, format!("{to} is not reachable"));
     if !shares_room {
@@ -396,7 +409,9 @@ fn signal_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, user: &User, payload: Pa
         .namespace()
         .to(&personal_room(to))
         .emit_payload("signal", &event);
-    if delivered == 0 {
+    // In a cluster the target's connections may all be on other nodes: presence said it
+    // is there, and the broadcast went to them.
+    if delivered == 0 && !chat.in_cluster() {
         return Err(not_reachable());
     }
     Ok(None)

@@ -4,6 +4,7 @@
 //! Event names, payload fields, ack shapes and error codes are exactly those of the wire
 //! contract in DESIGN.md.
 
+mod cluster;
 mod handlers;
 mod limits;
 mod service;
@@ -116,6 +117,8 @@ pub(crate) struct Chat {
     /// that own this state).
     ns: std::sync::OnceLock<std::sync::Weak<crate::socketio::Namespace>>,
     metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
+    /// The cluster, when the engine is a node of one.
+    cluster: std::sync::OnceLock<Arc<dyn crate::cluster::Adapter>>,
 }
 
 /// Read access to the chat state for hosts (presence queries).
@@ -192,6 +195,7 @@ pub fn install_with_handle(
         sse: crate::sse::SseHub::new(config_frames, config_bytes),
         ns: std::sync::OnceLock::new(),
         metrics: std::sync::OnceLock::new(),
+        cluster: std::sync::OnceLock::new(),
     });
     let c = |chat: &Arc<Chat>| chat.clone();
     let handle = ChatHandle(chat.clone());
@@ -206,7 +210,7 @@ pub fn install_with_handle(
             })
             .on_connect(move |socket| {
                 let chat = b.clone();
-                async move { chat.on_connect(&socket) }
+                async move { chat.on_connect(&socket).await }
             })
             .on_disconnect(move |socket, rooms, reason| d.on_disconnect(socket, rooms, reason));
         handlers::register(ns, chat)
@@ -220,6 +224,11 @@ pub fn install_with_handle(
                 let _ = started.ns.set(Arc::downgrade(&ns));
             }
             let _ = started.metrics.set(engine.metrics().clone());
+            if let Some(cluster) = engine.cluster() {
+                let _ = started.cluster.set(cluster.clone());
+                let sink = Arc::new(cluster::ChatSink(Arc::downgrade(&started)));
+                cluster.start(engine.handle(), sink);
+            }
         });
     Ok((builder, handle))
 }
@@ -257,11 +266,14 @@ impl Chat {
         Ok(self.jwt.verify(&token)?)
     }
 
-    fn on_connect(&self, socket: &Arc<Socket>) {
+    async fn on_connect(&self, socket: &Arc<Socket>) {
         let Some(user) = socket.user().cloned() else {
             return;
         };
-        socket.join(&personal_room(&user.id));
+        let personal = personal_room(&user.id);
+        socket.join(&personal);
+        // Signals and notifications to this user from other nodes reach it from now on.
+        self.await_subscription(&personal).await;
         if !socket.recovered() {
             return;
         }
@@ -277,7 +289,7 @@ impl Chat {
         }
         for room in socket.rooms() {
             if !is_personal(&room) {
-                self.presence_join(socket, &user, &room);
+                self.presence_join(socket, &user, &room).await;
             }
         }
     }
@@ -293,14 +305,14 @@ impl Chat {
         };
         let chat_rooms: Vec<Arc<str>> = rooms.iter().filter(|r| !is_personal(r)).cloned().collect();
         for room in &chat_rooms {
-            self.stop_typing(socket, &user, room);
+            self.stop_typing(socket, &user, room, false);
         }
         let deferred = reason.is_recoverable()
             && socket.namespace().recovery.is_some()
             && !chat_rooms.is_empty();
         if !deferred {
             for room in &chat_rooms {
-                self.presence_leave(socket, &user, room);
+                self.presence_leave(&user, room);
             }
             return;
         }
@@ -309,12 +321,11 @@ impl Chat {
             .lock()
             .insert(pid.clone(), chat_rooms);
         let chat = self.clone();
-        let socket = socket.clone();
         tokio::spawn(async move {
             tokio::time::sleep(chat.config.presence_grace).await;
             let rooms = chat.pending_departures.lock().remove(&pid);
             for room in rooms.unwrap_or_default() {
-                chat.presence_leave(&socket, &user, &room);
+                chat.presence_leave(&user, &room);
             }
         });
     }
@@ -329,57 +340,94 @@ impl Chat {
         self.metrics.get().cloned().unwrap_or_default()
     }
 
-    /// Tells the room's SSE clients about a presence change.
-    fn presence_to_sse(&self, event: &str, user: &User, room: &Arc<str>) {
+    /// Tells a room, on every node, that a user appeared or left (Socket.IO and SSE).
+    pub(crate) fn announce_presence(
+        &self,
+        event: &str,
+        room: &Arc<str>,
+        user_id: &str,
+        username: &str,
+        except: Option<&Arc<str>>,
+    ) {
         let data = PresenceEvent {
             room_id: room,
-            user_id: &user.id,
-            username: &user.username,
+            user_id,
+            username,
         };
-        self.sse
-            .to_room(room, &crate::sse::SseEvent::new(event, None, &data));
+        if let Some(ns) = self.namespace() {
+            let mut to = ns.to(room);
+            if let Some(socket_id) = except {
+                to = to.except(socket_id);
+            }
+            to.emit(event, &data);
+        }
+        self.sse_to_room(room, &crate::sse::SseEvent::new(event, None, &data));
     }
 
-    /// Counts the socket's user in `room` and tells the others when the user just appeared.
-    pub(crate) fn presence_join(&self, socket: &Arc<Socket>, user: &User, room: &Arc<str>) {
+    /// Counts the socket's user in `room` and tells the others when the user just appeared
+    /// (in the cluster, when there is one).
+    pub(crate) async fn presence_join(&self, socket: &Arc<Socket>, user: &User, room: &Arc<str>) {
         let user_id: Arc<str> = user.id.as_str().into();
-        let first = self
+        let first_here = self
             .presence
             .lock()
             .join(room, &user_id, &user.username.as_str().into());
-        if first {
-            socket.namespace().to(room).except(socket.id()).emit(
+        if first_here && self.cluster_join(room, &user.id, &user.username).await {
+            self.announce_presence(
                 "userJoined",
-                &PresenceEvent {
-                    room_id: room,
-                    user_id: &user.id,
-                    username: &user.username,
-                },
+                room,
+                &user.id,
+                &user.username,
+                Some(socket.id()),
             );
-            self.presence_to_sse("userJoined", user, room);
         }
     }
 
-    /// Uncounts the socket's user in `room` and tells the room when the user is gone.
-    pub(crate) fn presence_leave(&self, socket: &Arc<Socket>, user: &User, room: &Arc<str>) {
-        if self.presence.lock().leave(room, &user.id) {
-            socket.namespace().to(room).emit(
-                "userLeft",
-                &PresenceEvent {
-                    room_id: room,
-                    user_id: &user.id,
-                    username: &user.username,
-                },
-            );
-            self.presence_to_sse("userLeft", user, room);
+    /// Uncounts a connection of the user in `room` and tells the room when the user is gone
+    /// (from the cluster, when there is one: that answer comes asynchronously).
+    pub(crate) fn presence_leave(self: &Arc<Self>, user: &User, room: &Arc<str>) {
+        if !self.presence.lock().leave(room, &user.id) {
+            return;
         }
+        if self.cluster.get().is_none() {
+            self.announce_presence("userLeft", room, &user.id, &user.username, None);
+            return;
+        }
+        let (chat, room, user) = (self.clone(), room.clone(), user.clone());
+        tokio::spawn(async move {
+            if chat.cluster_leave(&room, &user.id).await {
+                chat.announce_presence("userLeft", &room, &user.id, &user.username, None);
+            }
+        });
     }
 
     /// Stops the user's typing in `room`, telling the others when it was on.
-    pub(crate) fn stop_typing(&self, socket: &Arc<Socket>, user: &User, room: &Arc<str>) {
-        if self.typing.lock().stop(room, &user.id) {
-            emit_typing(socket, user, room, false);
+    /// In a cluster, a connection that leaves or drops stops only typing this node started
+    /// (another tab may type elsewhere); an explicit `stopTyping` stops the user's typing.
+    pub(crate) fn stop_typing(
+        self: &Arc<Self>,
+        socket: &Arc<Socket>,
+        user: &User,
+        room: &Arc<str>,
+        explicit: bool,
+    ) {
+        let here = self.typing.lock().stop(room, &user.id);
+        if !self.in_cluster() || (!here && !explicit) {
+            if here {
+                emit_typing(socket, user, room, false);
+            }
+            return;
         }
+        let (chat, socket, user, room) = (self.clone(), socket.clone(), user.clone(), room.clone());
+        tokio::spawn(async move {
+            let stopped = chat
+                .cluster_typing_stop(&room, &user.id, None)
+                .await
+                .unwrap_or(here);
+            if stopped {
+                emit_typing(&socket, &user, &room, false);
+            }
+        });
     }
 }
 

@@ -118,6 +118,11 @@ async fn events(chat: &Arc<Chat>, head: &RequestHead) -> HttpReply {
         .or_else(|| query_param(query, "lastEventId"));
 
     let client = chat.sse.connect(&user.id, &rooms);
+    chat.sse_interest(&user.id, &rooms);
+    // Hear these rooms from every node before saying `connected`.
+    for room in &rooms {
+        chat.await_subscription(room).await;
+    }
     client.send(&SseEvent::new(
         "connected",
         None,
@@ -131,7 +136,10 @@ async fn events(chat: &Arc<Chat>, head: &RequestHead) -> HttpReply {
     let stream = SseStream::new(
         client,
         chat.config.sse_ping_interval,
-        Box::new(move || hub_chat.sse.disconnect(&hub_client, &rooms)),
+        Box::new(move || {
+            hub_chat.sse.disconnect(&hub_client, &rooms);
+            hub_chat.sse_interest(&hub_client.user_id, &rooms);
+        }),
     );
     let mut reply = HttpReply::stream(StatusCode::OK, Box::pin(stream));
     reply.headers = vec![
@@ -159,8 +167,7 @@ async fn replay_missed(
     let mut missed: Vec<Arc<ChatMessage>> = Vec::new();
     for room in rooms {
         let Ok(history) = chat
-            .history
-            .query(room, None, chat.config.history_limit)
+            .history_query(room, None, chat.config.history_limit)
             .await
         else {
             continue;
@@ -253,7 +260,7 @@ async fn api(chat: &Arc<Chat>, head: &RequestHead, body: Bytes) -> HttpReply {
             ok(json!({ "rooms": rooms }))
         }
         (&Method::GET, ["rooms", room, "presence"]) => {
-            let members = chat.presence.lock().members(room);
+            let members = chat.members(room).await;
             ok(json!({ "roomId": room, "members": members }))
         }
         (&Method::POST, ["rooms", room, "messages"]) => {
@@ -381,7 +388,7 @@ impl Chat {
                 }
             }
         }
-        if let Err(e) = self.history.append(message.clone()).await {
+        if let Err(e) = self.history_append(&message).await {
             tracing::warn!(error = %e, "history append failed");
             return Err(ChatError::new(
                 ErrorCode::Internal,
@@ -392,7 +399,7 @@ impl Chat {
             ns.to(room).emit("message", &*message);
             ns.metrics.messages.inc();
         }
-        self.sse.to_room(
+        self.sse_to_room(
             room,
             &SseEvent::new("message", Some(&message.id), &*message),
         );
@@ -404,11 +411,18 @@ impl Chat {
         let sockets = self
             .namespace()
             .map_or(0, |ns| ns.to(&personal_room(user_id)).emit(event, data));
-        sockets + self.sse.to_user(user_id, &SseEvent::new(event, None, data))
+        sockets + self.sse_to_user(user_id, &SseEvent::new(event, None, data))
     }
 
-    /// Disconnects every connection of a user (Socket.IO and SSE).
+    /// Disconnects every connection of a user (Socket.IO and SSE), on every node; returns
+    /// how many were on this one.
     pub(crate) fn disconnect_user(&self, user_id: &str) -> usize {
+        self.disconnect_user_elsewhere(user_id);
+        self.disconnect_local_user(user_id)
+    }
+
+    /// Disconnects the user's connections on this node.
+    pub(crate) fn disconnect_local_user(&self, user_id: &str) -> usize {
         let sockets = self.namespace().map_or(0, |ns| {
             let sockets = ns.sockets_in(&personal_room(user_id));
             for s in &sockets {

@@ -93,6 +93,18 @@ impl Presence {
         self.rooms.get(room).is_some_and(|u| u.contains_key(user))
     }
 
+    /// Every (room, user id, username) present.
+    pub fn entries(&self) -> Vec<(Arc<str>, Arc<str>, Arc<str>)> {
+        self.rooms
+            .iter()
+            .flat_map(|(room, users)| {
+                users
+                    .iter()
+                    .map(move |(user, e)| (room.clone(), user.clone(), e.username.clone()))
+            })
+            .collect()
+    }
+
     /// Every room with its number of users.
     pub fn room_sizes(&self) -> Vec<(Arc<str>, usize)> {
         self.rooms

@@ -10,6 +10,15 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+/// What a join or leave changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Change {
+    /// The member was added (join) or removed (leave).
+    pub added: bool,
+    /// The room appeared (its first member) or disappeared (its last member left).
+    pub room_changed: bool,
+}
+
 /// Members by room.
 pub struct Rooms<K, V> {
     map: RwLock<HashMap<Arc<str>, HashMap<K, V>>>,
@@ -26,25 +35,42 @@ impl<K, V> Default for Rooms<K, V> {
 impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
     /// Adds a member; true when it was not in the room yet.
     pub fn join(&self, room: &Arc<str>, key: K, value: V) -> bool {
-        self.map
-            .write()
-            .entry(room.clone())
-            .or_default()
-            .insert(key, value)
-            .is_none()
+        self.join_tracking(room, key, value).added
+    }
+
+    /// Adds a member and tells whether the room just came into being (decided under the
+    /// lock, so that of concurrent joiners exactly one sees it).
+    pub fn join_tracking(&self, room: &Arc<str>, key: K, value: V) -> Change {
+        let mut map = self.map.write();
+        let members = map.entry(room.clone()).or_default();
+        let was_empty = members.is_empty();
+        let added = members.insert(key, value).is_none();
+        Change {
+            added,
+            room_changed: was_empty && added,
+        }
     }
 
     /// Removes a member; true when it was in the room. An emptied room is forgotten.
     pub fn leave(&self, room: &str, key: &K) -> bool {
+        self.leave_tracking(room, key).added
+    }
+
+    /// Removes a member and tells whether the room is now gone (`added` means removed).
+    pub fn leave_tracking(&self, room: &str, key: &K) -> Change {
         let mut map = self.map.write();
         let Some(members) = map.get_mut(room) else {
-            return false;
+            return Change::default();
         };
         let removed = members.remove(key).is_some();
-        if members.is_empty() {
+        let emptied = members.is_empty();
+        if emptied {
             map.remove(room);
         }
-        removed
+        Change {
+            added: removed,
+            room_changed: removed && emptied,
+        }
     }
 
     /// Calls `f` for every member of `room`, under the read lock.

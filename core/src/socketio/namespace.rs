@@ -1,8 +1,8 @@
 //! Namespaces: their handlers, their sockets and rooms, and broadcasting to them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures_util::future::BoxFuture;
 use parking_lot::RwLock;
@@ -12,6 +12,8 @@ use serde_json::Value;
 use super::payload::{self, EventArray, Payload};
 use super::socket::{AckSender, DisconnectReason, Socket};
 use crate::auth::User;
+use crate::cluster::envelope::{Envelope, SocketIoBroadcast};
+use crate::cluster::Adapter;
 use crate::hub::recovery::{RecoveryLog, SavedSession};
 use crate::hub::rooms::Rooms;
 use crate::metrics::Metrics;
@@ -175,6 +177,7 @@ impl NamespaceBuilder {
             events: self.events,
             fallback: self.fallback,
             metrics,
+            cluster: OnceLock::new(),
         })
     }
 }
@@ -194,6 +197,8 @@ pub struct Namespace {
     events: HashMap<String, EventHandler>,
     fallback: Option<FallbackHandler>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The cluster broadcasts also go to, when the engine runs in one.
+    pub(crate) cluster: OnceLock<Arc<dyn Adapter>>,
 }
 
 impl Namespace {
@@ -240,6 +245,7 @@ impl Namespace {
             ns: self,
             rooms: vec![room.into()],
             except: Vec::new(),
+            except_rooms: Vec::new(),
         }
     }
 
@@ -249,6 +255,67 @@ impl Namespace {
             ns: self,
             rooms: Vec::new(),
             except: Vec::new(),
+            except_rooms: Vec::new(),
+        }
+    }
+
+    /// Tells the cluster that this node's membership of `room` appeared or disappeared; the
+    /// future resolves when the cluster subscription follows. `None` without a cluster.
+    pub(crate) fn room_interest(&self, room: &str) -> Option<BoxFuture<'static, ()>> {
+        self.cluster.get().map(|c| c.interest_changed(room))
+    }
+
+    /// Delivers a broadcast that started on another node to this node's sockets, encoded
+    /// once here (with this node's recovery offset).
+    pub(crate) fn deliver_remote(&self, b: SocketIoBroadcast) {
+        let Ok(args) = serde_json::from_str::<Vec<&serde_json::value::RawValue>>(&b.args) else {
+            tracing::debug!(event = %b.event, "dropped a cluster broadcast with malformed arguments");
+            return;
+        };
+        let rooms: Vec<Arc<str>> = b.rooms.iter().map(|r| Arc::from(r.as_str())).collect();
+        let target = rooms.get(usize::from(b.channel)).cloned();
+        if !rooms.is_empty() && target.is_none() {
+            return;
+        }
+        // Members of the rooms before this copy's room get the copy sent to those rooms.
+        let mut skip: HashSet<Arc<str>> = b.except.iter().map(|s| Arc::from(s.as_str())).collect();
+        let earlier = &rooms[..usize::from(b.channel).min(rooms.len())];
+        let except_rooms: Vec<Arc<str>> =
+            b.except_rooms.iter().map(|r| r.as_str().into()).collect();
+        for room in earlier.iter().chain(&except_rooms) {
+            self.rooms.for_each(room, |id, _| {
+                skip.insert(id.clone());
+            });
+        }
+        let offset = match (&self.recovery, &target) {
+            (Some(log), Some(_)) => Some(log.next_offset()),
+            _ => None,
+        };
+        let array = payload::RawEventArray {
+            event: &b.event,
+            args: &args,
+            offset: offset.as_ref().map(|(_, o)| o.as_str()),
+        };
+        let frames = payload::event_frames(self.name(), None, &array, &b.attachments);
+        let mut delivered = 0;
+        let mut deliver = |id: &Arc<str>, socket: &Arc<Socket>| {
+            if !skip.contains(id) && socket.push_frames(&frames).is_ok() {
+                delivered += 1;
+            }
+        };
+        match &target {
+            Some(room) => self.rooms.for_each(room, &mut deliver),
+            None => {
+                for socket in self.sockets() {
+                    deliver(socket.id(), &socket);
+                }
+            }
+        }
+        self.metrics
+            .packets_out
+            .add((delivered * frames.len()) as u64);
+        if let (Some(log), Some((seq, _)), Some(room)) = (&self.recovery, offset, target) {
+            log.record(seq, vec![room], skip.into_iter().collect(), frames);
         }
     }
 
@@ -300,6 +367,8 @@ pub struct Broadcast<'a> {
     ns: &'a Arc<Namespace>,
     rooms: Vec<Arc<str>>,
     except: Vec<Arc<str>>,
+    /// Rooms left out, for other nodes (this node expands them into `except` at once).
+    except_rooms: Vec<Arc<str>>,
 }
 
 impl Broadcast<'_> {
@@ -320,6 +389,7 @@ impl Broadcast<'_> {
         self.ns
             .rooms
             .for_each(room, |id, _| self.except.push(id.clone()));
+        self.except_rooms.push(room.into());
         self
     }
 
@@ -370,9 +440,47 @@ impl Broadcast<'_> {
         ns.metrics
             .packets_out
             .add((delivered * frames.len()) as u64);
+        if let Some(cluster) = ns.cluster.get() {
+            self.publish(&**cluster, event, one, rest, attachments);
+        }
         if let (Some(log), Some((seq, _))) = (&ns.recovery, offset) {
             log.record(seq, self.rooms, self.except, frames);
         }
         delivered
+    }
+
+    /// Sends the broadcast to the other nodes: one copy per room channel (see
+    /// [`SocketIoBroadcast::channel`]), or one to every node for a namespace-wide one.
+    fn publish<T: Serialize + ?Sized>(
+        &self,
+        cluster: &dyn Adapter,
+        event: &str,
+        one: Option<&T>,
+        rest: &[Value],
+        attachments: &[bytes::Bytes],
+    ) {
+        let Ok(args) = serde_json::to_string(&payload::ArgsArray { one, rest }) else {
+            return;
+        };
+        let mut b = SocketIoBroadcast {
+            namespace: self.ns.name().to_owned(),
+            rooms: self.rooms.iter().map(|r| r.to_string()).collect(),
+            channel: 0,
+            // Socket ids are node-local, but a recovered socket keeps its id on another
+            // node: leaving them in is right and cheap.
+            except: self.except.iter().map(|s| s.to_string()).collect(),
+            except_rooms: self.except_rooms.iter().map(|r| r.to_string()).collect(),
+            event: event.to_owned(),
+            args,
+            attachments: attachments.to_vec(),
+        };
+        if self.rooms.is_empty() {
+            cluster.publish(None, &Envelope::SocketIo(b));
+            return;
+        }
+        for (i, room) in self.rooms.iter().enumerate().take(usize::from(u16::MAX)) {
+            b.channel = i as u16;
+            cluster.publish(Some(room), &Envelope::SocketIo(b.clone()));
+        }
     }
 }

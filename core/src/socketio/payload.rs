@@ -70,6 +70,49 @@ impl<T: Serialize + ?Sized> Serialize for EventArray<'_, T> {
     }
 }
 
+/// Serializes as `[one?, ...rest]`: an event's arguments alone, as another node receives
+/// them (without the event name and this node's recovery offset).
+pub(crate) struct ArgsArray<'a, T: ?Sized> {
+    pub one: Option<&'a T>,
+    pub rest: &'a [Value],
+}
+
+impl<T: Serialize + ?Sized> Serialize for ArgsArray<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(usize::from(self.one.is_some()) + self.rest.len()))?;
+        if let Some(one) = self.one {
+            seq.serialize_element(one)?;
+        }
+        for v in self.rest {
+            seq.serialize_element(v)?;
+        }
+        seq.end()
+    }
+}
+
+/// Serializes as `[event, ...args, offset?]` from arguments another node encoded: they are
+/// copied as they are, never parsed into values.
+pub(crate) struct RawEventArray<'a> {
+    pub event: &'a str,
+    pub args: &'a [&'a serde_json::value::RawValue],
+    pub offset: Option<&'a str>,
+}
+
+impl Serialize for RawEventArray<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let len = 1 + self.args.len() + usize::from(self.offset.is_some());
+        let mut seq = s.serialize_seq(Some(len))?;
+        seq.serialize_element(self.event)?;
+        for a in self.args {
+            seq.serialize_element(a)?;
+        }
+        if let Some(offset) = self.offset {
+            seq.serialize_element(offset)?;
+        }
+        seq.end()
+    }
+}
+
 /// Encodes one Socket.IO packet as a text frame (`4` + packet), framed once.
 pub(crate) fn packet_frame<T: Serialize + ?Sized>(
     kind: PacketKind,
@@ -85,10 +128,10 @@ pub(crate) fn packet_frame<T: Serialize + ?Sized>(
 }
 
 /// Encodes an event (with its attachments as extra binary frames).
-pub(crate) fn event_frames<T: Serialize + ?Sized>(
+pub(crate) fn event_frames<A: Serialize>(
     nsp: &str,
     id: Option<u64>,
-    array: &EventArray<'_, T>,
+    array: &A,
     attachments: &[Bytes],
 ) -> Vec<Frame> {
     let kind = if attachments.is_empty() {

@@ -240,7 +240,14 @@ impl Socket {
             }
             rooms.push(room.clone());
         }
-        self.ns.rooms.join(&room, self.id.clone(), self.clone());
+        if self
+            .ns
+            .rooms
+            .join_tracking(&room, self.id.clone(), self.clone())
+            .room_changed
+        {
+            drop(self.ns.room_interest(&room));
+        }
         true
     }
 
@@ -253,7 +260,9 @@ impl Socket {
             };
             rooms.swap_remove(i);
         }
-        self.ns.rooms.leave(room, &self.id);
+        if self.ns.rooms.leave_tracking(room, &self.id).room_changed {
+            drop(self.ns.room_interest(room));
+        }
         true
     }
 
@@ -412,7 +421,9 @@ impl Socket {
         }
         let rooms = std::mem::take(&mut *self.rooms.lock());
         for room in &rooms {
-            self.ns.rooms.leave(room, &self.id);
+            if self.ns.rooms.leave_tracking(room, &self.id).room_changed {
+                drop(self.ns.room_interest(room));
+            }
         }
         self.acks.lock().clear();
         self.ns.socket_gone(self, rooms, reason);

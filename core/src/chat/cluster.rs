@@ -1,0 +1,265 @@
+//! The chat contract across nodes: where the chat state asks the cluster (presence, history)
+//! and where the cluster hands other nodes' traffic to this node's clients.
+//!
+//! Every operation falls back to this node's own state when the cluster fails (Redis
+//! down): local clients keep being served, and the cluster catches up when it returns.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::Chat;
+use crate::cluster::envelope::{Envelope, Received};
+use crate::cluster::{ClusterSink, Departure};
+use crate::hub::presence::Member;
+use crate::sse::SseEvent;
+use crate::store::{ChatMessage, StoreError};
+
+/// How long a joiner waits for the cluster to subscribe this node to the room before its
+/// ack goes out anyway.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+
+impl Chat {
+    /// Whether this node is part of a cluster.
+    pub(super) fn in_cluster(&self) -> bool {
+        self.cluster.get().is_some()
+    }
+
+    /// Counts a user's first connection on this node in `room` in the cluster; true when
+    /// the user just appeared in the cluster (or, without one, on this node).
+    pub(super) async fn cluster_join(&self, room: &str, user: &str, username: &str) -> bool {
+        let Some(cluster) = self.cluster.get() else {
+            return true;
+        };
+        match cluster.presence_join(room, user, username).await {
+            Ok(first) => first,
+            Err(e) => {
+                tracing::debug!(error = %e, room, "cluster presence unavailable; deciding locally");
+                true
+            }
+        }
+    }
+
+    /// Uncounts a user's last connection on this node in `room`; true when the user is
+    /// gone from the cluster.
+    pub(super) async fn cluster_leave(&self, room: &str, user: &str) -> bool {
+        let Some(cluster) = self.cluster.get() else {
+            return true;
+        };
+        match cluster.presence_leave(room, user).await {
+            Ok(last) => last,
+            Err(e) => {
+                tracing::debug!(error = %e, room, "cluster presence unavailable; deciding locally");
+                true
+            }
+        }
+    }
+
+    /// The users in `room`, cluster-wide when there is a cluster.
+    pub(crate) async fn members(&self, room: &str) -> Vec<Member> {
+        if let Some(cluster) = self.cluster.get() {
+            match cluster.presence_members(room).await {
+                Ok(members) => return members,
+                Err(e) => tracing::debug!(error = %e, room, "cluster presence unavailable"),
+            }
+        }
+        self.presence.lock().members(room)
+    }
+
+    /// Whether `user` is present in `room`, cluster-wide when there is a cluster.
+    pub(super) async fn is_present(&self, room: &str, user: &str) -> bool {
+        if self.presence.lock().contains(room, user) {
+            return true;
+        }
+        match self.cluster.get() {
+            Some(cluster) => cluster.presence_contains(room, user).await.unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// Starts the user's typing in the cluster: `Some(changed)`, or `None` without a
+    /// reachable cluster (the caller then goes by this node's state).
+    pub(super) async fn cluster_typing_start(
+        &self,
+        room: &str,
+        user: &str,
+        generation: u64,
+    ) -> Option<bool> {
+        let cluster = self.cluster.get()?;
+        let token = format!("{}.{generation}", cluster.node_id());
+        cluster
+            .typing_start(room, user, &token, self.config.typing_timeout)
+            .await
+            .ok()
+    }
+
+    /// Stops the user's typing in the cluster (only the start of `generation` on this node,
+    /// when given): `Some(was on)`, or `None` without a reachable cluster.
+    pub(super) async fn cluster_typing_stop(
+        &self,
+        room: &str,
+        user: &str,
+        generation: Option<u64>,
+    ) -> Option<bool> {
+        let cluster = self.cluster.get()?;
+        let token = generation.map(|g| format!("{}.{g}", cluster.node_id()));
+        cluster.typing_stop(room, user, token.as_deref()).await.ok()
+    }
+
+    /// Waits (briefly) until this node hears `room`'s broadcasts from every node.
+    pub(super) async fn await_subscription(&self, room: &str) {
+        if let Some(interest) = self.namespace().and_then(|ns| ns.room_interest(room)) {
+            let _ = tokio::time::timeout(SUBSCRIBE_WAIT, interest).await;
+        }
+    }
+
+    /// Appends to the room's history: the cluster's when there is one (this node's own
+    /// while it is unreachable).
+    pub(super) async fn history_append(
+        &self,
+        message: &Arc<ChatMessage>,
+    ) -> Result<(), StoreError> {
+        if let Some(cluster) = self.cluster.get() {
+            match cluster
+                .history_append(message, self.config.history_limit)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "shared history unavailable; keeping the message on this node")
+                }
+            }
+        }
+        self.history.append(message.clone()).await
+    }
+
+    /// Reads the room's history (see [`Chat::history_append`] for where from).
+    pub(crate) async fn history_query(
+        &self,
+        room: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Arc<ChatMessage>>, StoreError> {
+        if let Some(cluster) = self.cluster.get() {
+            match cluster.history_query(room, before, limit).await {
+                Ok(messages) => return Ok(messages.into_iter().map(Arc::new).collect()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "shared history unavailable; reading this node's")
+                }
+            }
+        }
+        self.history.query(room, before, limit).await
+    }
+
+    /// Sends an SSE event to a room's SSE clients on every node.
+    pub(crate) fn sse_to_room(&self, room: &str, event: &SseEvent) -> usize {
+        self.sse_publish(false, room, event);
+        self.sse.to_room(room, event)
+    }
+
+    /// Sends an SSE event to a user's SSE clients on every node.
+    pub(crate) fn sse_to_user(&self, user_id: &str, event: &SseEvent) -> usize {
+        self.sse_publish(true, user_id, event);
+        self.sse.to_user(user_id, event)
+    }
+
+    fn sse_publish(&self, to_user: bool, target: &str, event: &SseEvent) {
+        if let Some(cluster) = self.cluster.get() {
+            let channel = if to_user {
+                super::personal_room(target)
+            } else {
+                target.to_owned()
+            };
+            cluster.publish(
+                Some(&channel),
+                &Envelope::Sse {
+                    to_user,
+                    target: target.to_owned(),
+                    event: event.payload(),
+                },
+            );
+        }
+    }
+
+    /// Asks the other nodes to disconnect a user's connections there.
+    pub(super) fn disconnect_user_elsewhere(&self, user_id: &str) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.publish(
+                Some(&super::personal_room(user_id)),
+                &Envelope::DisconnectUser {
+                    user: user_id.to_owned(),
+                },
+            );
+        }
+    }
+
+    /// SSE clients subscribed or unsubscribed: keep the cluster subscriptions in step.
+    pub(super) fn sse_interest(&self, user_id: &str, rooms: &[Arc<str>]) {
+        if let Some(cluster) = self.cluster.get() {
+            drop(cluster.interest_changed(&super::personal_room(user_id)));
+            for room in rooms {
+                drop(cluster.interest_changed(room));
+            }
+        }
+    }
+}
+
+/// The chat's side of the cluster: what other nodes send, delivered here.
+pub(super) struct ChatSink(pub Weak<Chat>);
+
+impl ClusterSink for ChatSink {
+    fn deliver(&self, received: Received) {
+        let Some(chat) = self.0.upgrade() else {
+            return;
+        };
+        match received.envelope {
+            Envelope::SocketIo(b) => {
+                if let Some(ns) = chat.namespace().filter(|ns| ns.name() == b.namespace) {
+                    ns.deliver_remote(b);
+                }
+            }
+            Envelope::Sse {
+                to_user,
+                target,
+                event,
+            } => {
+                let event = SseEvent::from_wire(event);
+                if to_user {
+                    chat.sse.to_user(&target, &event);
+                } else {
+                    chat.sse.to_room(&target, &event);
+                }
+            }
+            Envelope::DisconnectUser { user } => {
+                chat.disconnect_local_user(&user);
+            }
+        }
+    }
+
+    fn wants(&self, room: &str) -> bool {
+        let Some(chat) = self.0.upgrade() else {
+            return false;
+        };
+        let sockets = chat.namespace().is_some_and(|ns| ns.room_size(room) > 0);
+        let sse = match room.strip_prefix("user:") {
+            Some(user) => chat.sse.has_user(user),
+            None => chat.sse.has_room(room),
+        };
+        sockets || sse
+    }
+
+    fn local_presence(&self) -> Vec<(Arc<str>, Arc<str>, Arc<str>)> {
+        self.0
+            .upgrade()
+            .map(|chat| chat.presence.lock().entries())
+            .unwrap_or_default()
+    }
+
+    fn departed(&self, departures: Vec<Departure>) {
+        let Some(chat) = self.0.upgrade() else {
+            return;
+        };
+        for d in departures {
+            chat.announce_presence("userLeft", &d.room, &d.user_id, &d.username, None);
+        }
+    }
+}

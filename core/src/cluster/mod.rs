@@ -1,0 +1,146 @@
+//! Several engine processes as one: the adapter every cross-node feature goes through, and
+//! its Redis implementation.
+//!
+//! The engine stays the authority for its own connections; the adapter carries what other
+//! nodes need: broadcasts (one channel per room, so a node only hears rooms it has members
+//! in), cluster-wide presence, shared history, and the heartbeats that let the survivors
+//! clean up after a dead node. Without a configured cluster none of this runs.
+
+pub mod envelope;
+mod redis;
+mod scripts;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+pub use self::redis::RedisAdapter;
+use crate::hub::presence::Member;
+use crate::store::ChatMessage;
+use envelope::{Envelope, Received};
+
+/// Why a cluster operation failed. The engine then falls back to what this node knows.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// Redis is unreachable or answered with an error.
+    #[error("redis: {0}")]
+    Redis(String),
+    /// Redis did not answer in time.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// Redis answered something this node cannot read.
+    #[error("unexpected answer from redis: {0}")]
+    Protocol(String),
+}
+
+/// A user that left presence because its node died.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    /// The room.
+    pub room: Arc<str>,
+    /// The user id.
+    pub user_id: Arc<str>,
+    /// The display name.
+    pub username: Arc<str>,
+}
+
+/// What the adapter calls back into the engine.
+pub trait ClusterSink: Send + Sync + 'static {
+    /// Another node's envelope arrived: deliver it to this node's clients.
+    fn deliver(&self, received: Received);
+    /// Whether this node has clients in `room` (a Socket.IO room, an SSE room or a user's
+    /// personal room `user:<id>`): the adapter listens to the rooms that are wanted.
+    fn wants(&self, room: &str) -> bool;
+    /// Every (room, user id, username) present on this node: restated to Redis after it
+    /// lost or dropped this node's state.
+    fn local_presence(&self) -> Vec<(Arc<str>, Arc<str>, Arc<str>)>;
+    /// Users of dead nodes left rooms: tell everyone (`userLeft`).
+    fn departed(&self, departures: Vec<Departure>);
+}
+
+/// A cluster fabric. The engine calls these from its handlers; the futures are `'static` so
+/// that no lock or borrow is held across a network round trip.
+pub trait Adapter: Send + Sync + 'static {
+    /// This node's id (unique per process start).
+    fn node_id(&self) -> &str;
+    /// Starts the adapter's tasks on the engine's runtime.
+    fn start(&self, runtime: &tokio::runtime::Handle, sink: Arc<dyn ClusterSink>);
+    /// Sends an envelope to the nodes with clients in `room` (`None`: every node).
+    /// Never waits: under load envelopes are queued and published in batches, in order.
+    fn publish(&self, room: Option<&str>, envelope: &Envelope);
+    /// This node started or stopped wanting `room` (see [`ClusterSink::wants`]). The
+    /// future resolves once the subscription follows (or after a timeout while Redis is
+    /// down), so that a joiner hears the room's next broadcast from any node.
+    fn interest_changed(&self, room: &str) -> BoxFuture<'static, ()>;
+    /// Counts this node's presence of `user` in `room`; true when the user is now present
+    /// on exactly one node (the user appeared in the cluster).
+    fn presence_join(
+        &self,
+        room: &str,
+        user: &str,
+        username: &str,
+    ) -> BoxFuture<'static, Result<bool, ClusterError>>;
+    /// Uncounts it; true when the user is no longer present on any node.
+    fn presence_leave(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> BoxFuture<'static, Result<bool, ClusterError>>;
+    /// The users present in `room` on any node, in the order they arrived.
+    fn presence_members(&self, room: &str)
+        -> BoxFuture<'static, Result<Vec<Member>, ClusterError>>;
+    /// Whether `user` is present in `room` on any node.
+    fn presence_contains(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> BoxFuture<'static, Result<bool, ClusterError>>;
+    /// Marks `user` typing in `room` for `ttl` on behalf of `token`; true when the user was
+    /// not typing on any node.
+    fn typing_start(
+        &self,
+        room: &str,
+        user: &str,
+        token: &str,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'static, Result<bool, ClusterError>>;
+    /// Ends the user's typing (when `token` is given, only if that start still owns it);
+    /// true when it was on.
+    fn typing_stop(
+        &self,
+        room: &str,
+        user: &str,
+        token: Option<&str>,
+    ) -> BoxFuture<'static, Result<bool, ClusterError>>;
+    /// Appends a message to the room's shared history, keeping the last `limit`.
+    fn history_append(
+        &self,
+        message: &ChatMessage,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<(), ClusterError>>;
+    /// Up to `limit` messages of the room before the message `before` (all when `None`),
+    /// oldest first.
+    fn history_query(
+        &self,
+        room: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<ChatMessage>, ClusterError>>;
+    /// Whether the node is connected to the cluster right now.
+    fn is_connected(&self) -> bool;
+    /// Leaves the cluster: this node's presence is removed, its tasks end.
+    fn shutdown(&self) -> BoxFuture<'static, ()>;
+}
+
+/// The adapter configured by `config` (Redis when `redis_url` is set).
+pub(crate) fn from_config(
+    config: &crate::Config,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<Option<Arc<dyn Adapter>>, crate::Error> {
+    let Some(url) = &config.redis_url else {
+        return Ok(None);
+    };
+    let adapter = RedisAdapter::new(url, config.cluster_heartbeat, metrics)?;
+    Ok(Some(Arc::new(adapter)))
+}
