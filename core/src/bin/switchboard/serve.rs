@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Redis URL: join a cluster of engine processes.
     #[arg(long, env = "REDIS_URL", value_name = "URL")]
     redis: Option<String>,
+    /// Milliseconds between cluster heartbeats; a node silent for three is dead [default: 5000].
+    #[arg(long, value_name = "MS")]
+    cluster_heartbeat_ms: Option<u64>,
     /// Directory for history (kept in memory without it).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -121,6 +124,7 @@ struct FileSettings {
     recovery_window: Option<u64>,
     presence_grace: Option<u64>,
     sse_ping_interval: Option<u64>,
+    cluster_heartbeat_ms: Option<u64>,
     outbound_queue_frames: Option<usize>,
     outbound_queue_bytes: Option<usize>,
     workers: Option<usize>,
@@ -165,6 +169,7 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         recovery_window,
         presence_grace,
         sse_ping_interval,
+        cluster_heartbeat_ms,
         outbound_queue_frames,
         outbound_queue_bytes,
         workers,
@@ -249,6 +254,9 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     if let Some(n) = args.sse_ping_interval {
         config = config.sse_ping_interval(ms(n)).map_err(e)?;
     }
+    if let Some(n) = args.cluster_heartbeat_ms {
+        config = config.cluster_heartbeat(ms(n)).map_err(e)?;
+    }
     if args.outbound_queue_frames.is_some() || args.outbound_queue_bytes.is_some() {
         let frames = args
             .outbound_queue_frames
@@ -284,9 +292,6 @@ pub fn run(mut args: ServeArgs) -> Result<(), String> {
     load_file(&mut args)?;
     init_tracing();
     let config = config_from(&args)?;
-    if config.redis_url.is_some() {
-        tracing::warn!("--redis is accepted but clustering is not available in this build; running as a single node");
-    }
     let host = args.host.unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let port = args.port.unwrap_or(3000);
     let engine = chat::install(Engine::builder(config), chat::Hooks::default())
