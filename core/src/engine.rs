@@ -156,6 +156,10 @@ impl EngineBuilder {
         for f in self.on_start {
             f(&engine);
         }
+        // After the hooks: they add the cluster's sinks.
+        if let Some(cluster) = engine.cluster() {
+            cluster.start(engine.handle());
+        }
         Ok(engine)
     }
 }

@@ -207,11 +207,11 @@ impl Chat {
 pub(super) struct ChatSink(pub Weak<Chat>);
 
 impl ClusterSink for ChatSink {
-    fn deliver(&self, received: Received) {
+    fn deliver(&self, received: &Received) {
         let Some(chat) = self.0.upgrade() else {
             return;
         };
-        match received.envelope {
+        match &received.envelope {
             Envelope::SocketIo(b) => {
                 if let Some(ns) = chat.namespace().filter(|ns| ns.name() == b.namespace) {
                     ns.deliver_remote(b);
@@ -222,15 +222,15 @@ impl ClusterSink for ChatSink {
                 target,
                 event,
             } => {
-                let event = SseEvent::from_wire(event);
-                if to_user {
-                    chat.sse.to_user(&target, &event);
+                let event = SseEvent::from_wire(event.clone());
+                if *to_user {
+                    chat.sse.to_user(target, &event);
                 } else {
-                    chat.sse.to_room(&target, &event);
+                    chat.sse.to_room(target, &event);
                 }
             }
             Envelope::DisconnectUser { user } => {
-                chat.disconnect_local_user(&user);
+                chat.disconnect_local_user(user);
             }
         }
     }
@@ -254,7 +254,7 @@ impl ClusterSink for ChatSink {
             .unwrap_or_default()
     }
 
-    fn departed(&self, departures: Vec<Departure>) {
+    fn departed(&self, departures: &[Departure]) {
         let Some(chat) = self.0.upgrade() else {
             return;
         };

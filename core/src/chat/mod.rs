@@ -226,8 +226,7 @@ pub fn install_with_handle(
             let _ = started.metrics.set(engine.metrics().clone());
             if let Some(cluster) = engine.cluster() {
                 let _ = started.cluster.set(cluster.clone());
-                let sink = Arc::new(cluster::ChatSink(Arc::downgrade(&started)));
-                cluster.start(engine.handle(), sink);
+                cluster.add_sink(Arc::new(cluster::ChatSink(Arc::downgrade(&started))));
             }
         });
     Ok((builder, handle))

@@ -47,16 +47,56 @@ pub struct Departure {
 
 /// What the adapter calls back into the engine.
 pub trait ClusterSink: Send + Sync + 'static {
-    /// Another node's envelope arrived: deliver it to this node's clients.
-    fn deliver(&self, received: Received);
-    /// Whether this node has clients in `room` (a Socket.IO room, an SSE room or a user's
-    /// personal room `user:<id>`): the adapter listens to the rooms that are wanted.
+    /// Another node's envelope arrived: deliver it to this node's clients (ignore kinds
+    /// this sink does not handle).
+    fn deliver(&self, received: &Received);
+    /// Whether this node has clients in `room` (a Socket.IO room, an SSE room, a user's
+    /// personal room `user:<id>`, a document `doc:<name>`): the adapter listens to the
+    /// rooms that are wanted.
     fn wants(&self, room: &str) -> bool;
     /// Every (room, user id, username) present on this node: restated to Redis after it
     /// lost or dropped this node's state.
-    fn local_presence(&self) -> Vec<(Arc<str>, Arc<str>, Arc<str>)>;
+    fn local_presence(&self) -> Vec<(Arc<str>, Arc<str>, Arc<str>)> {
+        Vec::new()
+    }
     /// Users of dead nodes left rooms: tell everyone (`userLeft`).
-    fn departed(&self, departures: Vec<Departure>);
+    fn departed(&self, _departures: &[Departure]) {}
+}
+
+/// Every sink of a node, as one.
+#[derive(Default)]
+pub(crate) struct Sinks(parking_lot::RwLock<Vec<Arc<dyn ClusterSink>>>);
+
+impl Sinks {
+    pub(crate) fn add(&self, sink: Arc<dyn ClusterSink>) {
+        self.0.write().push(sink);
+    }
+}
+
+impl ClusterSink for Sinks {
+    fn deliver(&self, received: &Received) {
+        for sink in self.0.read().iter() {
+            sink.deliver(received);
+        }
+    }
+
+    fn wants(&self, room: &str) -> bool {
+        self.0.read().iter().any(|s| s.wants(room))
+    }
+
+    fn local_presence(&self) -> Vec<(Arc<str>, Arc<str>, Arc<str>)> {
+        self.0
+            .read()
+            .iter()
+            .flat_map(|s| s.local_presence())
+            .collect()
+    }
+
+    fn departed(&self, departures: &[Departure]) {
+        for sink in self.0.read().iter() {
+            sink.departed(departures);
+        }
+    }
 }
 
 /// A cluster fabric. The engine calls these from its handlers; the futures are `'static` so
@@ -64,8 +104,11 @@ pub trait ClusterSink: Send + Sync + 'static {
 pub trait Adapter: Send + Sync + 'static {
     /// This node's id (unique per process start).
     fn node_id(&self) -> &str;
-    /// Starts the adapter's tasks on the engine's runtime.
-    fn start(&self, runtime: &tokio::runtime::Handle, sink: Arc<dyn ClusterSink>);
+    /// Adds a receiver of other nodes' traffic (the chat, the documents, ...): each one
+    /// takes the envelopes it understands, and a room is wanted when any sink wants it.
+    fn add_sink(&self, sink: Arc<dyn ClusterSink>);
+    /// Starts the adapter's tasks on the engine's runtime (once, after the sinks are added).
+    fn start(&self, runtime: &tokio::runtime::Handle);
     /// Sends an envelope to the nodes with clients in `room` (`None`: every node).
     /// Never waits: under load envelopes are queued and published in batches, in order.
     fn publish(&self, room: Option<&str>, envelope: &Envelope);

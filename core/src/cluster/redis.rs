@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,7 +28,7 @@ use redis::{AsyncCommands, RedisResult};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::envelope::{Envelope, Received};
-use super::{scripts, Adapter, ClusterError, ClusterSink, Departure};
+use super::{scripts, Adapter, ClusterError, ClusterSink, Departure, Sinks};
 use crate::hub::presence::Member;
 use crate::metrics::Metrics;
 use crate::store::ChatMessage;
@@ -71,7 +71,7 @@ struct Inner {
     publish_tx: mpsc::Sender<(String, Bytes)>,
     interest_tx: mpsc::UnboundedSender<Interest>,
     receivers: Mutex<Option<Receivers>>,
-    sink: OnceLock<Arc<dyn ClusterSink>>,
+    sinks: Arc<Sinks>,
     stop: watch::Sender<bool>,
 }
 
@@ -99,7 +99,7 @@ impl RedisAdapter {
                 publish_tx,
                 interest_tx,
                 receivers: Mutex::new(Some((publish_rx, interest_rx))),
-                sink: OnceLock::new(),
+                sinks: Arc::new(Sinks::default()),
                 stop: watch::channel(false).0,
             }),
         })
@@ -212,14 +212,18 @@ impl Adapter for RedisAdapter {
         &self.inner.node_id
     }
 
-    fn start(&self, runtime: &tokio::runtime::Handle, sink: Arc<dyn ClusterSink>) {
+    fn add_sink(&self, sink: Arc<dyn ClusterSink>) {
+        self.inner.sinks.add(sink);
+    }
+
+    fn start(&self, runtime: &tokio::runtime::Handle) {
         let Some((publish_rx, interest_rx)) = self.inner.receivers.lock().take() else {
             return; // started already
         };
-        let _ = self.inner.sink.set(sink.clone());
-        runtime.spawn(listen(self.inner.clone(), interest_rx, sink.clone()));
+        let sinks: Arc<dyn ClusterSink> = self.inner.sinks.clone();
+        runtime.spawn(listen(self.inner.clone(), interest_rx, sinks.clone()));
         runtime.spawn(publish_loop(self.inner.clone(), publish_rx));
-        runtime.spawn(heartbeat_loop(self.inner.clone(), sink));
+        runtime.spawn(heartbeat_loop(self.inner.clone(), sinks));
     }
 
     fn publish(&self, room: Option<&str>, envelope: &Envelope) {
@@ -420,9 +424,7 @@ impl Adapter for RedisAdapter {
                     async move { c.del::<_, ()>(key("alive", &node)).await }
                 })
                 .await;
-            if let Some(sink) = inner.sink.get() {
-                let _ = reap(&inner, &**sink, &node).await;
-            }
+            let _ = reap(&inner, &*inner.sinks, &node).await;
             let deadline = Instant::now() + COMMAND_TIMEOUT;
             while inner.publish_tx.capacity() < inner.publish_tx.max_capacity()
                 && Instant::now() < deadline
@@ -574,7 +576,7 @@ fn deliver(inner: &Inner, sink: &dyn ClusterSink, data: &Bytes) {
         Ok(Received { origin, .. }) if origin == inner.node_id => {}
         Ok(received) => {
             inner.metrics.cluster.received.inc();
-            sink.deliver(received);
+            sink.deliver(&received);
         }
         Err(e) => tracing::debug!(error = %e, "dropped a malformed cluster envelope"),
     }
@@ -719,7 +721,7 @@ async fn reap(inner: &Inner, sink: &dyn ClusterSink, dead: &str) -> Result<(), C
             "a node stopped heartbeating: its users left presence"
         );
         inner.metrics.cluster.reaped.add(departures.len() as u64);
-        sink.departed(departures);
+        sink.departed(&departures);
     }
     Ok(())
 }

@@ -267,7 +267,7 @@ impl Namespace {
 
     /// Delivers a broadcast that started on another node to this node's sockets, encoded
     /// once here (with this node's recovery offset).
-    pub(crate) fn deliver_remote(&self, b: SocketIoBroadcast) {
+    pub(crate) fn deliver_remote(&self, b: &SocketIoBroadcast) {
         let Ok(args) = serde_json::from_str::<Vec<&serde_json::value::RawValue>>(&b.args) else {
             tracing::debug!(event = %b.event, "dropped a cluster broadcast with malformed arguments");
             return;
