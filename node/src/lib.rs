@@ -219,7 +219,7 @@ impl NativeEngine {
             .live()?
             .listen(SocketAddr::new(ip, port))
             .map_err(err)?;
-        Ok(u32::from(bound.port()))
+        Ok(u32::from(bound.addr.port()))
     }
 
     /// Whether the engine serves this path (`/socket.io/`, `/yjs/…`, `/healthz`, `/metrics`).
