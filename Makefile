@@ -28,7 +28,9 @@ node-addon:
 test-rust:
 	$(CARGO) test --workspace
 
+# The suites make self-signed certificates with the openssl command (bindings-tests/node/helpers/tls.js).
 deps-node:
+	@command -v openssl >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y openssl)
 	cd bindings-tests/node && npm ci --no-audit --no-fund
 
 # The demo app's packages (its @switchboard/node and @switchboard/client are links to node/

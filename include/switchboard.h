@@ -407,6 +407,20 @@ sb_result sb_config_set_redis_url(sb_config *config, const char *url);
 sb_result sb_config_set_api_key(sb_config *config, const char *key);
 
 /**
+ * Serves HTTPS and WSS on `sb_engine_listen` with the PEM certificate chain in the file
+ * `cert_path` (the server's certificate first, then intermediates) and its unencrypted PEM
+ * private key in `key_path` (TLS 1.2 and 1.3, rustls; no OpenSSL). The files are read and
+ * checked by `sb_engine_new`, which returns `SB_INVALID_CONFIG` with a last-error message
+ * naming the file when one cannot be read, holds no certificate or key, or the key is not the
+ * certificate's. Connections handed over with `sb_engine_adopt` stay plain HTTP.
+ *
+ * Returns `SB_NULL_ARGUMENT` for a NULL path, `SB_INVALID_ARGUMENT` for an empty one.
+ *
+ * Ownership: both paths are borrowed (copied). Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_tls(sb_config *config, const char *cert_path, const char *key_path);
+
+/**
  * Sets the time between `:ping` comments on server-sent-event streams (`/events`), which keep
  * proxies from closing idle streams, in milliseconds (> 0; default 30000).
  *
@@ -541,9 +555,9 @@ sb_result sb_config_set_document_update_callback(sb_config *config,
  * `doc:<name>` of each (see `sb_room_access_callback`), and the document-update callback
  * hears their changes.
  *
- * Returns `SB_INVALID_CONFIG` for an unusable JWT public key, `SB_START_FAILED` when the
- * runtime, the history store or the document store (`documents.redb` under `data_dir`)
- * cannot start.
+ * Returns `SB_INVALID_CONFIG` for an unusable JWT public key or TLS certificate or key (see
+ * `sb_config_set_tls`), `SB_START_FAILED` when the runtime, the history store or the
+ * document store (`documents.redb` under `data_dir`) cannot start.
  *
  * Ownership: `config` is borrowed and copied (free it whenever you like); the caller owns
  * `*out` and frees it with `sb_engine_free`. Thread-safety: callable from any thread.
@@ -553,6 +567,7 @@ sb_result sb_engine_new(const sb_config *config, sb_engine **out);
 /**
  * Listens on `host:port` (an IP address or a name such as `"localhost"`; port 0 picks a
  * free port) until shutdown, and writes the bound port to `*bound_port` unless it is NULL.
+ * With `sb_config_set_tls` it serves HTTPS and WSS.
  * Callable several times to listen on several addresses.
  *
  * Returns `SB_BIND_FAILED` when the address is in use or not local, `SB_INVALID_ARGUMENT`

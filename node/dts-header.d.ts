@@ -71,8 +71,14 @@ export declare class Engine {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head?: Buffer): void
   /** Serves long-polling and the engine's other HTTP endpoints. */
   handleRequest(req: IncomingMessage, res: ServerResponse): void
-  /** Listens on its own port; resolves the bound port. */
-  listen(options?: { host?: string; port?: number }): Promise<number>
+  /**
+   * Listens on its own port; resolves the bound port. With `tls` it serves HTTPS and WSS
+   * (TLS 1.2 and 1.3): `cert` is the PEM certificate chain and `key` its unencrypted PEM
+   * private key, as contents (what `fs.readFileSync(file)` gives), like `https.createServer`.
+   * A certificate or key that cannot be served rejects with a message naming `tls.cert` or
+   * `tls.key`; nothing is bound then.
+   */
+  listen(options?: { host?: string; port?: number; tls?: { cert: string | Buffer; key: string | Buffer } }): Promise<number>
   /** Emits to every member of a room (encoded once, fanned out on the engine's threads); returns the room's size. */
   to(room: string): { emit(event: string, data?: unknown): number }
   /** Emits to every connection of a user. */

@@ -26,6 +26,19 @@ function warnHook(error) {
   process.emitWarning(`onDocumentUpdate threw: ${messageOf(error)}`, 'SwitchboardWarning');
 }
 
+// TLS material is PEM contents, as for Node's `https.createServer`; a file name is a mistake
+// worth a clear message (the engine would only say there is no PEM block in it).
+function pemBuffer(value, name) {
+  if (Buffer.isBuffer(value)) return value;
+  if (typeof value === 'string') {
+    if (!value.includes('-----BEGIN')) {
+      throw new TypeError(`${name} must be PEM contents (e.g. fs.readFileSync(file)), not a file name`);
+    }
+    return Buffer.from(value);
+  }
+  throw new TypeError(`${name} must be a PEM string or Buffer`);
+}
+
 function peerOf(socket) {
   return [socket.remoteAddress || '', socket.remotePort || 0];
 }
@@ -198,9 +211,13 @@ class Engine {
     });
   }
 
-  /** Listens on its own port: `await engine.listen({host, port})` resolves the bound port. */
-  async listen({ host = '127.0.0.1', port = 0 } = {}) {
-    return this._native.listen(host, port);
+  /**
+   * Listens on its own port: `await engine.listen({host, port})` resolves the bound port.
+   * `tls: {cert, key}` (PEM contents, as for `https.createServer`) serves HTTPS and WSS.
+   */
+  async listen({ host = '127.0.0.1', port = 0, tls } = {}) {
+    if (tls == null) return this._native.listen(host, port);
+    return this._native.listen(host, port, pemBuffer(tls.cert, 'tls.cert'), pemBuffer(tls.key, 'tls.key'));
   }
 
   /** `engine.to(room).emit(event, data)`: encoded once, queued for every member. */

@@ -403,6 +403,7 @@ int main(int argc, char **argv) {
     uint16_t port = (uint16_t)(argc > 1 ? atoi(argv[1]) : 0);
     const char *events[] = {"presence", "shout", "poke", "echo", "fail"};
     const char *secret = getenv("SB_JWT_SECRET"), *sse_ping = getenv("SB_SSE_PING_MS");
+    const char *tls_cert = getenv("SB_TLS_CERT"), *tls_key = getenv("SB_TLS_KEY");
     char line[4096];
     thrd_t worker_thread, acceptor_thread;
     size_t i;
@@ -426,13 +427,17 @@ int main(int argc, char **argv) {
         check(sb_config_set_jwt_secret(config, secret), "jwt secret");
     if (sse_ping)
         check(sb_config_set_sse_ping_interval_ms(config, strtoull(sse_ping, NULL, 10)), "sse ping");
+    if (tls_cert && tls_key)
+        check(sb_config_set_tls(config, tls_cert, tls_key), "tls");
     check(sb_engine_new(config, &app.engine), "engine");
     sb_config_free(config);
     check(sb_engine_listen(app.engine, "127.0.0.1", port, &port), "listen");
     {
         char p[16];
         snprintf(p, sizeof p, "%u", (unsigned)port);
-        say("switchboard listening on http://127.0.0.1:%s%s\n", p, "");
+        say(tls_cert && tls_key ? "switchboard listening on https://127.0.0.1:%s%s\n"
+                                : "switchboard listening on http://127.0.0.1:%s%s\n",
+            p, "");
         snprintf(p, sizeof p, "%u", (unsigned)listen_myself());
         if (thrd_create(&acceptor_thread, acceptor, NULL) != thrd_success)
             return 1;

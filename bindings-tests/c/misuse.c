@@ -8,7 +8,7 @@
  * engine shut down), sb_engine_poll_event timeouts and wake-up at shutdown, sb_engine_adopt
  * with bytes already read, shutdown and publish from inside a callback, notify_user, rooms
  * and publish (delivered over polling; waiting on a store request that is failed, done, or
- * cut short by shutdown), and the JSON helpers.
+ * cut short by shutdown), TLS files that cannot be served, and the JSON helpers.
  *
  * Prints "misuse: N passed, M failed" and exits non-zero when M > 0.
  */
@@ -192,6 +192,7 @@ static void nulls(void) {
     EXPECT(sb_config_set_yjs_idle_unload_ms(NULL, 1000), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_yjs_limits(NULL, 4096, 4096), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_api_key(NULL, "key"), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_tls(NULL, "cert.pem", "key.pem"), SB_NULL_ARGUMENT);
     EXPECT(sb_config_new(&config), SB_OK);
     EXPECT_TRUE(streq(sb_last_error_message(), ""));
     EXPECT(sb_config_set_jwt_secret(config, NULL), SB_NULL_ARGUMENT);
@@ -273,6 +274,51 @@ static void invalid_input(void) {
     EXPECT(sb_config_set_jwt_public_key_pem(config, "not a PEM key"), SB_OK);
     EXPECT(sb_engine_new(config, &engine), SB_INVALID_CONFIG);
     EXPECT_TRUE(engine == NULL);
+    sb_config_free(config);
+}
+
+/* Writes `text` to a new file `path`; 1 on success. */
+static int write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    int ok = f && fputs(text, f) >= 0;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    return ok;
+}
+
+/* TLS paths are checked when set (NULL, empty, UTF-8) and the files when the engine starts:
+   every refusal is SB_INVALID_CONFIG with a message naming the file. */
+static void tls_files(void) {
+    sb_config *config = NULL;
+    sb_engine *engine = NULL;
+    char dir[] = "/tmp/sb-misuse-tls-XXXXXX", not_pem[64], missing[64];
+    EXPECT(sb_config_new(&config), SB_OK);
+    EXPECT(sb_config_set_tls(config, NULL, "key.pem"), SB_NULL_ARGUMENT);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "cert_path") != NULL);
+    EXPECT(sb_config_set_tls(config, "cert.pem", NULL), SB_NULL_ARGUMENT);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "key_path") != NULL);
+    EXPECT(sb_config_set_tls(config, "", "key.pem"), SB_INVALID_ARGUMENT);
+    EXPECT(sb_config_set_tls(config, "cert\xff.pem", "key.pem"), SB_INVALID_UTF8);
+    EXPECT(sb_config_set_jwt_secret(config, "secret"), SB_OK);
+
+    EXPECT_TRUE(mkdtemp(dir) != NULL);
+    snprintf(missing, sizeof missing, "%s/missing.pem", dir);
+    EXPECT(sb_config_set_tls(config, missing, missing), SB_OK);
+    EXPECT(sb_engine_new(config, &engine), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "cannot read TLS certificate") != NULL);
+    EXPECT_TRUE(strstr(sb_last_error_message(), missing) != NULL);
+    EXPECT_TRUE(engine == NULL);
+
+    snprintf(not_pem, sizeof not_pem, "%s/not.pem", dir);
+    EXPECT_TRUE(write_file(not_pem, "this is not PEM\n"));
+    EXPECT(sb_config_set_tls(config, not_pem, missing), SB_OK);
+    EXPECT(sb_engine_new(config, &engine), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "no certificate in") != NULL);
+    EXPECT_TRUE(strstr(sb_last_error_message(), not_pem) != NULL);
+    EXPECT_TRUE(engine == NULL);
+
+    unlink(not_pem);
+    rmdir(dir);
     sb_config_free(config);
 }
 
@@ -745,6 +791,7 @@ int main(void) {
     result_codes();
     nulls();
     invalid_input();
+    tls_files();
     json_helpers();
     engine_and_requests();
     publish_waits_for_the_store();

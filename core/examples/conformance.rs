@@ -78,8 +78,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .engineio("/engine.io/", Arc::new(Echo))
         .build()?;
-    let addr = engine.listen(([127, 0, 0, 1], port).into())?;
-    println!("switchboard listening on http://{addr}");
+    let listening = engine.listen(([127, 0, 0, 1], port).into())?;
+    println!("switchboard listening on {listening}");
     engine.handle().block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });

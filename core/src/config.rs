@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::transport::tls::TlsSource;
+
 /// How room access is decided when a token carries no `rooms` claim and no host hook is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -139,6 +141,10 @@ pub struct Config {
     pub cluster_heartbeat: Duration,
     /// Key guarding the server HTTP API; `None` turns the API off.
     pub api_key: Option<String>,
+    /// Certificate and key for HTTPS and WSS on the engine's own listeners
+    /// ([`crate::Engine::listen`]); `None` serves plain HTTP. Loaded (and checked) when the
+    /// engine is built.
+    pub tls: Option<TlsSource>,
     /// Worker threads of the engine's own runtime; `None` uses one per core.
     pub worker_threads: Option<usize>,
     /// How long a host callback (auth, room access, storage) may take before it fails.
@@ -189,6 +195,7 @@ impl Default for Config {
             redis_url: None,
             cluster_heartbeat: Duration::from_secs(5),
             api_key: None,
+            tls: None,
             worker_threads: None,
             host_callback_timeout: Duration::from_secs(10),
             path: "/socket.io/".to_owned(),
@@ -342,6 +349,42 @@ impl Config {
         self
     }
 
+    /// Serves HTTPS and WSS with the PEM certificate chain and private key in these files
+    /// (read when the engine is built, and again on [`crate::Engine::reload_tls`]).
+    pub fn tls_files(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Result<Self, ConfigError> {
+        let (cert, key) = (cert.into(), key.into());
+        if cert.as_os_str().is_empty() || key.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                setting: "tls",
+                reason: "give both a certificate file and a key file".into(),
+            });
+        }
+        self.tls = Some(TlsSource::Files { cert, key });
+        Ok(self)
+    }
+
+    /// Serves HTTPS and WSS with this PEM certificate chain and private key (contents, not
+    /// file names).
+    pub fn tls_pem(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Result<Self, ConfigError> {
+        let (cert, key) = (cert.into(), key.into());
+        if cert.is_empty() || key.is_empty() {
+            return Err(ConfigError::Invalid {
+                setting: "tls",
+                reason: "give both a PEM certificate and a PEM key".into(),
+            });
+        }
+        self.tls = Some(TlsSource::Pem { cert, key });
+        Ok(self)
+    }
+
     /// Caps simultaneous connections (0 = no cap).
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
@@ -452,6 +495,10 @@ mod tests {
         assert!(Config::default().rate_limit(0, 0).is_ok());
         assert_eq!("claims".parse::<RoomPolicy>(), Ok(RoomPolicy::Claims));
         assert!("closed".parse::<RoomPolicy>().is_err());
+        assert!(Config::default().tls_files("cert.pem", "").is_err());
+        assert!(Config::default().tls_pem("", "key").is_err());
+        let c = Config::default().tls_files("cert.pem", "key.pem").unwrap();
+        assert!(matches!(c.tls, Some(TlsSource::Files { .. })));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::socketio::{Namespace, NamespaceBuilder, SocketIo};
 use crate::transport::http::{HttpApp, HttpService, WebSocketService};
+use crate::transport::tls::{TlsAcceptor, TlsSource};
 use crate::transport::{EioServer, SessionHandler};
 
 /// Runs once with the built engine (see [`EngineBuilder::on_start`]).
@@ -106,6 +107,11 @@ impl EngineBuilder {
     }
 
     fn finish(self, handle: Handle, runtime: Option<Runtime>) -> Result<Engine, Error> {
+        // Checked before anything starts: a bad certificate or key stops start-up.
+        let tls = match &self.config.tls {
+            Some(source) => Some(Arc::new(TlsAcceptor::new(source.clone())?)),
+            None => None,
+        };
         let config = Arc::new(self.config);
         let metrics = Arc::new(Metrics::default());
         let cluster = crate::cluster::from_config(&config, metrics.clone())?;
@@ -150,6 +156,8 @@ impl EngineBuilder {
                 handle,
                 listeners: Mutex::new(Vec::new()),
                 cluster,
+                tls,
+                other_tls: Mutex::new(Vec::new()),
             }),
             runtime: Arc::new(Mutex::new(runtime)),
         };
@@ -174,6 +182,38 @@ struct EngineInner {
     handle: Handle,
     listeners: Mutex<Vec<oneshot::Sender<()>>>,
     cluster: Option<Arc<dyn crate::cluster::Adapter>>,
+    /// The configuration's certificate, served by [`Engine::listen`].
+    tls: Option<Arc<TlsAcceptor>>,
+    /// Certificates given to [`Engine::listen_tls`], kept for [`Engine::reload_tls`].
+    other_tls: Mutex<Vec<Arc<TlsAcceptor>>>,
+}
+
+/// A listener the engine serves, as [`Engine::listen`] reports it. Displays as its URL
+/// (`http://127.0.0.1:3000`, `https://[::1]:8443`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Listening {
+    /// The bound address (with the port picked when port 0 was asked for).
+    pub addr: SocketAddr,
+    /// Whether connections speak TLS (`https://`, `wss://`).
+    pub tls: bool,
+}
+
+impl Listening {
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+impl std::fmt::Display for Listening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme(), self.addr)
+    }
 }
 
 /// A running engine. Cheap to clone; [`Engine::shutdown`] stops it.
@@ -227,9 +267,39 @@ impl Engine {
         &self.inner.http
     }
 
-    /// Binds `addr` and serves on it until shutdown; returns the bound address (useful with
-    /// port 0). Callable from inside or outside the engine's runtime.
-    pub fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, Error> {
+    /// Binds `addr` and serves on it until shutdown, with TLS when the configuration has a
+    /// certificate ([`Config::tls_files`]); returns where (the bound port is useful with port
+    /// 0) and the scheme. Callable from inside or outside the engine's runtime.
+    pub fn listen(&self, addr: SocketAddr) -> Result<Listening, Error> {
+        self.bind(addr, self.inner.tls.clone())
+    }
+
+    /// Like [`Engine::listen`], with this certificate and key whatever the configuration says
+    /// (Node's `engine.listen({ tls })`). A certificate or key that cannot be served is an
+    /// error naming it, and nothing is bound.
+    pub fn listen_tls(&self, addr: SocketAddr, source: TlsSource) -> Result<Listening, Error> {
+        let tls = Arc::new(TlsAcceptor::new(source)?);
+        let listening = self.bind(addr, Some(tls.clone()))?;
+        self.inner.other_tls.lock().push(tls);
+        Ok(listening)
+    }
+
+    /// Reads every certificate and key again (renewed files) and serves new TLS connections
+    /// with them; open connections are not disturbed. When one fails to load it keeps its old
+    /// certificate and the first error is returned. Without TLS there is nothing to do.
+    pub fn reload_tls(&self) -> Result<(), Error> {
+        let mut acceptors: Vec<Arc<TlsAcceptor>> = self.inner.other_tls.lock().clone();
+        acceptors.extend(self.inner.tls.clone());
+        let mut first_error = None;
+        for acceptor in acceptors {
+            if let Err(e) = acceptor.reload() {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), |e| Err(Error::Tls(e)))
+    }
+
+    fn bind(&self, addr: SocketAddr, tls: Option<Arc<TlsAcceptor>>) -> Result<Listening, Error> {
         let listener =
             std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
         listener
@@ -244,14 +314,18 @@ impl Engine {
         let (tx, rx) = oneshot::channel::<()>();
         self.inner.listeners.lock().push(tx);
         let http = self.inner.http.clone();
+        let listening = Listening {
+            addr: local,
+            tls: tls.is_some(),
+        };
         self.inner.handle.spawn(async move {
-            crate::transport::http::serve(listener, http, async {
+            crate::transport::http::serve(listener, http, tls, async {
                 let _ = rx.await;
             })
             .await;
         });
-        tracing::info!(%local, "listening");
-        Ok(local)
+        tracing::info!(%listening, "listening");
+        Ok(listening)
     }
 
     /// Stops accepting, closes every connection and, when the engine owns its runtime, stops

@@ -12,6 +12,10 @@ pub enum Error {
     /// The JWT public key could not be used; provide an RSA or EC public key in PEM form.
     #[error(transparent)]
     JwtKey(#[from] crate::auth::KeyError),
+    /// The TLS certificate or key cannot be served; the message names the file and what is
+    /// wrong with it.
+    #[error(transparent)]
+    Tls(#[from] crate::transport::tls::TlsError),
     /// The address could not be bound (in use, or not a local address).
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -11,8 +11,8 @@
 //!     .unwrap()
 //!     .build()
 //!     .unwrap();
-//! let addr = engine.listen("127.0.0.1:3000".parse().unwrap()).unwrap();
-//! println!("listening on {addr}");
+//! let listening = engine.listen("127.0.0.1:3000".parse().unwrap()).unwrap();
+//! println!("listening on {listening}"); // http://127.0.0.1:3000 (https:// with `Config::tls_files`)
 //! ```
 #![deny(missing_docs)]
 
@@ -32,7 +32,7 @@ pub mod transport;
 pub mod yjs;
 
 pub use auth::User;
-pub use config::{Config, ConfigError, JwtKey, RoomPolicy};
-pub use engine::{Engine, EngineBuilder};
+pub use config::{Config, ConfigError, JwtKey, RoomPolicy, TlsSource};
+pub use engine::{Engine, EngineBuilder, Listening};
 pub use error::Error;
 pub use socketio::{AckSender, Namespace, Payload, Socket};

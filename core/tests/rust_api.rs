@@ -72,7 +72,7 @@ async fn namespaces_rooms_and_acks_both_ways() {
             .namespace("/admin", |ns| ns)
             .build_on(tokio::runtime::Handle::current())
             .unwrap();
-        let addr = engine.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = engine.listen("127.0.0.1:0".parse().unwrap()).unwrap().addr;
 
         let mut a = connect(addr, "/").await;
         let mut b = connect(addr, "/").await;

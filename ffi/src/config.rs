@@ -278,6 +278,29 @@ pub unsafe extern "C" fn sb_config_set_api_key(
     }
 }
 
+/// Serves HTTPS and WSS on `sb_engine_listen` with the PEM certificate chain in the file
+/// `cert_path` (the server's certificate first, then intermediates) and its unencrypted PEM
+/// private key in `key_path` (TLS 1.2 and 1.3, rustls; no OpenSSL). The files are read and
+/// checked by `sb_engine_new`, which returns `SB_INVALID_CONFIG` with a last-error message
+/// naming the file when one cannot be read, holds no certificate or key, or the key is not the
+/// certificate's. Connections handed over with `sb_engine_adopt` stay plain HTTP.
+///
+/// Returns `SB_NULL_ARGUMENT` for a NULL path, `SB_INVALID_ARGUMENT` for an empty one.
+///
+/// Ownership: both paths are borrowed (copied). Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_tls(
+    config: *mut sb_config,
+    cert_path: *const c_char,
+    key_path: *const c_char,
+) -> sb_result {
+    ffi! {
+        let cert = args::name(cert_path, "cert_path")?.to_owned();
+        let key = args::name(key_path, "key_path")?.to_owned();
+        update(config, |c| c.tls_files(cert, key))
+    }
+}
+
 /// Sets the time between `:ping` comments on server-sent-event streams (`/events`), which keep
 /// proxies from closing idle streams, in milliseconds (> 0; default 30000).
 ///

@@ -94,9 +94,9 @@ fn close_sockets(engine: &Engine, wait: Duration) {
 
 fn start_error(e: switchboard::Error) -> Error {
     let code = match &e {
-        switchboard::Error::Config(_) | switchboard::Error::JwtKey(_) => {
-            sb_result::SB_INVALID_CONFIG
-        }
+        switchboard::Error::Config(_)
+        | switchboard::Error::JwtKey(_)
+        | switchboard::Error::Tls(_) => sb_result::SB_INVALID_CONFIG,
         switchboard::Error::Bind { .. } => sb_result::SB_BIND_FAILED,
         _ => sb_result::SB_START_FAILED,
     };
@@ -135,9 +135,9 @@ fn may_block(what: &str) -> FfiResult {
 /// `doc:<name>` of each (see `sb_room_access_callback`), and the document-update callback
 /// hears their changes.
 ///
-/// Returns `SB_INVALID_CONFIG` for an unusable JWT public key, `SB_START_FAILED` when the
-/// runtime, the history store or the document store (`documents.redb` under `data_dir`)
-/// cannot start.
+/// Returns `SB_INVALID_CONFIG` for an unusable JWT public key or TLS certificate or key (see
+/// `sb_config_set_tls`), `SB_START_FAILED` when the runtime, the history store or the
+/// document store (`documents.redb` under `data_dir`) cannot start.
 ///
 /// Ownership: `config` is borrowed and copied (free it whenever you like); the caller owns
 /// `*out` and frees it with `sb_engine_free`. Thread-safety: callable from any thread.
@@ -206,6 +206,7 @@ pub unsafe extern "C" fn sb_engine_new(
 
 /// Listens on `host:port` (an IP address or a name such as `"localhost"`; port 0 picks a
 /// free port) until shutdown, and writes the bound port to `*bound_port` unless it is NULL.
+/// With `sb_config_set_tls` it serves HTTPS and WSS.
 /// Callable several times to listen on several addresses.
 ///
 /// Returns `SB_BIND_FAILED` when the address is in use or not local, `SB_INVALID_ARGUMENT`
@@ -233,7 +234,7 @@ pub unsafe extern "C" fn sb_engine_listen(
             .ok_or_else(|| bad_host("resolves to no address".into()))?;
         let bound = live.listen(addr).map_err(start_error)?;
         if let Some(p) = bound_port.as_mut() {
-            *p = bound.port();
+            *p = bound.addr.port();
         }
         Ok(())
     }

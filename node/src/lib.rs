@@ -25,7 +25,7 @@ use napi_derive::napi;
 use serde_json::{json, Value};
 use switchboard::chat::{self, ChatHandle, Hooks};
 use switchboard::transport::http::Routed;
-use switchboard::Engine;
+use switchboard::{Engine, TlsSource};
 
 pub use config::NativeConfig;
 use hooks::{
@@ -208,18 +208,35 @@ impl NativeEngine {
         Ok(&self.engine)
     }
 
-    /// Listens on `host:port` itself; returns the bound port.
+    /// Listens on `host:port` itself; returns the bound port. With `tlsCert` and `tlsKey`
+    /// (PEM contents) it serves HTTPS and WSS.
     #[napi]
-    pub fn listen(&self, host: String, port: u32) -> napi::Result<u32> {
+    pub fn listen(
+        &self,
+        host: String,
+        port: u32,
+        tls_cert: Option<Buffer>,
+        tls_key: Option<Buffer>,
+    ) -> napi::Result<u32> {
         let ip = host
             .parse()
             .map_err(|_| err(format!("invalid host {host}")))?;
         let port = u16::try_from(port).map_err(|_| err(format!("invalid port {port}")))?;
-        let bound = self
-            .live()?
-            .listen(SocketAddr::new(ip, port))
-            .map_err(err)?;
-        Ok(u32::from(bound.port()))
+        let addr = SocketAddr::new(ip, port);
+        let engine = self.live()?;
+        let bound = match (tls_cert, tls_key) {
+            (None, None) => engine.listen(addr),
+            (Some(cert), Some(key)) => engine.listen_tls(
+                addr,
+                TlsSource::Pem {
+                    cert: cert.to_vec(),
+                    key: key.to_vec(),
+                },
+            ),
+            _ => return Err(err("tls needs both cert and key")),
+        }
+        .map_err(err)?;
+        Ok(u32::from(bound.addr.port()))
     }
 
     /// Whether the engine serves this path (`/socket.io/`, `/yjs/…`, `/healthz`, `/metrics`).

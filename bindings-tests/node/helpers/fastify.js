@@ -2,13 +2,10 @@
 // Fastify 5 apps with the @switchboard/node plugin, on 127.0.0.1 port 0, and a self-signed
 // certificate for the HTTPS ones.
 
-const { execFileSync } = require('node:child_process');
-const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
 const Fastify = require('fastify');
 const switchboard = require('@switchboard/node/fastify');
 const { SECRET } = require('./server');
+const { selfSignedCert } = require('./tls');
 
 /** Every app started through this module, so `closeApps()` can end the stragglers. */
 const apps = new Set();
@@ -47,26 +44,6 @@ async function startApp(options = {}, { https } = {}) {
 /** Closes every app still open (for `after` hooks). */
 async function closeApps() {
   await Promise.all([...apps].map((a) => a.close()));
-}
-
-/**
- * A self-signed certificate for CN=localhost with IP:127.0.0.1 and DNS:localhost as subject
- * alternative names, made with the openssl command. Resolves {key, cert} (PEM strings).
- */
-function selfSignedCert() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-cert-'));
-  try {
-    const key = path.join(dir, 'key.pem');
-    const cert = path.join(dir, 'cert.pem');
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1',
-      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-keyout', key, '-out', cert,
-    ], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20000 });
-    return { key: fs.readFileSync(key, 'utf8'), cert: fs.readFileSync(cert, 'utf8') };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 module.exports = { startApp, closeApps, selfSignedCert, SECRET };

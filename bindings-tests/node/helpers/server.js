@@ -15,7 +15,7 @@ const BIN = process.env.SWITCHBOARD_BIN || path.join(ROOT, 'target/debug/switchb
 const CONFORMANCE_BIN =
   process.env.SWITCHBOARD_CONFORMANCE_BIN || path.join(ROOT, 'target/debug/examples/conformance');
 
-const LISTENING = /switchboard listening on (http:\/\/[^\s]+)/;
+const LISTENING = /switchboard listening on (https?:\/\/[^\s]+)/;
 const START_TIMEOUT_MS = 15000;
 const STOP_GRACE_MS = 5000;
 const STDERR_TAIL = 16 * 1024;

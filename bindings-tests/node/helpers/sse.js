@@ -96,18 +96,20 @@ const EVENT_NAMES = ['connected', 'message', 'userJoined', 'userLeft', 'notifica
  * @param {string} [o.token]   sent as `Authorization: Bearer`
  * @param {string[]} [o.events] extra event names to record (EventSource only dispatches
  *                              named events to listeners for that name)
+ * @param {Function} [o.fetch]  the fetch to use (default the global one; helpers/tls.js has
+ *                              one that trusts a private CA)
  * Returns `{es, log, requests, opened, close()}`: `requests` lists the headers of each request
  * the EventSource made (reconnects included); `opened` resolves on the first 'open' and rejects
  * on an error before it (with `.code` = the HTTP status).
  */
-function openEventSource(url, { token, events = [] } = {}) {
+function openEventSource(url, { token, events = [], fetch: fetchImpl = fetch } = {}) {
   const requests = [];
   const es = new EventSource(url, {
     fetch: (input, init) => {
       const headers = { ...(init && init.headers) };
       if (token) headers.Authorization = `Bearer ${token}`;
       requests.push({ at: Date.now(), headers });
-      return fetch(input, { ...init, headers });
+      return fetchImpl(input, { ...init, headers });
     },
   });
   const log = eventLog();

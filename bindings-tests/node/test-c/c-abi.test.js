@@ -25,6 +25,7 @@ const {
 const { sseClient, rawStream, eventsUrl, closeAllStreams } = require('../helpers/sse');
 const { token } = require('../helpers/tokens');
 const { SECRET } = require('../helpers/server');
+const { selfSignedCert, certificateFiles, removeCertificateFiles } = require('../helpers/tls');
 
 const ROOT = path.resolve(__dirname, '../../..');
 const C_DIR = path.join(ROOT, 'bindings-tests/c');
@@ -51,10 +52,10 @@ function build() {
  * Starts a chat server program and resolves once it prints its listening line. `lines` holds
  * its stdout lines; `line(re)` waits for the next one matching; `send(cmd)` writes a command.
  */
-function startProgram(bin) {
+function startProgram(bin, env = {}) {
   return new Promise((resolve, reject) => {
     const proc = spawn(bin, ['0'], {
-      env: { ...process.env, ...ASAN_ENV, ...PROGRAM_ENV },
+      env: { ...process.env, ...ASAN_ENV, ...PROGRAM_ENV, ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const lines = [];
@@ -446,6 +447,34 @@ for (const { label, bin, adopts } of PROGRAMS) {
     });
   });
 }
+
+describe('C ABI: the C11 host over TLS (sb_config_set_tls from SB_TLS_CERT / SB_TLS_KEY)', { timeout: 60000 }, () => {
+  let server;
+  after(async () => {
+    closeAll();
+    if (server) await server.stop();
+    removeCertificateFiles();
+  });
+
+  it('serves wss and HTTPS long-polling to clients that trust the certificate, and exits clean', async () => {
+    const cert = selfSignedCert({ type: 'ec' });
+    const files = certificateFiles(cert);
+    server = await startProgram(path.join(BUILD, 'chat_server'), { SB_TLS_CERT: files.certFile, SB_TLS_KEY: files.keyFile });
+    assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+    const alice = await connected(server.url, { ca: cert.cert, ...auth('c:alice') });
+    const bob = await connected(server.url, { ca: cert.cert, transports: ['polling'], ...auth('c:bob') });
+    const bobEvents = recorder(bob);
+    await request(alice, 'joinRoom', 'lobby-tls');
+    await request(bob, 'joinRoom', 'lobby-tls');
+    await request(alice, 'sendMessage', { roomId: 'lobby-tls', text: 'over TLS from C' });
+    const [message] = await bobEvents.next('message');
+    assert.equal(message.text, 'over TLS from C');
+    assert.ok(await connectError(server.url, { timeout: 3000, ...auth('c:mallory') }) instanceof Error);
+
+    server.send('quit');
+    assertClean('chat_server over TLS', await exitWithin(server, EXIT_TIMEOUT_MS), server.stderr);
+  });
+});
 
 describe('C ABI: misuse gives codes, not crashes', { timeout: 60000 }, () => {
   it('runs bindings-tests/c/misuse.c clean under AddressSanitizer', () => {

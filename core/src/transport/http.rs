@@ -2,10 +2,8 @@
 //! checks, health and metrics.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -13,9 +11,11 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
+pub use super::accept::{serve, serve_connection, serve_connection_with_prefix};
 use super::websocket::{self, Mode};
 use super::{EioServer, HandshakeInfo, OpenError, TransportKind};
 use crate::config::Config;
@@ -682,7 +682,7 @@ impl HttpApp {
     }
 
     /// Serves one request from hyper.
-    async fn handle(
+    pub(crate) async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
@@ -712,9 +712,22 @@ impl HttpApp {
                     };
                     // A task of its own for the WebSocket, so this one (with the upgrade
                     // machinery in its state) ends and frees its memory now.
-                    match upgraded.downcast::<TokioIo<TcpStream>>() {
+                    // The socket itself when hyper can give it back (no extra layer per read
+                    // and write); `read_buf` holds what the client sent after its request.
+                    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
                         Ok(parts) => {
                             let (r, w) = parts.io.into_inner().into_split();
+                            tokio::spawn(upgrade.run(r, w, parts.read_buf));
+                            return;
+                        }
+                        Err(upgraded) => upgraded,
+                    };
+                    match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                        // A TLS stream has no owned halves (one session state encrypts and
+                        // decrypts): `split` shares it behind a lock taken per poll, which one
+                        // reader and one writer task hardly ever contend for.
+                        Ok(parts) => {
+                            let (r, w) = tokio::io::split(parts.io.into_inner());
                             tokio::spawn(upgrade.run(r, w, parts.read_buf));
                         }
                         Err(upgraded) => {
@@ -820,134 +833,6 @@ fn add_cors(reply: &mut HttpReply, origin: HeaderValue) {
     reply
         .headers
         .push((header::VARY, HeaderValue::from_static("Origin")));
-}
-
-/// How long a client may take to send its request headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Accepts connections until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, app: Arc<HttpApp>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        tokio::spawn(serve_connection(stream, peer, app));
-        // Let the new connection start before accepting the next: the scheduler runs the
-        // newest task first, which would otherwise serve connections in reverse arrival order.
-        tokio::task::yield_now().await;
-    }
-}
-
-/// Serves HTTP/1.1 on one accepted connection.
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, app: Arc<HttpApp>) {
-    let service = hyper::service::service_fn(move |req| {
-        let app = app.clone();
-        async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "HTTP connection ended with an error");
-    }
-}
-
-/// Serves HTTP/1.1 on a connection a host accepted itself and may already have read from:
-/// `prefix` holds those bytes (the start of the first request, before any parsing), and is
-/// read before the socket (the C API's `sb_engine_adopt`).
-pub async fn serve_connection_with_prefix(
-    stream: TcpStream,
-    peer: SocketAddr,
-    app: Arc<HttpApp>,
-    prefix: Bytes,
-) {
-    if prefix.is_empty() {
-        return serve_connection(stream, peer, app).await;
-    }
-    let service = hyper::service::service_fn(move |req| {
-        let app = app.clone();
-        async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(Prefixed { prefix, stream }), service)
-        .with_upgrades();
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "HTTP connection ended with an error");
-    }
-}
-
-/// A stream that yields `prefix` before what the socket reads; writes go to the socket.
-struct Prefixed {
-    prefix: Bytes,
-    stream: TcpStream,
-}
-
-impl tokio::io::AsyncRead for Prefixed {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            let chunk = self.prefix.split_to(n);
-            buf.put_slice(&chunk);
-            return std::task::Poll::Ready(Ok(()));
-        }
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Prefixed {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Engine.IO sessions over WebSocket and HTTP long-polling, and the HTTP front door.
 
+pub mod accept;
 pub mod http;
 pub mod outbox;
 pub mod polling;
 pub mod session;
+pub mod tls;
 pub mod websocket;
 
 use std::collections::HashMap;

@@ -95,6 +95,12 @@ pub struct ServeArgs {
     /// Milliseconds between WebSocket pings on Yjs connections [default: 30000].
     #[arg(long, value_name = "MS")]
     yjs_ping_interval: Option<u64>,
+    /// PEM certificate chain: serve HTTPS and WSS (with --tls-key). SIGHUP reloads both files.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// TOML file with any of these settings.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -132,6 +138,8 @@ struct FileSettings {
     yjs_max_update_bytes: Option<usize>,
     yjs_max_document_bytes: Option<usize>,
     yjs_ping_interval: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 macro_rules! merge {
@@ -176,7 +184,9 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         yjs_idle_unload,
         yjs_max_update_bytes,
         yjs_max_document_bytes,
-        yjs_ping_interval
+        yjs_ping_interval,
+        tls_cert,
+        tls_key
     );
     if args.cors_origins.is_empty() {
         args.cors_origins = file.cors_origins;
@@ -284,6 +294,16 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     if let Some(n) = args.yjs_ping_interval {
         config = config.yjs_ping_interval(ms(n)).map_err(e)?;
     }
+    config = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => config.tls_files(cert, key).map_err(e)?,
+        (None, None) => config,
+        (Some(_), None) => {
+            return Err("--tls-cert needs --tls-key (the certificate's private key)".into())
+        }
+        (None, Some(_)) => {
+            return Err("--tls-key needs --tls-cert (the certificate it belongs to)".into())
+        }
+    };
     Ok(config)
 }
 
@@ -298,26 +318,52 @@ pub fn run(mut args: ServeArgs) -> Result<(), String> {
         .and_then(|b| yjs::install(b, yjs::Hooks::default()))
         .and_then(|(b, _)| b.build())
         .map_err(|e| e.to_string())?;
-    let addr = engine
+    let listening = engine
         .listen(SocketAddr::new(host, port))
         .map_err(|e| e.to_string())?;
-    let shown = match addr.ip() {
-        IpAddr::V6(ip) => format!("[{ip}]:{}", addr.port()),
-        IpAddr::V4(ip) => format!("{ip}:{}", addr.port()),
-    };
-    println!("switchboard listening on http://{shown}");
+    println!("switchboard listening on {listening}");
     let _ = std::io::stdout().flush();
 
     engine.handle().block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).ok();
+        // Without TLS, SIGHUP keeps its default meaning (the process ends), as before.
+        let mut hup = if listening.tls {
+            signal(SignalKind::hangup()).ok()
+        } else {
+            None
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = recv(&mut term) => break,
+                _ = recv(&mut hup) => reload_tls(&engine),
+            }
         }
     });
     tracing::info!("shutting down");
     engine.shutdown(Duration::from_secs(2));
     Ok(())
+}
+
+/// The next delivery of a signal; never, when it could not be registered.
+async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal.as_mut() {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGHUP: serve renewed certificate files to new connections; open ones keep theirs.
+fn reload_tls(engine: &Engine) {
+    match engine.reload_tls() {
+        Ok(()) => tracing::info!("TLS certificate reloaded"),
+        Err(e) => {
+            tracing::warn!(error = %e, "TLS certificate not reloaded; serving the previous one")
+        }
+    }
 }
 
 fn init_tracing() {
