@@ -398,6 +398,14 @@ sb_result sb_config_set_data_dir(sb_config *config, const char *dir);
 sb_result sb_config_set_redis_url(sb_config *config, const char *url);
 
 /**
+ * Sets the time between cluster heartbeats in milliseconds (>= 100; default 5000). A node
+ * silent for three heartbeats is dead: the others remove its users from presence.
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_cluster_heartbeat_ms(sb_config *config, uint64_t milliseconds);
+
+/**
  * Turns on the server HTTP API under `/api/` (publish, notify, presence, rooms, disconnect),
  * guarded by this key: requests carry `Authorization: Bearer <key>`. Without a key (the
  * default) the API answers 404.

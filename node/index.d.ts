@@ -247,6 +247,8 @@ export interface NativeConfig {
   dataDir?: string
   /** Redis URL for clustering. */
   redisUrl?: string
+  /** Milliseconds between cluster heartbeats; a node silent for three is dead (5000). */
+  clusterHeartbeat?: number
   /** Key guarding the server HTTP API. */
   apiKey?: string
   /** Most simultaneous connections, 0 = no limit. */

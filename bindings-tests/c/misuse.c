@@ -189,6 +189,7 @@ static void nulls(void) {
     EXPECT(sb_config_set_auth_callback(NULL, NULL, NULL), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_document_update_callback(NULL, NULL, NULL), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_sse_ping_interval_ms(NULL, 1000), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_cluster_heartbeat_ms(NULL, 1000), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_yjs_idle_unload_ms(NULL, 1000), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_yjs_limits(NULL, 4096, 4096), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_api_key(NULL, "key"), SB_NULL_ARGUMENT);
@@ -255,6 +256,8 @@ static void invalid_input(void) {
     EXPECT(sb_config_set_event_queue_capacity(config, 0), SB_INVALID_CONFIG);
     EXPECT(sb_config_set_sse_ping_interval_ms(config, 0), SB_INVALID_CONFIG);
     EXPECT_TRUE(strstr(sb_last_error_message(), "sse_ping_interval") != NULL);
+    EXPECT(sb_config_set_cluster_heartbeat_ms(config, 10), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "cluster_heartbeat") != NULL);
     EXPECT(sb_config_set_yjs_idle_unload_ms(config, 0), SB_INVALID_CONFIG);
     EXPECT(sb_config_set_yjs_limits(config, 10, 1 << 20), SB_INVALID_CONFIG);
     EXPECT_TRUE(strstr(sb_last_error_message(), "yjs_max_update_bytes") != NULL);
@@ -263,6 +266,7 @@ static void invalid_input(void) {
     EXPECT(sb_config_set_api_key(config, ""), SB_INVALID_ARGUMENT);
     EXPECT(sb_config_set_api_key(config, "k\xff"), SB_INVALID_UTF8);
     EXPECT(sb_config_set_sse_ping_interval_ms(config, 500), SB_OK);
+    EXPECT(sb_config_set_cluster_heartbeat_ms(config, 500), SB_OK);
     EXPECT(sb_config_set_yjs_idle_unload_ms(config, 1000), SB_OK);
     EXPECT(sb_config_set_yjs_limits(config, 1024, 1 << 20), SB_OK);
     EXPECT(sb_config_set_api_key(config, "key"), SB_OK);

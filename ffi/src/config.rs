@@ -262,6 +262,18 @@ pub unsafe extern "C" fn sb_config_set_redis_url(
     }
 }
 
+/// Sets the time between cluster heartbeats in milliseconds (>= 100; default 5000). A node
+/// silent for three heartbeats is dead: the others remove its users from presence.
+///
+/// Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_cluster_heartbeat_ms(
+    config: *mut sb_config,
+    milliseconds: u64,
+) -> sb_result {
+    ffi! { update(config, |c| c.cluster_heartbeat(ms(milliseconds))) }
+}
+
 /// Turns on the server HTTP API under `/api/` (publish, notify, presence, rooms, disconnect),
 /// guarded by this key: requests carry `Authorization: Bearer <key>`. Without a key (the
 /// default) the API answers 404.

@@ -41,6 +41,8 @@ pub struct NativeConfig {
     pub data_dir: Option<String>,
     /// Redis URL for clustering.
     pub redis_url: Option<String>,
+    /// Milliseconds between cluster heartbeats; a node silent for three is dead (5000).
+    pub cluster_heartbeat: Option<u32>,
     /// Key guarding the server HTTP API.
     pub api_key: Option<String>,
     /// Most simultaneous connections, 0 = no limit.
@@ -116,6 +118,9 @@ impl NativeConfig {
         }
         if let Some(u) = &self.redis_url {
             c = c.redis_url(u.clone());
+        }
+        if let Some(n) = self.cluster_heartbeat {
+            c = c.cluster_heartbeat(ms(n))?;
         }
         if let Some(k) = &self.api_key {
             c = c.api_key(k.clone());
