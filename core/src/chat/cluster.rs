@@ -232,6 +232,8 @@ impl ClusterSink for ChatSink {
             Envelope::DisconnectUser { user } => {
                 chat.disconnect_local_user(user);
             }
+            // Documents' traffic: the Yjs sink's.
+            Envelope::Yjs { .. } => {}
         }
     }
 

@@ -13,6 +13,35 @@ const VERSION: u8 = 1;
 const KIND_SOCKET_IO: u8 = 1;
 const KIND_SSE: u8 = 2;
 const KIND_DISCONNECT_USER: u8 = 3;
+const KIND_YJS: u8 = 4;
+
+/// What a [`Envelope::Yjs`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum YjsKind {
+    /// A Yjs update (v1 encoding) that changed the document on the sending node.
+    Update = 1,
+    /// A y-protocols awareness update.
+    Awareness = 2,
+    /// "I just loaded the document (or got back to the cluster)": the payload is the
+    /// sender's state vector (v1). Holders answer with the update it misses, their
+    /// awareness, and a [`YjsKind::Query`] of their own.
+    Hello = 3,
+    /// "Send me what I miss": the payload is the sender's state vector (v1); holders answer
+    /// with an update only (no query back, so an exchange always ends).
+    Query = 4,
+}
+
+impl YjsKind {
+    fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => YjsKind::Update,
+            2 => YjsKind::Awareness,
+            3 => YjsKind::Hello,
+            4 => YjsKind::Query,
+            _ => return None,
+        })
+    }
+}
 
 /// A Socket.IO broadcast to rooms of a namespace.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +84,15 @@ pub enum Envelope {
     DisconnectUser {
         /// The user id.
         user: String,
+    },
+    /// Yjs traffic of one document, on the channel of the room `doc:<name>`.
+    Yjs {
+        /// The document's name.
+        doc: String,
+        /// What the payload is.
+        kind: YjsKind,
+        /// The update, awareness update or state vector.
+        payload: Bytes,
     },
 }
 
@@ -123,6 +161,13 @@ impl Envelope {
                 put_str(&mut out, origin);
                 put_str(&mut out, user);
             }
+            Envelope::Yjs { doc, kind, payload } => {
+                out.put_u8(KIND_YJS);
+                put_str(&mut out, origin);
+                put_str(&mut out, doc);
+                out.put_u8(*kind as u8);
+                put_bytes(&mut out, payload);
+            }
         }
         out.freeze()
     }
@@ -162,6 +207,18 @@ impl Envelope {
                 event: r.bytes()?,
             },
             KIND_DISCONNECT_USER => Envelope::DisconnectUser { user: r.string()? },
+            KIND_YJS => {
+                let doc = r.string()?;
+                let sub = r.u8()?;
+                // An unknown sub-kind (a newer node's) is reported with its own byte.
+                let kind =
+                    YjsKind::from_u8(sub).ok_or(EnvelopeError::Unknown { version, kind: sub })?;
+                Envelope::Yjs {
+                    doc,
+                    kind,
+                    payload: r.bytes()?,
+                }
+            }
             _ => return Err(EnvelopeError::Unknown { version, kind }),
         };
         Ok(Received { origin, envelope })
@@ -268,6 +325,16 @@ mod tests {
             Envelope::DisconnectUser {
                 user: "mallory".into(),
             },
+            Envelope::Yjs {
+                doc: "notes/é".into(),
+                kind: YjsKind::Update,
+                payload: Bytes::from_static(&[1, 1, 5, 0, 4, 1, 1, 116, 1, 120, 0]),
+            },
+            Envelope::Yjs {
+                doc: "notes".into(),
+                kind: YjsKind::Hello,
+                payload: Bytes::new(),
+            },
         ]
     }
 
@@ -297,5 +364,38 @@ mod tests {
         let huge_count =
             Bytes::from_static(&[VERSION, KIND_DISCONNECT_USER, 0xff, 0xff, 0xff, 0xff]);
         assert_eq!(Envelope::decode(&huge_count), Err(EnvelopeError::Truncated));
+    }
+
+    #[test]
+    fn yjs_kinds_round_trip_and_unknown_ones_are_errors() {
+        for kind in [
+            YjsKind::Update,
+            YjsKind::Awareness,
+            YjsKind::Hello,
+            YjsKind::Query,
+        ] {
+            let e = Envelope::Yjs {
+                doc: "d".into(),
+                kind,
+                payload: Bytes::from_static(b"xyz"),
+            };
+            assert_eq!(Envelope::decode(&e.encode("n")).unwrap().envelope, e);
+        }
+        let mut wire = Envelope::Yjs {
+            doc: "d".into(),
+            kind: YjsKind::Query,
+            payload: Bytes::new(),
+        }
+        .encode("n")
+        .to_vec();
+        // version, kind, origin (4 + 1), doc (4 + 1), then the sub-kind.
+        wire[12] = 9;
+        assert_eq!(
+            Envelope::decode(&Bytes::from(wire)),
+            Err(EnvelopeError::Unknown {
+                version: VERSION,
+                kind: 9
+            })
+        );
     }
 }
