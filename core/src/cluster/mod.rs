@@ -6,12 +6,14 @@
 //! in), cluster-wide presence, shared history, and the heartbeats that let the survivors
 //! clean up after a dead node. Without a configured cluster none of this runs.
 
+mod documents;
 pub mod envelope;
 mod redis;
 mod scripts;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 pub use self::redis::RedisAdapter;
@@ -61,6 +63,20 @@ pub trait ClusterSink: Send + Sync + 'static {
     }
     /// Users of dead nodes left rooms: tell everyone (`userLeft`).
     fn departed(&self, _departures: &[Departure]) {}
+    /// The subscription connection was (re)established and every wanted room is listened
+    /// to again: whatever was published meanwhile is lost, so state that others must not
+    /// miss (documents) is exchanged again.
+    fn resubscribed(&self) {}
+}
+
+/// A document's shared store as [`Adapter::document_load`] read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredDocument {
+    /// Changes each time the stored updates are compacted (see
+    /// [`Adapter::document_compact`]).
+    pub generation: u64,
+    /// The stored Yjs updates (v1 encoding), oldest first; merged, they are the document.
+    pub updates: Vec<Bytes>,
 }
 
 /// Every sink of a node, as one.
@@ -95,6 +111,12 @@ impl ClusterSink for Sinks {
     fn departed(&self, departures: &[Departure]) {
         for sink in self.0.read().iter() {
             sink.departed(departures);
+        }
+    }
+
+    fn resubscribed(&self) {
+        for sink in self.0.read().iter() {
+            sink.resubscribed();
         }
     }
 }
@@ -170,6 +192,26 @@ pub trait Adapter: Send + Sync + 'static {
         before: Option<&str>,
         limit: usize,
     ) -> BoxFuture<'static, Result<Vec<ChatMessage>, ClusterError>>;
+    /// Every update stored for the Yjs document `doc`, read atomically with the store's
+    /// generation.
+    fn document_load(&self, doc: &str) -> BoxFuture<'static, Result<StoredDocument, ClusterError>>;
+    /// Appends a Yjs update (v1) to the document's store; resolves the number of stored
+    /// updates. Appending is safe from any number of nodes: updates merge idempotently.
+    fn document_append(
+        &self,
+        doc: &str,
+        update: Bytes,
+    ) -> BoxFuture<'static, Result<usize, ClusterError>>;
+    /// Replaces the first `count` stored updates by `merged` (their merge), if no other
+    /// compaction happened since the load that read them at `generation`; resolves whether
+    /// it did. Updates appended meanwhile are kept.
+    fn document_compact(
+        &self,
+        doc: &str,
+        generation: u64,
+        count: usize,
+        merged: Bytes,
+    ) -> BoxFuture<'static, Result<bool, ClusterError>>;
     /// Whether the node is connected to the cluster right now.
     fn is_connected(&self) -> bool;
     /// Leaves the cluster: this node's presence is removed, its tasks end.

@@ -28,7 +28,8 @@ use redis::{AsyncCommands, RedisResult};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::envelope::{Envelope, Received};
-use super::{scripts, Adapter, ClusterError, ClusterSink, Departure, Sinks};
+use super::StoredDocument;
+use super::{documents, scripts, Adapter, ClusterError, ClusterSink, Departure, Sinks};
 use crate::hub::presence::Member;
 use crate::metrics::Metrics;
 use crate::store::ChatMessage;
@@ -408,6 +409,38 @@ impl Adapter for RedisAdapter {
         Box::pin(async move { query_history(&inner, &k, before.as_deref(), limit).await })
     }
 
+    fn document_load(&self, doc: &str) -> BoxFuture<'static, Result<StoredDocument, ClusterError>> {
+        let inner = self.inner.clone();
+        let (list, generation) = (key("y", doc), key("yg", doc));
+        Box::pin(async move { inner.run(|c| documents::load(c, list, generation)).await })
+    }
+
+    fn document_append(
+        &self,
+        doc: &str,
+        update: Bytes,
+    ) -> BoxFuture<'static, Result<usize, ClusterError>> {
+        let inner = self.inner.clone();
+        let list = key("y", doc);
+        Box::pin(async move { inner.run(|c| documents::append(c, list, update)).await })
+    }
+
+    fn document_compact(
+        &self,
+        doc: &str,
+        generation: u64,
+        count: usize,
+        merged: Bytes,
+    ) -> BoxFuture<'static, Result<bool, ClusterError>> {
+        let inner = self.inner.clone();
+        let keys = [key("y", doc), key("yg", doc)];
+        Box::pin(async move {
+            inner
+                .run(|c| documents::compact(c, keys, generation, count, merged))
+                .await
+        })
+    }
+
     fn is_connected(&self) -> bool {
         self.inner.up.load(Ordering::Acquire)
     }
@@ -537,6 +570,7 @@ async fn listen(
         }
         backoff = Duration::from_millis(100);
         inner.mark_up();
+        sink.resubscribed();
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
