@@ -222,6 +222,10 @@ async fn serve(
         doc: doc.clone(),
         conn: None,
     };
+    if let Some(cluster) = &inner.cluster {
+        // Listen before loading: what other nodes publish from here on is not missed.
+        cluster.follow(&doc.name).await;
+    }
     let state = match doc.load(inner).await {
         Ok(state) => state,
         Err(e) => {
@@ -231,6 +235,9 @@ async fn serve(
             return (Some(with), Rest::Raw(reader));
         }
     };
+    if let Some(cluster) = &inner.cluster {
+        cluster.loaded(&doc);
+    }
     if inner.is_closing() {
         let with = CloseWith::new(close_code::GOING_AWAY, "Server shutting down");
         return (Some(with), Rest::Raw(reader));

@@ -146,7 +146,7 @@ struct Dirty {
 
 /// A loaded document.
 pub(crate) struct DocState {
-    awareness: Awareness,
+    pub(super) awareness: Awareness,
     conns: HashMap<ConnId, ConnEntry>,
     /// The encoded state's size: exact after a load or a store, then grown by each update.
     size_estimate: usize,
@@ -230,7 +230,7 @@ impl DocState {
         }
     }
 
-    fn mark_dirty(&mut self, effects: &mut Effects) {
+    pub(super) fn mark_dirty(&mut self, effects: &mut Effects) {
         let now = Instant::now();
         match &mut self.dirty {
             Some(d) => d.last = now,
@@ -615,6 +615,10 @@ async fn unload_when_idle(inner: Arc<Inner>, name: Arc<str>) {
             docs.remove(&name);
             inner.metrics.documents.dec();
             tracing::debug!(doc = %name, "unloaded idle Yjs document");
+            drop(docs);
+            if let Some(cluster) = &inner.cluster {
+                cluster.unloaded(&name);
+            }
             return;
         }
     }

@@ -13,10 +13,14 @@
 //! - `store`: [`DocumentStore`] with the in-memory and `redb` (`documents.redb`) stores;
 //! - `connection`: one WebSocket: auth, access, the read loop, pings, the writer.
 //!
-//! Clustering plugs in through [`Hooks::store`] (a store several nodes share, merging states)
-//! and [`DocumentObserver`] (publish local updates and awareness), with
-//! [`Yjs::apply_remote_update`] and [`Yjs::apply_remote_awareness`] for what other nodes sent.
+//! With a cluster (`redis_url`), [`install`] wires documents across the nodes (`cluster`):
+//! local updates and awareness are published, other nodes' applied, and documents stored in
+//! Redis. A host with its own fabric plugs in through [`Hooks::store`] (a store several
+//! nodes share, merging states) and [`DocumentObserver`] (publish local updates and
+//! awareness), with [`Yjs::apply_remote_update`] and [`Yjs::apply_remote_awareness`] for what
+//! other nodes sent.
 
+mod cluster;
 mod connection;
 mod document;
 mod protocol;
@@ -113,6 +117,8 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn DocumentStore>,
     pub(crate) registry: Registry,
     pub(crate) metrics: YjsMetrics,
+    /// The documents' side of the engine's cluster, when it has one.
+    pub(crate) cluster: Option<Arc<cluster::DocumentCluster>>,
     runtime: OnceLock<Handle>,
     closing: AtomicBool,
     next_conn: AtomicU64,
@@ -167,13 +173,27 @@ impl Yjs {
     /// An endpoint with this configuration (the `yjs_*` settings, JWT and room policy) and
     /// these hooks. Opens `documents.redb` under `data_dir` unless a store is given.
     pub fn new(config: &Config, hooks: Hooks) -> Result<Arc<Self>, Error> {
+        Self::build(config, hooks, None)
+    }
+
+    /// [`Yjs::new`], as a node of `cluster` when given: unless the hooks bring a store, the
+    /// cluster's (Redis) is used, and it observes every change.
+    fn build(
+        config: &Config,
+        mut hooks: Hooks,
+        cluster: Option<Arc<cluster::DocumentCluster>>,
+    ) -> Result<Arc<Self>, Error> {
         let jwt = JwtVerifier::new(&config.jwt)?;
-        let store: Arc<dyn DocumentStore> = match (&hooks.store, &config.data_dir) {
-            (Some(store), _) => store.clone(),
-            (None, Some(dir)) => Arc::new(
+        if let Some(c) = &cluster {
+            hooks.observers.push(c.clone());
+        }
+        let store: Arc<dyn DocumentStore> = match (&hooks.store, &cluster, &config.data_dir) {
+            (Some(store), _, _) => store.clone(),
+            (None, Some(c), _) => c.clone(),
+            (None, None, Some(dir)) => Arc::new(
                 RedbStore::open(dir).map_err(|e| crate::store::StoreError::Host(e.to_string()))?,
             ),
-            (None, None) => Arc::new(MemoryStore::default()),
+            (None, None, None) => Arc::new(MemoryStore::default()),
         };
         Ok(Arc::new(Yjs {
             inner: Arc::new(Inner {
@@ -183,6 +203,7 @@ impl Yjs {
                 store,
                 registry: Registry::default(),
                 metrics: YjsMetrics::default(),
+                cluster,
                 runtime: OnceLock::new(),
                 closing: AtomicBool::new(false),
                 next_conn: AtomicU64::new(1),
@@ -433,11 +454,29 @@ impl WebSocketService for Yjs {
 }
 
 /// Serves Yjs documents at `config.yjs_path` (default `/yjs/`) with these hooks. Returns the
-/// endpoint too, for hosts that read documents or feed a cluster's updates in.
+/// endpoint too, for hosts that read documents or feed their own fabric's updates in.
+///
+/// With a cluster (`redis_url`), documents are shared by the nodes: changes cross nodes and,
+/// unless [`Hooks::store`] is set, documents are stored in Redis (not under `data_dir`).
 pub fn install(builder: EngineBuilder, hooks: Hooks) -> Result<(EngineBuilder, Arc<Yjs>), Error> {
-    let yjs = Yjs::new(builder.config(), hooks)?;
+    let cluster = builder
+        .config()
+        .redis_url
+        .is_some()
+        .then(|| Arc::new(cluster::DocumentCluster::default()));
+    let yjs = Yjs::build(builder.config(), hooks, cluster.clone())?;
     let prefix = builder.config().yjs_path.clone();
-    let builder = builder.websocket_service(&prefix, yjs.clone());
+    let mut builder = builder.websocket_service(&prefix, yjs.clone());
+    if let Some(documents) = cluster {
+        let inner = Arc::downgrade(&yjs.inner);
+        // The adapter exists once the engine is built; it starts after this hook.
+        builder = builder.on_start(move |engine| {
+            if let Some(adapter) = engine.cluster() {
+                documents.attach(adapter.clone());
+                adapter.add_sink(Arc::new(cluster::DocumentSink(inner)));
+            }
+        });
+    }
     Ok((builder, yjs))
 }
 
