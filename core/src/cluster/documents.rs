@@ -80,3 +80,92 @@ pub(super) async fn compact(
     let done: i64 = call.invoke_async(&mut c).await?;
     Ok(done == 1)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use crate::cluster::{Adapter, RedisAdapter};
+
+    /// A throwaway redis-server on a free port (`REDIS_SERVER_BIN` overrides the binary).
+    pub(crate) struct Server(std::process::Child, pub(crate) u16);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Starts one; `None` when none can be run here.
+    pub(crate) fn redis_server() -> Option<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let child = std::process::Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = Server(child, port);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn compaction_replaces_exactly_what_was_read_and_keeps_later_appends() {
+        let Some(server) = redis_server() else {
+            eprintln!("redis-server cannot be run here: skipped");
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{}", server.1);
+        let adapter =
+            RedisAdapter::new(&url, Duration::from_secs(1), Arc::new(Default::default())).unwrap();
+        let entry = |i: u8| Bytes::from(vec![i]);
+        for i in 0..3 {
+            assert_eq!(
+                adapter.document_append("d", entry(i)).await.unwrap(),
+                i as usize + 1
+            );
+        }
+        let read = adapter.document_load("d").await.unwrap();
+        assert_eq!(read.generation, 0);
+        assert_eq!(read.updates, vec![entry(0), entry(1), entry(2)]);
+        // Another node appends between the read and the compaction.
+        adapter.document_append("d", entry(3)).await.unwrap();
+        let merged = Bytes::from_static(b"m");
+        assert!(adapter
+            .document_compact("d", read.generation, 3, merged.clone())
+            .await
+            .unwrap());
+        let now = adapter.document_load("d").await.unwrap();
+        assert_eq!(now.generation, 1);
+        assert_eq!(now.updates, vec![merged, entry(3)]);
+        // A second compactor that read the same generation must not trim anything.
+        assert!(!adapter
+            .document_compact("d", read.generation, 2, Bytes::from_static(b"x"))
+            .await
+            .unwrap());
+        assert_eq!(adapter.document_load("d").await.unwrap(), now);
+        // A document never stored is empty.
+        assert!(adapter
+            .document_load("other")
+            .await
+            .unwrap()
+            .updates
+            .is_empty());
+    }
+}

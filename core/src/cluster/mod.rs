@@ -6,7 +6,7 @@
 //! in), cluster-wide presence, shared history, and the heartbeats that let the survivors
 //! clean up after a dead node. Without a configured cluster none of this runs.
 
-mod documents;
+pub(crate) mod documents;
 pub mod envelope;
 mod redis;
 mod scripts;

@@ -409,6 +409,44 @@ mod tests {
         assert_eq!(text_of(&again), ">ello world");
     }
 
+    #[tokio::test]
+    async fn stores_append_and_a_long_list_is_compacted_without_losing_anything() {
+        let Some(server) = crate::cluster::documents::tests::redis_server() else {
+            eprintln!("redis-server cannot be run here: skipped");
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{}", server.1);
+        let adapter: Arc<dyn Adapter> = Arc::new(
+            crate::cluster::RedisAdapter::new(
+                &url,
+                Duration::from_secs(1),
+                Arc::new(Default::default()),
+            )
+            .unwrap(),
+        );
+        let documents = DocumentCluster::default();
+        assert!(documents.load("d").await.is_err(), "not attached yet");
+        documents.attach(adapter.clone());
+        assert_eq!(documents.load("d").await.unwrap(), None);
+        // Two nodes' documents, stored alternately as they grow.
+        let (a, b) = (Doc::with_client_id(1), Doc::with_client_id(2));
+        for i in 0..(COMPACT_AT + 5) {
+            let d = if i % 2 == 0 { &a } else { &b };
+            let t = d.get_or_insert_text("t");
+            t.insert(&mut d.transact_mut(), 0, "x");
+            documents.store("d", whole(d).to_vec()).await.unwrap();
+        }
+        let stored = adapter.document_load("d").await.unwrap();
+        assert!(
+            stored.updates.len() < 10,
+            "{} entries",
+            stored.updates.len()
+        );
+        assert!(stored.generation >= 1);
+        let text = text_of(&documents.load("d").await.unwrap().unwrap());
+        assert_eq!(text.len(), COMPACT_AT + 5);
+    }
+
     #[test]
     fn unreadable_entries_are_skipped_and_nothing_stored_is_none() {
         assert_eq!(merge("d", &[]), None);
