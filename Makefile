@@ -84,5 +84,10 @@ lint:
 bench:
 	bench/run.sh
 
+## bench-cluster: fan-out on one node, then on two nodes sharing one Redis (same run)
+.PHONY: bench-cluster
+bench-cluster: deps-redis
+	bench/cluster.sh
+
 clean:
 	$(CARGO) clean

@@ -53,7 +53,9 @@ pub struct Args {
     /// Which scenario to run.
     #[arg(value_enum)]
     pub scenario: Scenario,
-    /// Server address (HOST:PORT); keep it on the loopback.
+    /// Server address (HOST:PORT); keep it on the loopback. A comma-separated list spreads
+    /// the clients over several nodes of a cluster (client i on address i mod n; the first
+    /// publisher on the first).
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub addr: String,
     /// HS256 secret the tokens are signed with.
@@ -107,6 +109,15 @@ pub struct Args {
 }
 
 impl Args {
+    /// The address client `i` connects to.
+    pub fn addr_for(&self, i: usize) -> &str {
+        let addrs: Vec<&str> = self.addr.split(',').filter(|a| !a.is_empty()).collect();
+        if addrs.is_empty() {
+            return &self.addr;
+        }
+        addrs[i % addrs.len()]
+    }
+
     pub fn seconds(&self) -> Duration {
         Duration::from_secs_f64(self.seconds)
     }
@@ -117,10 +128,9 @@ impl Args {
 
 fn main() {
     let args = Args::parse();
-    if !args.addr.starts_with("127.")
-        && !args.addr.starts_with("localhost")
-        && !args.addr.starts_with("[::1]")
-    {
+    let loopback =
+        |a: &str| a.starts_with("127.") || a.starts_with("localhost") || a.starts_with("[::1]");
+    if !args.addr.split(',').all(loopback) {
         eprintln!(
             "sb-load: only loopback targets are allowed (got {})",
             args.addr

@@ -392,7 +392,7 @@ async fn start_members(
     for i in 0..n {
         let room = i % rooms;
         let plan = MemberPlan {
-            addr: args.addr.clone(),
+            addr: args.addr_for(i).to_owned(),
             token: token(&key, i, args.same_user),
             room_name: room_name(room),
             room,
