@@ -232,8 +232,27 @@ impl ClusterSink for ChatSink {
             Envelope::DisconnectUser { user } => {
                 chat.disconnect_local_user(user);
             }
+            Envelope::RecoveryRequest {
+                id,
+                reply_to,
+                namespace,
+                pid,
+                offset,
+            } => {
+                let Some(cluster) = chat.cluster.get() else {
+                    return;
+                };
+                let session = chat
+                    .namespace()
+                    .filter(|ns| ns.name() == namespace)
+                    .and_then(|ns| ns.hand_over(pid, offset.as_deref()));
+                // A pending departure of the user here still runs: the node the client came
+                // back through counted it again first, so nobody sees it leave.
+                cluster.send_to_node(reply_to, &Envelope::RecoveryReply { id: *id, session });
+            }
             // Documents' traffic: the Yjs sink's.
-            Envelope::Yjs { .. } => {}
+            // Documents have their own sink; replies go to the adapter itself.
+            Envelope::Yjs { .. } | Envelope::RecoveryReply { .. } => {}
         }
     }
 
@@ -241,7 +260,11 @@ impl ClusterSink for ChatSink {
         let Some(chat) = self.0.upgrade() else {
             return false;
         };
-        let sockets = chat.namespace().is_some_and(|ns| ns.room_size(room) > 0);
+        // Rooms of dropped sessions stay heard for their recovery window, so that what the
+        // client misses is in this node's log if it comes back through another node.
+        let sockets = chat
+            .namespace()
+            .is_some_and(|ns| ns.room_size(room) > 0 || ns.holds_dropped_session_in(room));
         let sse = match room.strip_prefix("user:") {
             Some(user) => chat.sse.has_user(user),
             None => chat.sse.has_room(room),

@@ -14,6 +14,8 @@ const KIND_SOCKET_IO: u8 = 1;
 const KIND_SSE: u8 = 2;
 const KIND_DISCONNECT_USER: u8 = 3;
 const KIND_YJS: u8 = 4;
+const KIND_RECOVERY_REQUEST: u8 = 5;
+const KIND_RECOVERY_REPLY: u8 = 6;
 
 /// What a [`Envelope::Yjs`] carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +68,21 @@ pub struct SocketIoBroadcast {
     pub attachments: Vec<Bytes>,
 }
 
+/// A dropped Socket.IO session as the node that held it hands it over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveredSession {
+    /// The socket id the client gets back.
+    pub sid: String,
+    /// The rooms it was in.
+    pub rooms: Vec<String>,
+    /// The authenticated user, as JSON (empty: anonymous).
+    pub user: String,
+    /// The auth payload of the original connect, as JSON.
+    pub auth: String,
+    /// The packets it missed, in order: (binary frame?, payload).
+    pub frames: Vec<(bool, Bytes)>,
+}
+
 /// What travels between nodes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Envelope {
@@ -93,6 +110,27 @@ pub enum Envelope {
         kind: YjsKind,
         /// The update, awareness update or state vector.
         payload: Bytes,
+    },
+    /// To the node that held a dropped session: hand it over (connection state recovery
+    /// of a client that came back through another node).
+    RecoveryRequest {
+        /// Matches the reply to the request.
+        id: u64,
+        /// The node waiting for the reply.
+        reply_to: String,
+        /// The namespace.
+        namespace: String,
+        /// The private session id the client presented.
+        pid: String,
+        /// The last offset the client saw, if any.
+        offset: Option<String>,
+    },
+    /// The answer to a [`Envelope::RecoveryRequest`].
+    RecoveryReply {
+        /// The request's id.
+        id: u64,
+        /// The session, or `None` when it is unknown, expired or its packets are gone.
+        session: Option<RecoveredSession>,
     },
 }
 
@@ -161,6 +199,39 @@ impl Envelope {
                 put_str(&mut out, origin);
                 put_str(&mut out, user);
             }
+            Envelope::RecoveryRequest {
+                id,
+                reply_to,
+                namespace,
+                pid,
+                offset,
+            } => {
+                out.put_u8(KIND_RECOVERY_REQUEST);
+                put_str(&mut out, origin);
+                out.put_u64(*id);
+                put_str(&mut out, reply_to);
+                put_str(&mut out, namespace);
+                put_str(&mut out, pid);
+                out.put_u8(u8::from(offset.is_some()));
+                put_str(&mut out, offset.as_deref().unwrap_or_default());
+            }
+            Envelope::RecoveryReply { id, session } => {
+                out.put_u8(KIND_RECOVERY_REPLY);
+                put_str(&mut out, origin);
+                out.put_u64(*id);
+                out.put_u8(u8::from(session.is_some()));
+                if let Some(s) = session {
+                    put_str(&mut out, &s.sid);
+                    put_strs(&mut out, &s.rooms);
+                    put_str(&mut out, &s.user);
+                    put_str(&mut out, &s.auth);
+                    out.put_u32(s.frames.len() as u32);
+                    for (binary, payload) in &s.frames {
+                        out.put_u8(u8::from(*binary));
+                        put_bytes(&mut out, payload);
+                    }
+                }
+            }
             Envelope::Yjs { doc, kind, payload } => {
                 out.put_u8(KIND_YJS);
                 put_str(&mut out, origin);
@@ -207,6 +278,38 @@ impl Envelope {
                 event: r.bytes()?,
             },
             KIND_DISCONNECT_USER => Envelope::DisconnectUser { user: r.string()? },
+            KIND_RECOVERY_REQUEST => Envelope::RecoveryRequest {
+                id: r.u64()?,
+                reply_to: r.string()?,
+                namespace: r.string()?,
+                pid: r.string()?,
+                offset: {
+                    let present = r.u8()? != 0;
+                    let offset = r.string()?;
+                    present.then_some(offset)
+                },
+            },
+            KIND_RECOVERY_REPLY => Envelope::RecoveryReply {
+                id: r.u64()?,
+                session: if r.u8()? == 0 {
+                    None
+                } else {
+                    Some(RecoveredSession {
+                        sid: r.string()?,
+                        rooms: r.strings()?,
+                        user: r.string()?,
+                        auth: r.string()?,
+                        frames: {
+                            let n = r.u32()? as usize;
+                            let mut frames = Vec::with_capacity(n.min(r.remaining() / 5));
+                            for _ in 0..n {
+                                frames.push((r.u8()? != 0, r.bytes()?));
+                            }
+                            frames
+                        },
+                    })
+                },
+            },
             KIND_YJS => {
                 let doc = r.string()?;
                 let sub = r.u8()?;
@@ -273,6 +376,13 @@ impl Reader<'_> {
         ]))
     }
 
+    fn u64(&mut self) -> Result<u64, EnvelopeError> {
+        let r = self.take(8)?;
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.data[r]);
+        Ok(u64::from_be_bytes(b))
+    }
+
     fn u32(&mut self) -> Result<u32, EnvelopeError> {
         let r = self.take(4)?;
         let mut b = [0u8; 4];
@@ -324,6 +434,30 @@ mod tests {
             },
             Envelope::DisconnectUser {
                 user: "mallory".into(),
+            },
+            Envelope::RecoveryRequest {
+                id: 7,
+                reply_to: "node-b".into(),
+                namespace: "/".into(),
+                pid: "pid1".into(),
+                offset: Some("boot.12".into()),
+            },
+            Envelope::RecoveryReply {
+                id: 7,
+                session: Some(RecoveredSession {
+                    sid: "sid1".into(),
+                    rooms: vec!["lobby".into()],
+                    user: r#"{"id":"alice","username":"Alice"}"#.into(),
+                    auth: "{}".into(),
+                    frames: vec![
+                        (false, Bytes::from_static(b"42[\"m\"]")),
+                        (true, Bytes::from_static(&[1])),
+                    ],
+                }),
+            },
+            Envelope::RecoveryReply {
+                id: 8,
+                session: None,
             },
             Envelope::Yjs {
                 doc: "notes/é".into(),

@@ -212,6 +212,20 @@ pub trait Adapter: Send + Sync + 'static {
         count: usize,
         merged: Bytes,
     ) -> BoxFuture<'static, Result<bool, ClusterError>>;
+    /// Remembers for `ttl` that this node holds the dropped session `pid`: a client that
+    /// comes back through another node is recovered from here.
+    fn session_dropped(&self, pid: &str, ttl: std::time::Duration);
+    /// Asks the node holding the dropped session `pid` (another one) to hand it over with
+    /// the packets the client missed after `offset`; `None` when no other node has it, or
+    /// it did not answer in time.
+    fn recover_session(
+        &self,
+        namespace: &str,
+        pid: &str,
+        offset: Option<&str>,
+    ) -> BoxFuture<'static, Option<envelope::RecoveredSession>>;
+    /// Sends an envelope to one node (the answer to its request).
+    fn send_to_node(&self, node: &str, envelope: &Envelope);
     /// Whether the node is connected to the cluster right now.
     fn is_connected(&self) -> bool;
     /// Leaves the cluster: this node's presence is removed, its tasks end.

@@ -99,6 +99,19 @@ impl RecoveryLog {
         }
     }
 
+    /// How long dropped sessions and broadcasts are kept.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Whether a dropped session that may still come back was in `room`.
+    pub fn has_session_in(&self, room: &str) -> bool {
+        let now = Instant::now();
+        self.inner.lock().sessions.values().any(|s| {
+            now.duration_since(s.saved_at) <= self.window && s.rooms.iter().any(|r| &**r == room)
+        })
+    }
+
     /// The sequence number the next broadcast will get.
     pub fn position(&self) -> u64 {
         self.inner.lock().next_seq

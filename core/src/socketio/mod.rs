@@ -16,6 +16,9 @@ pub use namespace::{Broadcast, ConnectRequest, Namespace, NamespaceBuilder, Refu
 pub use payload::Payload;
 pub use socket::{AckError, AckSender, DisconnectReason, EmitError, Socket};
 
+use crate::auth::User;
+use crate::hub::recovery::SavedSession;
+use crate::protocol::frame::{Frame, FrameKind};
 use crate::protocol::socketio::{self as sio, PacketKind};
 use crate::transport::{CloseReason, Message, Session, SessionHandler};
 use socket::SocketInit;
@@ -186,10 +189,13 @@ impl SocketIo {
         let auth = packet.data.unwrap_or_else(|| json!({}));
 
         // A returning client presents its pid (and the last offset it saw).
-        let restored = ns.recovery.as_ref().and_then(|log| {
+        let mut restored = ns.recovery.as_ref().and_then(|log| {
             let pid = auth.get("pid")?.as_str()?;
             log.restore(pid, auth.get("offset").and_then(Value::as_str))
         });
+        if restored.is_none() {
+            restored = recover_from_cluster(&ns, &auth).await;
+        }
 
         let (init, missed) = match restored {
             Some((saved, missed)) => (
@@ -265,6 +271,50 @@ impl SocketIo {
             on_connect(socket).await;
         }
     }
+}
+
+/// A session dropped on another node of the cluster, handed over with what the client
+/// missed there (it came back through this node).
+async fn recover_from_cluster(
+    ns: &Arc<Namespace>,
+    auth: &Value,
+) -> Option<(SavedSession, Vec<Frame>)> {
+    let log = ns.recovery.as_ref()?;
+    let cluster = ns.cluster.get()?;
+    let pid = auth.get("pid")?.as_str()?;
+    let offset = auth.get("offset").and_then(Value::as_str);
+    let session = cluster.recover_session(ns.name(), pid, offset).await?;
+    let user = if session.user.is_empty() {
+        None
+    } else {
+        Some(Arc::new(serde_json::from_str::<User>(&session.user).ok()?))
+    };
+    let missed = session
+        .frames
+        .iter()
+        .map(|(binary, payload)| {
+            let kind = if *binary {
+                FrameKind::Binary
+            } else {
+                FrameKind::Text
+            };
+            Frame::from_payload(payload, kind)
+        })
+        .collect();
+    let saved = SavedSession::new(
+        session.sid.as_str().into(),
+        pid.into(),
+        session
+            .rooms
+            .iter()
+            .map(|r| Arc::from(r.as_str()))
+            .collect(),
+        user,
+        serde_json::from_str(&session.auth).unwrap_or_else(|_| json!({})),
+        // Offsets this node gives from now on are its own.
+        log.position(),
+    );
+    Some((saved, missed))
 }
 
 /// The client's own auth fields without the recovery ones the Socket.IO client merges in.

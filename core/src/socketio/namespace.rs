@@ -17,6 +17,7 @@ use crate::cluster::Adapter;
 use crate::hub::recovery::{RecoveryLog, SavedSession};
 use crate::hub::rooms::Rooms;
 use crate::metrics::Metrics;
+use crate::protocol::frame::FrameKind;
 use crate::transport::Session;
 
 /// An event handler: the socket, the event's arguments, and the ack to answer when the client
@@ -265,6 +266,37 @@ impl Namespace {
         self.cluster.get().map(|c| c.interest_changed(room))
     }
 
+    /// Whether a dropped session of this namespace that may still recover was in `room`.
+    pub(crate) fn holds_dropped_session_in(&self, room: &str) -> bool {
+        self.recovery
+            .as_ref()
+            .is_some_and(|log| log.has_session_in(room))
+    }
+
+    /// Hands a dropped session over to another node the client came back through: its
+    /// state and the packets it missed after `offset` (see [`RecoveryLog::restore`]).
+    pub(crate) fn hand_over(
+        &self,
+        pid: &str,
+        offset: Option<&str>,
+    ) -> Option<crate::cluster::envelope::RecoveredSession> {
+        let (saved, missed) = self.recovery.as_ref()?.restore(pid, offset)?;
+        Some(crate::cluster::envelope::RecoveredSession {
+            sid: saved.sid.to_string(),
+            rooms: saved.rooms.iter().map(|r| r.to_string()).collect(),
+            user: saved
+                .user
+                .as_deref()
+                .and_then(|u| serde_json::to_string(u).ok())
+                .unwrap_or_default(),
+            auth: saved.auth.to_string(),
+            frames: missed
+                .iter()
+                .map(|f| (f.kind() == FrameKind::Binary, f.payload()))
+                .collect(),
+        })
+    }
+
     /// Delivers a broadcast that started on another node to this node's sockets, encoded
     /// once here (with this node's recovery offset).
     pub(crate) fn deliver_remote(&self, b: &SocketIoBroadcast) {
@@ -346,6 +378,9 @@ impl Namespace {
         }
         if let Some(log) = &self.recovery {
             if reason.is_recoverable() {
+                if let Some(cluster) = self.cluster.get() {
+                    cluster.session_dropped(socket.pid(), log.window());
+                }
                 log.save(SavedSession::new(
                     socket.id().clone(),
                     socket.pid().clone(),

@@ -13,7 +13,7 @@
 //! handler for long: commands time out, publishes are dropped and counted, and everything
 //! resumes by itself when Redis is back.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,15 +21,20 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use futures_util::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, RedisResult};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::envelope::{Envelope, Received};
+mod history;
+mod tasks;
+
+use history::query_history;
+use tasks::{heartbeat_loop, listen, publish_loop, reap};
+
+use super::envelope::{Envelope, RecoveredSession};
 use super::StoredDocument;
-use super::{documents, scripts, Adapter, ClusterError, ClusterSink, Departure, Sinks};
+use super::{documents, scripts, Adapter, ClusterError, ClusterSink, Sinks};
 use crate::hub::presence::Member;
 use crate::metrics::Metrics;
 use crate::store::ChatMessage;
@@ -74,6 +79,9 @@ struct Inner {
     receivers: Mutex<Option<Receivers>>,
     sinks: Arc<Sinks>,
     stop: watch::Sender<bool>,
+    /// Recovery requests waiting for their reply, by request id.
+    pending: Mutex<HashMap<u64, oneshot::Sender<Option<RecoveredSession>>>>,
+    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 impl RedisAdapter {
@@ -102,6 +110,8 @@ impl RedisAdapter {
                 receivers: Mutex::new(Some((publish_rx, interest_rx))),
                 sinks: Arc::new(Sinks::default()),
                 stop: watch::channel(false).0,
+                pending: Mutex::new(HashMap::new()),
+                runtime: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -113,6 +123,11 @@ fn key(kind: &str, name: &str) -> String {
 
 fn room_channel(room: &str) -> String {
     key("r", room)
+}
+
+/// The node's own channel: requests and replies addressed to it.
+fn node_channel(node: &str) -> String {
+    key("n", node)
 }
 
 fn all_channel() -> String {
@@ -221,6 +236,7 @@ impl Adapter for RedisAdapter {
         let Some((publish_rx, interest_rx)) = self.inner.receivers.lock().take() else {
             return; // started already
         };
+        let _ = self.inner.runtime.set(runtime.clone());
         let sinks: Arc<dyn ClusterSink> = self.inner.sinks.clone();
         runtime.spawn(listen(self.inner.clone(), interest_rx, sinks.clone()));
         runtime.spawn(publish_loop(self.inner.clone(), publish_rx));
@@ -441,6 +457,87 @@ impl Adapter for RedisAdapter {
         })
     }
 
+    fn session_dropped(&self, pid: &str, ttl: Duration) {
+        let (inner, k) = (self.inner.clone(), key("sess", pid));
+        let Some(runtime) = self.inner.runtime.get() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let node = inner.node_id.clone();
+            let ttl = ttl.as_millis().max(1) as u64;
+            let _ = inner
+                .run(|mut c| async move {
+                    redis::cmd("SET")
+                        .arg(&k)
+                        .arg(&node)
+                        .arg("PX")
+                        .arg(ttl)
+                        .query_async::<()>(&mut c)
+                        .await
+                })
+                .await;
+        });
+    }
+
+    fn recover_session(
+        &self,
+        namespace: &str,
+        pid: &str,
+        offset: Option<&str>,
+    ) -> BoxFuture<'static, Option<RecoveredSession>> {
+        let inner = self.inner.clone();
+        let (namespace, pid, offset) = (
+            namespace.to_owned(),
+            pid.to_owned(),
+            offset.map(str::to_owned),
+        );
+        Box::pin(async move {
+            let k = key("sess", &pid);
+            let holder: Option<String> = inner
+                .run(|mut c| async move { c.get(&k).await })
+                .await
+                .ok()
+                .flatten();
+            let holder = holder.filter(|n| *n != inner.node_id)?;
+            let id = rand::random::<u64>();
+            let (tx, rx) = oneshot::channel();
+            inner.pending.lock().insert(id, tx);
+            let request = Envelope::RecoveryRequest {
+                id,
+                reply_to: inner.node_id.clone(),
+                namespace,
+                pid,
+                offset,
+            };
+            let sent = inner
+                .publish_tx
+                .try_send((node_channel(&holder), request.encode(&inner.node_id)))
+                .is_ok();
+            let reply = if sent {
+                tokio::time::timeout(COMMAND_TIMEOUT, rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            } else {
+                None
+            };
+            inner.pending.lock().remove(&id);
+            reply.flatten()
+        })
+    }
+
+    fn send_to_node(&self, node: &str, envelope: &Envelope) {
+        let data = envelope.encode(&self.inner.node_id);
+        if self
+            .inner
+            .publish_tx
+            .try_send((node_channel(node), data))
+            .is_err()
+        {
+            self.inner.metrics.cluster.dropped.inc();
+        }
+    }
+
     fn is_connected(&self) -> bool {
         self.inner.up.load(Ordering::Acquire)
     }
@@ -481,281 +578,4 @@ fn presence_keys(room: &str, node: &str) -> [String; 4] {
         key("pj", room),
         key("pn", node),
     ]
-}
-
-/// Pages backwards through the room's stream until `limit` messages before `before` are
-/// found. Stream order is arrival order; `before` is a message id, compared as ids sort.
-async fn query_history(
-    inner: &Inner,
-    k: &str,
-    before: Option<&str>,
-    limit: usize,
-) -> Result<Vec<ChatMessage>, ClusterError> {
-    const PAGE: usize = 200;
-    let mut found: Vec<ChatMessage> = Vec::with_capacity(limit.min(PAGE));
-    let mut end = "+".to_owned();
-    loop {
-        let (k, end_arg) = (k.to_owned(), end.clone());
-        let page: Vec<StreamEntry> = inner
-            .run(|mut c| async move {
-                redis::cmd("XREVRANGE")
-                    .arg(&k)
-                    .arg(&end_arg)
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(PAGE)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        let exhausted = page.len() < PAGE;
-        for (id, fields) in &page {
-            end = format!("({id}");
-            let Some((_, json)) = fields.iter().find(|(f, _)| f == "m") else {
-                continue;
-            };
-            let Ok(message) = serde_json::from_slice::<ChatMessage>(json) else {
-                continue;
-            };
-            if before.is_none_or(|b| message.id.as_str() < b) {
-                found.push(message);
-                if found.len() == limit {
-                    break;
-                }
-            }
-        }
-        if found.len() == limit || exhausted {
-            break;
-        }
-    }
-    found.reverse();
-    Ok(found)
-}
-
-/// The subscription connection: resubscribes every wanted room after each reconnect and
-/// hands arriving envelopes to the engine, in order.
-async fn listen(
-    inner: Arc<Inner>,
-    mut interest: mpsc::UnboundedReceiver<Interest>,
-    sink: Arc<dyn ClusterSink>,
-) {
-    let mut stop = inner.stop.subscribe();
-    let mut wanted: HashSet<String> = HashSet::new();
-    let mut backoff = Duration::from_millis(100);
-    while !inner.stopped() {
-        let connected =
-            tokio::time::timeout(COMMAND_TIMEOUT, inner.client.get_async_pubsub()).await;
-        let pubsub = match connected {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                inner.mark_down(&e);
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return,
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-            Err(_) => {
-                inner.mark_down(&"connect timed out");
-                continue;
-            }
-        };
-        let (mut subscriptions, mut messages) = pubsub.split();
-        let mut channels: Vec<String> = wanted.iter().map(|r| room_channel(r)).collect();
-        channels.push(all_channel());
-        if let Err(e) = subscriptions.subscribe(&channels).await {
-            inner.mark_down(&e);
-            continue;
-        }
-        backoff = Duration::from_millis(100);
-        inner.mark_up();
-        sink.resubscribed();
-        loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                change = interest.recv() => {
-                    let Some((room, done)) = change else { return };
-                    let want = sink.wants(&room);
-                    let result = if want && wanted.insert(room.clone()) {
-                        subscriptions.subscribe(room_channel(&room)).await
-                    } else if !want && wanted.remove(&room) {
-                        subscriptions.unsubscribe(room_channel(&room)).await
-                    } else {
-                        Ok(())
-                    };
-                    if let Some(done) = done {
-                        let _ = done.send(());
-                    }
-                    if let Err(e) = result {
-                        inner.mark_down(&e);
-                        break;
-                    }
-                }
-                message = messages.next() => {
-                    let Some(message) = message else {
-                        inner.mark_down(&"subscription connection closed");
-                        break;
-                    };
-                    let data = Bytes::copy_from_slice(message.get_payload_bytes());
-                    deliver(&inner, &*sink, &data);
-                }
-            }
-        }
-    }
-}
-
-fn deliver(inner: &Inner, sink: &dyn ClusterSink, data: &Bytes) {
-    match Envelope::decode(data) {
-        Ok(Received { origin, .. }) if origin == inner.node_id => {}
-        Ok(received) => {
-            inner.metrics.cluster.received.inc();
-            sink.deliver(&received);
-        }
-        Err(e) => tracing::debug!(error = %e, "dropped a malformed cluster envelope"),
-    }
-}
-
-/// Publishes queued envelopes, pipelining whatever accumulated while the last batch was in
-/// flight; one connection keeps them in the order they were queued.
-async fn publish_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<(String, Bytes)>) {
-    let mut stop = inner.stop.subscribe();
-    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
-    loop {
-        let n = tokio::select! {
-            n = queue.recv_many(&mut batch, PUBLISH_BATCH) => n,
-            _ = stop.changed() => return,
-        };
-        if n == 0 {
-            return;
-        }
-        let mut pipe = redis::pipe();
-        for (channel, data) in &batch {
-            pipe.publish(channel, &data[..]).ignore();
-        }
-        match inner
-            .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
-        {
-            Ok(()) => inner.metrics.cluster.published.add(n as u64),
-            Err(_) => inner.metrics.cluster.dropped.add(n as u64),
-        }
-        batch.clear();
-    }
-}
-
-/// Keeps this node alive in Redis, restates its presence when Redis lost it, and reaps
-/// nodes whose heartbeat stopped: their alive key lives two heartbeats, and survivors look
-/// every heartbeat, so a dead node's users leave within three.
-async fn heartbeat_loop(inner: Arc<Inner>, sink: Arc<dyn ClusterSink>) {
-    let mut stop = inner.stop.subscribe();
-    let mut tick = tokio::time::interval(inner.heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        if let Err(e) = beat(&inner, &*sink).await {
-            tracing::debug!(error = %e, "heartbeat failed");
-        }
-    }
-}
-
-async fn beat(inner: &Inner, sink: &dyn ClusterSink) -> Result<(), ClusterError> {
-    let node = inner.node_id.clone();
-    let ttl = (inner.heartbeat * 2).as_millis() as u64;
-    let (added, nodes): (i64, Vec<String>) = inner
-        .run(|mut c| {
-            let node = node.clone();
-            async move {
-                let mut pipe = redis::pipe();
-                pipe.cmd("SET")
-                    .arg(key("alive", &node))
-                    .arg(1)
-                    .arg("PX")
-                    .arg(ttl)
-                    .ignore()
-                    .sadd(nodes_key(), &node)
-                    .smembers(nodes_key());
-                pipe.query_async(&mut c).await
-            }
-        })
-        .await?;
-    inner.mark_up();
-    if added == 1 {
-        // New to the node list: the first beat, or Redis lost our state (restarted empty,
-        // or another node reaped us during an outage). Say again who is here.
-        restate(inner, sink).await?;
-    }
-    let others: Vec<String> = nodes.into_iter().filter(|n| *n != node).collect();
-    if others.is_empty() {
-        return Ok(());
-    }
-    let alive: Vec<bool> = {
-        let others = others.clone();
-        inner
-            .run(|mut c| async move {
-                let mut pipe = redis::pipe();
-                for other in &others {
-                    pipe.exists(key("alive", other));
-                }
-                pipe.query_async(&mut c).await
-            })
-            .await?
-    };
-    for (other, alive) in others.iter().zip(alive) {
-        if !alive {
-            reap(inner, sink, other).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn restate(inner: &Inner, sink: &dyn ClusterSink) -> Result<(), ClusterError> {
-    let present = sink.local_presence();
-    let node = inner.node_id.clone();
-    inner
-        .run(|mut c| async move {
-            let mut call = scripts::RESTATE.prepare_invoke();
-            call.key(key("pn", &node)).arg(PREFIX).arg(now_ms());
-            for (room, user, name) in &present {
-                call.arg(&**room)
-                    .arg(&**user)
-                    .arg(&**name)
-                    .arg(entry(room, user));
-            }
-            call.invoke_async::<()>(&mut c).await
-        })
-        .await
-}
-
-async fn reap(inner: &Inner, sink: &dyn ClusterSink, dead: &str) -> Result<(), ClusterError> {
-    let keys = [nodes_key(), key("pn", dead), key("alive", dead)];
-    let dead_id = dead.to_owned();
-    let flat: Vec<String> = inner
-        .run(|mut c| async move {
-            let mut call = scripts::REAP.prepare_invoke();
-            call.key(&keys[..]).arg(&dead_id).arg(PREFIX);
-            call.invoke_async(&mut c).await
-        })
-        .await?;
-    let departures: Vec<Departure> = flat
-        .chunks_exact(3)
-        .map(|d| Departure {
-            room: d[0].as_str().into(),
-            user_id: d[1].as_str().into(),
-            username: d[2].as_str().into(),
-        })
-        .collect();
-    if !departures.is_empty() {
-        tracing::info!(
-            node = dead,
-            users = departures.len(),
-            "a node stopped heartbeating: its users left presence"
-        );
-        inner.metrics.cluster.reaped.add(departures.len() as u64);
-        sink.departed(&departures);
-    }
-    Ok(())
 }
