@@ -7,9 +7,11 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+
 use super::Chat;
 use crate::cluster::envelope::{Envelope, Received};
-use crate::cluster::{ClusterSink, Departure};
+use crate::cluster::{ClusterError, ClusterSink, Departure};
 use crate::hub::presence::Member;
 use crate::sse::SseEvent;
 use crate::store::{ChatMessage, StoreError};
@@ -112,27 +114,40 @@ impl Chat {
         }
     }
 
-    /// Appends to the room's history: the cluster's when there is one (this node's own
-    /// while it is unreachable).
-    pub(super) async fn history_append(
+    /// Starts appending to the cluster's shared history (`None` without a cluster): the
+    /// command is on the Redis connection when this returns, ahead of anything published
+    /// after it.
+    pub(super) async fn begin_shared_history_append(
         &self,
         message: &Arc<ChatMessage>,
-    ) -> Result<(), StoreError> {
-        if let Some(cluster) = self.cluster.get() {
-            match cluster
-                .history_append(message, self.config.history_limit)
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "shared history unavailable; keeping the message on this node")
-                }
-            }
-        }
-        self.history.append(message.clone()).await
+    ) -> Option<BoxFuture<'static, Result<(), ClusterError>>> {
+        let cluster = self.cluster.get()?;
+        let mut append = cluster.history_append(message, self.config.history_limit);
+        let first =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(append.as_mut().poll(cx))).await;
+        Some(match first {
+            std::task::Poll::Ready(done) => Box::pin(std::future::ready(done)),
+            std::task::Poll::Pending => append,
+        })
     }
 
-    /// Reads the room's history (see [`Chat::history_append`] for where from).
+    /// Waits for a shared-history append; when Redis failed, this node's history keeps
+    /// the message (it is served from here until Redis is back).
+    pub(super) async fn finish_shared_history_append(
+        &self,
+        append: BoxFuture<'static, Result<(), ClusterError>>,
+        message: &Arc<ChatMessage>,
+    ) {
+        if let Err(e) = append.await {
+            tracing::warn!(error = %e, "shared history unavailable; keeping the message on this node");
+            if let Err(e) = self.history.append(message.clone()).await {
+                tracing::warn!(error = %e, "history append failed");
+            }
+        }
+    }
+
+    /// Reads the room's history: the cluster's shared history when there is one (this
+    /// node's own while Redis is unreachable).
     pub(crate) async fn history_query(
         &self,
         room: &str,

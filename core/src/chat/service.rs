@@ -330,7 +330,7 @@ impl Chat {
     /// Stores and delivers a message to `room` (Socket.IO members and SSE clients) as
     /// `user`; what `sendMessage` and the API's publish share.
     pub(crate) async fn publish(
-        &self,
+        self: &Arc<Self>,
         room: &str,
         user: &User,
         text: Option<&str>,
@@ -388,12 +388,20 @@ impl Chat {
                 }
             }
         }
-        if let Err(e) = self.history_append(&message).await {
-            tracing::warn!(error = %e, "history append failed");
-            return Err(ChatError::new(
-                ErrorCode::Internal,
-                "Message was not stored",
-            ));
+        // In a cluster the shared history's append is sent before the broadcast (one Redis
+        // connection keeps them in order, so any node that hears the message finds it in
+        // history) and completes in the background: it cannot refuse the message (this
+        // node's own history takes it when Redis fails), and waiting for the round trip
+        // would hold the sender's next message (a socket's requests run in order).
+        let shared = self.begin_shared_history_append(&message).await;
+        if shared.is_none() {
+            if let Err(e) = self.history.append(message.clone()).await {
+                tracing::warn!(error = %e, "history append failed");
+                return Err(ChatError::new(
+                    ErrorCode::Internal,
+                    "Message was not stored",
+                ));
+            }
         }
         if let Some(ns) = self.namespace() {
             ns.to(room).emit("message", &*message);
@@ -403,6 +411,10 @@ impl Chat {
             room,
             &SseEvent::new("message", Some(&message.id), &*message),
         );
+        if let Some(shared) = shared {
+            let (chat, message) = (self.clone(), message.clone());
+            tokio::spawn(async move { chat.finish_shared_history_append(shared, &message).await });
+        }
         Ok(message)
     }
 
