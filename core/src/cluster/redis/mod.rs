@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,10 @@ struct Inner {
     next_connect: Mutex<Instant>,
     up: AtomicBool,
     publish_tx: mpsc::Sender<(String, Bytes)>,
+    /// Envelopes queued for publishing, and those the publisher has finished with (sent or
+    /// dropped): equal when nothing is waiting or in flight.
+    queued: AtomicU64,
+    settled: AtomicU64,
     interest_tx: mpsc::UnboundedSender<Interest>,
     receivers: Mutex<Option<Receivers>>,
     sinks: Arc<Sinks>,
@@ -106,6 +110,8 @@ impl RedisAdapter {
                 next_connect: Mutex::new(Instant::now()),
                 up: AtomicBool::new(false),
                 publish_tx,
+                queued: AtomicU64::new(0),
+                settled: AtomicU64::new(0),
                 interest_tx,
                 receivers: Mutex::new(Some((publish_rx, interest_rx))),
                 sinks: Arc::new(Sinks::default()),
@@ -218,6 +224,17 @@ impl Inner {
         Err(result)
     }
 
+    /// Queues an envelope for the publisher; a full queue drops it (counted).
+    fn enqueue(&self, channel: String, data: Bytes) -> bool {
+        if self.publish_tx.try_send((channel, data)).is_ok() {
+            self.queued.fetch_add(1, Ordering::AcqRel);
+            true
+        } else {
+            self.metrics.cluster.dropped.inc();
+            false
+        }
+    }
+
     fn stopped(&self) -> bool {
         *self.stop.borrow()
     }
@@ -246,9 +263,7 @@ impl Adapter for RedisAdapter {
     fn publish(&self, room: Option<&str>, envelope: &Envelope) {
         let channel = room.map_or_else(all_channel, room_channel);
         let data = envelope.encode(&self.inner.node_id);
-        if self.inner.publish_tx.try_send((channel, data)).is_err() {
-            self.inner.metrics.cluster.dropped.inc();
-        }
+        self.inner.enqueue(channel, data);
     }
 
     fn interest_changed(&self, room: &str) -> BoxFuture<'static, ()> {
@@ -509,10 +524,7 @@ impl Adapter for RedisAdapter {
                 pid,
                 offset,
             };
-            let sent = inner
-                .publish_tx
-                .try_send((node_channel(&holder), request.encode(&inner.node_id)))
-                .is_ok();
+            let sent = inner.enqueue(node_channel(&holder), request.encode(&inner.node_id));
             let reply = if sent {
                 tokio::time::timeout(COMMAND_TIMEOUT, rx)
                     .await
@@ -528,14 +540,7 @@ impl Adapter for RedisAdapter {
 
     fn send_to_node(&self, node: &str, envelope: &Envelope) {
         let data = envelope.encode(&self.inner.node_id);
-        if self
-            .inner
-            .publish_tx
-            .try_send((node_channel(node), data))
-            .is_err()
-        {
-            self.inner.metrics.cluster.dropped.inc();
-        }
+        self.inner.enqueue(node_channel(node), data);
     }
 
     fn is_connected(&self) -> bool {
@@ -556,7 +561,7 @@ impl Adapter for RedisAdapter {
                 .await;
             let _ = reap(&inner, &*inner.sinks, &node).await;
             let deadline = Instant::now() + COMMAND_TIMEOUT;
-            while inner.publish_tx.capacity() < inner.publish_tx.max_capacity()
+            while inner.settled.load(Ordering::Acquire) < inner.queued.load(Ordering::Acquire)
                 && Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(5)).await;

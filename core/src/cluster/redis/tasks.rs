@@ -1,6 +1,7 @@
 //! The adapter's three tasks: the listener, the publisher and the heartbeat.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,6 +130,7 @@ pub(super) async fn publish_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<(S
             Ok(()) => inner.metrics.cluster.published.add(n as u64),
             Err(_) => inner.metrics.cluster.dropped.add(n as u64),
         }
+        inner.settled.fetch_add(n as u64, Ordering::AcqRel);
         batch.clear();
     }
 }
