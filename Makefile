@@ -47,7 +47,7 @@ deps-browser:
 deps-redis:
 	@command -v redis-server >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server)
 
-test-node: deps-node
+test-node: deps-node deps-redis
 	cd bindings-tests/node && npm test
 
 ## test-client: the @switchboard/client SDK and its React hooks (client/), built and tested
@@ -63,7 +63,7 @@ client-build:
 
 ## test-c: the C ABI: include/switchboard.h is fresh, and the C11/C++17 programs of
 ## bindings-tests/c (AddressSanitizer) pass with real socket.io clients and misuse
-test-c: cbindgen deps-node
+test-c: cbindgen deps-node deps-redis
 	CBINDGEN=$(CBINDGEN) bindings-tests/c/check-header.sh
 	cd bindings-tests/node && node --test --test-timeout=180000 --test-force-exit test-c/c-abi.test.js
 

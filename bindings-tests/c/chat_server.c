@@ -21,6 +21,7 @@
  *   documents): the environment's SB_JWT_SECRET, when set, is their HS256 secret;
  *   SB_SSE_PING_MS, when set, their keep-alive interval. "kick" ends their streams too, and
  *   "notify" reaches them.
+ * - SB_REDIS_URL, when set, makes it a node of that Redis cluster (heartbeat 500 ms).
  * - A second port where the host accepts connections itself, reads the first bytes of each
  *   and hands the socket over with sb_engine_adopt ("adopting on http://127.0.0.1:PORT").
  * - Commands on stdin, one per line: "presence ROOM", "emit ROOM EVENT JSON", "kick USER",
@@ -404,6 +405,7 @@ int main(int argc, char **argv) {
     const char *events[] = {"presence", "shout", "poke", "echo", "fail"};
     const char *secret = getenv("SB_JWT_SECRET"), *sse_ping = getenv("SB_SSE_PING_MS");
     const char *tls_cert = getenv("SB_TLS_CERT"), *tls_key = getenv("SB_TLS_KEY");
+    const char *redis = getenv("SB_REDIS_URL");
     char line[4096];
     thrd_t worker_thread, acceptor_thread;
     size_t i;
@@ -429,6 +431,10 @@ int main(int argc, char **argv) {
         check(sb_config_set_sse_ping_interval_ms(config, strtoull(sse_ping, NULL, 10)), "sse ping");
     if (tls_cert && tls_key)
         check(sb_config_set_tls(config, tls_cert, tls_key), "tls");
+    if (redis) {
+        check(sb_config_set_redis_url(config, redis), "redis");
+        check(sb_config_set_cluster_heartbeat_ms(config, 500), "cluster heartbeat");
+    }
     check(sb_engine_new(config, &app.engine), "engine");
     sb_config_free(config);
     check(sb_engine_listen(app.engine, "127.0.0.1", port, &port), "listen");

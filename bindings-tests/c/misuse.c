@@ -290,6 +290,26 @@ static int write_file(const char *path, const char *text) {
     return ok;
 }
 
+/* A Redis URL is checked when the engine starts: a malformed one is SB_INVALID_CONFIG with a
+   message that names it; a well-formed one to a Redis that is not there starts anyway (the
+   node serves its own clients and joins the cluster when Redis answers). */
+static void redis_url(void) {
+    sb_config *config = NULL;
+    sb_engine *engine = NULL;
+    EXPECT(sb_config_new(&config), SB_OK);
+    EXPECT(sb_config_set_redis_url(config, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_redis_url(config, "not a url"), SB_OK);
+    EXPECT(sb_engine_new(config, &engine), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "not a url") != NULL);
+    EXPECT_TRUE(engine == NULL);
+    /* Port 1 on the loopback: nothing listens there. */
+    EXPECT(sb_config_set_redis_url(config, "redis://127.0.0.1:1"), SB_OK);
+    EXPECT(sb_engine_new(config, &engine), SB_OK);
+    EXPECT_TRUE(engine != NULL);
+    sb_engine_free(engine);
+    sb_config_free(config);
+}
+
 /* TLS paths are checked when set (NULL, empty, UTF-8) and the files when the engine starts:
    every refusal is SB_INVALID_CONFIG with a message naming the file. */
 static void tls_files(void) {
@@ -796,6 +816,7 @@ int main(void) {
     nulls();
     invalid_input();
     tls_files();
+    redis_url();
     json_helpers();
     engine_and_requests();
     publish_waits_for_the_store();

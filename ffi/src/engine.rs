@@ -96,7 +96,8 @@ fn start_error(e: switchboard::Error) -> Error {
     let code = match &e {
         switchboard::Error::Config(_)
         | switchboard::Error::JwtKey(_)
-        | switchboard::Error::Tls(_) => sb_result::SB_INVALID_CONFIG,
+        | switchboard::Error::Tls(_)
+        | switchboard::Error::Cluster(_) => sb_result::SB_INVALID_CONFIG,
         switchboard::Error::Bind { .. } => sb_result::SB_BIND_FAILED,
         _ => sb_result::SB_START_FAILED,
     };

@@ -24,7 +24,8 @@ const {
 } = require('../helpers/client');
 const { sseClient, rawStream, eventsUrl, closeAllStreams } = require('../helpers/sse');
 const { token } = require('../helpers/tokens');
-const { SECRET } = require('../helpers/server');
+const { SECRET, startServer } = require('../helpers/server');
+const { startRedis } = require('../helpers/redis');
 const { selfSignedCert, certificateFiles, removeCertificateFiles } = require('../helpers/tls');
 
 const ROOT = path.resolve(__dirname, '../../..');
@@ -473,6 +474,43 @@ describe('C ABI: the C11 host over TLS (sb_config_set_tls from SB_TLS_CERT / SB_
 
     server.send('quit');
     assertClean('chat_server over TLS', await exitWithin(server, EXIT_TIMEOUT_MS), server.stderr);
+  });
+});
+
+describe('C ABI: the C11 host and switchboard serve in one Redis cluster (SB_REDIS_URL)', { timeout: 60000 }, () => {
+  let redis;
+  let host;
+  let node;
+  after(async () => {
+    closeAll();
+    if (host) await host.stop();
+    if (node) await node.stop();
+    if (redis) await redis.stop();
+  });
+
+  it('messages and presence cross between them; the host leaves the cluster cleanly on quit', async () => {
+    redis = await startRedis();
+    host = await startProgram(path.join(BUILD, 'chat_server'), { SB_REDIS_URL: redis.url });
+    node = await startServer({ args: ['--redis', redis.url, '--cluster-heartbeat-ms', '500'] });
+    const alice = await connected(host.url, auth('c:alice'));
+    const bob = await connected(node.url, { auth: { token: token('bob', { username: 'Bob' }) } });
+    const aliceEvents = recorder(alice);
+    const bobEvents = recorder(bob);
+    await request(alice, 'joinRoom', 'lobby-cluster');
+    await request(bob, 'joinRoom', 'lobby-cluster');
+    const [members] = await bobEvents.next('roomMembers');
+    assert.deepEqual(members.members.map((m) => m.userId).sort(), ['alice', 'bob'], 'bob sees alice on the C host');
+    await aliceEvents.next('userJoined', { filter: (u) => u.userId === 'bob' });
+
+    await request(alice, 'sendMessage', { roomId: 'lobby-cluster', text: 'from the C host' });
+    assert.equal((await bobEvents.next('message', { filter: (m) => m.text === 'from the C host' }))[0].userId, 'alice');
+    await request(bob, 'sendMessage', { roomId: 'lobby-cluster', text: 'from switchboard serve' });
+    await aliceEvents.next('message', { filter: (m) => m.text === 'from switchboard serve' });
+
+    host.send('quit');
+    assertClean('chat_server in a cluster', await exitWithin(host, EXIT_TIMEOUT_MS), host.stderr);
+    const [left] = await bobEvents.next('userLeft', { filter: (u) => u.userId === 'alice', timeout: 5000 });
+    assert.equal(left.roomId, 'lobby-cluster');
   });
 });
 
