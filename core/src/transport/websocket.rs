@@ -216,7 +216,12 @@ async fn read_loop<R>(
                 }
             },
             Some(Ok(WsMessage::Binary(data))) => Packet::Binary(data),
-            Some(Ok(WsMessage::Close(_))) | None => {
+            Some(Ok(WsMessage::Close(_))) => {
+                answer_close(ws).await;
+                session.close(CloseReason::TransportClose);
+                return;
+            }
+            None => {
                 session.close(CloseReason::TransportClose);
                 return;
             }
@@ -227,11 +232,37 @@ async fn read_loop<R>(
             }
             Some(Err(e)) => {
                 tracing::debug!(sid = %session.sid, error = %e, "WebSocket read failed");
-                session.close(CloseReason::TransportError);
+                match close_code_for(&e) {
+                    Some(code) => close_with(session, code, CloseReason::TransportError),
+                    None => session.close(CloseReason::TransportError),
+                }
                 return;
             }
         };
         server.handle_packet(session, packet).await;
+    }
+}
+
+/// Lets tungstenite queue its answer to the client's close frame. It queues the answer when
+/// it reads the close frame but writes it out only on the next read, which a read loop that
+/// stops at the close never makes: the client would see its close unanswered (an unclean
+/// close, code 1006 in browsers). That next read returns at once (the peer closed).
+pub(crate) async fn answer_close<S>(ws: &mut WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = tokio::time::timeout(CLOSE_GRACE, ws.next()).await;
+}
+
+/// The close code RFC 6455 gives a read error, when the connection can still carry a close
+/// frame: 1009 for a message over the limit, 1007 for a text message that is not UTF-8, 1002
+/// for other protocol violations. IO errors and a closed connection get none.
+pub(crate) fn close_code_for(e: &WsError) -> Option<u16> {
+    match e {
+        WsError::Capacity(_) => Some(1009),
+        WsError::Utf8(_) => Some(1007),
+        WsError::Protocol(_) => Some(1002),
+        _ => None,
     }
 }
 
