@@ -208,21 +208,28 @@ pub fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
+            b'%' => match bytes.get(i + 1..i + 3).and_then(hex_byte) {
+                Some(b) => {
+                    out.push(b);
+                    i += 2;
                 }
-            }
+                None => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The byte two hex digits stand for. Only digits: `u8::from_str_radix` alone would also
+/// take a sign (`%+A` would decode as a newline).
+pub(crate) fn hex_byte(pair: &[u8]) -> Option<u8> {
+    let digit = |c: u8| (c as char).to_digit(16);
+    match pair {
+        [hi, lo] => Some((digit(*hi)? * 16 + digit(*lo)?) as u8),
+        _ => None,
+    }
 }
 
 /// A request head, independent of the HTTP library that parsed it (hyper, or Node when a
@@ -963,6 +970,9 @@ mod tests {
         assert_eq!(query_param(q, "sid"), None);
         assert_eq!(query_param("a=%zz&b=%4", "a").as_deref(), Some("%zz"));
         assert_eq!(query_param("b=%4", "b").as_deref(), Some("%4"));
+        // Found by the property tests: a sign is no hex digit.
+        assert_eq!(query_param("c=%+A%-1", "c").as_deref(), Some("% A%-1"));
+        assert_eq!(query_param("d=%c3%A9", "d").as_deref(), Some("\u{e9}"));
     }
 
     #[test]

@@ -275,8 +275,7 @@ fn percent_decode_path(s: &str) -> Option<String> {
     while i < bytes.len() {
         let hex = bytes
             .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
+            .and_then(crate::transport::http::hex_byte);
         match (bytes[i], hex) {
             (b'%', Some(b)) => {
                 out.push(b);
@@ -519,6 +518,7 @@ mod tests {
             Some("a+b%zz")
         );
         assert_eq!(document_name("/yjs/%ff", "/yjs/"), None);
+        assert_eq!(document_name("/yjs/a%+9", "/yjs/").as_deref(), Some("a%+9"));
         assert_eq!(document_name("/yjs/", "/yjs/"), None);
         assert_eq!(document_name("/other/x", "/yjs/"), None);
         assert_eq!(document_name("/yjs/%0a", "/yjs/"), None);
