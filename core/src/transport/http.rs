@@ -776,7 +776,7 @@ fn too_many_connections() -> HttpReply {
 }
 
 /// Checks `EIO=4` and the transport named in the query against the one the request uses.
-fn check_eio(query: &str, transport: &str) -> Result<(), EioError> {
+pub(crate) fn check_eio(query: &str, transport: &str) -> Result<(), EioError> {
     if query_param(query, "EIO").as_deref() != Some("4") {
         return Err(EioError::UnsupportedProtocolVersion);
     }

@@ -19,7 +19,7 @@
 
 mod connection;
 mod document;
-mod protocol;
+pub(crate) mod protocol;
 mod store;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -259,7 +259,7 @@ impl Yjs {
 }
 
 /// The document name in a request path: what follows the prefix, percent-decoded.
-fn document_name(path: &str, prefix: &str) -> Option<String> {
+pub(crate) fn document_name(path: &str, prefix: &str) -> Option<String> {
     let raw = path.strip_prefix(prefix)?;
     let name = percent_decode_path(raw)?;
     let valid =
