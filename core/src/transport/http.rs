@@ -702,7 +702,15 @@ impl HttpApp {
             peer,
         };
         let limit = self.config.max_payload;
-        let read = read_body(&head.headers, body, limit);
+        let timeout = self.config.request_timeout;
+        let headers = &head.headers;
+        let read = async move {
+            // hyper's header timeout ends with the head: a body trickled in byte by byte
+            // would hold the connection (and a polling session's POST slot) forever.
+            tokio::time::timeout(timeout, read_body(headers, body, limit))
+                .await
+                .unwrap_or_else(|_| Err(request_timeout()))
+        };
         match self.route(&head, read).await {
             Routed::Reply(reply) => reply.into_response(),
             Routed::Upgrade(upgrade) => {
@@ -768,6 +776,13 @@ impl HttpApp {
     }
 }
 
+fn request_timeout() -> HttpReply {
+    HttpReply::json(
+        StatusCode::REQUEST_TIMEOUT,
+        &br#"{"code":"REQUEST_TIMEOUT","message":"The request body did not arrive in time"}"#[..],
+    )
+}
+
 fn too_many_connections() -> HttpReply {
     HttpReply::json(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -829,9 +844,6 @@ fn add_cors(reply: &mut HttpReply, origin: HeaderValue) {
         .push((header::VARY, HeaderValue::from_static("Origin")));
 }
 
-/// How long a client may take to send its request headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Accepts connections until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, app: Arc<HttpApp>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
@@ -859,13 +871,14 @@ pub async fn serve(listener: TcpListener, app: Arc<HttpApp>, shutdown: impl Futu
 
 /// Serves HTTP/1.1 on one accepted connection.
 pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, app: Arc<HttpApp>) {
+    let header_timeout = app.config.request_timeout;
     let service = hyper::service::service_fn(move |req| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     if let Err(e) = conn.await {
@@ -885,13 +898,14 @@ pub async fn serve_connection_with_prefix(
     if prefix.is_empty() {
         return serve_connection(stream, peer, app).await;
     }
+    let header_timeout = app.config.request_timeout;
     let service = hyper::service::service_fn(move |req| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(Prefixed { prefix, stream }), service)
         .with_upgrades();
     if let Err(e) = conn.await {

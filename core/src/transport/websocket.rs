@@ -26,8 +26,6 @@ use crate::protocol::frame::{Frame, FrameKind};
 
 /// Bytes tungstenite reads per call; small, because every idle connection holds one.
 const READ_BUFFER: usize = 512;
-/// How long an upgrading client may take between `2probe` and `5`.
-const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing connection gets to flush what is queued.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -145,8 +143,11 @@ where
             tokio::spawn(write_loop(session.clone(), writer));
         }
         Mode::Upgrade(_) => {
-            let upgraded =
-                tokio::time::timeout(UPGRADE_TIMEOUT, probe(&session, &mut ws, writer)).await;
+            let upgraded = tokio::time::timeout(
+                server.config.upgrade_timeout,
+                probe(&session, &mut ws, writer),
+            )
+            .await;
             session.end_upgrade();
             match upgraded {
                 Ok(Some(writer)) => {
