@@ -3,16 +3,17 @@
 // deterministic) and soak/soak.js (`make soak`, longer): connection churn with abrupt
 // drops, slowloris clients, floods past --max-connections, and the server's own gauges.
 
+const http = require('node:http');
 const net = require('node:net');
 const WebSocket = require('ws');
-const { getMetrics, metricValue } = require('./raw');
+const { metricValue } = require('./raw');
 const { rssBytes } = require('./server');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** The gauges that must come back to their idle values after connections end. */
 async function gauges(url) {
-  const { text } = await getMetrics(url);
+  const { body: text } = await httpRequest(`${url}/metrics`);
   const v = (name, labels) => metricValue(text, name, labels) ?? 0;
   return {
     connections: v('switchboard_connections'),
@@ -122,14 +123,32 @@ function slowloris(port, { head = '', trickle = null, everyMs = 200, giveUpMs = 
   });
 }
 
+/**
+ * One HTTP request on a connection of its own (`Connection: close`). fetch() would reuse an
+ * idle keep-alive connection, which a server with a short --request-timeout may be closing
+ * at that moment. Resolves {status, body}.
+ */
+function httpRequest(url, { method = 'GET', body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** A polling handshake answered 503: the body's code, or null when it was let in. */
 async function pollingRefusal(url) {
-  const res = await fetch(`${url}/socket.io/?EIO=4&transport=polling`);
-  const body = await res.text();
+  const { status, body } = await httpRequest(`${url}/socket.io/?EIO=4&transport=polling`);
+  const res = { status };
   if (res.status === 200) return { status: 200, code: null, sid: JSON.parse(body.slice(1)).sid };
   let code = null;
   try { code = JSON.parse(body).code; } catch { /* not JSON */ }
   return { status: res.status, code };
 }
 
-module.exports = { sleep, gauges, settle, rssMiB, churnOne, churn, slowloris, pollingRefusal };
+module.exports = { sleep, gauges, settle, rssMiB, churnOne, churn, slowloris, httpRequest, pollingRefusal };

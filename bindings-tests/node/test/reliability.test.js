@@ -16,7 +16,7 @@ const { startServer } = require('../helpers/server');
 const { token } = require('../helpers/tokens');
 const { connect, closeAll, request, once } = require('../helpers/client');
 const { rawWs, pollingUrl } = require('../helpers/raw');
-const { sleep, gauges, settle, rssMiB, churn, slowloris, pollingRefusal } = require('../helpers/faults');
+const { sleep, gauges, settle, rssMiB, churn, slowloris, httpRequest, pollingRefusal } = require('../helpers/faults');
 
 const REQUEST_TIMEOUT_MS = 1000;
 const UPGRADE_TIMEOUT_MS = 1000;
@@ -47,7 +47,7 @@ describe('slow and half-finished requests', () => {
       // Meanwhile the server answers everyone else.
       (async () => {
         await sleep(REQUEST_TIMEOUT_MS / 2);
-        const res = await fetch(`${srv.url}/healthz`);
+        const res = await httpRequest(`${srv.url}/healthz`);
         return { healthz: res.status };
       })(),
     ]);
@@ -72,11 +72,11 @@ describe('slow and half-finished requests', () => {
     const closed = await Promise.race([raw.closed, sleep(REQUEST_TIMEOUT_MS * 10).then(() => null)]);
     assert.ok(closed, 'the server closed the stalled upgrade');
     // The polling session is alive: a POST is accepted and a GET answers.
-    const post = await fetch(pollingUrl(srv.url, sid), { method: 'POST', body: '2' });
+    const post = await httpRequest(pollingUrl(srv.url, sid), { method: 'POST', body: '2' });
     assert.equal(post.status, 200);
-    const poll = await fetch(pollingUrl(srv.url, sid));
+    const poll = await httpRequest(pollingUrl(srv.url, sid));
     assert.equal(poll.status, 200);
-    assert.match(await poll.text(), /(^|\x1e)3/, 'the ping sent by POST is answered by a pong');
+    assert.match(poll.body, /(^|\x1e)3/, 'the ping sent by POST is answered by a pong');
   });
 });
 
