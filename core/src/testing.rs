@@ -68,6 +68,37 @@ pub fn yjs_decode(payload: &[u8]) -> Result<usize, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The y-websocket decoder, then what a document does with each message: updates are
+/// decoded and applied (yrs' update decoder is reached by the same bytes), state vectors
+/// answered, awareness states applied, each on a fresh document.
+pub fn yjs_apply(payload: &[u8]) -> Result<usize, String> {
+    use crate::yjs::protocol::Inbound;
+    use yrs::updates::decoder::Decode;
+    use yrs::{ReadTxn, Transact};
+    let messages = crate::yjs::protocol::decode(payload).map_err(|e| e.to_string())?;
+    let mut awareness = yrs::sync::Awareness::new(yrs::Doc::new());
+    for message in &messages {
+        match message {
+            Inbound::SyncStep1(sv) => {
+                let _ = awareness.doc().transact().encode_state_as_update_v1(sv);
+            }
+            Inbound::SyncStep2(raw) | Inbound::Update(raw) => {
+                if let Ok(update) = yrs::Update::decode_v1(raw) {
+                    let mut txn = awareness.doc().transact_mut();
+                    if txn.apply_update(update).is_ok() {
+                        let _ = txn.encode_update_v1();
+                    }
+                }
+            }
+            Inbound::Awareness(update) => {
+                let _ = awareness.apply_update_summary(update.clone());
+            }
+            Inbound::QueryAwareness | Inbound::Ignored => {}
+        }
+    }
+    Ok(messages.len())
+}
+
 /// The secret [`token_verify`] checks signatures with.
 pub const FUZZ_SECRET: &str = "fuzz-secret";
 

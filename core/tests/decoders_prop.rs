@@ -167,6 +167,7 @@ proptest! {
     #[test]
     fn yjs_decoder_takes_any_bytes(data in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = testing::yjs_decode(&data);
+        let _ = testing::yjs_apply(&data);
     }
 
     #[test]
