@@ -18,7 +18,7 @@
 //! [`Yjs::apply_remote_update`] and [`Yjs::apply_remote_awareness`] for what other nodes sent.
 
 mod connection;
-mod document;
+pub(crate) mod document;
 pub(crate) mod protocol;
 mod store;
 
