@@ -89,13 +89,17 @@ FUZZ_TARGETS := engineio socketio yjs token http_head
 ## fuzz: each cargo-fuzz target of fuzz/ for FUZZ_SECONDS (default 30) on nightly, from its
 ## committed seed corpus (installs cargo-fuzz when missing). A crash fails the run and leaves
 ## its input in fuzz/artifacts/<target>/: fix it and add it as a regression test in core.
+## Memory that is used counts (-rss_limit_mb); a reservation that is never touched and may
+## fail (yrs' try_reserve of a declared count) does not.
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && $(CARGO) +nightly fuzz build -O
 	@cd fuzz && for t in $(FUZZ_TARGETS); do \
 		mkdir -p ../target/fuzz-corpus/$$t && \
+		ASAN_OPTIONS=allocator_may_return_null=1 \
 		$(CARGO) +nightly fuzz run -O $$t ../target/fuzz-corpus/$$t corpus/$$t -- \
-			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -malloc_limit_mb=1048576 \
+			-print_final_stats=1 2>&1 \
 			| grep -E '^(stat::number_of_executed_units|stat::peak_rss|==[0-9]+== ERROR|SUMMARY|Done)' \
 			| sed "s/^/fuzz $$t: /"; \
 		test $${PIPESTATUS[0]} -eq 0 || exit 1; \

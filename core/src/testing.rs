@@ -73,22 +73,15 @@ pub fn yjs_decode(payload: &[u8]) -> Result<usize, String> {
 /// answered, awareness states applied, each on a fresh document.
 pub fn yjs_apply(payload: &[u8]) -> Result<usize, String> {
     use crate::yjs::protocol::Inbound;
-    use yrs::updates::decoder::Decode;
-    use yrs::{ReadTxn, Transact};
     let messages = crate::yjs::protocol::decode(payload).map_err(|e| e.to_string())?;
     let mut awareness = yrs::sync::Awareness::new(yrs::Doc::new());
     for message in &messages {
         match message {
             Inbound::SyncStep1(sv) => {
-                let _ = awareness.doc().transact().encode_state_as_update_v1(sv);
+                let _ = crate::yjs::document::encode_state_as_update(awareness.doc(), sv);
             }
             Inbound::SyncStep2(raw) | Inbound::Update(raw) => {
-                if let Ok(update) = yrs::Update::decode_v1(raw) {
-                    let mut txn = awareness.doc().transact_mut();
-                    if txn.apply_update(update).is_ok() {
-                        let _ = txn.encode_update_v1();
-                    }
-                }
+                let _ = crate::yjs::document::apply_client_update(awareness.doc(), raw);
             }
             Inbound::Awareness(update) => {
                 let _ = awareness.apply_update_summary(update.clone());
