@@ -6,7 +6,7 @@ PORT ?= 3000
 CBINDGEN_VERSION := 0.29.4
 CBINDGEN ?= $(or $(CARGO_HOME),$(HOME)/.cargo)/bin/cbindgen
 
-.PHONY: run test build node-addon client-build test-rust test-node test-c header cbindgen lint deps-node deps-demo deps-browser bench clean
+.PHONY: run test build node-addon client-build test-rust test-node test-c header cbindgen lint deps-node deps-demo deps-browser bench clean autobahn autobahn-golden fuzz soak
 
 ## run: build the Node addon and the client SDK, start the demo chat app (examples/fastify-chat) on
 ## http://127.0.0.1:3000 with a development secret (embedded engine, data in .data/)
@@ -14,7 +14,7 @@ run: node-addon deps-demo
 	cd examples/fastify-chat && HOST=127.0.0.1 PORT=$(PORT) JWT_SECRET="$(DEV_SECRET)" exec node server.js
 
 ## test: build everything and run every test (installs what is missing)
-test: lint build deps-browser deps-redis deps-demo test-rust test-c test-node test-client
+test: lint build deps-browser deps-redis deps-demo test-rust test-c test-node test-client autobahn
 	@echo "make test: all suites passed"
 
 build: node-addon
@@ -80,6 +80,44 @@ cbindgen:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## autobahn: WebSocket conformance (Autobahn|Testsuite, Python 2.7; skipped without it)
+## against the engine's echo, Socket.IO and Yjs endpoints, compared with
+## bindings-tests/autobahn/golden.txt
+autobahn:
+	CARGO=$(CARGO) bindings-tests/autobahn/run.sh
+
+## autobahn-golden: rerun Autobahn and rewrite its golden file (review the diff, commit it)
+autobahn-golden:
+	CARGO=$(CARGO) AUTOBAHN_GOLDEN=update bindings-tests/autobahn/run.sh
+
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := engineio socketio yjs token http_head
+## fuzz: each cargo-fuzz target of fuzz/ for FUZZ_SECONDS (default 30) on nightly, from its
+## committed seed corpus (installs cargo-fuzz when missing). A crash fails the run and leaves
+## its input in fuzz/artifacts/<target>/: fix it and add it as a regression test in core.
+## Memory that is used counts (-rss_limit_mb); a reservation that is never touched and may
+## fail (yrs' try_reserve of a declared count) does not.
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && $(CARGO) +nightly fuzz build -O
+	@cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p ../target/fuzz-corpus/$$t && \
+		ASAN_OPTIONS=allocator_may_return_null=1 \
+		$(CARGO) +nightly fuzz run -O $$t ../target/fuzz-corpus/$$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -malloc_limit_mb=1048576 \
+			-print_final_stats=1 2>&1 \
+			| grep -E '^(stat::number_of_executed_units|stat::peak_rss|==[0-9]+== ERROR|SUMMARY|Done)' \
+			| sed "s/^/fuzz $$t: /"; \
+		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
+## soak: every fault at once under load against `switchboard serve` (SOAK_CHURN=5000
+## connects, half abrupt; SOAK_LOAD=50 clients; slow readers, slowloris, floods past
+## --max-connections); reports counts and RSS before/after
+soak:
+	$(CARGO) build -p switchboard --bin switchboard
+	cd bindings-tests/node && npm ci --no-audit --no-fund && node soak/soak.js
 
 bench:
 	bench/run.sh

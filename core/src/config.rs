@@ -132,6 +132,12 @@ pub struct Config {
     pub max_rooms_per_connection: usize,
     /// Most simultaneous connections; 0 means no limit.
     pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and then its body; a
+    /// connection idle between requests is closed after it too (slowloris guard). Default 10 s.
+    pub request_timeout: Duration,
+    /// How long a polling client upgrading to WebSocket may take between its `2probe` and its
+    /// `5`; then the WebSocket closes and polling carries on. Default 10 s.
+    pub upgrade_timeout: Duration,
     /// Where history is stored; `None` keeps it in memory.
     pub data_dir: Option<PathBuf>,
     /// Redis URL for clustering; `None` runs a single node.
@@ -191,6 +197,8 @@ impl Default for Config {
             max_signal_bytes: 64 * 1024,
             max_rooms_per_connection: 100,
             max_connections: 0,
+            request_timeout: Duration::from_secs(10),
+            upgrade_timeout: Duration::from_secs(10),
             data_dir: None,
             redis_url: None,
             cluster_heartbeat: Duration::from_secs(5),
@@ -248,6 +256,19 @@ impl Config {
     /// Sets the ping interval (must be positive).
     pub fn ping_interval(mut self, d: Duration) -> Result<Self, ConfigError> {
         self.ping_interval = positive("ping_interval", d)?;
+        Ok(self)
+    }
+
+    /// Sets how long a request's headers, then its body, may take to arrive (must be
+    /// positive).
+    pub fn request_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
+        self.request_timeout = positive("request_timeout", d)?;
+        Ok(self)
+    }
+
+    /// Sets how long a polling-to-WebSocket upgrade may take (must be positive).
+    pub fn upgrade_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
+        self.upgrade_timeout = positive("upgrade_timeout", d)?;
         Ok(self)
     }
 

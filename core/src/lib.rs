@@ -28,6 +28,8 @@ pub mod protocol;
 pub mod socketio;
 pub mod sse;
 pub mod store;
+#[doc(hidden)]
+pub mod testing;
 pub mod transport;
 pub mod yjs;
 

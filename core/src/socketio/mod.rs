@@ -326,7 +326,7 @@ fn strip_recovery_fields(mut auth: Value) -> Value {
     auth
 }
 
-fn placeholders_valid(data: Option<&Value>, count: usize) -> bool {
+pub(crate) fn placeholders_valid(data: Option<&Value>, count: usize) -> bool {
     fn walk(v: &Value, count: usize) -> bool {
         if let Some(obj) = v.as_object() {
             if obj.get("_placeholder").and_then(Value::as_bool) == Some(true) {

@@ -15,9 +15,6 @@ use tokio::net::{TcpListener, TcpStream};
 use super::http::HttpApp;
 use super::tls::TlsAcceptor;
 
-/// How long a client may take to send its request headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Accepts connections until `shutdown` resolves; with `tls`, each speaks TLS.
 pub async fn serve(
     listener: TcpListener,
@@ -93,13 +90,15 @@ async fn serve_http<I>(io: I, peer: SocketAddr, app: Arc<HttpApp>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Slowloris guard: a request head that takes longer is dropped.
+    let header_timeout = app.config.request_timeout;
     let service = hyper::service::service_fn(move |req| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     if let Err(e) = conn.await {

@@ -208,21 +208,28 @@ pub fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
+            b'%' => match bytes.get(i + 1..i + 3).and_then(hex_byte) {
+                Some(b) => {
+                    out.push(b);
+                    i += 2;
                 }
-            }
+                None => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The byte two hex digits stand for. Only digits: `u8::from_str_radix` alone would also
+/// take a sign (`%+A` would decode as a newline).
+pub(crate) fn hex_byte(pair: &[u8]) -> Option<u8> {
+    let digit = |c: u8| (c as char).to_digit(16);
+    match pair {
+        [hi, lo] => Some((digit(*hi)? * 16 + digit(*lo)?) as u8),
+        _ => None,
+    }
 }
 
 /// A request head, independent of the HTTP library that parsed it (hyper, or Node when a
@@ -540,6 +547,17 @@ impl HttpApp {
                 for (_, service) in &self.services {
                     service.render_metrics(&mut text);
                 }
+                // Tasks alive on the engine's runtime (this request's included): back at its
+                // idle value once connections are gone, so leaked tasks, and the timers they
+                // hold, show here.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    text.push_str(&format!(
+                        "# HELP switchboard_runtime_tasks Tasks alive on the engine's runtime.\n\
+                         # TYPE switchboard_runtime_tasks gauge\n\
+                         switchboard_runtime_tasks {}\n",
+                        runtime.metrics().num_alive_tasks()
+                    ));
+                }
                 let mut r = HttpReply::text(Bytes::from(text));
                 r.headers = vec![(
                     header::CONTENT_TYPE,
@@ -695,7 +713,15 @@ impl HttpApp {
             peer,
         };
         let limit = self.config.max_payload;
-        let read = read_body(&head.headers, body, limit);
+        let timeout = self.config.request_timeout;
+        let headers = &head.headers;
+        let read = async move {
+            // hyper's header timeout ends with the head: a body trickled in byte by byte
+            // would hold the connection (and a polling session's POST slot) forever.
+            tokio::time::timeout(timeout, read_body(headers, body, limit))
+                .await
+                .unwrap_or_else(|_| Err(request_timeout()))
+        };
         match self.route(&head, read).await {
             Routed::Reply(reply) => reply.into_response(),
             Routed::Upgrade(upgrade) => {
@@ -774,6 +800,13 @@ impl HttpApp {
     }
 }
 
+fn request_timeout() -> HttpReply {
+    HttpReply::json(
+        StatusCode::REQUEST_TIMEOUT,
+        &br#"{"code":"REQUEST_TIMEOUT","message":"The request body did not arrive in time"}"#[..],
+    )
+}
+
 fn too_many_connections() -> HttpReply {
     HttpReply::json(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -782,7 +815,7 @@ fn too_many_connections() -> HttpReply {
 }
 
 /// Checks `EIO=4` and the transport named in the query against the one the request uses.
-fn check_eio(query: &str, transport: &str) -> Result<(), EioError> {
+pub(crate) fn check_eio(query: &str, transport: &str) -> Result<(), EioError> {
     if query_param(query, "EIO").as_deref() != Some("4") {
         return Err(EioError::UnsupportedProtocolVersion);
     }
@@ -848,6 +881,9 @@ mod tests {
         assert_eq!(query_param(q, "sid"), None);
         assert_eq!(query_param("a=%zz&b=%4", "a").as_deref(), Some("%zz"));
         assert_eq!(query_param("b=%4", "b").as_deref(), Some("%4"));
+        // Found by the property tests: a sign is no hex digit.
+        assert_eq!(query_param("c=%+A%-1", "c").as_deref(), Some("% A%-1"));
+        assert_eq!(query_param("d=%c3%A9", "d").as_deref(), Some("\u{e9}"));
     }
 
     #[test]

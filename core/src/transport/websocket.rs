@@ -26,8 +26,6 @@ use crate::protocol::frame::{Frame, FrameKind};
 
 /// Bytes tungstenite reads per call; small, because every idle connection holds one.
 const READ_BUFFER: usize = 512;
-/// How long an upgrading client may take between `2probe` and `5`.
-const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing connection gets to flush what is queued.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -145,8 +143,11 @@ where
             tokio::spawn(write_loop(session.clone(), writer));
         }
         Mode::Upgrade(_) => {
-            let upgraded =
-                tokio::time::timeout(UPGRADE_TIMEOUT, probe(&session, &mut ws, writer)).await;
+            let upgraded = tokio::time::timeout(
+                server.config.upgrade_timeout,
+                probe(&session, &mut ws, writer),
+            )
+            .await;
             session.end_upgrade();
             match upgraded {
                 Ok(Some(writer)) => {
@@ -216,7 +217,12 @@ async fn read_loop<R>(
                 }
             },
             Some(Ok(WsMessage::Binary(data))) => Packet::Binary(data),
-            Some(Ok(WsMessage::Close(_))) | None => {
+            Some(Ok(WsMessage::Close(_))) => {
+                answer_close(ws).await;
+                session.close(CloseReason::TransportClose);
+                return;
+            }
+            None => {
                 session.close(CloseReason::TransportClose);
                 return;
             }
@@ -227,11 +233,37 @@ async fn read_loop<R>(
             }
             Some(Err(e)) => {
                 tracing::debug!(sid = %session.sid, error = %e, "WebSocket read failed");
-                session.close(CloseReason::TransportError);
+                match close_code_for(&e) {
+                    Some(code) => close_with(session, code, CloseReason::TransportError),
+                    None => session.close(CloseReason::TransportError),
+                }
                 return;
             }
         };
         server.handle_packet(session, packet).await;
+    }
+}
+
+/// Lets tungstenite queue its answer to the client's close frame. It queues the answer when
+/// it reads the close frame but writes it out only on the next read, which a read loop that
+/// stops at the close never makes: the client would see its close unanswered (an unclean
+/// close, code 1006 in browsers). That next read returns at once (the peer closed).
+pub(crate) async fn answer_close<S>(ws: &mut WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = tokio::time::timeout(CLOSE_GRACE, ws.next()).await;
+}
+
+/// The close code RFC 6455 gives a read error, when the connection can still carry a close
+/// frame: 1009 for a message over the limit, 1007 for a text message that is not UTF-8, 1002
+/// for other protocol violations. IO errors and a closed connection get none.
+pub(crate) fn close_code_for(e: &WsError) -> Option<u16> {
+    match e {
+        WsError::Capacity(_) => Some(1009),
+        WsError::Utf8(_) => Some(1007),
+        WsError::Protocol(_) => Some(1002),
+        _ => None,
     }
 }
 

@@ -303,7 +303,11 @@ async fn serve(
             Some(Ok(WsMessage::Pong(_))) => awaiting_pong = false,
             // Text frames are not part of the protocol; pings are answered by tungstenite.
             Some(Ok(WsMessage::Text(_) | WsMessage::Ping(_) | WsMessage::Frame(_))) => {}
-            Some(Ok(WsMessage::Close(_))) | None => return (None, Rest::Ws(ws)),
+            Some(Ok(WsMessage::Close(_))) => {
+                crate::transport::websocket::answer_close(&mut ws).await;
+                return (None, Rest::Ws(ws));
+            }
+            None => return (None, Rest::Ws(ws)),
             Some(Err(WsError::Capacity(_))) => {
                 let with = CloseWith::new(
                     close_code::TOO_LARGE,
@@ -316,7 +320,9 @@ async fn serve(
             }
             Some(Err(e)) => {
                 tracing::debug!(doc = %doc.name, error = %e, "Yjs WebSocket read failed");
-                return (None, Rest::Ws(ws));
+                let with = crate::transport::websocket::close_code_for(&e)
+                    .map(|code| CloseWith::new(code, "Protocol error"));
+                return (with, Rest::Ws(ws));
             }
         }
     }

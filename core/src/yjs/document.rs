@@ -157,6 +157,39 @@ pub(crate) struct DocState {
 /// An empty update (no structs, empty delete set) in v1 encoding.
 const EMPTY_UPDATE: [u8; 2] = [0, 0];
 
+/// Applies a client's update (v1 encoding) to `doc`; returns what it changed, as an update.
+///
+/// yrs can panic on crafted input (see [`encode_state_as_update`]); a panic here is caught
+/// and the update refused like any malformed one, instead of killing the connection's task
+/// with its socket left open.
+pub(crate) fn apply_client_update(doc: &Doc, raw: &[u8]) -> Result<Vec<u8>, String> {
+    let update = protocol::decode_update(raw).map_err(|e| e.to_string())?;
+    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut txn = doc.transact_mut();
+        txn.apply_update(update)
+            .map(|()| txn.encode_update_v1())
+            .map_err(|e| e.to_string())
+    }));
+    applied.unwrap_or_else(|_| Err("yrs panicked applying the update".into()))
+}
+
+/// What `doc` has beyond `sv`, pending structs included, as one update (v1 encoding).
+///
+/// A crafted update can leave pending structs that yrs cannot merge back (it unwraps the
+/// failed merge): then every sync step 1 answer and every store would panic and the document
+/// would be lost to everyone. In that case the pending structs, never integrated, are left
+/// out.
+pub(crate) fn encode_state_as_update(doc: &Doc, sv: &StateVector) -> Vec<u8> {
+    let txn = doc.transact();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        txn.encode_state_as_update_v1(sv)
+    }))
+    .unwrap_or_else(|_| {
+        tracing::warn!("a Yjs document's pending structs cannot be encoded; leaving them out");
+        txn.encode_diff_v1(sv)
+    })
+}
+
 impl DocState {
     /// A document holding `stored` (a Yjs update), or an empty one.
     pub(crate) fn new(stored: Option<&[u8]>) -> Result<Self, String> {
@@ -178,10 +211,7 @@ impl DocState {
 
     /// The whole state as one update (v1 encoding).
     pub(crate) fn encode_state(&self) -> Vec<u8> {
-        self.awareness
-            .doc()
-            .transact()
-            .encode_state_as_update_v1(&StateVector::default())
+        encode_state_as_update(self.awareness.doc(), &StateVector::default())
     }
 
     fn broadcast(&self, frame: &Frame) {
@@ -253,11 +283,7 @@ impl DocState {
         for message in messages {
             let result = match message {
                 Inbound::SyncStep1(sv) => {
-                    let update = self
-                        .awareness
-                        .doc()
-                        .transact()
-                        .encode_state_as_update_v1(&sv);
+                    let update = encode_state_as_update(self.awareness.doc(), &sv);
                     if let Some(conn) = self.conns.get(&id) {
                         conn.push(protocol::sync_step2(&update));
                     }
@@ -312,12 +338,7 @@ impl DocState {
             tracing::debug!(error = %e, "malformed Yjs update");
             CloseWith::new(close_code::MALFORMED, "Malformed update")
         };
-        let update = Update::decode_v1(raw).map_err(|e| malformed(&e))?;
-        let delta = {
-            let mut txn = self.awareness.doc().transact_mut();
-            txn.apply_update(update).map_err(|e| malformed(&e))?;
-            txn.encode_update_v1()
-        };
+        let delta = apply_client_update(self.awareness.doc(), raw).map_err(|e| malformed(&e))?;
         if delta == EMPTY_UPDATE {
             return Ok(());
         }
@@ -628,6 +649,40 @@ async fn unload_when_idle(inner: Arc<Inner>, name: Arc<str>) {
 mod tests {
     use super::*;
     use yrs::{GetString, Text};
+
+    #[test]
+    fn a_crafted_update_cannot_make_the_document_panic() {
+        // Found by fuzzing (fuzz/ target yjs): an update whose pending structs made yrs unwrap
+        // a failed merge in `encode_state_as_update_v1` (every later sync step 1 answer).
+        let messages = protocol::decode(include_bytes!("../../tests/data/yjs-merge-panic.bin"))
+            .expect("the messages decode");
+        let doc = Doc::new();
+        let results: Vec<_> = messages
+            .iter()
+            .filter_map(|m| match m {
+                Inbound::Update(raw) | Inbound::SyncStep2(raw) => {
+                    Some(apply_client_update(&doc, raw))
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        // What it left pending cannot be merged back by yrs: answering a sync step 1 or
+        // storing the document must still work.
+        let answer = encode_state_as_update(&doc, &StateVector::default());
+        assert!(Update::decode_v1(&answer).is_ok());
+        // The document still takes well-formed updates.
+        let other = Doc::new();
+        other
+            .get_or_insert_text("t")
+            .insert(&mut other.transact_mut(), 0, "ok");
+        let update = other
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        assert!(apply_client_update(&doc, &update).is_ok());
+        let text = doc.get_or_insert_text("t");
+        assert_eq!(text.get_string(&doc.transact()), "ok");
+    }
 
     fn conn() -> (ConnEntry, Arc<Outbox>, Arc<CloseSignal>) {
         let outbox = Arc::new(Outbox::new(64, 1 << 20));

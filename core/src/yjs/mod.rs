@@ -22,8 +22,8 @@
 
 mod cluster;
 mod connection;
-mod document;
-mod protocol;
+pub(crate) mod document;
+pub(crate) mod protocol;
 mod store;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -280,7 +280,7 @@ impl Yjs {
 }
 
 /// The document name in a request path: what follows the prefix, percent-decoded.
-fn document_name(path: &str, prefix: &str) -> Option<String> {
+pub(crate) fn document_name(path: &str, prefix: &str) -> Option<String> {
     let raw = path.strip_prefix(prefix)?;
     let name = percent_decode_path(raw)?;
     let valid =
@@ -296,8 +296,7 @@ fn percent_decode_path(s: &str) -> Option<String> {
     while i < bytes.len() {
         let hex = bytes
             .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
+            .and_then(crate::transport::http::hex_byte);
         match (bytes[i], hex) {
             (b'%', Some(b)) => {
                 out.push(b);
@@ -558,6 +557,7 @@ mod tests {
             Some("a+b%zz")
         );
         assert_eq!(document_name("/yjs/%ff", "/yjs/"), None);
+        assert_eq!(document_name("/yjs/a%+9", "/yjs/").as_deref(), Some("a%+9"));
         assert_eq!(document_name("/yjs/", "/yjs/"), None);
         assert_eq!(document_name("/other/x", "/yjs/"), None);
         assert_eq!(document_name("/yjs/%0a", "/yjs/"), None);

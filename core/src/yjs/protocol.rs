@@ -5,10 +5,12 @@
 //! are written straight into a [`Frame`] buffer (header room reserved), so a broadcast is
 //! encoded once and shared by every connection of the document.
 
-use yrs::encoding::read::Cursor;
-use yrs::sync::protocol::{MessageReader, MSG_AWARENESS, MSG_SYNC};
-use yrs::sync::{AwarenessUpdate, Message, SyncMessage};
-use yrs::updates::decoder::DecoderV1;
+use yrs::encoding::read::{Cursor, Error as ReadError, Read};
+use yrs::sync::protocol::{
+    MSG_AUTH, MSG_AWARENESS, MSG_QUERY_AWARENESS, MSG_SYNC, PERMISSION_DENIED,
+};
+use yrs::sync::AwarenessUpdate;
+use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::StateVector;
 
@@ -43,25 +45,117 @@ pub enum Inbound {
 #[error("malformed y-websocket message: {0}")]
 pub struct DecodeError(String);
 
-/// Decodes a binary frame's payload (normally one message; several back to back are allowed).
+/// Decodes a binary frame's payload (normally one message; several back to back are allowed;
+/// a truncated last one is dropped, as yrs' `MessageReader` does).
+///
+/// The framing is walked here rather than by `MessageReader` so that the entry counts a state
+/// vector or an awareness update declares are checked against the bytes that follow before
+/// yrs reserves room for them (see [`plausible_count`]).
 pub fn decode(payload: &[u8]) -> Result<Vec<Inbound>, DecodeError> {
-    let mut decoder = DecoderV1::new(Cursor::new(payload));
+    let mut cursor = Cursor::new(payload);
     let mut out = Vec::with_capacity(1);
-    for message in MessageReader::new(&mut decoder) {
-        let message = message.map_err(|e| DecodeError(e.to_string()))?;
-        out.push(match message {
-            Message::Sync(SyncMessage::SyncStep1(sv)) => Inbound::SyncStep1(sv),
-            Message::Sync(SyncMessage::SyncStep2(update)) => Inbound::SyncStep2(update),
-            Message::Sync(SyncMessage::Update(update)) => Inbound::Update(update),
-            Message::Awareness(update) => Inbound::Awareness(update),
-            Message::AwarenessQuery => Inbound::QueryAwareness,
-            Message::Auth(_) | Message::Custom(..) => Inbound::Ignored,
-        });
+    while cursor.has_content() {
+        match decode_one(&mut cursor) {
+            Ok(message) => out.push(message),
+            Err(ReadError::EndOfBuffer(_)) => break,
+            Err(e) => return Err(DecodeError(e.to_string())),
+        }
     }
     if out.is_empty() {
         return Err(DecodeError("empty message".into()));
     }
     Ok(out)
+}
+
+fn decode_one(cursor: &mut Cursor<'_>) -> Result<Inbound, ReadError> {
+    let tag: u8 = cursor.read_var()?;
+    Ok(match tag {
+        MSG_SYNC => {
+            let kind: u8 = cursor.read_var()?;
+            let buf = cursor.read_buf()?;
+            match kind {
+                SYNC_STEP1 => {
+                    // Each entry: a client id and a clock, one byte at least each.
+                    plausible_count(buf, 2)?;
+                    Inbound::SyncStep1(StateVector::decode_v1(buf)?)
+                }
+                SYNC_STEP2 => Inbound::SyncStep2(buf.to_vec()),
+                SYNC_UPDATE => Inbound::Update(buf.to_vec()),
+                _ => return Err(ReadError::UnexpectedValue),
+            }
+        }
+        MSG_AWARENESS => {
+            let buf = cursor.read_buf()?;
+            // Each entry: a client id, a clock and a length-prefixed JSON state.
+            plausible_count(buf, 3)?;
+            Inbound::Awareness(AwarenessUpdate::decode_v1(buf)?)
+        }
+        MSG_AUTH => {
+            if cursor.read_var::<u8>()? == PERMISSION_DENIED {
+                cursor.read_string()?;
+            }
+            Inbound::Ignored
+        }
+        MSG_QUERY_AWARENESS => Inbound::QueryAwareness,
+        _ => {
+            cursor.read_buf()?;
+            Inbound::Ignored
+        }
+    })
+}
+
+/// Checks the entry count at the start of `buf` against the bytes that follow it, each entry
+/// taking at least `min_entry` bytes. yrs reserves a hash map for the declared count before
+/// reading the entries, and a hash map writes its control bytes at once: found by fuzzing, a
+/// 10-byte sync step 1 could make the server touch hundreds of megabytes.
+fn plausible_count(buf: &[u8], min_entry: usize) -> Result<(), ReadError> {
+    let mut pos = 0;
+    let count = read_var_u32(buf, &mut pos).ok_or(ReadError::InvalidVarInt)? as usize;
+    if count > (buf.len() - pos) / min_entry {
+        return Err(ReadError::Custom(format!(
+            "{count} entries declared in {} bytes",
+            buf.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a lib0 variable-length unsigned integer (at most 32 bits) at `*pos`.
+fn read_var_u32(buf: &[u8], pos: &mut usize) -> Option<u32> {
+    let mut n: u64 = 0;
+    for shift in (0..35).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        n |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return u32::try_from(n).ok();
+        }
+    }
+    None
+}
+
+/// Decodes a client's update (v1 encoding), after checking the counts it declares up front.
+///
+/// yrs reserves memory for the declared number of clients (a hash map, whose control bytes
+/// it writes at once) and of the first client's blocks before reading them: found by
+/// fuzzing, a 40-byte update declaring 226 million blocks made it ask for 5.4 GB. Every
+/// client entry takes at least 3 bytes and every block at least 1, so counts beyond the
+/// bytes left are refused as malformed before yrs sees them.
+pub fn decode_update(raw: &[u8]) -> Result<yrs::Update, DecodeError> {
+    use yrs::updates::decoder::Decode;
+    let mut pos = 0;
+    let truncated = || DecodeError("truncated update".into());
+    let clients = read_var_u32(raw, &mut pos).ok_or_else(truncated)? as usize;
+    if clients > (raw.len() - pos) / 3 {
+        return Err(DecodeError(format!("update declares {clients} clients")));
+    }
+    if clients > 0 {
+        let blocks = read_var_u32(raw, &mut pos).ok_or_else(truncated)? as usize;
+        if blocks > raw.len() - pos {
+            return Err(DecodeError(format!("update declares {blocks} blocks")));
+        }
+    }
+    yrs::Update::decode_v1(raw).map_err(|e| DecodeError(e.to_string()))
 }
 
 /// Appends `n` as a lib0 variable-length unsigned integer.
@@ -110,11 +204,57 @@ pub fn awareness(update: &AwarenessUpdate) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use yrs::sync::{Message, SyncMessage};
     use yrs::updates::decoder::Decode;
+    use yrs::updates::decoder::DecoderV1;
     use yrs::{Doc, GetString, ReadTxn, Text, Transact};
 
     fn payload(f: &Frame) -> Vec<u8> {
         f.payload().to_vec()
+    }
+
+    #[test]
+    fn state_vectors_and_awareness_declaring_more_than_they_hold_are_refused() {
+        // Found by fuzzing (fuzz/ target yjs): a sync step 1 whose state vector declares
+        // 2^28 entries in 5 bytes; yrs would reserve (and initialise) a table for them first.
+        let step1 = [MSG_SYNC, SYNC_STEP1, 5, 0x80, 0x80, 0x80, 0x80, 0x01];
+        let e = decode(&step1).unwrap_err();
+        assert!(e.0.contains("entries declared"), "{e}");
+        let awareness = [MSG_AWARENESS, 4, 0xff, 0xff, 0xff, 0x0f];
+        let e = decode(&awareness).unwrap_err();
+        assert!(e.0.contains("entries declared"), "{e}");
+        // Real ones still decode.
+        let sv = sync_step1(&StateVector::default());
+        assert!(matches!(
+            decode(&payload(&sv)).unwrap()[..],
+            [Inbound::SyncStep1(_)]
+        ));
+    }
+
+    #[test]
+    fn updates_declaring_more_than_they_hold_are_refused() {
+        // Found by fuzzing (fuzz/ target yjs): 98,303 clients, the first with 226 million
+        // blocks, in 40 bytes.
+        let oom = [
+            0xff, 0xff, 0x05, 0xff, 0xff, 0xff, 0x6b, 0x73, 0x05, b'h', b'e', b'l', b'l', b'o',
+        ];
+        // Refused before yrs reserves anything (yrs would fail too, after the reservation).
+        let refused = |raw: &[u8]| decode_update(raw).is_err_and(|e| e.0.contains("declares"));
+        assert!(refused(&oom));
+        assert!(
+            refused(&[0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0]),
+            "4 billion clients"
+        );
+        assert!(decode_update(&[]).is_err());
+        // Real updates still decode.
+        let doc = Doc::new();
+        doc.get_or_insert_text("t")
+            .insert(&mut doc.transact_mut(), 0, "hello");
+        let update = doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        assert!(decode_update(&update).is_ok());
+        assert!(decode_update(&[0, 0]).is_ok(), "the empty update");
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub struct ServeArgs {
     /// Largest payload in bytes [default: 1000000].
     #[arg(long, value_name = "BYTES")]
     max_payload: Option<usize>,
+    /// Milliseconds a client may take to send a request's headers, then its body [default: 10000].
+    #[arg(long, value_name = "MS")]
+    request_timeout: Option<u64>,
+    /// Milliseconds a polling client may take to complete an upgrade to WebSocket [default: 10000].
+    #[arg(long, value_name = "MS")]
+    upgrade_timeout: Option<u64>,
     /// Milliseconds after which typing stops by itself [default: 5000].
     #[arg(long, value_name = "MS")]
     typing_timeout: Option<u64>,
@@ -127,6 +133,8 @@ struct FileSettings {
     ping_timeout: Option<u64>,
     max_payload: Option<usize>,
     typing_timeout: Option<u64>,
+    request_timeout: Option<u64>,
+    upgrade_timeout: Option<u64>,
     recovery_window: Option<u64>,
     presence_grace: Option<u64>,
     sse_ping_interval: Option<u64>,
@@ -174,6 +182,8 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         ping_timeout,
         max_payload,
         typing_timeout,
+        request_timeout,
+        upgrade_timeout,
         recovery_window,
         presence_grace,
         sse_ping_interval,
@@ -254,6 +264,12 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(n) = args.typing_timeout {
         config = config.typing_timeout(ms(n)).map_err(e)?;
+    }
+    if let Some(n) = args.request_timeout {
+        config = config.request_timeout(ms(n)).map_err(e)?;
+    }
+    if let Some(n) = args.upgrade_timeout {
+        config = config.upgrade_timeout(ms(n)).map_err(e)?;
     }
     if let Some(n) = args.recovery_window {
         config = config.recovery_window(ms(n));
