@@ -9,8 +9,11 @@
 // must have been cut off and slow readers disconnected. RSS before and after is reported,
 // not asserted (allocators keep freed memory).
 //
+// Meanwhile soak/cluster-faults.js kills a node and restarts Redis under load on a cluster of
+// three nodes (its members must stay connected and get every message sent after Redis is back).
+//
 // Environment: SOAK_CHURN (default 5000), SOAK_CONCURRENCY (20), SOAK_LOAD (50 clients),
-// SWITCHBOARD_BIN (default target/debug/switchboard).
+// SOAK_CLUSTER_MEMBERS (10 per node), SWITCHBOARD_BIN (default target/debug/switchboard).
 
 const assert = require('node:assert/strict');
 const { startServer } = require('../helpers/server');
@@ -18,6 +21,7 @@ const { token } = require('../helpers/tokens');
 const { connect, closeAll, request } = require('../helpers/client');
 const { rawSocketIO, pollingUrl } = require('../helpers/raw');
 const { sleep, gauges, settle, rssMiB, churn, slowloris, httpRequest, pollingRefusal } = require('../helpers/faults');
+const { clusterFaults } = require('./cluster-faults');
 
 const CHURN = Number(process.env.SOAK_CHURN || 5000);
 const CONCURRENCY = Number(process.env.SOAK_CONCURRENCY || 20);
@@ -26,17 +30,6 @@ const REQUEST_TIMEOUT_MS = 2000;
 const ROOM = 'soak';
 // Messages big enough that a reader that never reads fills its socket buffers and its queue.
 const FILLER = 'x'.repeat(3900);
-
-/**
- * Cluster faults: Redis restarts and node kills under this same load. Clustering (--redis)
- * is being built on main; once it lands, start two nodes on one Redis here, put half the
- * load clients on each, and in this function restart Redis and SIGKILL/restart a node while
- * the soak runs (the load clients of a killed node reconnect and must recover). Until then it
- * does nothing and says so.
- */
-async function clusterFaults(report) {
-  report.cluster = 'skipped: no Redis clustering on this branch yet';
-}
 
 async function main() {
   const srv = await startServer({
@@ -113,14 +106,15 @@ async function main() {
       }
     })();
 
-    await clusterFaults(report);
+    // Redis restarts and a node kill, on a cluster of their own, at the same time.
+    const cluster = clusterFaults(report);
     const started = Date.now();
     report.churn = await churn(srv.url, token('churner'), { count: CHURN, concurrency: CONCURRENCY });
     report.churnSeconds = Math.round((Date.now() - started) / 100) / 10;
     // Keep the load on until the slow readers' queues overflowed (bounded).
     await settle(srv.url, (x) => x.slowConsumers >= SLOW_READERS, 60000);
     running = false;
-    await Promise.all([sender, loris, flooding]);
+    await Promise.all([sender, loris, flooding, cluster]);
     await Promise.all(lorises).then((all) => {
       report.slowloris = { clients: all.length, cutOff: all.filter((c) => !c.gaveUp).length };
     });
