@@ -52,7 +52,7 @@ WANT="$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   echo "autobahn: installing Autobahn|Testsuite into $SITE"
   rm -rf "$SITE"
-  "$PY" -m pip install --quiet --disable-pip-version-check --no-python-version-warning --no-warn-script-location \
+  "$PY" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
     --target "$SITE" -r "$HERE/requirements.txt"
   echo "$WANT" > "$STAMP"
 fi
