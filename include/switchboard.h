@@ -480,6 +480,24 @@ sb_result sb_config_set_worker_threads(sb_config *config, size_t n);
 sb_result sb_config_set_host_callback_timeout_ms(sb_config *config, uint64_t milliseconds);
 
 /**
+ * Sets how long a client may take to send a request's head or body, in milliseconds (> 0;
+ * default 10000). A slower request (a slowloris client) is closed, or answered 408 when
+ * its body is late.
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_request_timeout_ms(sb_config *config, uint64_t milliseconds);
+
+/**
+ * Sets how long a long-polling session may take to finish its upgrade to WebSocket after
+ * the probe, in milliseconds (> 0; default 10000). A stalled upgrade is closed and the
+ * session goes on over long-polling.
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_upgrade_timeout_ms(sb_config *config, uint64_t milliseconds);
+
+/**
  * Sets how many requests may wait in the event queue (>= 1; default 4096). Past it, new
  * requests fail at once instead of waiting.
  *

@@ -257,6 +257,10 @@ export interface NativeConfig {
   workerThreads?: number
   /** Milliseconds a JS callback may take before it fails (10000). */
   callbackTimeout?: number
+  /** Milliseconds a client may take to send a request's head or body to `listen()` (10000). */
+  requestTimeout?: number
+  /** Milliseconds a long-polling session may take to finish its upgrade to WebSocket (10000). */
+  upgradeTimeout?: number
   /** Milliseconds a Yjs document without connections stays in memory (300000). */
   yjsIdleUnload?: number
   /** Largest Yjs message a client may send, in bytes (4 MiB). */

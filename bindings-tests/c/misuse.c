@@ -190,6 +190,8 @@ static void nulls(void) {
     EXPECT(sb_config_set_document_update_callback(NULL, NULL, NULL), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_sse_ping_interval_ms(NULL, 1000), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_cluster_heartbeat_ms(NULL, 1000), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_request_timeout_ms(NULL, 1000), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_upgrade_timeout_ms(NULL, 1000), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_yjs_idle_unload_ms(NULL, 1000), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_yjs_limits(NULL, 4096, 4096), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_api_key(NULL, "key"), SB_NULL_ARGUMENT);
@@ -258,6 +260,10 @@ static void invalid_input(void) {
     EXPECT_TRUE(strstr(sb_last_error_message(), "sse_ping_interval") != NULL);
     EXPECT(sb_config_set_cluster_heartbeat_ms(config, 10), SB_INVALID_CONFIG);
     EXPECT_TRUE(strstr(sb_last_error_message(), "cluster_heartbeat") != NULL);
+    EXPECT(sb_config_set_request_timeout_ms(config, 0), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "request_timeout") != NULL);
+    EXPECT(sb_config_set_upgrade_timeout_ms(config, 0), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "upgrade_timeout") != NULL);
     EXPECT(sb_config_set_yjs_idle_unload_ms(config, 0), SB_INVALID_CONFIG);
     EXPECT(sb_config_set_yjs_limits(config, 10, 1 << 20), SB_INVALID_CONFIG);
     EXPECT_TRUE(strstr(sb_last_error_message(), "yjs_max_update_bytes") != NULL);

@@ -387,6 +387,32 @@ pub unsafe extern "C" fn sb_config_set_host_callback_timeout_ms(
     ffi! { update(config, |c| c.host_callback_timeout(ms(milliseconds))) }
 }
 
+/// Sets how long a client may take to send a request's head or body, in milliseconds (> 0;
+/// default 10000). A slower request (a slowloris client) is closed, or answered 408 when
+/// its body is late.
+///
+/// Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_request_timeout_ms(
+    config: *mut sb_config,
+    milliseconds: u64,
+) -> sb_result {
+    ffi! { update(config, |c| c.request_timeout(ms(milliseconds))) }
+}
+
+/// Sets how long a long-polling session may take to finish its upgrade to WebSocket after
+/// the probe, in milliseconds (> 0; default 10000). A stalled upgrade is closed and the
+/// session goes on over long-polling.
+///
+/// Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_upgrade_timeout_ms(
+    config: *mut sb_config,
+    milliseconds: u64,
+) -> sb_result {
+    ffi! { update(config, |c| c.upgrade_timeout(ms(milliseconds))) }
+}
+
 /// Sets how many requests may wait in the event queue (>= 1; default 4096). Past it, new
 /// requests fail at once instead of waiting.
 ///

@@ -51,6 +51,10 @@ pub struct NativeConfig {
     pub worker_threads: Option<u32>,
     /// Milliseconds a JS callback may take before it fails (10000).
     pub callback_timeout: Option<u32>,
+    /// Milliseconds a client may take to send a request's head or body to `listen()` (10000).
+    pub request_timeout: Option<u32>,
+    /// Milliseconds a long-polling session may take to finish its upgrade to WebSocket (10000).
+    pub upgrade_timeout: Option<u32>,
     /// Milliseconds a Yjs document without connections stays in memory (300000).
     pub yjs_idle_unload: Option<u32>,
     /// Largest Yjs message a client may send, in bytes (4 MiB).
@@ -133,6 +137,12 @@ impl NativeConfig {
         }
         if let Some(n) = self.callback_timeout {
             c = c.host_callback_timeout(ms(n))?;
+        }
+        if let Some(n) = self.request_timeout {
+            c = c.request_timeout(ms(n))?;
+        }
+        if let Some(n) = self.upgrade_timeout {
+            c = c.upgrade_timeout(ms(n))?;
         }
         if let Some(n) = self.yjs_idle_unload {
             c = c.yjs_idle_unload(ms(n))?;
