@@ -420,13 +420,18 @@ impl Socket {
             return;
         }
         let rooms = std::mem::take(&mut *self.rooms.lock());
-        for room in &rooms {
-            if self.ns.rooms.leave_tracking(room, &self.id).room_changed {
-                drop(self.ns.room_interest(room));
-            }
-        }
+        let emptied: Vec<Arc<str>> = rooms
+            .iter()
+            .filter(|room| self.ns.rooms.leave_tracking(room, &self.id).room_changed)
+            .cloned()
+            .collect();
         self.acks.lock().clear();
         self.ns.socket_gone(self, rooms, reason);
+        // After the namespace saved the session for recovery: the cluster keeps listening to
+        // the rooms of a session that may come back, and must see it saved when it asks.
+        for room in &emptied {
+            drop(self.ns.room_interest(room));
+        }
     }
 }
 
