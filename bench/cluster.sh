@@ -39,13 +39,13 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --d
 PIDS+=($!)
 until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.1; done
 
-# Starts an engine node and prints its port once it listens.
+# Starts an engine node and sets NODE_PORT once it listens (not in a subshell: the node's
+# pid must reach PIDS for the cleanup).
 start_node() {
-  local port; port=$(free_port)
-  "$BIN" serve --port "$port" --jwt-secret "$SECRET" --rate-limit 0 "$@" >"$OUT/tmp/node-$port.log" 2>&1 &
+  NODE_PORT=$(free_port)
+  "$BIN" serve --port "$NODE_PORT" --jwt-secret "$SECRET" --rate-limit 0 "$@" >"$OUT/tmp/node-$NODE_PORT.log" 2>&1 &
   PIDS+=($!)
-  until grep -q "listening on" "$OUT/tmp/node-$port.log" 2>/dev/null; do sleep 0.1; done
-  echo "$port"
+  until grep -q "listening on" "$OUT/tmp/node-$NODE_PORT.log" 2>/dev/null; do sleep 0.1; done
 }
 
 run() { # label addr
@@ -56,10 +56,10 @@ run() { # label addr
       p99_ms: r.latency_ms.p99, lost: r.lost }))' "$ROOT/$OUT/tmp/cluster-$1.json" "$1"
 }
 
-ONE=$(start_node)
+start_node; ONE=$NODE_PORT
 run one-node "127.0.0.1:$ONE"
-A=$(start_node --redis "redis://127.0.0.1:$REDIS_PORT")
-B=$(start_node --redis "redis://127.0.0.1:$REDIS_PORT")
+start_node --redis "redis://127.0.0.1:$REDIS_PORT"; A=$NODE_PORT
+start_node --redis "redis://127.0.0.1:$REDIS_PORT"; B=$NODE_PORT
 sleep 1
 run two-nodes "127.0.0.1:$A,127.0.0.1:$B"
 node -e 'const fs = require("fs");
