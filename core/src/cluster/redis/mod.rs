@@ -224,6 +224,26 @@ impl Inner {
         Err(result)
     }
 
+    /// Runs a script that answers 1 or 0 (did the change it made matter) on one round trip.
+    fn script_flag(
+        self: &Arc<Self>,
+        script: &'static redis::Script,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> BoxFuture<'static, Result<bool, ClusterError>> {
+        let inner = self.clone();
+        Box::pin(async move {
+            let flag: i64 = inner
+                .run(|mut c| async move {
+                    let mut call = script.prepare_invoke();
+                    call.key(&keys[..]).arg(&args[..]);
+                    call.invoke_async(&mut c).await
+                })
+                .await?;
+            Ok(flag == 1)
+        })
+    }
+
     /// Queues an envelope for the publisher; a full queue drops it (counted).
     fn enqueue(&self, channel: String, data: Bytes) -> bool {
         if self.publish_tx.try_send((channel, data)).is_ok() {
@@ -281,23 +301,15 @@ impl Adapter for RedisAdapter {
         user: &str,
         username: &str,
     ) -> BoxFuture<'static, Result<bool, ClusterError>> {
-        let inner = self.inner.clone();
-        let keys = presence_keys(room, &inner.node_id);
-        let (user, username, entry) = (user.to_owned(), username.to_owned(), entry(room, user));
-        Box::pin(async move {
-            let first: i64 = inner
-                .run(|mut c| async move {
-                    let mut call = scripts::JOIN.prepare_invoke();
-                    call.key(&keys[..])
-                        .arg(&user)
-                        .arg(&username)
-                        .arg(now_ms())
-                        .arg(&entry);
-                    call.invoke_async(&mut c).await
-                })
-                .await?;
-            Ok(first == 1)
-        })
+        let keys = presence_keys(room, &self.inner.node_id);
+        let args = [
+            user.to_owned(),
+            username.to_owned(),
+            now_ms().to_string(),
+            entry(room, user),
+        ];
+        self.inner
+            .script_flag(&scripts::JOIN, keys.into(), args.into())
     }
 
     fn presence_leave(
@@ -305,19 +317,10 @@ impl Adapter for RedisAdapter {
         room: &str,
         user: &str,
     ) -> BoxFuture<'static, Result<bool, ClusterError>> {
-        let inner = self.inner.clone();
-        let keys = presence_keys(room, &inner.node_id);
-        let (user, entry) = (user.to_owned(), entry(room, user));
-        Box::pin(async move {
-            let last: i64 = inner
-                .run(|mut c| async move {
-                    let mut call = scripts::LEAVE.prepare_invoke();
-                    call.key(&keys[..]).arg(&user).arg(&entry);
-                    call.invoke_async(&mut c).await
-                })
-                .await?;
-            Ok(last == 1)
-        })
+        let keys = presence_keys(room, &self.inner.node_id);
+        let args = [user.to_owned(), entry(room, user)];
+        self.inner
+            .script_flag(&scripts::LEAVE, keys.into(), args.into())
     }
 
     fn presence_members(
@@ -365,19 +368,10 @@ impl Adapter for RedisAdapter {
         token: &str,
         ttl: Duration,
     ) -> BoxFuture<'static, Result<bool, ClusterError>> {
-        let inner = self.inner.clone();
-        let k = typing_key(room, user);
-        let (token, ttl) = (token.to_owned(), ttl.as_millis() as u64);
-        Box::pin(async move {
-            let started: i64 = inner
-                .run(|mut c| async move {
-                    let mut call = scripts::TYPING_START.prepare_invoke();
-                    call.key(&k).arg(&token).arg(ttl);
-                    call.invoke_async(&mut c).await
-                })
-                .await?;
-            Ok(started == 1)
-        })
+        let args = [token.to_owned(), ttl.as_millis().to_string()];
+        let keys = vec![typing_key(room, user)];
+        self.inner
+            .script_flag(&scripts::TYPING_START, keys, args.into())
     }
 
     fn typing_stop(
@@ -386,19 +380,9 @@ impl Adapter for RedisAdapter {
         user: &str,
         token: Option<&str>,
     ) -> BoxFuture<'static, Result<bool, ClusterError>> {
-        let inner = self.inner.clone();
-        let k = typing_key(room, user);
-        let token = token.unwrap_or_default().to_owned();
-        Box::pin(async move {
-            let stopped: i64 = inner
-                .run(|mut c| async move {
-                    let mut call = scripts::TYPING_STOP.prepare_invoke();
-                    call.key(&k).arg(&token);
-                    call.invoke_async(&mut c).await
-                })
-                .await?;
-            Ok(stopped == 1)
-        })
+        let keys = vec![typing_key(room, user)];
+        let args = vec![token.unwrap_or_default().to_owned()];
+        self.inner.script_flag(&scripts::TYPING_STOP, keys, args)
     }
 
     fn history_append(
