@@ -17,7 +17,7 @@ use crate::cluster::Adapter;
 use crate::hub::recovery::{RecoveryLog, SavedSession};
 use crate::hub::rooms::Rooms;
 use crate::metrics::Metrics;
-use crate::protocol::frame::FrameKind;
+use crate::protocol::frame::{Frame, FrameKind};
 use crate::transport::Session;
 
 /// An event handler: the socket, the event's arguments, and the ack to answer when the client
@@ -311,44 +311,59 @@ impl Namespace {
         }
         // Members of the rooms before this copy's room get the copy sent to those rooms.
         let mut skip: HashSet<Arc<str>> = b.except.iter().map(|s| Arc::from(s.as_str())).collect();
-        let earlier = &rooms[..usize::from(b.channel).min(rooms.len())];
-        let except_rooms: Vec<Arc<str>> =
-            b.except_rooms.iter().map(|r| r.as_str().into()).collect();
-        for room in earlier.iter().chain(&except_rooms) {
+        let earlier = &b.rooms[..usize::from(b.channel).min(b.rooms.len())];
+        for room in earlier.iter().chain(&b.except_rooms) {
             self.rooms.for_each(room, |id, _| {
                 skip.insert(id.clone());
             });
         }
-        let offset = match (&self.recovery, &target) {
-            (Some(log), Some(_)) => Some(log.next_offset()),
+        let rooms = target.into_iter().collect();
+        self.fan_out(rooms, skip.into_iter().collect(), |offset| {
+            let array = payload::RawEventArray {
+                event: &b.event,
+                args: &args,
+                offset,
+            };
+            payload::event_frames(self.name(), None, &array, &b.attachments)
+        });
+    }
+
+    /// Encodes an event once — with a recovery offset when it goes to rooms — and queues it
+    /// for every socket in any of `rooms` (every socket when there is none) but those in
+    /// `except`; counts it and keeps it for recovery. Returns how many sockets it was queued
+    /// for.
+    fn fan_out(
+        &self,
+        rooms: Vec<Arc<str>>,
+        except: Vec<Arc<str>>,
+        encode: impl FnOnce(Option<&str>) -> Vec<Frame>,
+    ) -> usize {
+        // Namespace-wide broadcasts are not replayed.
+        let offset = match (&self.recovery, rooms.is_empty()) {
+            (Some(log), false) => Some(log.next_offset()),
             _ => None,
         };
-        let array = payload::RawEventArray {
-            event: &b.event,
-            args: &args,
-            offset: offset.as_ref().map(|(_, o)| o.as_str()),
-        };
-        let frames = payload::event_frames(self.name(), None, &array, &b.attachments);
+        let frames = encode(offset.as_ref().map(|(_, o)| o.as_str()));
         let mut delivered = 0;
         let mut deliver = |id: &Arc<str>, socket: &Arc<Socket>| {
-            if !skip.contains(id) && socket.push_frames(&frames).is_ok() {
+            if !except.contains(id) && socket.push_frames(&frames).is_ok() {
                 delivered += 1;
             }
         };
-        match &target {
-            Some(room) => self.rooms.for_each(room, &mut deliver),
-            None => {
-                for socket in self.sockets() {
-                    deliver(socket.id(), &socket);
-                }
+        if rooms.is_empty() {
+            for socket in self.sockets() {
+                deliver(socket.id(), &socket);
             }
+        } else {
+            self.rooms.for_each_in_any(&rooms, &mut deliver);
         }
         self.metrics
             .packets_out
             .add((delivered * frames.len()) as u64);
-        if let (Some(log), Some((seq, _)), Some(room)) = (&self.recovery, offset, target) {
-            log.record(seq, vec![room], skip.into_iter().collect(), frames);
+        if let (Some(log), Some((seq, _))) = (&self.recovery, offset) {
+            log.record(seq, rooms, except, frames);
         }
+        delivered
     }
 
     pub(crate) fn handler(&self, event: &str) -> Option<&EventHandler> {
@@ -447,41 +462,18 @@ impl Broadcast<'_> {
         attachments: &[bytes::Bytes],
     ) -> usize {
         let ns = self.ns;
-        // Room broadcasts carry a recovery offset; namespace-wide ones are not replayed.
-        let offset = match (&ns.recovery, self.rooms.is_empty()) {
-            (Some(log), false) => Some(log.next_offset()),
-            _ => None,
-        };
-        let array = EventArray {
-            event,
-            one,
-            rest,
-            offset: offset.as_ref().map(|(_, o)| o.as_str()),
-        };
-        let frames = payload::event_frames(ns.name(), None, &array, attachments);
-        let mut delivered = 0;
-        let mut deliver = |id: &Arc<str>, socket: &Arc<Socket>| {
-            if !self.except.contains(id) && socket.push_frames(&frames).is_ok() {
-                delivered += 1;
-            }
-        };
-        if self.rooms.is_empty() {
-            for socket in ns.sockets() {
-                deliver(socket.id(), &socket);
-            }
-        } else {
-            ns.rooms.for_each_in_any(&self.rooms, &mut deliver);
-        }
-        ns.metrics
-            .packets_out
-            .add((delivered * frames.len()) as u64);
         if let Some(cluster) = ns.cluster.get() {
             self.publish(&**cluster, event, one, rest, attachments);
         }
-        if let (Some(log), Some((seq, _))) = (&ns.recovery, offset) {
-            log.record(seq, self.rooms, self.except, frames);
-        }
-        delivered
+        ns.fan_out(self.rooms, self.except, |offset| {
+            let array = EventArray {
+                event,
+                one,
+                rest,
+                offset,
+            };
+            payload::event_frames(ns.name(), None, &array, attachments)
+        })
     }
 
     /// Sends the broadcast to the other nodes: one copy per room channel (see
