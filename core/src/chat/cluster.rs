@@ -5,7 +5,6 @@
 //! down): local clients keep being served, and the cluster catches up when it returns.
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -15,10 +14,6 @@ use crate::cluster::{ClusterError, ClusterSink, Departure};
 use crate::hub::presence::Member;
 use crate::sse::SseEvent;
 use crate::store::{ChatMessage, StoreError};
-
-/// How long a joiner waits for the cluster to subscribe this node to the room before its
-/// ack goes out anyway.
-const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
 impl Chat {
     /// Whether this node is part of a cluster.
@@ -107,10 +102,11 @@ impl Chat {
         cluster.typing_stop(room, user, token.as_deref()).await.ok()
     }
 
-    /// Waits (briefly) until this node hears `room`'s broadcasts from every node.
+    /// Waits until this node hears `room`'s broadcasts from every node (the adapter bounds
+    /// the wait while Redis is down).
     pub(super) async fn await_subscription(&self, room: &str) {
         if let Some(interest) = self.namespace().and_then(|ns| ns.room_interest(room)) {
-            let _ = tokio::time::timeout(SUBSCRIBE_WAIT, interest).await;
+            interest.await;
         }
     }
 
@@ -207,14 +203,20 @@ impl Chat {
         }
     }
 
-    /// SSE clients subscribed or unsubscribed: keep the cluster subscriptions in step.
-    pub(super) fn sse_interest(&self, user_id: &str, rooms: &[Arc<str>]) {
-        if let Some(cluster) = self.cluster.get() {
-            drop(cluster.interest_changed(&super::personal_room(user_id)));
-            for room in rooms {
-                drop(cluster.interest_changed(room));
-            }
+    /// An SSE client subscribed or unsubscribed: keep the cluster subscriptions in step.
+    /// The future resolves once they follow (see [`crate::cluster::Adapter::interest_changed`]); changes are
+    /// applied in order, so the last one's completion covers them all.
+    pub(super) fn sse_interest(
+        &self,
+        user_id: &str,
+        rooms: &[Arc<str>],
+    ) -> Option<BoxFuture<'static, ()>> {
+        let cluster = self.cluster.get()?;
+        let mut applied = cluster.interest_changed(&super::personal_room(user_id));
+        for room in rooms {
+            applied = cluster.interest_changed(room);
         }
+        Some(applied)
     }
 }
 

@@ -118,10 +118,9 @@ async fn events(chat: &Arc<Chat>, head: &RequestHead) -> HttpReply {
         .or_else(|| query_param(query, "lastEventId"));
 
     let client = chat.sse.connect(&user.id, &rooms);
-    chat.sse_interest(&user.id, &rooms);
     // Hear these rooms from every node before saying `connected`.
-    for room in &rooms {
-        chat.await_subscription(room).await;
+    if let Some(applied) = chat.sse_interest(&user.id, &rooms) {
+        applied.await;
     }
     client.send(&SseEvent::new(
         "connected",
@@ -138,7 +137,7 @@ async fn events(chat: &Arc<Chat>, head: &RequestHead) -> HttpReply {
         chat.config.sse_ping_interval,
         Box::new(move || {
             hub_chat.sse.disconnect(&hub_client, &rooms);
-            hub_chat.sse_interest(&hub_client.user_id, &rooms);
+            drop(hub_chat.sse_interest(&hub_client.user_id, &rooms));
         }),
     );
     let mut reply = HttpReply::stream(StatusCode::OK, Box::pin(stream));
