@@ -597,14 +597,7 @@ impl AppEvents {
         }
         let name = c_string(&event);
         let args = c_string(&Value::Array(payload.args).to_string());
-        let socket_json = c_string(
-            &json!({
-                "id": &**socket.id(),
-                "user": socket.user().map(|u| &**u),
-                "rooms": socket.rooms().iter().map(|r| r.to_string()).collect::<Vec<_>>(),
-            })
-            .to_string(),
-        );
+        let socket_json = c_string(&socket.host_json().to_string());
         let shared = &self.shared;
         let route = self.route;
         let deliver = |id| match route {
@@ -630,10 +623,7 @@ impl AppEvents {
             Err(_) => Err(format!("handler for {event} timed out")),
         };
         if let Some(ack) = ack {
-            match result {
-                Ok(value) => ack.send(vec![Value::Null, value]),
-                Err(message) => ack.send(vec![json!({"code": "INTERNAL", "message": message})]),
-            }
+            ack.send_result(result);
         }
     }
 }

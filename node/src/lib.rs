@@ -577,20 +577,13 @@ async fn app_event(
     let arg = json!({
         "event": event,
         "args": payload.args,
-        "socket": {
-            "id": &**socket.id(),
-            "user": socket.user().map(|u| &**u),
-            "rooms": socket.rooms().iter().map(|r| r.to_string()).collect::<Vec<_>>(),
-        },
+        "socket": socket.host_json(),
     });
     let result = match tokio::time::timeout(timeout, hooks::call(on_event, arg)).await {
         Ok(r) => r,
         Err(_) => Err(format!("handler for {event} timed out")),
     };
     if let Some(ack) = ack {
-        match result {
-            Ok(value) => ack.send(vec![Value::Null, value]),
-            Err(message) => ack.send(vec![json!({"code": "INTERNAL", "message": message})]),
-        }
+        ack.send_result(result);
     }
 }

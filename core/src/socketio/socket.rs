@@ -227,6 +227,15 @@ impl Socket {
         self.rooms.lock().iter().any(|r| &**r == room)
     }
 
+    /// The socket as hosts' event handlers receive it: `{id, user, rooms}`.
+    pub fn host_json(&self) -> Value {
+        serde_json::json!({
+            "id": &*self.id,
+            "user": self.user().map(|u| &**u),
+            "rooms": self.rooms().iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        })
+    }
+
     /// Joins a room; true when the socket was not in it yet.
     pub fn join(self: &Arc<Self>, room: &str) -> bool {
         if !self.connected() {
@@ -455,5 +464,16 @@ impl AckSender {
     pub fn send_payload(self, payload: &Payload) {
         let frames = payload::ack_frames(self.socket.ns.name(), self.id, payload);
         let _ = self.socket.send_frames(&frames);
+    }
+
+    /// Acknowledges a host handler's outcome as the wire contract answers requests:
+    /// `(null, value)`, or `({code: "INTERNAL", message})` when it failed.
+    pub fn send_result(self, result: Result<Value, String>) {
+        match result {
+            Ok(value) => self.send(vec![Value::Null, value]),
+            Err(message) => self.send(vec![
+                serde_json::json!({"code": "INTERNAL", "message": message}),
+            ]),
+        }
     }
 }
