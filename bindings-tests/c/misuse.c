@@ -15,8 +15,10 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,6 +296,63 @@ static int write_file(const char *path, const char *text) {
     if (f && fclose(f) != 0)
         ok = 0;
     return ok;
+}
+
+/* The engine's threads block SIGPIPE: a write to a connection its client reset must end that
+   connection, not the host (a C program does not ignore SIGPIPE the way Rust programs do;
+   the engine's vectored writes cannot ask for MSG_NOSIGNAL). Read from /proc: SigBlk of every
+   runtime thread ("switchboard") has the SIGPIPE bit. */
+/* Counts the engine's runtime threads ("switchboard") and those of them blocking SIGPIPE. */
+static void count_engine_threads(int *threads, int *blocking) {
+    DIR *tasks = opendir("/proc/self/task");
+    struct dirent *t;
+    *threads = *blocking = 0;
+    while (tasks && (t = readdir(tasks)) != NULL) {
+        char path[300], line[256], comm[64] = "";
+        FILE *f;
+        if (t->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", t->d_name);
+        if ((f = fopen(path, "r")) != NULL) {
+            if (!fgets(comm, sizeof comm, f))
+                comm[0] = '\0';
+            fclose(f);
+        }
+        if (strcmp(comm, "switchboard\n") != 0)
+            continue;
+        (*threads)++;
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", t->d_name);
+        if ((f = fopen(path, "r")) != NULL) {
+            while (fgets(line, sizeof line, f))
+                if (strncmp(line, "SigBlk:", 7) == 0 &&
+                    (strtoull(line + 7, NULL, 16) & (1ULL << (SIGPIPE - 1))))
+                    (*blocking)++;
+            fclose(f);
+        }
+    }
+    if (tasks)
+        closedir(tasks);
+}
+
+static void engine_threads_block_sigpipe(void) {
+    sb_config *config = NULL;
+    sb_engine *engine = NULL;
+    int threads = 0, blocking = 0, tries;
+    EXPECT(sb_config_new(&config), SB_OK);
+    EXPECT(sb_config_set_worker_threads(config, 2), SB_OK);
+    EXPECT(sb_engine_new(config, &engine), SB_OK);
+    sb_config_free(config);
+    /* The runtime starts its workers in the background: wait (up to 2 s) for both. */
+    for (tries = 0; tries < 200; tries++) {
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        count_engine_threads(&threads, &blocking);
+        if (threads >= 2)
+            break;
+        thrd_sleep(&pause, NULL);
+    }
+    EXPECT_TRUE(threads >= 2);
+    EXPECT_TRUE(blocking == threads);
+    sb_engine_free(engine);
 }
 
 /* A Redis URL is checked when the engine starts: a malformed one is SB_INVALID_CONFIG with a
@@ -823,6 +882,7 @@ int main(void) {
     invalid_input();
     tls_files();
     redis_url();
+    engine_threads_block_sigpipe();
     json_helpers();
     engine_and_requests();
     publish_waits_for_the_store();

@@ -92,7 +92,9 @@ impl EngineBuilder {
     /// Starts the engine on a runtime of its own (`config.worker_threads` workers).
     pub fn build(self) -> Result<Engine, Error> {
         let mut rt = tokio::runtime::Builder::new_multi_thread();
-        rt.enable_all().thread_name("switchboard");
+        rt.enable_all()
+            .thread_name("switchboard")
+            .on_thread_start(block_sigpipe);
         if let Some(n) = self.config.worker_threads {
             rt.worker_threads(n);
         }
@@ -169,6 +171,22 @@ impl EngineBuilder {
             cluster.start(engine.handle());
         }
         Ok(engine)
+    }
+}
+
+/// Writing to a connection the peer reset raises SIGPIPE, whose default action kills the
+/// process. Rust programs ignore it from `main`, but a C or C++ host usually does not, and
+/// vectored writes (`writev`) cannot ask for `MSG_NOSIGNAL`: blocked in the engine's own
+/// threads, the write fails with `EPIPE` instead and only that connection ends. The host's
+/// own signal handling is left alone.
+fn block_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: builds a signal set on the stack and changes the calling thread's mask only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
