@@ -77,7 +77,7 @@ fn decode_one(cursor: &mut Cursor<'_>) -> Result<Inbound, ReadError> {
                 SYNC_STEP1 => {
                     // Each entry: a client id and a clock, one byte at least each.
                     plausible_count(buf, 2)?;
-                    Inbound::SyncStep1(StateVector::decode_v1(buf)?)
+                    Inbound::SyncStep1(guarded(|| StateVector::decode_v1(buf))?)
                 }
                 SYNC_STEP2 => Inbound::SyncStep2(buf.to_vec()),
                 SYNC_UPDATE => Inbound::Update(buf.to_vec()),
@@ -88,7 +88,7 @@ fn decode_one(cursor: &mut Cursor<'_>) -> Result<Inbound, ReadError> {
             let buf = cursor.read_buf()?;
             // Each entry: a client id, a clock and a length-prefixed JSON state.
             plausible_count(buf, 3)?;
-            Inbound::Awareness(AwarenessUpdate::decode_v1(buf)?)
+            Inbound::Awareness(guarded(|| AwarenessUpdate::decode_v1(buf))?)
         }
         MSG_AUTH => {
             if cursor.read_var::<u8>()? == PERMISSION_DENIED {
@@ -155,7 +155,18 @@ pub fn decode_update(raw: &[u8]) -> Result<yrs::Update, DecodeError> {
             return Err(DecodeError(format!("update declares {blocks} blocks")));
         }
     }
-    yrs::Update::decode_v1(raw).map_err(|e| DecodeError(e.to_string()))
+    guarded(|| yrs::Update::decode_v1(raw)).map_err(|e| DecodeError(e.to_string()))
+}
+
+/// Runs a yrs decoder on a client's bytes. yrs asserts instead of returning an error on some
+/// malformed input (found by the property tests: a client id wider than 53 bits in an
+/// awareness update); here that is a malformed message, not a panic in the connection's task.
+fn guarded<T>(decode: impl FnOnce() -> Result<T, ReadError>) -> Result<T, ReadError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|_| {
+        Err(ReadError::Custom(
+            "yrs could not decode it (it panicked)".into(),
+        ))
+    })
 }
 
 /// Appends `n` as a lib0 variable-length unsigned integer.
@@ -204,6 +215,15 @@ pub fn awareness(update: &AwarenessUpdate) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_id_wider_than_yrs_allows_is_a_malformed_message() {
+        // Found by tests/decoders_prop.rs: an awareness update whose client id has more than
+        // 53 bits made yrs' ClientID::new assert.
+        let mut payload = vec![1, 43, 1, 128, 128, 128, 128, 128, 128, 128, 16];
+        payload.extend(std::iter::repeat_n(0, 103));
+        assert!(decode(&payload).is_err());
+    }
     use yrs::sync::{Message, SyncMessage};
     use yrs::updates::decoder::Decode;
     use yrs::updates::decoder::DecoderV1;
