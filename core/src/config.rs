@@ -138,6 +138,16 @@ pub struct Config {
     /// How long a polling client upgrading to WebSocket may take between its `2probe` and its
     /// `5`; then the WebSocket closes and polling carries on. Default 10 s.
     pub upgrade_timeout: Duration,
+    /// How long a new Engine.IO session may take to join a namespace (send its Socket.IO
+    /// CONNECT and be accepted) before it is closed, as Socket.IO's `connectTimeout`.
+    /// Default 45 s.
+    pub connect_timeout: Duration,
+    /// Largest HTTP request head (request line and headers) in bytes; a larger one gets
+    /// `431`. Also bounds the handshake headers a session keeps. Default 16 KiB (Node's).
+    pub max_header_bytes: usize,
+    /// Bytes of events one socket may have waiting behind a slow handler (a host callback);
+    /// past it the connection is not read until the handler catches up. Default 4 MiB.
+    pub max_queued_event_bytes: usize,
     /// Where history is stored; `None` keeps it in memory.
     pub data_dir: Option<PathBuf>,
     /// Redis URL for clustering; `None` runs a single node.
@@ -199,6 +209,9 @@ impl Default for Config {
             max_connections: 0,
             request_timeout: Duration::from_secs(10),
             upgrade_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(45),
+            max_header_bytes: 16 * 1024,
+            max_queued_event_bytes: 4 * 1024 * 1024,
             data_dir: None,
             redis_url: None,
             cluster_heartbeat: Duration::from_secs(5),
@@ -269,6 +282,25 @@ impl Config {
     /// Sets how long a polling-to-WebSocket upgrade may take (must be positive).
     pub fn upgrade_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
         self.upgrade_timeout = positive("upgrade_timeout", d)?;
+        Ok(self)
+    }
+
+    /// Sets how long a new session may take to join a namespace (must be positive).
+    pub fn connect_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
+        self.connect_timeout = positive("connect_timeout", d)?;
+        Ok(self)
+    }
+
+    /// Sets the largest HTTP request head (at least 8 KiB: a browser's headers must fit).
+    pub fn max_header_bytes(mut self, bytes: usize) -> Result<Self, ConfigError> {
+        self.max_header_bytes = at_least("max_header_bytes", bytes, 8 * 1024)?;
+        Ok(self)
+    }
+
+    /// Sets the bytes of events a socket may have waiting behind a slow handler (at least
+    /// 64 KiB).
+    pub fn max_queued_event_bytes(mut self, bytes: usize) -> Result<Self, ConfigError> {
+        self.max_queued_event_bytes = at_least("max_queued_event_bytes", bytes, 64 * 1024)?;
         Ok(self)
     }
 
@@ -512,6 +544,9 @@ mod tests {
     fn setters_validate() {
         assert!(Config::default().ping_interval(Duration::ZERO).is_err());
         assert!(Config::default().max_payload(10).is_err());
+        assert!(Config::default().connect_timeout(Duration::ZERO).is_err());
+        assert!(Config::default().max_header_bytes(4096).is_err());
+        assert!(Config::default().max_queued_event_bytes(1024).is_err());
         assert!(Config::default().rate_limit(5, 0).is_err());
         assert!(Config::default().rate_limit(0, 0).is_ok());
         assert_eq!("claims".parse::<RoomPolicy>(), Ok(RoomPolicy::Claims));

@@ -125,7 +125,7 @@ impl EngineBuilder {
             }
             namespaces.insert(name.clone(), ns);
         }
-        let io = SocketIo::new(namespaces);
+        let io = SocketIo::new(namespaces, crate::socketio::Limits::from_config(&config));
         let sio_server = EioServer::new(config.clone(), metrics.clone(), io.clone());
         if let Some(hook) = self.activity {
             sio_server.set_activity_hook(hook);

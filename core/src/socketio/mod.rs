@@ -37,6 +37,8 @@ const RESERVED_EVENTS: &[&str] = &[
 struct Partial {
     packet: sio::Packet,
     attachments: Vec<Bytes>,
+    /// Bytes of the header and the attachments so far: together at most `max_payload`.
+    bytes: usize,
 }
 
 /// The Socket.IO state of one Engine.IO session.
@@ -62,14 +64,36 @@ impl ConnState {
     }
 }
 
+/// What the Socket.IO layer bounds per connection (from [`crate::Config`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// A packet's header and binary attachments together, in bytes.
+    pub max_packet_bytes: usize,
+    /// Time a new session has to join a namespace.
+    pub connect_timeout: std::time::Duration,
+    /// Bytes of events one socket may have queued behind a slow handler.
+    pub max_queued_event_bytes: usize,
+}
+
+impl Limits {
+    pub(crate) fn from_config(config: &crate::Config) -> Self {
+        Limits {
+            max_packet_bytes: config.max_payload,
+            connect_timeout: config.connect_timeout,
+            max_queued_event_bytes: config.max_queued_event_bytes,
+        }
+    }
+}
+
 /// The Socket.IO server: its namespaces, fixed at start.
 pub struct SocketIo {
     namespaces: HashMap<String, Arc<Namespace>>,
+    limits: Limits,
 }
 
 impl SocketIo {
-    pub(crate) fn new(namespaces: HashMap<String, Arc<Namespace>>) -> Arc<Self> {
-        Arc::new(SocketIo { namespaces })
+    pub(crate) fn new(namespaces: HashMap<String, Arc<Namespace>>, limits: Limits) -> Arc<Self> {
+        Arc::new(SocketIo { namespaces, limits })
     }
 
     /// The namespace with this name.
@@ -82,6 +106,7 @@ impl SocketIo {
             // Text while attachments are pending: the client broke the protocol.
             return protocol_error(session, "text packet while reconstructing a binary packet");
         }
+        let size = text.len();
         let Ok(text) = std::str::from_utf8(&text) else {
             return protocol_error(session, "invalid UTF-8");
         };
@@ -90,13 +115,20 @@ impl SocketIo {
             Err(e) => return protocol_error(session, &e.to_string()),
         };
         if packet.kind.is_binary() && packet.attachments > 0 {
+            // Attachments are buffered until the last arrives: only for a namespace the
+            // client joined, so a session that never authenticated cannot make the server
+            // hold them.
+            if session.sio.socket(&packet.nsp).is_none() {
+                return protocol_error(session, "binary packet for a namespace not joined");
+            }
             *session.sio.partial.lock() = Some(Partial {
                 packet,
                 attachments: Vec::new(),
+                bytes: size,
             });
             return;
         }
-        self.dispatch(session, packet, Vec::new()).await;
+        self.dispatch(session, packet, Vec::new(), size).await;
     }
 
     async fn on_binary(&self, session: &Arc<Session>, data: Bytes) {
@@ -106,6 +138,14 @@ impl SocketIo {
                 drop(partial);
                 return protocol_error(session, "binary message without a pending packet");
             };
+            p.bytes += data.len();
+            if p.bytes > self.limits.max_packet_bytes {
+                partial.take();
+                drop(partial);
+                tracing::debug!(sid = %session.sid, "binary packet over maxPayload; closing");
+                session.close(CloseReason::PayloadTooLarge);
+                return;
+            }
             p.attachments.push(data);
             if p.attachments.len() == p.packet.attachments {
                 partial.take()
@@ -116,16 +156,24 @@ impl SocketIo {
         if let Some(Partial {
             packet,
             attachments,
+            bytes,
         }) = complete
         {
             if !placeholders_valid(packet.data.as_ref(), attachments.len()) {
                 return protocol_error(session, "illegal attachments");
             }
-            self.dispatch(session, packet, attachments).await;
+            self.dispatch(session, packet, attachments, bytes).await;
         }
     }
 
-    async fn dispatch(&self, session: &Arc<Session>, packet: sio::Packet, attachments: Vec<Bytes>) {
+    /// Handles a complete packet; `size` is its bytes on the wire (attachments included).
+    async fn dispatch(
+        &self,
+        session: &Arc<Session>,
+        packet: sio::Packet,
+        attachments: Vec<Bytes>,
+        size: usize,
+    ) {
         match packet.kind {
             PacketKind::Connect => self.connect(session, packet).await,
             PacketKind::Disconnect => match session.sio.socket(&packet.nsp) {
@@ -159,7 +207,9 @@ impl SocketIo {
                 } else {
                     return;
                 };
-                socket.run_handler(handler);
+                socket
+                    .run_handler(handler, size, self.limits.max_queued_event_bytes)
+                    .await;
             }
             PacketKind::Ack | PacketKind::BinaryAck => {
                 let Some(socket) = session.sio.socket(&packet.nsp) else {
@@ -247,6 +297,7 @@ impl SocketIo {
 
         let socket = Socket::new(ns.clone(), session.clone(), init);
         session.sio.sockets.lock().push(socket.clone());
+        session.mark_established();
         ns.add_socket(&socket);
 
         let answer = if ns.recovery.is_some() {
@@ -365,6 +416,10 @@ impl SessionHandler for SocketIo {
                 Message::Binary(data) => self.on_binary(session, data).await,
             }
         })
+    }
+
+    fn connect_timeout(&self) -> Option<std::time::Duration> {
+        Some(self.limits.connect_timeout)
     }
 
     fn on_close(&self, session: &Arc<Session>, reason: CloseReason) {

@@ -66,9 +66,9 @@ impl DisconnectReason {
     pub(crate) fn from_close(reason: CloseReason) -> Self {
         match reason {
             CloseReason::TransportClose => DisconnectReason::TransportClose,
-            CloseReason::TransportError | CloseReason::PayloadTooLarge => {
-                DisconnectReason::TransportError
-            }
+            CloseReason::TransportError
+            | CloseReason::PayloadTooLarge
+            | CloseReason::ConnectTimeout => DisconnectReason::TransportError,
             CloseReason::PingTimeout => DisconnectReason::PingTimeout,
             CloseReason::SlowConsumer => DisconnectReason::SlowConsumer,
             CloseReason::ServerClose => DisconnectReason::ServerShuttingDown,
@@ -114,19 +114,25 @@ pub struct Socket {
     connected: AtomicBool,
     extensions: parking_lot::Mutex<http::Extensions>,
     lane: parking_lot::Mutex<Lane>,
+    /// Wakes a reader waiting for room in the lane (a handler finished, or the socket left).
+    lane_room: tokio::sync::Notify,
 }
 
-/// Most event handlers queued behind a slow one before the client is cut off.
+/// Most event handlers queued behind a slow one; the socket's reader waits beyond it.
 const MAX_QUEUED_HANDLERS: usize = 1024;
 
 /// Runs a socket's event handlers one after another without blocking its reader: a handler
 /// that completes at once runs inline; one that waits (a host callback, a disk write) moves
 /// to a task, and the socket's later events queue behind it, so they keep their order while
-/// acks and pongs are still read.
+/// acks and pongs are still read. The queue is bounded in handlers and in the bytes of the
+/// events they carry; past that the reader waits (the client's sends back up into TCP), and
+/// when the socket goes, what is queued is dropped, never run for a client that left.
 #[derive(Default)]
 struct Lane {
     busy: bool,
-    queue: std::collections::VecDeque<futures_util::future::BoxFuture<'static, ()>>,
+    queue: std::collections::VecDeque<(futures_util::future::BoxFuture<'static, ()>, usize)>,
+    /// Wire bytes of the queued events.
+    queued_bytes: usize,
 }
 
 impl std::fmt::Debug for Socket {
@@ -164,6 +170,7 @@ impl Socket {
             connected: AtomicBool::new(true),
             extensions: parking_lot::Mutex::new(http::Extensions::new()),
             lane: parking_lot::Mutex::new(Lane::default()),
+            lane_room: tokio::sync::Notify::new(),
         })
     }
 
@@ -358,23 +365,38 @@ impl Socket {
         }
     }
 
-    /// Runs an event handler in this socket's lane (see [`Lane`]).
-    pub(crate) fn run_handler(
+    /// Runs an event handler in this socket's lane (see [`Lane`]); `bytes` is the size of the
+    /// event it handles. Returns once the handler ran or was queued: while the lane is full,
+    /// that is once there is room, so the socket's reader reads nothing more meanwhile.
+    pub(crate) async fn run_handler(
         self: &Arc<Self>,
         mut handler: futures_util::future::BoxFuture<'static, ()>,
+        bytes: usize,
+        max_queued_bytes: usize,
     ) {
-        {
-            let mut lane = self.lane.lock();
-            if lane.busy {
-                if lane.queue.len() >= MAX_QUEUED_HANDLERS {
-                    drop(lane);
-                    tracing::debug!(sid = %self.session.sid, "too many queued events; closing");
-                    self.session.close(CloseReason::TransportError);
+        loop {
+            let room = self.lane_room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut lane = self.lane.lock();
+                if !self.connected() {
                     return;
                 }
-                lane.queue.push_back(handler);
-                return;
+                if !lane.busy {
+                    break;
+                }
+                // One event always fits, however large: the payload limit bounds it.
+                let fits = lane.queue.is_empty()
+                    || (lane.queue.len() < MAX_QUEUED_HANDLERS
+                        && lane.queued_bytes + bytes <= max_queued_bytes);
+                if fits {
+                    lane.queued_bytes += bytes;
+                    lane.queue.push_back((handler, bytes));
+                    return;
+                }
             }
+            room.await;
         }
         // Only this socket's reader starts handlers, so nothing can queue while this polls.
         if futures_util::FutureExt::now_or_never(handler.as_mut()).is_some() {
@@ -388,13 +410,22 @@ impl Socket {
                 let next = {
                     let mut lane = socket.lane.lock();
                     match lane.queue.pop_front() {
-                        Some(next) => next,
-                        None => {
+                        Some((next, bytes)) if socket.connected() => {
+                            lane.queued_bytes -= bytes;
+                            next
+                        }
+                        _ => {
                             lane.busy = false;
+                            lane.queued_bytes = 0;
+                            let dropped = std::mem::take(&mut lane.queue);
+                            drop(lane);
+                            drop(dropped);
+                            socket.lane_room.notify_waiters();
                             return;
                         }
                     }
                 };
+                socket.lane_room.notify_waiters();
                 next.await;
             }
         });
@@ -435,6 +466,15 @@ impl Socket {
             .cloned()
             .collect();
         self.acks.lock().clear();
+        // Events the client sent but a slow handler had not reached: nobody is there to
+        // answer, so they do not run (a host hook is not called for a client that left).
+        let dropped = {
+            let mut lane = self.lane.lock();
+            lane.queued_bytes = 0;
+            std::mem::take(&mut lane.queue)
+        };
+        drop(dropped);
+        self.lane_room.notify_waiters();
         self.ns.socket_gone(self, rooms, reason);
         // After the namespace saved the session for recovery: the cluster keeps listening to
         // the rooms of a session that may come back, and must see it saved when it asks.

@@ -92,6 +92,9 @@ where
 {
     // Slowloris guard: a request head that takes longer is dropped.
     let header_timeout = app.config.request_timeout;
+    // hyper answers a head that does not fit with 431 (its default is ~400 KB, which a
+    // session would then keep a copy of).
+    let max_head = app.config.max_header_bytes;
     let service = hyper::service::service_fn(move |req| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
@@ -99,6 +102,7 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        .max_buf_size(max_head)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     if let Err(e) = conn.await {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -270,12 +270,34 @@ impl RequestHead {
     }
 }
 
-/// Copies headers out of the HTTP parser's read buffer. Parsed header values are slices of
-/// that buffer (8 KiB or more), so keeping them for the life of a session would keep the
-/// whole buffer alive per idle connection.
+/// Headers that only serve the request they came with (the WebSocket handshake, the
+/// body's framing, caching): a session has no use for them once open.
+const TRANSIENT_HEADERS: &[HeaderName] = &[
+    header::CONNECTION,
+    header::UPGRADE,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_EXTENSIONS,
+    header::SEC_WEBSOCKET_PROTOCOL,
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::TRANSFER_ENCODING,
+    header::CACHE_CONTROL,
+    header::PRAGMA,
+    header::ACCEPT,
+    header::ACCEPT_ENCODING,
+];
+
+/// The handshake headers a session keeps for its life (host hooks and handlers read them):
+/// every header but the transient ones, copied out of the HTTP parser's read buffer. Parsed
+/// header values are slices of that buffer (8 KiB or more), so keeping them would keep the
+/// whole buffer alive per idle connection; what is kept is bounded by `max_header_bytes`.
 fn compact_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(headers.len());
+    let mut out = HeaderMap::new();
     for (name, value) in headers {
+        if TRANSIENT_HEADERS.contains(name) {
+            continue;
+        }
         if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
             out.append(name.clone(), v);
         }
@@ -826,18 +848,55 @@ pub(crate) fn check_eio(query: &str, transport: &str) -> Result<(), EioError> {
     }
 }
 
+/// Reads a request body of at most `limit` bytes. A larger one is read to its end and
+/// discarded (up to [`discard_limit`]) before the `413` goes out: answering while the client
+/// is still sending, then closing with its bytes unread, makes the kernel reset the
+/// connection, and the client sees `ECONNRESET` instead of the `413`.
 async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, HttpReply> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
+        discard(body, discard_limit(limit)).await;
         return Err(HttpReply::payload_too_large());
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(HttpReply::payload_too_large()),
-        Err(_) => Err(EioError::BadRequest.reply()),
+    let mut body = body;
+    let mut collected = bytes::BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return Ok(collected.freeze()),
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if collected.len() + data.len() > limit {
+                    drop(collected);
+                    discard(body, discard_limit(limit)).await;
+                    return Err(HttpReply::payload_too_large());
+                }
+                collected.extend_from_slice(&data);
+            }
+            Some(Err(_)) => return Err(EioError::BadRequest.reply()),
+        }
+    }
+}
+
+/// How much of an oversized body is read and thrown away so that its sender reads the `413`:
+/// the payload limit again, at least 16 MiB. Beyond it the connection is closed at once.
+fn discard_limit(limit: usize) -> usize {
+    limit.max(16 * 1024 * 1024)
+}
+
+/// Reads and drops up to `budget` bytes of a body (the caller's request timeout bounds the
+/// time); costs no memory beyond one frame.
+async fn discard(mut body: Incoming, mut budget: usize) {
+    while let Some(Ok(frame)) = body.frame().await {
+        let len = frame.data_ref().map_or(0, Bytes::len);
+        if len >= budget {
+            return;
+        }
+        budget -= len;
     }
 }
 

@@ -40,6 +40,12 @@ pub trait SessionHandler: Send + Sync + 'static {
 
     /// The session closed. Runs once, on the session's own task.
     fn on_close(&self, session: &Arc<Session>, reason: CloseReason);
+
+    /// How long a new session may take to be established (see
+    /// [`Session::mark_established`]) before it is closed; `None`: no limit.
+    fn connect_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Why a new session was not opened.
@@ -157,9 +163,12 @@ impl EioServer {
 
         let server = self.clone();
         let s = session.clone();
+        let connect_timeout = self.handler.connect_timeout();
         tokio::spawn(async move {
-            s.heartbeat(server.config.ping_interval, server.config.ping_timeout)
-                .await;
+            tokio::select! {
+                _ = s.heartbeat(server.config.ping_interval, server.config.ping_timeout) => {}
+                _ = s.enforce_connect_timeout(connect_timeout) => {}
+            }
             server.finalize(&s);
         });
         Ok(session)

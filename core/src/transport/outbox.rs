@@ -5,6 +5,12 @@
 //! that finds the queue over its frame or byte limit gets [`PushError::Overflow`] and the
 //! connection is closed as a slow reader: it never grows server memory without bound and
 //! never slows the others.
+//!
+//! Every frame counts, control frames included: a client that floods WebSocket pings and
+//! never reads would otherwise grow its queue of pongs without limit. At most one pong waits
+//! at a time (RFC 6455 lets an endpoint answer only the most recent ping), and a connection's
+//! reader waits for [`Outbox::has_room`] before it reads more, so what a client makes the
+//! server answer is bounded by what it reads.
 
 use std::collections::VecDeque;
 
@@ -29,6 +35,15 @@ struct State {
     frames: VecDeque<Frame>,
     bytes: usize,
     closed: bool,
+    /// Whether a pong is queued and not yet drained (see [`Outbox::push`]).
+    pong_queued: bool,
+}
+
+/// The first byte of a WebSocket pong frame (FIN + opcode 0xA).
+const PONG: u8 = 0x8a;
+
+fn is_pong(frame: &Frame) -> bool {
+    frame.kind() == FrameKind::Control && frame.wire().first() == Some(&PONG)
 }
 
 /// Moves the queued frames out: an O(1) swap of buffers when the caller's is empty (the
@@ -40,12 +55,15 @@ fn take_all(state: &mut State, into: &mut VecDeque<Frame>) {
         into.extend(state.frames.drain(..));
     }
     state.bytes = 0;
+    state.pong_queued = false;
 }
 
 /// The bounded queue between producers and one connection's writer.
 pub struct Outbox {
     state: Mutex<State>,
     notify: Notify,
+    /// Wakes a reader waiting in [`Outbox::has_room`] once the writer drained.
+    drained: Notify,
     max_frames: usize,
     max_bytes: usize,
 }
@@ -56,26 +74,35 @@ impl Outbox {
         Outbox {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
+            drained: Notify::new(),
             max_frames,
             max_bytes,
         }
     }
 
-    /// Queues a frame. Control frames bypass the limits (they are tiny and few).
+    /// Queues a frame. Every frame counts against the limits; a pong replaces the one already
+    /// waiting, if any, so a ping flood queues one pong, not one per ping.
     pub fn push(&self, frame: Frame) -> Result<(), PushError> {
         let mut state = self.state.lock();
         if state.closed {
             return Err(PushError::Closed);
         }
-        if frame.kind() != FrameKind::Control
-            && (state.frames.len() >= self.max_frames || state.bytes + frame.len() > self.max_bytes)
-        {
+        if is_pong(&frame) && state.pong_queued {
+            let State { frames, bytes, .. } = &mut *state;
+            if let Some(old) = frames.iter_mut().rev().find(|f| is_pong(f)) {
+                *bytes = *bytes - old.len() + frame.len();
+                *old = frame;
+                return Ok(());
+            }
+        }
+        if state.frames.len() >= self.max_frames || state.bytes + frame.len() > self.max_bytes {
             state.closed = true;
             drop(state);
             self.notify.notify_one();
             return Err(PushError::Overflow);
         }
         let was_empty = state.frames.is_empty();
+        state.pong_queued |= is_pong(&frame);
         state.bytes += frame.len();
         state.frames.push_back(frame);
         drop(state);
@@ -90,7 +117,10 @@ impl Outbox {
     pub fn drain_into(&self, into: &mut VecDeque<Frame>) -> bool {
         let mut state = self.state.lock();
         take_all(&mut state, into);
-        !(state.closed && into.is_empty())
+        let open = !(state.closed && into.is_empty());
+        drop(state);
+        self.drained.notify_waiters();
+        open
     }
 
     /// Like [`Outbox::drain_into`], but only when `allowed` (checked under the queue's lock)
@@ -105,7 +135,10 @@ impl Outbox {
             return None;
         }
         take_all(&mut state, into);
-        Some(!(state.closed && into.is_empty()))
+        let open = !(state.closed && into.is_empty());
+        drop(state);
+        self.drained.notify_waiters();
+        Some(open)
     }
 
     /// Runs `f` under the queue's lock, so no drain runs concurrently with it.
@@ -133,10 +166,34 @@ impl Outbox {
         }
     }
 
+    /// Whether the queue is under half its limits: a reader reads the client's next message
+    /// only then, so the answers a client asks for (pongs, acks, sync replies) wait for it to
+    /// read, instead of piling up in server memory.
+    fn under_high_water(&self, state: &State) -> bool {
+        state.closed
+            || (state.frames.len() < self.max_frames / 2 && state.bytes < self.max_bytes / 2)
+    }
+
+    /// Waits until the queue is under half its limits, or closed. A connection's reader
+    /// awaits this before each read: a client that does not read stops being read from
+    /// (TCP then holds back its sender) rather than making the server queue without bound.
+    pub async fn has_room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.under_high_water(&self.state.lock()) {
+                return;
+            }
+            drained.await;
+        }
+    }
+
     /// Closes the queue: later pushes fail; the writer still drains what is queued.
     pub fn close(&self) {
         self.state.lock().closed = true;
         self.notify.notify_one();
+        self.drained.notify_waiters();
     }
 
     /// Whether the queue was closed.
@@ -174,11 +231,60 @@ mod tests {
         assert_eq!(q.push(frame(50)), Err(PushError::Overflow));
     }
 
+    fn pong(payload: u8) -> Frame {
+        Frame::control(bytes::Bytes::copy_from_slice(&[0x8a, 1, payload]))
+    }
+
     #[test]
-    fn control_frames_bypass_limits() {
-        let q = Outbox::new(1, 1 << 20);
+    fn control_frames_count_against_the_limits() {
+        // A client's WebSocket pings are answered with control frames: uncounted, a ping
+        // flood from a client that never reads grew the server by a gigabyte.
+        let q = Outbox::new(2, 1 << 20);
         q.push(frame(1)).unwrap();
-        q.push(Frame::control(bytes::Bytes::from_static(&[0x8a, 0])))
+        q.push(Frame::control(bytes::Bytes::from_static(&[0x88, 0])))
+            .unwrap();
+        assert_eq!(
+            q.push(Frame::control(bytes::Bytes::from_static(&[0x89, 0]))),
+            Err(PushError::Overflow)
+        );
+    }
+
+    #[test]
+    fn at_most_one_pong_waits_and_it_answers_the_latest_ping() {
+        let q = Outbox::new(16, 1 << 20);
+        q.push(frame(1)).unwrap();
+        for i in 0..10_000u32 {
+            q.push(pong(i as u8)).unwrap();
+        }
+        q.push(frame(2)).unwrap();
+        let mut out = VecDeque::new();
+        q.drain_into(&mut out);
+        let pongs: Vec<_> = out.iter().filter(|f| is_pong(f)).collect();
+        assert_eq!(out.len(), 3);
+        assert_eq!(&pongs[0].wire()[..], &[0x8a, 1, (9_999u32 % 256) as u8]);
+        // Once drained, the next ping gets its own pong.
+        q.push(pong(1)).unwrap();
+        out.clear();
+        q.drain_into(&mut out);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn has_room_waits_for_the_writer_under_half_the_limit() {
+        let q = std::sync::Arc::new(Outbox::new(4, 1 << 20));
+        q.push(frame(1)).unwrap();
+        // Under half: room at once.
+        futures_util::FutureExt::now_or_never(q.has_room()).expect("room");
+        q.push(frame(1)).unwrap();
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move { q2.has_room().await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "half full: the reader waits");
+        let mut out = VecDeque::new();
+        q.drain_into(&mut out);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("drained: the reader goes on")
             .unwrap();
     }
 

@@ -118,6 +118,12 @@ pub async fn post(server: &Arc<EioServer>, session: Arc<Session>, body: Bytes) -
         }
     };
     for packet in packets {
+        // As on WebSocket: the next packet waits until the client polled what it was sent
+        // (one POST can hold thousands of pings, each answered).
+        tokio::select! {
+            _ = session.outbox.has_room() => {}
+            _ = session.closed() => break,
+        }
         server.handle_packet(&session, packet).await;
     }
     HttpReply::text(Bytes::from_static(b"ok"))

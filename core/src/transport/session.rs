@@ -30,6 +30,8 @@ pub enum CloseReason {
     ServerClose,
     /// A payload over `maxPayload` arrived.
     PayloadTooLarge,
+    /// The client did not join a namespace within the connect timeout.
+    ConnectTimeout,
 }
 
 impl CloseReason {
@@ -42,6 +44,7 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::ServerClose => "server_close",
             CloseReason::PayloadTooLarge => "payload_too_large",
+            CloseReason::ConnectTimeout => "connect_timeout",
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct Session {
     pong_deadline: std::sync::atomic::AtomicU64,
     born: std::time::Instant,
     closing: AtomicBool,
+    /// Set once the protocol above accepted the client (a Socket.IO CONNECT succeeded).
+    established: AtomicBool,
     finalized: AtomicBool,
     close_reason: Mutex<Option<CloseReason>>,
     closed_notify: Notify,
@@ -122,6 +127,7 @@ impl Session {
             pong_deadline: std::sync::atomic::AtomicU64::new(0),
             born: std::time::Instant::now(),
             closing: AtomicBool::new(false),
+            established: AtomicBool::new(false),
             finalized: AtomicBool::new(false),
             close_reason: Mutex::new(None),
             closed_notify: Notify::new(),
@@ -264,6 +270,26 @@ impl Session {
             return;
         }
         notified.await;
+    }
+
+    /// Marks the session as accepted by the protocol above it (see
+    /// [`Session::enforce_connect_timeout`]).
+    pub(crate) fn mark_established(&self) {
+        self.established.store(true, Ordering::Release);
+    }
+
+    /// Closes the session when it is not established within `timeout` (`None`: never), as
+    /// Socket.IO's `connectTimeout` does: a session that never sends CONNECT holds no more
+    /// than its handshake for that long. Never returns; run it beside the heartbeat.
+    pub(crate) async fn enforce_connect_timeout(&self, timeout: Option<Duration>) {
+        if let Some(timeout) = timeout {
+            tokio::time::sleep(timeout).await;
+            if !self.established.load(Ordering::Acquire) {
+                tracing::debug!(sid = %self.sid, "no CONNECT within the connect timeout; closing");
+                self.close(CloseReason::ConnectTimeout);
+            }
+        }
+        std::future::pending::<()>().await;
     }
 
     /// Records a pong from the client.

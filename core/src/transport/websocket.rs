@@ -51,11 +51,21 @@ pub async fn reject<W: AsyncWrite + Unpin>(mut writer: W) {
 pub(crate) trait ControlQueue: Unpin {
     /// The connection's outbound queue.
     fn outbox(&self) -> &Outbox;
+
+    /// Queues a control frame like any other frame (it counts against the queue's limits).
+    fn push_control(&self, frame: Frame) {
+        let _ = self.outbox().push(frame);
+    }
 }
 
 impl ControlQueue for Arc<Session> {
     fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+
+    /// An overflow closes the session as a slow reader, as any other frame's would.
+    fn push_control(&self, frame: Frame) {
+        let _ = self.send_uncounted(frame);
     }
 }
 
@@ -88,10 +98,8 @@ impl<R: Unpin, Q: ControlQueue> AsyncWrite for ReadSide<R, Q> {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let _ = self
-            .queue
-            .outbox()
-            .push(Frame::control(Bytes::copy_from_slice(buf)));
+        self.queue
+            .push_control(Frame::control(Bytes::copy_from_slice(buf)));
         Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -203,8 +211,13 @@ async fn read_loop<R>(
     R: AsyncRead + Unpin,
 {
     loop {
+        // Read the client's next message only once what it was sent is on its way: a client
+        // that does not read must not make the server queue answers without limit.
         let message = tokio::select! {
-            m = ws.next() => m,
+            m = async {
+                session.outbox.has_room().await;
+                ws.next().await
+            } => m,
             _ = session.closed() => return,
         };
         let packet = match message {

@@ -67,6 +67,16 @@ pub struct ServeArgs {
     /// Milliseconds a polling client may take to complete an upgrade to WebSocket [default: 10000].
     #[arg(long, value_name = "MS")]
     upgrade_timeout: Option<u64>,
+    /// Milliseconds a new connection may take to send its Socket.IO CONNECT [default: 45000].
+    #[arg(long, value_name = "MS")]
+    connect_timeout: Option<u64>,
+    /// Largest HTTP request head in bytes; larger ones get 431 [default: 16384].
+    #[arg(long, value_name = "BYTES")]
+    max_header_bytes: Option<usize>,
+    /// Bytes of events a connection may have waiting behind a slow handler before it is no
+    /// longer read from [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    max_queued_event_bytes: Option<usize>,
     /// Milliseconds after which typing stops by itself [default: 5000].
     #[arg(long, value_name = "MS")]
     typing_timeout: Option<u64>,
@@ -135,6 +145,9 @@ struct FileSettings {
     typing_timeout: Option<u64>,
     request_timeout: Option<u64>,
     upgrade_timeout: Option<u64>,
+    connect_timeout: Option<u64>,
+    max_header_bytes: Option<usize>,
+    max_queued_event_bytes: Option<usize>,
     recovery_window: Option<u64>,
     presence_grace: Option<u64>,
     sse_ping_interval: Option<u64>,
@@ -184,6 +197,9 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         typing_timeout,
         request_timeout,
         upgrade_timeout,
+        connect_timeout,
+        max_header_bytes,
+        max_queued_event_bytes,
         recovery_window,
         presence_grace,
         sse_ping_interval,
@@ -270,6 +286,15 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(n) = args.upgrade_timeout {
         config = config.upgrade_timeout(ms(n)).map_err(e)?;
+    }
+    if let Some(n) = args.connect_timeout {
+        config = config.connect_timeout(ms(n)).map_err(e)?;
+    }
+    if let Some(n) = args.max_header_bytes {
+        config = config.max_header_bytes(n).map_err(e)?;
+    }
+    if let Some(n) = args.max_queued_event_bytes {
+        config = config.max_queued_event_bytes(n).map_err(e)?;
     }
     if let Some(n) = args.recovery_window {
         config = config.recovery_window(ms(n));

@@ -1,0 +1,156 @@
+'use strict';
+// Issue 16, the transport's share: what one client can make the server hold before and while it
+// is connected. A session that never sends CONNECT is closed after the connect timeout; binary
+// attachments are buffered only for a joined namespace and within maxPayload together; an
+// oversized polling POST gets a 413 the client can read; events queued behind a slow host
+// handler are dropped when the client leaves.
+
+const { describe, it, before, after, afterEach } = require('node:test');
+const assert = require('node:assert/strict');
+const http = require('node:http');
+
+const { startServer } = require('../helpers/server');
+const { startApp, closeApps } = require('../helpers/fastify');
+const { token } = require('../helpers/tokens');
+const { sleep, userSocket, closeAll } = require('../helpers/client');
+const { rawWs, closedWithin, engineOpen, rawSocketIO, pollingHandshake, pollingUrl } = require('../helpers/raw');
+
+describe('before CONNECT: the connect timeout and attachments', () => {
+  let srv;
+  before(async () => {
+    srv = await startServer({ args: ['--connect-timeout', '600', '--max-payload', '4000'] });
+  });
+  after(() => srv && srv.stop());
+  afterEach(closeAll);
+
+  it('a WebSocket session that never sends CONNECT is closed after --connect-timeout', async () => {
+    const raw = rawWs(srv.url);
+    try {
+      await engineOpen(raw);
+      const closed = await closedWithin(raw, 5000);
+      assert.ok(closed, 'closed by the server');
+    } finally { raw.close(); }
+  });
+
+  it('a polling session that never sends CONNECT is gone after --connect-timeout', async () => {
+    const { sid } = await pollingHandshake(srv.url);
+    assert.ok(sid);
+    await sleep(1500);
+    const res = await fetch(pollingUrl(srv.url, sid));
+    const body = await res.text();
+    // The session is closed: its pending close packet (6 = noop, 1 = close) or an unknown sid.
+    assert.ok(res.status === 400 || /^[16]/.test(body), `status ${res.status}, body ${body}`);
+  });
+
+  it('a connected client stays past the connect timeout', async () => {
+    const s = await userSocket(srv.url, 'stayer', { transports: ['websocket'] });
+    await sleep(1500);
+    assert.equal(s.connected, true);
+  });
+
+  it('a binary event header before CONNECT closes the session at once (no attachments buffered)', async () => {
+    const raw = rawWs(srv.url);
+    try {
+      await engineOpen(raw);
+      raw.send('451-["upload",{"_placeholder":true,"num":0}]');
+      assert.ok(await closedWithin(raw, 400), 'closed before the connect timeout');
+    } finally { raw.close(); }
+  });
+
+  it('attachments over maxPayload together close the connection (each one under it)', async () => {
+    const { raw } = await rawSocketIO(srv.url, token('uploader'), { answerPings: true });
+    try {
+      raw.send('452-["upload",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]');
+      raw.send(Buffer.alloc(3000, 1));
+      assert.equal(await closedWithin(raw, 200), null, 'one attachment under the limit is fine');
+      raw.send(Buffer.alloc(3000, 2));
+      assert.ok(await closedWithin(raw, 2000), 'closed once the packet passed maxPayload');
+    } finally { raw.close(); }
+  });
+});
+
+/** POSTs `bytes` bytes with Content-Length to `url`, streaming; resolves the status or the error. */
+function postBig(url, bytes) {
+  return new Promise((resolve) => {
+    const req = http.request(url, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain;charset=UTF-8', 'content-length': bytes },
+      agent: false,
+    }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode }));
+      res.on('error', (error) => resolve({ error }));
+    });
+    req.on('error', (error) => resolve({ error }));
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    let sent = 0;
+    const pump = () => {
+      while (sent < bytes) {
+        const n = Math.min(chunk.length, bytes - sent);
+        sent += n;
+        if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+          req.once('drain', pump);
+          return;
+        }
+      }
+      req.end();
+    };
+    pump();
+  });
+}
+
+describe('an oversized polling POST', () => {
+  let srv;
+  before(async () => { srv = await startServer(); });
+  after(() => srv && srv.stop());
+
+  it('gets a 413 the client reads, not a connection reset', async () => {
+    const { sid } = await pollingHandshake(srv.url);
+    assert.ok(sid);
+    for (let i = 0; i < 5; i++) {
+      const r = await postBig(pollingUrl(srv.url, sid), 2 * 1024 * 1024);
+      assert.equal(r.error, undefined, `attempt ${i}: ${r.error && r.error.code}`);
+      assert.equal(r.status, 413, `attempt ${i}`);
+    }
+  });
+});
+
+describe('events behind a slow host handler', () => {
+  let app;
+  const calls = { slow: [], ordered: [] };
+  before(async () => {
+    // A short heartbeat: a client that left is noticed by it even while its connection is not
+    // read (the reader waits while the handler queue is full).
+    app = await startApp({ pingInterval: 300, pingTimeout: 300 });
+    for (const name of Object.keys(calls)) {
+      app.engine.on(name, async (socket, data) => {
+        calls[name].push(data.length);
+        await sleep(800);
+        return { ok: true };
+      });
+    }
+  });
+  after(closeApps);
+  afterEach(closeAll);
+
+  it('are dropped, not handled, once the client left', async () => {
+    const s = await userSocket(app.url, 'hurried', { transports: ['websocket'] });
+    const big = 'y'.repeat(200 * 1024);
+    for (let i = 0; i < 30; i++) s.emit('slow', big);
+    await sleep(400);
+    s.disconnect();
+    await sleep(2500);
+    const after = calls.slow.length;
+    await sleep(2000);
+    assert.equal(calls.slow.length, after, 'no handler runs once the session is gone');
+    assert.ok(after <= 4, `the host handler ran ${after} times for 30 events of a client that left`);
+  });
+
+  it('still all run, in order, for a client that stays', async () => {
+    const s = await userSocket(app.url, 'patient', { transports: ['websocket'] });
+    const acks = [];
+    for (let i = 0; i < 4; i++) acks.push(s.timeout(10000).emitWithAck('ordered', 'x'.repeat(i + 1)));
+    await Promise.all(acks);
+    assert.deepEqual(calls.ordered, [1, 2, 3, 4]);
+  });
+});
