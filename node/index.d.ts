@@ -261,6 +261,18 @@ export interface NativeConfig {
   requestTimeout?: number
   /** Milliseconds a long-polling session may take to finish its upgrade to WebSocket (10000). */
   upgradeTimeout?: number
+  /**
+   * Milliseconds a new connection may take to join a namespace (send its Socket.IO
+   * CONNECT) before it is closed (45000).
+   */
+  connectTimeout?: number
+  /** Largest HTTP request head `listen()` accepts, in bytes; larger ones get 431 (16384). */
+  maxHeaderBytes?: number
+  /**
+   * Bytes of events a client may have waiting behind a slow `on()` handler before its
+   * connection is no longer read from (4 MiB).
+   */
+  maxQueuedEventBytes?: number
   /** Milliseconds a Yjs document without connections stays in memory (300000). */
   yjsIdleUnload?: number
   /** Largest Yjs message a client may send, in bytes (4 MiB). */

@@ -400,6 +400,43 @@ pub unsafe extern "C" fn sb_config_set_request_timeout_ms(
     ffi! { update(config, |c| c.request_timeout(ms(milliseconds))) }
 }
 
+/// Sets how long a new connection may take to join a namespace (send its Socket.IO CONNECT),
+/// in milliseconds (> 0; default 45000). A connection that does not is closed.
+///
+/// Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_connect_timeout_ms(
+    config: *mut sb_config,
+    milliseconds: u64,
+) -> sb_result {
+    ffi! { update(config, |c| c.connect_timeout(ms(milliseconds))) }
+}
+
+/// Sets the largest HTTP request head (request line and headers) in bytes (>= 8192; default
+/// 16384). A larger head is answered 431.
+///
+/// Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_max_header_bytes(
+    config: *mut sb_config,
+    bytes: usize,
+) -> sb_result {
+    ffi! { update(config, |c| c.max_header_bytes(bytes)) }
+}
+
+/// Sets how many bytes of events a client may have waiting behind a slow host handler
+/// (>= 65536; default 4194304). Past it the connection is not read until the handler
+/// catches up; what is queued is dropped when the client leaves.
+///
+/// Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_max_queued_event_bytes(
+    config: *mut sb_config,
+    bytes: usize,
+) -> sb_result {
+    ffi! { update(config, |c| c.max_queued_event_bytes(bytes)) }
+}
+
 /// Sets how long a long-polling session may take to finish its upgrade to WebSocket after
 /// the probe, in milliseconds (> 0; default 10000). A stalled upgrade is closed and the
 /// session goes on over long-polling.

@@ -55,6 +55,14 @@ pub struct NativeConfig {
     pub request_timeout: Option<u32>,
     /// Milliseconds a long-polling session may take to finish its upgrade to WebSocket (10000).
     pub upgrade_timeout: Option<u32>,
+    /// Milliseconds a new connection may take to join a namespace (send its Socket.IO
+    /// CONNECT) before it is closed (45000).
+    pub connect_timeout: Option<u32>,
+    /// Largest HTTP request head `listen()` accepts, in bytes; larger ones get 431 (16384).
+    pub max_header_bytes: Option<u32>,
+    /// Bytes of events a client may have waiting behind a slow `on()` handler before its
+    /// connection is no longer read from (4 MiB).
+    pub max_queued_event_bytes: Option<u32>,
     /// Milliseconds a Yjs document without connections stays in memory (300000).
     pub yjs_idle_unload: Option<u32>,
     /// Largest Yjs message a client may send, in bytes (4 MiB).
@@ -143,6 +151,15 @@ impl NativeConfig {
         }
         if let Some(n) = self.upgrade_timeout {
             c = c.upgrade_timeout(ms(n))?;
+        }
+        if let Some(n) = self.connect_timeout {
+            c = c.connect_timeout(ms(n))?;
+        }
+        if let Some(n) = self.max_header_bytes {
+            c = c.max_header_bytes(n as usize)?;
+        }
+        if let Some(n) = self.max_queued_event_bytes {
+            c = c.max_queued_event_bytes(n as usize)?;
         }
         if let Some(n) = self.yjs_idle_unload {
             c = c.yjs_idle_unload(ms(n))?;
