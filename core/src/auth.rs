@@ -40,7 +40,8 @@ pub enum AuthError {
     /// No token was presented.
     #[error("Authentication required")]
     Required,
-    /// The token is malformed, badly signed, uses another algorithm, or lacks `sub`.
+    /// The token is malformed, badly signed, uses another algorithm, lacks `sub`, or is not
+    /// valid yet (`nbf` in the future).
     #[error("Invalid token")]
     Invalid,
     /// The token's `exp` has passed.
@@ -167,6 +168,9 @@ fn validation(alg: Algorithm) -> Validation {
     // long-lived service tokens have none.
     v.required_spec_claims.clear();
     v.leeway = 0;
+    // A token that is not valid yet (`nbf` ahead, beyond the same leeway as `exp`) is
+    // refused: an issuer may mint tokens ahead for later use.
+    v.validate_nbf = true;
     v.validate_aud = false;
     v
 }
@@ -254,6 +258,23 @@ mod tests {
             b64(r#"{"sub":"a"}"#)
         );
         assert_eq!(v.verify(&none), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        let v = verifier();
+        let day_ahead = hs(json!({"sub": "a", "nbf": now() + 86_400}), "s3cret");
+        assert_eq!(v.verify(&day_ahead), Err(AuthError::Invalid));
+        assert_eq!(
+            v.verify(&day_ahead).unwrap_err().to_string(),
+            "Invalid token"
+        );
+        let minute_ahead = hs(json!({"sub": "a", "nbf": now() + 60}), "s3cret");
+        assert_eq!(v.verify(&minute_ahead), Err(AuthError::Invalid));
+        let malformed = hs(json!({"sub": "a", "nbf": "tomorrow"}), "s3cret");
+        assert_eq!(v.verify(&malformed), Err(AuthError::Invalid));
+        let started = hs(json!({"sub": "a", "nbf": now() - 5}), "s3cret");
+        assert_eq!(v.verify(&started).unwrap().id, "a");
     }
 
     #[test]
