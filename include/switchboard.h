@@ -292,7 +292,9 @@ sb_result sb_config_new(sb_config **out);
 void sb_config_free(sb_config *config);
 
 /**
- * Verifies HS256 tokens with this shared secret (not empty).
+ * Verifies HS256 tokens with this shared secret: at least 16 bytes (32 random bytes
+ * recommended). An empty secret returns `SB_INVALID_ARGUMENT`, a shorter one
+ * `SB_INVALID_CONFIG`, both with a last-error message naming the minimum.
  *
  * Ownership: `secret` is borrowed (copied). Thread-safety: see `sb_config`.
  */

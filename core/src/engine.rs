@@ -109,6 +109,9 @@ impl EngineBuilder {
     }
 
     fn finish(self, handle: Handle, runtime: Option<Runtime>) -> Result<Engine, Error> {
+        // Settings a setter could not refuse (an empty JWT secret from a binding) stop
+        // start-up here, the same for every binding.
+        self.config.validate()?;
         // Checked before anything starts: a bad certificate or key stops start-up.
         let tls = match &self.config.tls {
             Some(source) => Some(Arc::new(TlsAcceptor::new(source.clone())?)),
