@@ -663,6 +663,8 @@ fn parse_user(value: Value) -> Result<User, Error> {
         id,
         username,
         rooms,
+        // The host decides who the user is; it is asked again on every recovery.
+        expires_at: None,
     })
 }
 

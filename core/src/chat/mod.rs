@@ -149,6 +149,7 @@ impl ChatHandle {
             id: user_id.to_owned(),
             username: username.unwrap_or(user_id).to_owned(),
             rooms: None,
+            expires_at: None,
         };
         self.0.publish(room, &user, Some(text)).await
     }

@@ -280,6 +280,7 @@ async fn api(chat: &Arc<Chat>, head: &RequestHead, body: Bytes) -> HttpReply {
                 username: body.username.unwrap_or_else(|| id.clone()),
                 id,
                 rooms: None,
+                expires_at: None,
             };
             match chat.publish(room, &user, body.text.as_str()).await {
                 Ok(m) => ok(json!({ "id": m.id, "timestamp": m.timestamp })),
