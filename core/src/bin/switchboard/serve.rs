@@ -43,7 +43,8 @@ pub struct ServeArgs {
     /// Directory for history (kept in memory without it).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Browser origin allowed to connect (repeatable; all origins when none is given).
+    /// Browser origin allowed to connect, with credentials (repeatable). Without one, any
+    /// origin may connect, without credentials (a development default: a warning is logged).
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     cors_origins: Vec<String>,
     /// Key guarding the server HTTP API.
