@@ -18,7 +18,7 @@ CLIENTS=${BENCH_FANOUT_CLIENTS:-1000}
 SECS=${BENCH_SECONDS:-10}
 WARMUP=${BENCH_WARMUP:-2}
 WINDOW=${BENCH_FANOUT_WINDOW:-4}
-SECRET="bench-secret-$$"
+SECRET="bench-secret-0123456789-$$"
 OUT=${BENCH_OUT:-bench/results}
 mkdir -p "$OUT/tmp"
 ulimit -n 20000 2>/dev/null || true

@@ -17,7 +17,7 @@ mkdir -p "$TMP"
 ulimit -n 20000 2>/dev/null || true
 [[ "${BENCH_BUILD:-1}" == 1 ]] && cargo build --release -p switchboard -p switchboard-bench --bin switchboard --bin sb-load >&2
 
-target/release/switchboard serve --host 127.0.0.1 --port 0 --jwt-secret profile --rate-limit 0 >"$TMP/profile.server.log" 2>&1 &
+target/release/switchboard serve --host 127.0.0.1 --port 0 --jwt-secret profile-secret-0123456789 --rate-limit 0 >"$TMP/profile.server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
@@ -29,7 +29,7 @@ done
 
 extra=()
 [[ "$SCENARIO" == chat ]] && extra=(--rooms $((CLIENTS / 10)))
-target/release/sb-load "$SCENARIO" --addr "127.0.0.1:$PORT" --jwt-secret profile --server-pid "$PID" \
+target/release/sb-load "$SCENARIO" --addr "127.0.0.1:$PORT" --jwt-secret profile-secret-0123456789 --server-pid "$PID" \
   --target engine --clients "$CLIENTS" "${extra[@]}" --seconds 8 --warmup 2 >"$TMP/profile.json" &
 LOAD=$!
 sleep 5 # connect, join, warm up

@@ -45,7 +45,7 @@ SCENARIOS=${BENCH_SCENARIOS:-"fanout chat idle connect"}
 TARGETS=${BENCH_TARGETS:-"engine fastify socketio"}
 OUT=${BENCH_OUT:-bench/results}
 TMP="$OUT/tmp"
-SECRET="bench-secret-$$"
+SECRET="bench-secret-0123456789-$$"
 
 log() { printf '%s\n' "$*" >&2; }
 elapsed() { local s=$(( $(date +%s) - START_TIME )); printf '%d:%02d' $((s / 60)) $((s % 60)); }

@@ -204,7 +204,8 @@ typedef void (*sb_auth_callback)(void *userdata, sb_request_id request, const ch
  * Called when a user asks to join a room and room access is the host's (see
  * `sb_config_set_room_access_callback`), and when a user opens a collaborative document:
  * then `room` is `doc:<name>`, and a refusal closes the document's WebSocket with code 4403
- * (a failure, with 4500).
+ * (a failure, with 4500). Chat rooms cannot start with `doc:` (clients get `INVALID_ROOM`),
+ * so a `doc:` room is always a document.
  *
  * `user_json` is `{"id": ..., "username": ..., "rooms"?: [...]}` and `room` the room id, both
  * borrowed for the duration of the call. Complete `request` with `sb_room_request_answer`
@@ -292,7 +293,9 @@ sb_result sb_config_new(sb_config **out);
 void sb_config_free(sb_config *config);
 
 /**
- * Verifies HS256 tokens with this shared secret (not empty).
+ * Verifies HS256 tokens with this shared secret: at least 16 bytes (32 random bytes
+ * recommended). An empty secret returns `SB_INVALID_ARGUMENT`, a shorter one
+ * `SB_INVALID_CONFIG`, both with a last-error message naming the minimum.
  *
  * Ownership: `secret` is borrowed (copied). Thread-safety: see `sb_config`.
  */

@@ -39,7 +39,7 @@ export interface EngineOptions extends NativeConfig {
    * and `document` (the document's name); a refusal closes them with 4401.
    */
   authenticate?: (handshake: Handshake & { document?: string }) => Promise<{ id: string; username?: string; rooms?: string[] } | null>
-  /** Overrides the room policy. Opening the Yjs document `name` asks for the room `doc:<name>`. */
+  /** Overrides the room policy. Opening the Yjs document `name` asks for the room `doc:<name>`; chat rooms cannot start with `doc:` (clients get `INVALID_ROOM`), so a `doc:` room is always a document. */
   authorizeRoom?: (user: User, roomId: string) => Promise<boolean>
   /** Persistence hook: the sender's ack waits for it; a rejection sends `INTERNAL` and nobody receives the message. */
   storeMessage?: (message: ChatMessage) => Promise<void>

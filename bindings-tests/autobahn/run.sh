@@ -71,7 +71,7 @@ for _ in $(seq 1 150); do
 done
 PORT="$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$WORK/server.out")"
 [ -n "$PORT" ] || { echo "autobahn: the server did not start"; exit 1; }
-TOKEN="$("$TARGET/debug/switchboard" token --secret autobahn-secret --sub autobahn --ttl 1h)"
+TOKEN="$("$TARGET/debug/switchboard" token --secret autobahn-test-secret --sub autobahn --ttl 1h)"
 sed -e "s|@OUTDIR@|$WORK/reports|" -e "s|@PORT@|$PORT|g" -e "s|@TOKEN@|$TOKEN|" \
   "$HERE/spec.json.in" > "$WORK/spec.json"
 

@@ -247,6 +247,9 @@ static void invalid_input(void) {
     EXPECT(sb_config_add_app_event(config, "caf\xc3"), SB_INVALID_UTF8);
     EXPECT(sb_config_set_room_policy(config, "\xc0\xaf"), SB_INVALID_UTF8);
     EXPECT(sb_config_set_jwt_secret(config, ""), SB_INVALID_ARGUMENT);
+    /* Short HS256 secrets are forgeable: refused with the minimum in the message. */
+    EXPECT(sb_config_set_jwt_secret(config, "short-secret"), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "at least 16 bytes") != NULL);
     EXPECT(sb_config_add_app_event(config, ""), SB_INVALID_ARGUMENT);
     EXPECT(sb_config_set_room_policy(config, "closed"), SB_INVALID_CONFIG);
     EXPECT_TRUE(strstr(sb_last_error_message(), "room_policy") != NULL);
@@ -388,7 +391,7 @@ static void tls_files(void) {
     EXPECT_TRUE(strstr(sb_last_error_message(), "key_path") != NULL);
     EXPECT(sb_config_set_tls(config, "", "key.pem"), SB_INVALID_ARGUMENT);
     EXPECT(sb_config_set_tls(config, "cert\xff.pem", "key.pem"), SB_INVALID_UTF8);
-    EXPECT(sb_config_set_jwt_secret(config, "secret"), SB_OK);
+    EXPECT(sb_config_set_jwt_secret(config, "misuse-test-secret"), SB_OK);
 
     EXPECT_TRUE(mkdtemp(dir) != NULL);
     snprintf(missing, sizeof missing, "%s/missing.pem", dir);

@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // No heartbeat during a case: a ping frame the suite does not expect would show up as a
     // difference in the golden file.
     let config = Config::default()
-        .jwt_secret("autobahn-secret")
+        .jwt_secret("autobahn-test-secret")
         .ping_interval(Duration::from_secs(600))?
         .yjs_ping_interval(Duration::from_secs(600))?
         .recovery_window(Duration::ZERO);

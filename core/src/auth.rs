@@ -16,6 +16,11 @@ pub struct User {
     /// token carries no `rooms` claim and the room policy decides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rooms: Option<Vec<String>>,
+    /// When the credential that authenticated the user expires (the token's `exp`, Unix
+    /// seconds); `None` when it does not. Connection state recovery refuses a session past
+    /// it. Not part of the user's JSON: hosts see `{id, username, rooms?}` as before.
+    #[serde(skip)]
+    pub expires_at: Option<u64>,
 }
 
 impl User {
@@ -24,6 +29,56 @@ impl User {
         let patterns = self.rooms.as_ref()?;
         Some(patterns.iter().any(|p| pattern_matches(p, room)))
     }
+
+    /// Whether the user's credential has expired at `now` (Unix seconds); the same rule as
+    /// the token check: expired once `exp` is in the past.
+    pub fn expired_at(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|exp| exp < now)
+    }
+
+    /// Whether the user's credential has expired now.
+    pub fn is_expired(&self) -> bool {
+        self.expired_at(unix_now())
+    }
+}
+
+/// A user as a dropped session's state travels between cluster nodes: the user's JSON plus
+/// the credential's expiry, so the node the client comes back through refuses it past it
+/// too. Nodes that predate `expiresAt` ignore it (and send none: no expiry known).
+#[derive(Serialize, Deserialize)]
+struct SessionUser {
+    #[serde(flatten)]
+    user: User,
+    #[serde(rename = "expiresAt", default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<u64>,
+}
+
+impl User {
+    /// The user with its expiry, as JSON, for a session handed over to another node.
+    pub fn to_session_json(&self) -> String {
+        serde_json::to_string(&SessionUser {
+            user: self.clone(),
+            expires_at: self.expires_at,
+        })
+        .unwrap_or_default()
+    }
+
+    /// Reads what [`User::to_session_json`] wrote; `None` when it is not a user.
+    pub fn from_session_json(json: &str) -> Option<User> {
+        let SessionUser {
+            mut user,
+            expires_at,
+        } = serde_json::from_str(json).ok()?;
+        user.expires_at = expires_at;
+        Some(user)
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Whether a room pattern matches a room: exact, or a prefix when it ends with `*`.
@@ -40,7 +95,8 @@ pub enum AuthError {
     /// No token was presented.
     #[error("Authentication required")]
     Required,
-    /// The token is malformed, badly signed, uses another algorithm, or lacks `sub`.
+    /// The token is malformed, badly signed, uses another algorithm, lacks `sub`, or is not
+    /// valid yet (`nbf` in the future).
     #[error("Invalid token")]
     Invalid,
     /// The token's `exp` has passed.
@@ -68,6 +124,8 @@ struct Claims {
     sub: Option<String>,
     username: Option<String>,
     rooms: Option<RoomsClaim>,
+    /// Already checked by `jsonwebtoken`; kept so recovery can refuse a session past it.
+    exp: Option<u64>,
 }
 
 /// `rooms` may be a list or one comma-separated string.
@@ -157,6 +215,7 @@ impl JwtVerifier {
                 .unwrap_or_else(|| id.clone()),
             id,
             rooms: claims.rooms.map(RoomsClaim::into_list),
+            expires_at: claims.exp,
         })
     }
 }
@@ -167,6 +226,9 @@ fn validation(alg: Algorithm) -> Validation {
     // long-lived service tokens have none.
     v.required_spec_claims.clear();
     v.leeway = 0;
+    // A token that is not valid yet (`nbf` ahead, beyond the same leeway as `exp`) is
+    // refused: an issuer may mint tokens ahead for later use.
+    v.validate_nbf = true;
     v.validate_aud = false;
     v
 }
@@ -254,6 +316,60 @@ mod tests {
             b64(r#"{"sub":"a"}"#)
         );
         assert_eq!(v.verify(&none), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        let v = verifier();
+        let day_ahead = hs(json!({"sub": "a", "nbf": now() + 86_400}), "s3cret");
+        assert_eq!(v.verify(&day_ahead), Err(AuthError::Invalid));
+        assert_eq!(
+            v.verify(&day_ahead).unwrap_err().to_string(),
+            "Invalid token"
+        );
+        let minute_ahead = hs(json!({"sub": "a", "nbf": now() + 60}), "s3cret");
+        assert_eq!(v.verify(&minute_ahead), Err(AuthError::Invalid));
+        let malformed = hs(json!({"sub": "a", "nbf": "tomorrow"}), "s3cret");
+        assert_eq!(v.verify(&malformed), Err(AuthError::Invalid));
+        let started = hs(json!({"sub": "a", "nbf": now() - 5}), "s3cret");
+        assert_eq!(v.verify(&started).unwrap().id, "a");
+    }
+
+    #[test]
+    fn the_user_keeps_the_tokens_expiry_out_of_its_json() {
+        let exp = now() + 60;
+        let user = verifier()
+            .verify(&hs(json!({"sub": "a", "exp": exp}), "s3cret"))
+            .unwrap();
+        assert_eq!(user.expires_at, Some(exp));
+        assert!(!user.is_expired());
+        assert!(user.expired_at(exp + 1));
+        assert!(!user.expired_at(exp));
+        assert_eq!(
+            serde_json::to_value(&user).unwrap(),
+            json!({"id": "a", "username": "a"})
+        );
+        let forever = verifier()
+            .verify(&hs(json!({"sub": "a"}), "s3cret"))
+            .unwrap();
+        assert_eq!(forever.expires_at, None);
+        assert!(!forever.expired_at(u64::MAX));
+    }
+
+    #[test]
+    fn a_handed_over_user_keeps_its_expiry() {
+        let user = User {
+            id: "a".into(),
+            username: "A".into(),
+            rooms: Some(vec!["x*".into()]),
+            expires_at: Some(1234),
+        };
+        let json = user.to_session_json();
+        assert_eq!(User::from_session_json(&json), Some(user.clone()));
+        // From a node that predates the expiry: no expiry known.
+        let old = User::from_session_json(r#"{"id":"a","username":"A"}"#).unwrap();
+        assert_eq!(old.expires_at, None);
+        assert_eq!(User::from_session_json("[]"), None);
     }
 
     #[test]

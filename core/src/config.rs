@@ -84,7 +84,7 @@ pub enum ConfigError {
 /// ```
 /// # use std::time::Duration;
 /// let config = switchboard::Config::default()
-///     .jwt_secret("dev-secret")
+///     .jwt_secret("dev-secret-change-me")
 ///     .ping_interval(Duration::from_secs(10)).unwrap();
 /// ```
 #[derive(Debug, Clone)]
@@ -96,7 +96,10 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// Largest Engine.IO payload accepted, in bytes. Default 1 MB.
     pub max_payload: usize,
-    /// Browser origins allowed to connect; empty allows every origin.
+    /// Browser origins allowed to connect and to read answers with credentials (cookies).
+    /// Empty (the development default, logged as a warning at start) or `*`: any origin may
+    /// connect and read, never with credentials; other origins are refused when the list
+    /// names some. `/healthz` and `/metrics` never answer with CORS headers.
     pub cors_origins: Vec<String>,
     /// How tokens are verified.
     pub jwt: JwtKey,
@@ -253,11 +256,42 @@ fn at_least(setting: &'static str, n: usize, min: usize) -> Result<usize, Config
     }
 }
 
+/// The shortest HS256 secret the engine accepts, in bytes. Anyone who can guess or
+/// brute-force the secret can forge tokens for any user; an empty secret makes forging
+/// trivial. RFC 7518 asks for at least 32 bytes for HS256; 16 is the floor so that existing
+/// passphrase-style secrets keep working (the docs recommend 32 random bytes).
+pub const MIN_JWT_SECRET_BYTES: usize = 16;
+
+/// Refuses an HS256 secret shorter than [`MIN_JWT_SECRET_BYTES`].
+pub fn check_jwt_secret(secret: &str) -> Result<(), ConfigError> {
+    if secret.len() < MIN_JWT_SECRET_BYTES {
+        return Err(ConfigError::Invalid {
+            setting: "jwt_secret",
+            reason: format!(
+                "an HS256 secret must be at least {MIN_JWT_SECRET_BYTES} bytes (this one has {}); \
+                 use 32 or more random bytes, e.g. `openssl rand -base64 32`",
+                secret.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl Config {
-    /// Verifies HS256 tokens with this secret.
+    /// Verifies HS256 tokens with this secret (at least [`MIN_JWT_SECRET_BYTES`] bytes:
+    /// checked by [`Config::validate`] when the engine is built).
     pub fn jwt_secret(mut self, secret: impl Into<String>) -> Self {
         self.jwt = JwtKey::Secret(secret.into());
         self
+    }
+
+    /// Checks the settings that their setters cannot (fields set directly, setters that do
+    /// not fail); the engine calls it before it starts, so every binding gets the same rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let JwtKey::Secret(secret) = &self.jwt {
+            check_jwt_secret(secret)?;
+        }
+        Ok(())
     }
 
     /// Verifies RS256/ES256 tokens with this PEM public key.
@@ -555,6 +589,34 @@ mod tests {
         assert!(Config::default().tls_pem("", "key").is_err());
         let c = Config::default().tls_files("cert.pem", "key.pem").unwrap();
         assert!(matches!(c.tls, Some(TlsSource::Files { .. })));
+    }
+
+    #[test]
+    fn empty_and_short_jwt_secrets_are_refused() {
+        for short in ["", "s", "secret", "fifteen-bytes!!"] {
+            let err = Config::default().jwt_secret(short).validate().unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::Invalid {
+                        setting: "jwt_secret",
+                        ..
+                    }
+                ),
+                "{short:?}: {err:?}"
+            );
+            assert!(err.to_string().contains("at least 16 bytes"), "{err}");
+        }
+        // The secrets of the repo's examples, tests and docs keep working.
+        for ok in [
+            "sixteen-bytes!!!",
+            "dev-secret-change-me",
+            "test-secret-please-change",
+            "client-test-secret",
+        ] {
+            assert_eq!(Config::default().jwt_secret(ok).validate(), Ok(()), "{ok}");
+        }
+        assert_eq!(Config::default().validate(), Ok(()));
     }
 
     #[test]

@@ -109,6 +109,17 @@ impl EngineBuilder {
     }
 
     fn finish(self, handle: Handle, runtime: Option<Runtime>) -> Result<Engine, Error> {
+        // Settings a setter could not refuse (an empty JWT secret from a binding) stop
+        // start-up here, the same for every binding.
+        self.config.validate()?;
+        if self.config.cors_origins.is_empty() {
+            // The development default: fine on a laptop, not what production should run.
+            tracing::warn!(
+                "no CORS origins configured: pages of any origin may connect and read answers \
+                 (without credentials); set cors_origins (--cors-origin) to the site's origin \
+                 in production"
+            );
+        }
         // Checked before anything starts: a bad certificate or key stops start-up.
         let tls = match &self.config.tls {
             Some(source) => Some(Arc::new(TlsAcceptor::new(source.clone())?)),

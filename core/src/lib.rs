@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! use switchboard::{chat, Config, Engine};
-//! let config = Config::default().jwt_secret("dev-secret");
+//! let config = Config::default().jwt_secret("dev-secret-change-me");
 //! let engine = chat::install(Engine::builder(config), chat::Hooks::default())
 //!     .unwrap()
 //!     .build()

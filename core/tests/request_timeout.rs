@@ -44,7 +44,7 @@ async fn slow_client(addr: std::net::SocketAddr, head: &str, trickle: bool) -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_heads_and_slow_bodies_are_cut_off() {
     let config = Config::default()
-        .jwt_secret("s")
+        .jwt_secret("request-timeout-test-secret")
         .api_key("k")
         .request_timeout(TIMEOUT)
         .unwrap();

@@ -2,7 +2,7 @@
  * The shortest useful embedding of Switchboard: a Socket.IO chat server (rooms, presence,
  * typing, messages with history) with JWT authentication, on its own threads.
  *
- *   make -C examples/c && SWITCHBOARD_JWT_SECRET=dev-secret examples/c/build/chat 3000
+ *   make -C examples/c && SWITCHBOARD_JWT_SECRET=dev-secret-change-me examples/c/build/chat 3000
  *
  * Clients connect with socket.io-client: io("http://127.0.0.1:3000", {auth: {token}}).
  * Press Enter to stop.

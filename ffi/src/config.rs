@@ -76,7 +76,9 @@ pub unsafe extern "C" fn sb_config_free(config: *mut sb_config) {
     ffi!(-> () { drop(sb_config::from_raw(config)) })
 }
 
-/// Verifies HS256 tokens with this shared secret (not empty).
+/// Verifies HS256 tokens with this shared secret: at least 16 bytes (32 random bytes
+/// recommended). An empty secret returns `SB_INVALID_ARGUMENT`, a shorter one
+/// `SB_INVALID_CONFIG`, both with a last-error message naming the minimum.
 ///
 /// Ownership: `secret` is borrowed (copied). Thread-safety: see `sb_config`.
 #[no_mangle]
@@ -86,7 +88,11 @@ pub unsafe extern "C" fn sb_config_set_jwt_secret(
 ) -> sb_result {
     ffi! {
         let secret = args::name(secret, "secret")?.to_owned();
-        update(config, |c| Ok(c.jwt_secret(secret)))
+        update(config, |c| {
+            // Refused here already, not only by `sb_engine_new`: the error points at this call.
+            switchboard::config::check_jwt_secret(&secret)?;
+            Ok(c.jwt_secret(secret))
+        })
     }
 }
 

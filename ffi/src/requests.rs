@@ -70,7 +70,8 @@ pub type sb_auth_callback = Option<
 /// Called when a user asks to join a room and room access is the host's (see
 /// `sb_config_set_room_access_callback`), and when a user opens a collaborative document:
 /// then `room` is `doc:<name>`, and a refusal closes the document's WebSocket with code 4403
-/// (a failure, with 4500).
+/// (a failure, with 4500). Chat rooms cannot start with `doc:` (clients get `INVALID_ROOM`),
+/// so a `doc:` room is always a document.
 ///
 /// `user_json` is `{"id": ..., "username": ..., "rooms"?: [...]}` and `room` the room id, both
 /// borrowed for the duration of the call. Complete `request` with `sb_room_request_answer`
@@ -663,6 +664,8 @@ fn parse_user(value: Value) -> Result<User, Error> {
         id,
         username,
         rooms,
+        // The host decides who the user is; it is asked again on every recovery.
+        expires_at: None,
     })
 }
 

@@ -78,6 +78,8 @@ fn user_from(value: &Value) -> Result<Option<User>, String> {
         id,
         username,
         rooms,
+        // The host decides who the user is; it is asked again on every recovery.
+        expires_at: None,
     }))
 }
 

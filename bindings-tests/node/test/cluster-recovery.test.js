@@ -9,8 +9,9 @@ const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 
 const { startRedis } = require('../helpers/redis');
-const { startServer } = require('../helpers/server');
-const { sleep, closeAll, request, userSocket, recorder } = require('../helpers/client');
+const jwt = require('jsonwebtoken');
+const { startServer, SECRET } = require('../helpers/server');
+const { sleep, closeAll, request, userSocket, recorder, connected } = require('../helpers/client');
 const {
   API_KEY, QUIET_MS, member, join, stopNodes, waitRedisConnected, untilCrossing, assertCount,
 } = require('../helpers/cluster');
@@ -102,5 +103,29 @@ describe('connection state recovery across nodes (two nodes, one Redis)', () => 
     carol.s.io.engine.close();
     await back;
     assert.equal(carol.s.recovered, false);
+  });
+
+  // Issue 16 item 8: the token's expiry travels with the handed-over session.
+  it('a session past its token exp, handed over to B, is refused: connect_error "Token expired"', async () => {
+    const [A, B] = nodes;
+    const roomId = `expired-${Date.now().toString(36)}`;
+    const now = Math.floor(Date.now() / 1000);
+    const tok = jwt.sign({ sub: 'dave', username: 'Dave', exp: now + 2 }, SECRET, { algorithm: 'HS256' });
+    const s = await connected(A.url, {
+      auth: { token: tok }, reconnection: true, reconnectionDelay: 300, reconnectionDelayMax: 400,
+      reconnectionAttempts: 2,
+    });
+    await request(s, 'joinRoom', roomId);
+    await sleep(3200); // past exp
+    s.auth = {}; // only pid/offset on the way back: what the session itself allows
+    s.io.uri = B.url;
+    const refused = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('neither connect nor connect_error')), CROSS_MS);
+      s.once('connect_error', (err) => { clearTimeout(timer); resolve(err); });
+      s.once('connect', () => { clearTimeout(timer); reject(new Error(`connected (recovered=${s.recovered})`)); });
+    });
+    s.io.engine.close();
+    const err = await refused;
+    assert.equal(err.message, 'Token expired');
   });
 });

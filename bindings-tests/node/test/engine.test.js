@@ -666,7 +666,7 @@ describe('the switchboard command line', () => {
   afterEach(closeAll);
 
   it('`token` mints a JWT with sub, username, rooms and exp', async () => {
-    const S = 'cli-secret-123';
+    const S = 'cli-secret-123456';
     const r = await runCli(['token', '--secret', S, '--sub', 'alice', '--username', 'Alice', '--rooms', 'team-*,lobby', '--ttl', '1h']);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);

@@ -91,7 +91,9 @@ async fn may_join(chat: &Chat, user: &User, room: &str) -> Result<(), ChatError>
 }
 
 /// The room access rules: personal rooms are their user's; else the host hook decides; else
-/// the token's `rooms` claim; else the room policy. Shared with Yjs documents (`doc:<name>`).
+/// the token's `rooms` claim; else the room policy. Shared with Yjs documents: opening the
+/// document `<name>` asks about the room `doc:<name>`, a prefix chat rooms may not use
+/// ([`limits::DOCUMENT_ROOM_PREFIX`]), so a `doc:` room here is always a document.
 pub(crate) async fn check_room_access(
     config: &crate::config::Config,
     hook: Option<&dyn super::RoomAccess>,

@@ -7,6 +7,13 @@ use super::{ChatError, ErrorCode};
 /// Longest room name, in characters.
 pub const MAX_ROOM_CHARS: usize = 128;
 
+/// Rooms with this prefix are Yjs documents (`doc:<name>`): the room-access hook is asked
+/// about `doc:<name>` when a client opens the document `<name>`. Chat clients (Socket.IO,
+/// SSE, the server API) cannot use such rooms, the way `user:` is kept for personal rooms,
+/// so a hook that sees `doc:x` knows it decides on the document `x`, never on a chat room
+/// that merely has that name.
+pub const DOCUMENT_ROOM_PREFIX: &str = "doc:";
+
 /// A token bucket, plus the start of the current streak of refusals.
 #[derive(Clone)]
 pub struct RateLimiter {
@@ -81,6 +88,11 @@ pub fn room_id(value: Option<&serde_json::Value>) -> Result<&str, ChatError> {
     if room.chars().any(char::is_control) {
         return Err(invalid("roomId must not contain control characters"));
     }
+    if room.starts_with(DOCUMENT_ROOM_PREFIX) {
+        return Err(invalid(
+            "roomId must not start with doc: (reserved for collaborative documents)",
+        ));
+    }
     Ok(room)
 }
 
@@ -124,5 +136,10 @@ mod tests {
         assert!(room_id(Some(&json!("é".repeat(128)))).is_ok());
         assert!(room_id(Some(&json!(5))).is_err());
         assert!(room_id(None).is_err());
+        // Reserved for Yjs documents: a chat room cannot pass for one.
+        let doc = room_id(Some(&json!("doc:x"))).unwrap_err();
+        assert_eq!(doc.code, ErrorCode::InvalidRoom);
+        assert!(room_id(Some(&json!("docs:x"))).is_ok());
+        assert!(room_id(Some(&json!("my-doc:x"))).is_ok());
     }
 }

@@ -78,6 +78,10 @@ pub trait Authenticate: Send + Sync + 'static {
 }
 
 /// Decides room access instead of the token claim and the room policy.
+///
+/// `room` is a chat room, or `doc:<name>` when the user opens the collaborative (Yjs)
+/// document `<name>`: chat rooms cannot start with `doc:` (clients get `INVALID_ROOM`), so
+/// the prefix always means a document.
 pub trait RoomAccess: Send + Sync + 'static {
     /// Whether `user` may join `room`.
     fn allow(&self, user: &User, room: &str) -> BoxFuture<'static, Result<bool, HookError>>;
@@ -149,6 +153,7 @@ impl ChatHandle {
             id: user_id.to_owned(),
             username: username.unwrap_or(user_id).to_owned(),
             rooms: None,
+            expires_at: None,
         };
         self.0.publish(room, &user, Some(text)).await
     }

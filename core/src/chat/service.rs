@@ -224,7 +224,7 @@ async fn api(chat: &Arc<Chat>, head: &RequestHead, body: Bytes) -> HttpReply {
                 "API key required (Authorization: Bearer <key>)",
             )
         }
-        Some(p) if !constant_time_eq(p.as_bytes(), key.as_bytes()) => {
+        Some(p) if !api_key_matches(p, key) => {
             return error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "Invalid API key")
         }
         Some(_) => {}
@@ -280,6 +280,7 @@ async fn api(chat: &Arc<Chat>, head: &RequestHead, body: Bytes) -> HttpReply {
                 username: body.username.unwrap_or_else(|| id.clone()),
                 id,
                 rooms: None,
+                expires_at: None,
             };
             match chat.publish(room, &user, body.text.as_str()).await {
                 Ok(m) => ok(json!({ "id": m.id, "timestamp": m.timestamp })),
@@ -321,8 +322,17 @@ async fn api(chat: &Arc<Chat>, head: &RequestHead, body: Bytes) -> HttpReply {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether the presented API key is the configured one, in time that depends on neither key's
+/// content nor on their lengths: comparing lengths first (as a plain `==` or a length check
+/// does) tells an attacker timing responses how long the key is. Both sides are hashed to 32
+/// bytes, then compared with `subtle`'s constant-time equality (which the optimiser cannot
+/// turn into an early exit).
+fn api_key_matches(presented: &str, key: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    let key: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    presented.ct_eq(&key).into()
 }
 
 impl Chat {
@@ -442,5 +452,52 @@ impl Chat {
             sockets.len()
         });
         sockets + self.sse.disconnect_user(user_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_key_matches;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn api_keys_compare_by_value() {
+        let key = "k3y-0123456789abcdef";
+        assert!(api_key_matches(key, key));
+        assert!(!api_key_matches("k3y-0123456789abcdeF", key));
+        assert!(!api_key_matches("k3y-0123456789abcde", key));
+        assert!(!api_key_matches("k3y-0123456789abcdef0", key));
+        assert!(!api_key_matches("", key));
+    }
+
+    /// The fastest of many runs: what the comparison itself costs, without scheduling noise.
+    fn fastest(presented: &str, key: &str) -> Duration {
+        (0..300)
+            .map(|_| {
+                let start = Instant::now();
+                std::hint::black_box(api_key_matches(
+                    std::hint::black_box(presented),
+                    std::hint::black_box(key),
+                ));
+                start.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_keys_length_does_not_show_in_the_time() {
+        // A guess as long as the key (wrong in its last byte) and one a byte shorter cost the
+        // same. A length check first answers the short guess at once (tens of times faster
+        // for a key this long), which tells an attacker the key's length.
+        let key = "k".repeat(8192);
+        let same_length = format!("{}x", "k".repeat(8191));
+        let shorter = "k".repeat(8191);
+        let (a, b) = (fastest(&same_length, &key), fastest(&shorter, &key));
+        let ratio = a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+        assert!(
+            (0.33..3.0).contains(&ratio),
+            "same length {a:?} vs shorter {b:?}: ratio {ratio:.2}"
+        );
     }
 }

@@ -247,12 +247,60 @@ impl SocketIo {
             restored = recover_from_cluster(&ns, &auth).await;
         }
 
+        // A session saved past its credential's expiry is not restored: chained recoveries
+        // must not keep a user connected beyond its token.
+        if restored
+            .as_ref()
+            .is_some_and(|(saved, _)| saved.user.as_ref().is_some_and(|u| u.is_expired()))
+        {
+            let refusal = Refusal::from(crate::auth::AuthError::Expired);
+            session.metrics.refusals.inc(refusal.reason);
+            send_connect_error(session, &nsp, &refusal.message);
+            return;
+        }
+
+        // Recovery restores state, not identity: with an authenticator the client proves who
+        // it is again (socket.io-client sends its `auth`, token included, with the pid).
+        let user = match &ns.authenticator {
+            None => None,
+            Some(authenticate) => {
+                let request = ConnectRequest {
+                    auth: auth.clone(),
+                    session: session.clone(),
+                };
+                match authenticate(request).await {
+                    Ok(user) => user.map(Arc::new),
+                    Err(refusal) => {
+                        session.metrics.refusals.inc(refusal.reason);
+                        send_connect_error(session, &nsp, &refusal.message);
+                        return;
+                    }
+                }
+            }
+        };
+        if ns.authenticator.is_some() {
+            // Only the same user gets the session back; anyone else connects afresh as
+            // themselves (the dropped session then ends as if it never came back).
+            restored = restored.filter(|(saved, _)| {
+                let same = saved.user.as_ref().map(|u| &u.id) == user.as_ref().map(|u| &u.id);
+                if !same {
+                    tracing::debug!(sid = %saved.sid, "recovery refused: another user's credentials");
+                }
+                same
+            });
+        }
+
         let (init, missed) = match restored {
             Some((saved, missed)) => (
                 SocketInit {
                     id: saved.sid,
                     pid: saved.pid,
-                    user: saved.user,
+                    // The fresh credential's user (its new expiry) when there is one.
+                    user: if ns.authenticator.is_some() {
+                        user
+                    } else {
+                        saved.user
+                    },
                     auth: saved.auth,
                     recovered: true,
                     connected_seq: saved.connected_seq,
@@ -260,23 +308,6 @@ impl SocketIo {
                 Some((saved.rooms, missed)),
             ),
             None => {
-                let user = match &ns.authenticator {
-                    None => None,
-                    Some(authenticate) => {
-                        let request = ConnectRequest {
-                            auth: auth.clone(),
-                            session: session.clone(),
-                        };
-                        match authenticate(request).await {
-                            Ok(user) => user.map(Arc::new),
-                            Err(refusal) => {
-                                session.metrics.refusals.inc(refusal.reason);
-                                send_connect_error(session, &nsp, &refusal.message);
-                                return;
-                            }
-                        }
-                    }
-                };
                 let auth = strip_recovery_fields(auth);
                 (
                     SocketInit {
@@ -338,7 +369,7 @@ async fn recover_from_cluster(
     let user = if session.user.is_empty() {
         None
     } else {
-        Some(Arc::new(serde_json::from_str::<User>(&session.user).ok()?))
+        Some(Arc::new(User::from_session_json(&session.user)?))
     };
     let missed = session
         .frames

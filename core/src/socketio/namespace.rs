@@ -284,10 +284,11 @@ impl Namespace {
         Some(crate::cluster::envelope::RecoveredSession {
             sid: saved.sid.to_string(),
             rooms: saved.rooms.iter().map(|r| r.to_string()).collect(),
+            // With the credential's expiry: the other node refuses the session past it too.
             user: saved
                 .user
                 .as_deref()
-                .and_then(|u| serde_json::to_string(u).ok())
+                .map(User::to_session_json)
                 .unwrap_or_default(),
             auth: saved.auth.to_string(),
             frames: missed

@@ -360,8 +360,11 @@ pub struct HttpApp {
 enum OriginCheck {
     /// No `Origin` header: not a browser, no CORS headers.
     Absent,
-    /// Allowed: echo it in CORS headers.
+    /// In the configured list: echo it in CORS headers, with credentials.
     Allowed(HeaderValue),
+    /// No list configured (the development default) or `*` in it: any page may call and
+    /// read, but never with credentials, so a foreign page cannot ride a user's cookies.
+    AnyWithoutCredentials,
     /// Not in the configured list.
     Refused,
 }
@@ -501,12 +504,14 @@ impl HttpApp {
         let Some(origin) = headers.get(header::ORIGIN) else {
             return OriginCheck::Absent;
         };
-        let allowed = self.config.cors_origins.is_empty()
-            || origin
-                .to_str()
-                .is_ok_and(|o| self.config.cors_origins.iter().any(|a| a == o || a == "*"));
-        if allowed {
+        let origins = &self.config.cors_origins;
+        let listed = origin
+            .to_str()
+            .is_ok_and(|o| origins.iter().any(|a| a == o));
+        if listed {
             OriginCheck::Allowed(origin.clone())
+        } else if origins.is_empty() || origins.iter().any(|a| a == "*") {
+            OriginCheck::AnyWithoutCredentials
         } else {
             OriginCheck::Refused
         }
@@ -535,10 +540,9 @@ impl HttpApp {
     {
         let path = head.uri.path();
         let origin = self.check_origin(&head.headers);
-        let cors = match &origin {
-            OriginCheck::Allowed(o) => Some(o.clone()),
-            _ => None,
-        };
+        // Health and metrics are for operators and probes, not pages: no CORS headers, so a
+        // browser page of another origin cannot read them.
+        let cors = (!matches!(path, "/healthz" | "/metrics")).then_some(&origin);
         if let Some(service) = self.service(path) {
             return self.route_service(service, head, &origin);
         }
@@ -900,31 +904,52 @@ async fn discard(mut body: Incoming, mut budget: usize) {
     }
 }
 
-fn preflight(headers: &HeaderMap) -> HttpReply {
+/// The request headers the engine reads from browsers: the bearer token, the polling and API
+/// bodies' type, and SSE's resume point. A preflight allows these only, not whatever it is
+/// asked for.
+const CORS_ALLOW_HEADERS: &str = "Authorization, Content-Type, Last-Event-ID";
+
+/// (The request's `Access-Control-Request-Headers` is not echoed: see `CORS_ALLOW_HEADERS`.)
+fn preflight(_headers: &HeaderMap) -> HttpReply {
     let mut reply = HttpReply::empty(StatusCode::NO_CONTENT);
     reply.headers.push((
         header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static("GET, POST, OPTIONS"),
     ));
-    if let Some(requested) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
-        reply
-            .headers
-            .push((header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone()));
-    }
+    reply.headers.push((
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(CORS_ALLOW_HEADERS),
+    ));
     reply
 }
 
-fn add_cors(reply: &mut HttpReply, origin: HeaderValue) {
-    reply
-        .headers
-        .push((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin));
-    reply.headers.push((
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    ));
-    reply
-        .headers
-        .push((header::VARY, HeaderValue::from_static("Origin")));
+fn add_cors(reply: &mut HttpReply, origin: &OriginCheck) {
+    match origin {
+        OriginCheck::Allowed(origin) => {
+            reply
+                .headers
+                .push((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()));
+            reply.headers.push((
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            ));
+            reply
+                .headers
+                .push((header::VARY, HeaderValue::from_static("Origin")));
+        }
+        // `*` cannot carry credentials: a page that sends cookies along does not get to
+        // read the answer. `Vary`: with a list that also names origins, the answer differs.
+        OriginCheck::AnyWithoutCredentials => {
+            reply.headers.push((
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            ));
+            reply
+                .headers
+                .push((header::VARY, HeaderValue::from_static("Origin")));
+        }
+        OriginCheck::Absent | OriginCheck::Refused => {}
+    }
 }
 
 #[cfg(test)]

@@ -90,7 +90,8 @@ pub struct Hooks {
     /// Replaces JWT verification.
     pub authenticate: Option<Arc<dyn Authenticate>>,
     /// Decides access to `doc:<name>` instead of the token's `rooms` claim and the room policy
-    /// (pass the chat's hook to share one rule).
+    /// (pass the chat's hook to share one rule: chat rooms cannot start with `doc:`, so the
+    /// hook can tell a document from a chat room).
     pub room_access: Option<Arc<dyn RoomAccess>>,
     /// Where documents are kept; default: `documents.redb` under `data_dir`, else memory.
     pub store: Option<Arc<dyn DocumentStore>>,

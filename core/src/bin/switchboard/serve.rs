@@ -43,7 +43,8 @@ pub struct ServeArgs {
     /// Directory for history (kept in memory without it).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Browser origin allowed to connect (repeatable; all origins when none is given).
+    /// Browser origin allowed to connect, with credentials (repeatable). Without one, any
+    /// origin may connect, without credentials (a development default: a warning is logged).
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     cors_origins: Vec<String>,
     /// Key guarding the server HTTP API.
@@ -230,7 +231,11 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     let mut config = Config::default();
     config = match (&args.jwt_secret, &args.jwt_public_key) {
         (Some(_), Some(_)) => return Err("give either --jwt-secret or --jwt-public-key, not both".into()),
-        (Some(secret), None) if !secret.is_empty() => config.jwt_secret(secret.clone()),
+        (Some(secret), None) if !secret.is_empty() => {
+            switchboard::config::check_jwt_secret(secret)
+                .map_err(|err| format!("--jwt-secret (or SWITCHBOARD_JWT_SECRET): {err}"))?;
+            config.jwt_secret(secret.clone())
+        }
         (None, Some(key)) => {
             let pem = if key.trim_start().starts_with("-----BEGIN") {
                 key.clone()
