@@ -7,10 +7,11 @@
 //! never slows the others.
 //!
 //! Every frame counts, control frames included: a client that floods WebSocket pings and
-//! never reads would otherwise grow its queue of pongs without limit. At most one pong waits
-//! at a time (RFC 6455 lets an endpoint answer only the most recent ping), and a connection's
-//! reader waits for [`Outbox::has_room`] before it reads more, so what a client makes the
-//! server answer is bounded by what it reads.
+//! never reads would otherwise grow its queue of pongs without limit. At most
+//! [`MAX_PENDING_PONGS`] pongs wait at a time, the last one answering the most recent ping
+//! (RFC 6455 lets an endpoint answer only that one), and a connection's reader waits for
+//! [`Outbox::has_room`] before it reads more, so what a client makes the server answer is
+//! bounded by what it reads.
 
 use std::collections::VecDeque;
 
@@ -35,9 +36,14 @@ struct State {
     frames: VecDeque<Frame>,
     bytes: usize,
     closed: bool,
-    /// Whether a pong is queued and not yet drained (see [`Outbox::push`]).
-    pong_queued: bool,
+    /// Pongs queued and not yet drained (see [`Outbox::push`]).
+    pongs_queued: usize,
 }
+
+/// Most pongs waiting for the writer. One would do for the RFC; a short burst of pings is
+/// still answered ping by ping, as clients (and Autobahn's case 2.10) expect, and a flood
+/// costs this many small frames at most.
+pub const MAX_PENDING_PONGS: usize = 16;
 
 /// The first byte of a WebSocket pong frame (FIN + opcode 0xA).
 const PONG: u8 = 0x8a;
@@ -55,7 +61,7 @@ fn take_all(state: &mut State, into: &mut VecDeque<Frame>) {
         into.extend(state.frames.drain(..));
     }
     state.bytes = 0;
-    state.pong_queued = false;
+    state.pongs_queued = 0;
 }
 
 /// The bounded queue between producers and one connection's writer.
@@ -80,14 +86,15 @@ impl Outbox {
         }
     }
 
-    /// Queues a frame. Every frame counts against the limits; a pong replaces the one already
-    /// waiting, if any, so a ping flood queues one pong, not one per ping.
+    /// Queues a frame. Every frame counts against the limits; past [`MAX_PENDING_PONGS`]
+    /// waiting pongs, a pong replaces the last one, so a ping flood queues a few pongs, not
+    /// one per ping.
     pub fn push(&self, frame: Frame) -> Result<(), PushError> {
         let mut state = self.state.lock();
         if state.closed {
             return Err(PushError::Closed);
         }
-        if is_pong(&frame) && state.pong_queued {
+        if is_pong(&frame) && state.pongs_queued >= MAX_PENDING_PONGS {
             let State { frames, bytes, .. } = &mut *state;
             if let Some(old) = frames.iter_mut().rev().find(|f| is_pong(f)) {
                 *bytes = *bytes - old.len() + frame.len();
@@ -102,7 +109,7 @@ impl Outbox {
             return Err(PushError::Overflow);
         }
         let was_empty = state.frames.is_empty();
-        state.pong_queued |= is_pong(&frame);
+        state.pongs_queued += usize::from(is_pong(&frame));
         state.bytes += frame.len();
         state.frames.push_back(frame);
         drop(state);
@@ -250,8 +257,8 @@ mod tests {
     }
 
     #[test]
-    fn at_most_one_pong_waits_and_it_answers_the_latest_ping() {
-        let q = Outbox::new(16, 1 << 20);
+    fn a_ping_flood_queues_a_few_pongs_the_last_answering_the_latest_ping() {
+        let q = Outbox::new(64, 1 << 20);
         q.push(frame(1)).unwrap();
         for i in 0..10_000u32 {
             q.push(pong(i as u8)).unwrap();
@@ -260,13 +267,18 @@ mod tests {
         let mut out = VecDeque::new();
         q.drain_into(&mut out);
         let pongs: Vec<_> = out.iter().filter(|f| is_pong(f)).collect();
-        assert_eq!(out.len(), 3);
-        assert_eq!(&pongs[0].wire()[..], &[0x8a, 1, (9_999u32 % 256) as u8]);
-        // Once drained, the next ping gets its own pong.
+        assert_eq!(pongs.len(), MAX_PENDING_PONGS);
+        assert_eq!(out.len(), MAX_PENDING_PONGS + 2);
+        // A burst under the cap is answered ping by ping, in order.
+        assert_eq!(&pongs[0].wire()[..], &[0x8a, 1, 0]);
+        assert_eq!(&pongs[14].wire()[..], &[0x8a, 1, 14]);
+        assert_eq!(&pongs[15].wire()[..], &[0x8a, 1, (9_999u32 % 256) as u8]);
+        // Once drained, pings get their own pongs again.
         q.push(pong(1)).unwrap();
+        q.push(pong(2)).unwrap();
         out.clear();
         q.drain_into(&mut out);
-        assert_eq!(out.len(), 1);
+        assert_eq!(out.len(), 2);
     }
 
     #[tokio::test]
