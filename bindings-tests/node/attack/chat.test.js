@@ -78,6 +78,35 @@ describe('attack: typing floods (issue 16 item 5)', () => {
   });
 });
 
+describe('attack: signals kept for recovery (issue 16, suspected)', () => {
+  it('64 KiB signals to a peer as fast as allowed, with --rate-limit 0, for 10 s', async () => {
+    // An operator may turn the rate limit off; the recovery log must still be bounded in bytes.
+    const s = await server(['--rate-limit', '0']);
+    const r = await runAttack('signals-recovery-log', s, async (ctx) => {
+      const bob = await connected(s, 'bob');
+      bob.send(encodeFrame('42["joinRoom","lobby"]'));
+      const att = await connected(s, 'mallory');
+      att.send(encodeFrame('42["joinRoom","lobby"]'));
+      await sleep(300);
+      // Bob reads everything (a healthy peer) and drops it, answering pings.
+      const drain = setInterval(() => {
+        if (bob.texts().includes('2')) bob.send(encodeFrame('3'));
+        bob.frames.length = 0;
+      }, 100);
+      const signal = encodeFrame('42' + JSON.stringify(['signal', { toUserId: 'bob', data: 's'.repeat(64 * 1024 - 64) }]));
+      const sent = await pump(att.socket, signal, () => ctx.keepGoing() && !att.state.ended);
+      clearInterval(drain);
+      const said = serverSaid(att);
+      bob.send(encodeFrame('41'));
+      att.send(encodeFrame('41'));
+      await sleep(100);
+      bob.close();
+      return { attacker: `${await attackerEnd(att, 500)}; server said ${said}`, note: `${sent.writes} signals of 64 KiB sent` };
+    });
+    assertBudgets(r);
+  });
+});
+
 describe('attack: SSE ?rooms= (issue 16 item 7)', () => {
   it('one stream asking for 11,000 rooms is refused 400 TOO_MANY_ROOMS, quickly', async () => {
     const s = await server();
@@ -108,24 +137,28 @@ describe('attack: SSE ?rooms= (issue 16 item 7)', () => {
     });
   });
 
-  it('variant: streams with Last-Event-ID and 100 fresh room names each, for 10 s', async () => {
+  it('variant: streams with Last-Event-ID and fresh room names, 4 at a time, for 10 s', async () => {
     const s = await server();
     const r = await runAttack('sse-last-event-id-room-churn', s, async (ctx) => {
       const tok = token('mallory');
       let n = 0;
       const statuses = {};
-      const longName = 'x'.repeat(100);
-      while (ctx.keepGoing()) {
-        const rooms = Array.from({ length: 100 }, (_, i) => `${longName}-${n}-${i}`).join(',');
-        // Each stream is ended by the timeout: the subscription is what costs.
-        const res = await request(`${s.url}/events?rooms=${rooms}`, {
-          headers: { authorization: `Bearer ${tok}`, 'last-event-id': '0000000000000-0' }, timeoutMs: 150,
-        });
-        const k = res.status || (res.timedOut ? 'stream' : (res.error && res.error.code));
-        statuses[k] = (statuses[k] || 0) + 1;
-        n++;
-      }
-      return { attacker: `streams ${JSON.stringify(statuses)}`, note: `${n * 100} room names` };
+      // 2000 names per stream: past the cap (refused) once it exists, else each name may leave
+      // a history entry behind.
+      const worker = async (w) => {
+        while (ctx.keepGoing()) {
+          const id = n++;
+          const rooms = Array.from({ length: 2000 }, (_, i) => `${w}.${id}.${i}`).join(',');
+          // Each stream is ended by the timeout: the subscription is what costs.
+          const res = await request(`${s.url}/events?rooms=${rooms}`, {
+            headers: { authorization: `Bearer ${tok}`, 'last-event-id': '0000000000000-0' }, timeoutMs: 150,
+          });
+          const k = res.status || (res.error && res.error.code);
+          statuses[k] = (statuses[k] || 0) + 1;
+        }
+      };
+      await Promise.all([0, 1, 2, 3].map(worker));
+      return { attacker: `streams ${JSON.stringify(statuses)}`, note: `${n * 2000} room names asked for` };
     });
     assertBudgets(r);
   });

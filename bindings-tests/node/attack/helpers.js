@@ -18,7 +18,9 @@
 
 const assert = require('node:assert/strict');
 const http = require('node:http');
+const https = require('node:https');
 const net = require('node:net');
+const tls = require('node:tls');
 const { rssBytes } = require('../helpers/server');
 const { upgradeRequest, encodeFrame, FrameDecoder, parseHttpHead, OP } = require('../helpers/wsframe');
 
@@ -56,7 +58,9 @@ function request(url, { method = 'GET', headers = {}, body, timeoutMs = HEALTHZ_
       resolve({ ...r, ms: elapsed() });
     };
     let got = {};
-    const req = http.request(url, { method, headers, agent: false }, (res) => {
+    // https: the servers of this suite use self-signed certificates made at test time.
+    const lib = url.startsWith('https:') ? https : http;
+    const req = lib.request(url, { method, headers, agent: false, rejectUnauthorized: false }, (res) => {
       // A stream (SSE) never ends: a timeout then still reports its status and headers.
       got = { status: res.statusCode, headers: res.headers };
       const chunks = [];
@@ -330,9 +334,13 @@ async function pump(socket, chunk, keepGoing, { stallMs = 500 } = {}) {
  * `frames` holds the decoded server frames while reading; a close frame's code is in closeCode().
  */
 function wsAttacker(url, path, { headers = {}, timeoutMs = 10000 } = {}) {
-  const { port } = new URL(url);
+  const { port, protocol } = new URL(url);
+  const secure = protocol === 'https:';
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port: Number(port) });
+    const where = { host: '127.0.0.1', port: Number(port) };
+    const socket = secure
+      ? tls.connect({ ...where, servername: 'localhost', rejectUnauthorized: false })
+      : net.connect(where);
     const decoder = new FrameDecoder();
     const frames = [];
     let pending = Buffer.alloc(0);
@@ -342,7 +350,7 @@ function wsAttacker(url, path, { headers = {}, timeoutMs = 10000 } = {}) {
       socket.destroy();
       reject(new Error(`no upgrade answer within ${timeoutMs} ms`));
     }, timeoutMs);
-    socket.on('connect', () => socket.write(upgradeRequest({ path, headers })));
+    socket.on(secure ? 'secureConnect' : 'connect', () => socket.write(upgradeRequest({ path, headers })));
     socket.on('error', (e) => {
       state.error = e;
       if (!head) {

@@ -11,6 +11,7 @@ const { describe, it, afterEach } = require('node:test');
 const { fork } = require('node:child_process');
 const path = require('node:path');
 const { SECRET } = require('../helpers/server');
+const { selfSignedCert } = require('../helpers/tls');
 const { token } = require('../helpers/tokens');
 const {
   runAttack, assertBudgets, wsAttacker, attackerEnd, encodeFrame, sleep, pump, MB,
@@ -22,10 +23,11 @@ afterEach(async () => {
 });
 
 /** Starts fixtures/slow-host.js; resolves {url, pid, calls, stop()}. */
-function startHost({ slowMs = 2000 } = {}) {
+function startHost({ slowMs = 2000, tls = null } = {}) {
   return new Promise((resolve, reject) => {
+    const tlsEnv = tls ? { TLS_CERT: tls.cert, TLS_KEY: tls.key } : {};
     const child = fork(path.join(__dirname, 'fixtures/slow-host.js'), [], {
-      env: { ...process.env, JWT_SECRET: SECRET, SLOW_MS: String(slowMs) },
+      env: { ...process.env, JWT_SECRET: SECRET, SLOW_MS: String(slowMs), ...tlsEnv },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     const calls = [];
@@ -36,7 +38,7 @@ function startHost({ slowMs = 2000 } = {}) {
       if (m.type === 'listening') {
         clearTimeout(timer);
         const host = {
-          url: `http://127.0.0.1:${m.port}`,
+          url: `${m.https ? 'https' : 'http'}://127.0.0.1:${m.port}`,
           pid: child.pid,
           calls,
           async stop() {
@@ -84,7 +86,7 @@ describe('attack: events queued behind a slow host hook (issue 16 item 3)', () =
       leftAt = Date.now();
       return { attacker: end, note: `${sent.writes} events of 900 KB sent (${(sent.bytes / MB).toFixed(0)} MB), writes stalled: ${sent.stalled}` };
     });
-    const late = await callsAfterLeaving(host, leftAt, 5000);
+    const late = await callsAfterLeaving(host, leftAt, 3500);
     console.log(`attack slow-host-hook-900kb: ${host.calls.length} handler calls in all, ${late} started after the client left`);
     assertBudgets(r, { checks: [[late === 0, `${late} handler calls started after the client left`]] });
   });
@@ -100,8 +102,24 @@ describe('attack: events queued behind a slow host hook (issue 16 item 3)', () =
       leftAt = Date.now();
       return { attacker: end, note: `${sent.writes * 1000} events sent, writes stalled: ${sent.stalled}` };
     });
-    const late = await callsAfterLeaving(host, leftAt, 5000);
+    const late = await callsAfterLeaving(host, leftAt, 3500);
     console.log(`attack slow-host-hook-small-events: ${host.calls.length} handler calls in all, ${late} started after the client left`);
+    assertBudgets(r, { checks: [[late === 0, `${late} handler calls started after the client left`]] });
+  });
+
+  it('variant: the 900 KB flood over WSS through the Node TLS bridge', async () => {
+    const host = await startHost({ slowMs: 2000, tls: selfSignedCert() });
+    let leftAt = 0;
+    const r = await runAttack('slow-host-hook-tls-bridge', host, async (ctx) => {
+      const att = await connected(host.url, 'mallory');
+      const frame = encodeFrame('42' + JSON.stringify(['slow', 't'.repeat(900 * 1024)]));
+      const sent = await pump(att.socket, frame, () => ctx.keepGoing() && !att.state.ended);
+      const end = await attackerEnd(att, 500);
+      leftAt = Date.now();
+      return { attacker: end, note: `${sent.writes} events of 900 KB sent over TLS (${(sent.bytes / MB).toFixed(0)} MB), writes stalled: ${sent.stalled}` };
+    });
+    const late = await callsAfterLeaving(host, leftAt, 3500);
+    console.log(`attack slow-host-hook-tls-bridge: ${host.calls.length} handler calls in all, ${late} started after the client left`);
     assertBudgets(r, { checks: [[late === 0, `${late} handler calls started after the client left`]] });
   });
 
@@ -127,7 +145,7 @@ describe('attack: events queued behind a slow host hook (issue 16 item 3)', () =
       leftAt = Date.now();
       return { attacker: `POSTs ${JSON.stringify(statuses)}`, note: `${posts} POSTs of 900 KB` };
     });
-    const late = await callsAfterLeaving(host, leftAt, 5000);
+    const late = await callsAfterLeaving(host, leftAt, 3500);
     console.log(`attack slow-host-hook-polling: ${host.calls.length} handler calls in all, ${late} started after the client left`);
     // A polling client "leaves" by not polling: its session ends after the heartbeat, so calls
     // after its last POST are only a finding here, not a failure.
