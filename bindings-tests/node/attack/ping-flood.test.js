@@ -87,7 +87,7 @@ describe('attack: ping floods that never read the pongs (issue 16 item 2)', () =
   });
 
   it('WebSocket ping frames on /yjs/ (the server\'s own pings are control frames too)', async () => {
-    const s = await server(['--yjs-ping-interval', '1000']);
+    const s = await server(['--yjs-ping-interval', '1000', '--yjs-idle-unload', '1000']);
     const r = await runAttack('ws-ping-flood-yjs', s, async (ctx) => {
       const att = await wsAttacker(s.url, `/yjs/attack-doc?token=${token('mallory')}`);
       assert.equal(att.status, 101);

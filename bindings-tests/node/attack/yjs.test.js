@@ -24,7 +24,9 @@ const SYNC_UPDATE = 2;
 
 const pool = serverPool();
 afterEach(() => pool.stopAll());
-const server = (args) => pool.server(args);
+// A document stays loaded (one task) until its idle unload: a short one lets the tasks budget
+// see the attacker's tasks, not the document's.
+const server = (args = []) => pool.server(['--yjs-idle-unload', '1000', ...args]);
 
 function message(build) {
   const e = encoding.createEncoder();
@@ -83,15 +85,16 @@ async function loadedDocument(s, doc, bytes) {
   for (const u of bigDocumentUpdates(bytes)) {
     loader.send(encodeFrame(syncUpdate(u), { opcode: OP.BINARY }));
   }
-  // Let the server apply them before the attack (a debug build is slow).
+  // Let the server apply them before the attack (a debug build is slow). The loader stays
+  // (reading what it is sent) so the document is not unloaded before the attack.
   await sleep(1500);
-  loader.close();
+  return loader;
 }
 
 describe('attack: Yjs sync step 1 batches (issue 16 item 1)', () => {
   it('one frame of 1000 × sync step 1 on a 2 MB document, repeated', async () => {
     const s = await server();
-    await loadedDocument(s, 'big-1', 2 * MB);
+    const loader = await loadedDocument(s, 'big-1', 2 * MB);
     const r = await runAttack('yjs-step1-batch', s, async (ctx) => {
       const att = await wsAttacker(s.url, `/yjs/big-1?token=${token('mallory')}`);
       assert.equal(att.status, 101);
@@ -103,14 +106,16 @@ describe('attack: Yjs sync step 1 batches (issue 16 item 1)', () => {
         frames++;
         await sleep(200);
       }
-      return { attacker: await attackerEnd(att), note: `${frames} frames of 1000 step 1 each` };
+      const end = await attackerEnd(att);
+      loader.close();
+      return { attacker: end, note: `${frames} frames of 1000 step 1 each` };
     });
     assertBudgets(r, { checks: [cutOff(r, /closed 4400|closed|reset|ended/)] });
   });
 
   it('variant: sync step 1 and query-awareness interleaved, one small frame at a time, never reading', async () => {
     const s = await server();
-    await loadedDocument(s, 'big-2', 2 * MB);
+    const loader = await loadedDocument(s, 'big-2', 2 * MB);
     const r = await runAttack('yjs-step1-trickle', s, async (ctx) => {
       const att = await wsAttacker(s.url, `/yjs/big-2?token=${token('mallory')}`);
       assert.equal(att.status, 101);
@@ -122,7 +127,9 @@ describe('attack: Yjs sync step 1 batches (issue 16 item 1)', () => {
         frames++;
         if (frames % 20 === 0) await sleep(20);
       }
-      return { attacker: await attackerEnd(att), note: `${frames} frames` };
+      const end = await attackerEnd(att);
+      loader.close();
+      return { attacker: end, note: `${frames} frames` };
     });
     assertBudgets(r, { checks: [cutOff(r, /closed|reset|ended/)] });
   });
