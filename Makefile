@@ -14,7 +14,7 @@ run: node-addon deps-demo
 	cd examples/fastify-chat && HOST=127.0.0.1 PORT=$(PORT) JWT_SECRET="$(DEV_SECRET)" exec node server.js
 
 ## test: build everything and run every test (installs what is missing)
-test: lint build deps-browser deps-redis deps-demo test-rust test-c test-node test-client autobahn
+test: lint build deps-browser deps-redis deps-demo test-rust test-c test-node test-attack test-client autobahn
 	@echo "make test: all suites passed"
 
 build: node-addon
@@ -49,6 +49,17 @@ deps-redis:
 
 test-node: deps-node deps-redis
 	cd bindings-tests/node && npm test
+
+## test-attack: the black-box attack suite of issue 16 (bindings-tests/node/attack): one
+## scripted attack per class against a debug `switchboard serve` (and a Node host for the slow
+## hook), each held to the budgets: server RSS growth < 64 MB, /healthz < 1 s throughout,
+## runtime tasks back to baseline within 10 s, the attacker cut off with a clear reason.
+## One attack at a time (the budgets measure one attacker); prints `attack <name>: …` figures.
+.PHONY: test-attack
+test-attack: deps-node
+	$(CARGO) build -p switchboard --bin switchboard
+	@ls node/*.node >/dev/null 2>&1 || $(MAKE) node-addon
+	cd bindings-tests/node && node --test --test-concurrency=1 --test-timeout=180000 --test-force-exit attack/
 
 ## test-client: the @switchboard/client SDK and its React hooks (client/), built and tested
 ## against a real `switchboard serve`
