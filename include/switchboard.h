@@ -500,6 +500,14 @@ sb_result sb_config_set_request_timeout_ms(sb_config *config, uint64_t milliseco
 sb_result sb_config_set_connect_timeout_ms(sb_config *config, uint64_t milliseconds);
 
 /**
+ * Caps the connections that have not joined a namespace yet (their clients have not
+ * authenticated); further handshakes are answered 503. 0 means no cap; default 2000.
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_max_pending_connections(sb_config *config, size_t n);
+
+/**
  * Sets the largest HTTP request head (request line and headers) in bytes (>= 8192; default
  * 16384). A larger head is answered 431.
  *

@@ -266,6 +266,11 @@ export interface NativeConfig {
    * CONNECT) before it is closed (45000).
    */
   connectTimeout?: number
+  /**
+   * Most connections that have not joined a namespace yet; more get 503, 0 = no limit
+   * (2000).
+   */
+  maxPendingConnections?: number
   /** Largest HTTP request head `listen()` accepts, in bytes; larger ones get 431 (16384). */
   maxHeaderBytes?: number
   /**

@@ -145,6 +145,9 @@ pub struct Config {
     /// CONNECT and be accepted) before it is closed, as Socket.IO's `connectTimeout`.
     /// Default 45 s.
     pub connect_timeout: Duration,
+    /// Most sessions that have not joined a namespace yet (their clients have not
+    /// authenticated); further handshakes get `503`. 0 means no limit. Default 2000.
+    pub max_pending_connections: usize,
     /// Largest HTTP request head (request line and headers) in bytes; a larger one gets
     /// `431`. Also bounds the handshake headers a session keeps. Default 16 KiB (Node's).
     pub max_header_bytes: usize,
@@ -214,6 +217,7 @@ impl Default for Config {
             upgrade_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(45),
             max_header_bytes: 16 * 1024,
+            max_pending_connections: 2000,
             max_queued_event_bytes: 4 * 1024 * 1024,
             data_dir: None,
             redis_url: None,
@@ -323,6 +327,12 @@ impl Config {
     pub fn connect_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
         self.connect_timeout = positive("connect_timeout", d)?;
         Ok(self)
+    }
+
+    /// Caps the sessions that have not joined a namespace yet (0 = no cap).
+    pub fn max_pending_connections(mut self, n: usize) -> Self {
+        self.max_pending_connections = n;
+        self
     }
 
     /// Sets the largest HTTP request head (at least 8 KiB: a browser's headers must fit).

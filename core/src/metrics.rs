@@ -92,6 +92,8 @@ impl LabeledCounter {
 pub struct Metrics {
     /// Open Engine.IO sessions.
     pub connections: Gauge,
+    /// Sessions that have not joined a namespace yet (not authenticated).
+    pub pending_connections: Gauge,
     /// Sessions opened since start.
     pub connections_total: Counter,
     /// Connected Socket.IO sockets.
@@ -129,6 +131,12 @@ impl Metrics {
             "gauge",
             "Open Engine.IO sessions.",
             self.connections.get().to_string(),
+        );
+        simple(
+            "switchboard_pending_connections",
+            "gauge",
+            "Sessions that have not joined a namespace yet.",
+            self.pending_connections.get().to_string(),
         );
         simple(
             "switchboard_connections_total",

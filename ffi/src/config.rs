@@ -418,6 +418,18 @@ pub unsafe extern "C" fn sb_config_set_connect_timeout_ms(
     ffi! { update(config, |c| c.connect_timeout(ms(milliseconds))) }
 }
 
+/// Caps the connections that have not joined a namespace yet (their clients have not
+/// authenticated); further handshakes are answered 503. 0 means no cap; default 2000.
+///
+/// Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_max_pending_connections(
+    config: *mut sb_config,
+    n: usize,
+) -> sb_result {
+    ffi! { update(config, |c| Ok(c.max_pending_connections(n))) }
+}
+
 /// Sets the largest HTTP request head (request line and headers) in bytes (>= 8192; default
 /// 16384). A larger head is answered 431.
 ///

@@ -58,6 +58,9 @@ pub struct NativeConfig {
     /// Milliseconds a new connection may take to join a namespace (send its Socket.IO
     /// CONNECT) before it is closed (45000).
     pub connect_timeout: Option<u32>,
+    /// Most connections that have not joined a namespace yet; more get 503, 0 = no limit
+    /// (2000).
+    pub max_pending_connections: Option<u32>,
     /// Largest HTTP request head `listen()` accepts, in bytes; larger ones get 431 (16384).
     pub max_header_bytes: Option<u32>,
     /// Bytes of events a client may have waiting behind a slow `on()` handler before its
@@ -154,6 +157,9 @@ impl NativeConfig {
         }
         if let Some(n) = self.connect_timeout {
             c = c.connect_timeout(ms(n))?;
+        }
+        if let Some(n) = self.max_pending_connections {
+            c = c.max_pending_connections(n as usize);
         }
         if let Some(n) = self.max_header_bytes {
             c = c.max_header_bytes(n as usize)?;

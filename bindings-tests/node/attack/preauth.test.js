@@ -9,6 +9,7 @@
 
 const { describe, it, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
+const http = require('node:http');
 const { runCli } = require('../helpers/server');
 const {
   serverPool, cutOff, runAttack, assertBudgets, wsAttacker, attackerEnd, encodeFrame, OP, request, sleep, MB,
@@ -86,6 +87,33 @@ describe('attack: memory before authentication (issue 16 item 6)', () => {
       return { attacker: `handshakes answered ${JSON.stringify(statuses)}`, note: `${n} handshakes` };
     });
     assertBudgets(r);
+  });
+
+  it('variant: 10 s of polling handshakes with 14 KB of headers each over one keep-alive connection', async () => {
+    // Each handshake is small enough to be served: what bounds them is the cap on sessions
+    // that have not authenticated (--max-pending-connections, 2000 by default), each for up to
+    // the connect timeout (short here, so the tasks budget applies).
+    const s = await server(['--connect-timeout', '3000']);
+    const r = await runAttack('pending-handshake-flood', s, async (ctx) => {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const headers = {};
+      for (let i = 0; i < 14; i++) headers[`x-junk-${i}`] = 'p'.repeat(1000);
+      const statuses = {};
+      const started = Date.now();
+      while (Date.now() - started < 10000 && ctx.keepGoing()) {
+        const status = await new Promise((resolve) => {
+          const req = http.get(`${s.url}/socket.io/?EIO=4&transport=polling`, { agent, headers }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode));
+          });
+          req.on('error', (e) => resolve(e.code || 'error'));
+        });
+        statuses[status] = (statuses[status] || 0) + 1;
+      }
+      agent.destroy();
+      return { attacker: `handshakes answered ${JSON.stringify(statuses)}`, refused: statuses[503] || 0 };
+    });
+    assertBudgets(r, { checks: [[r.refused > 0, 'no handshake was refused: nothing bounds the sessions that never authenticate']] });
   });
 
   it('variant: WebSocket upgrades with 380 KB of headers each, never connecting, kept open', async () => {

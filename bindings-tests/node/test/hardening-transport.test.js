@@ -69,6 +69,42 @@ describe('before CONNECT: the connect timeout and attachments', () => {
   });
 });
 
+describe('connections waiting to authenticate (--max-pending-connections)', () => {
+  let srv;
+  before(async () => { srv = await startServer({ args: ['--max-pending-connections', '5'] }); });
+  after(() => srv && srv.stop());
+  afterEach(closeAll);
+
+  it('past the cap a handshake gets 503 TOO_MANY_PENDING_CONNECTIONS; authenticated ones do not count', async () => {
+    const waiting = [];
+    try {
+      for (let i = 0; i < 5; i++) {
+        const raw = rawWs(srv.url);
+        await engineOpen(raw);
+        waiting.push(raw);
+      }
+      const refused = await pollingHandshake(srv.url);
+      assert.equal(refused.status, 503);
+      assert.equal((await refused.res.json().catch(() => JSON.parse(refused.body))).code, 'TOO_MANY_PENDING_CONNECTIONS');
+      const ws = rawWs(srv.url);
+      await assert.rejects(ws.opened, (e) => e.statusCode === 503);
+      // One of them authenticates: it leaves the pending count, and a newcomer gets in.
+      waiting[0].send('40' + JSON.stringify({ token: token('pending-one') }));
+      await waiting[0].next((d) => d.startsWith('40'));
+      const next = await pollingHandshake(srv.url);
+      assert.equal(next.status, 200);
+      // A closed pending session frees its place too.
+      waiting[1].close();
+      await sleep(300);
+      const again = rawWs(srv.url);
+      await engineOpen(again);
+      waiting.push(again);
+    } finally {
+      for (const raw of waiting) raw.close();
+    }
+  });
+});
+
 /** POSTs `bytes` bytes with Content-Length to `url`, streaming; resolves the status or the error. */
 function postBig(url, bytes) {
   return new Promise((resolve) => {

@@ -675,7 +675,7 @@ impl HttpApp {
             (&Method::GET, None) => {
                 match server.open_session(TransportKind::Polling, head.handshake()) {
                     Ok(session) => super::polling::handshake(session).await,
-                    Err(OpenError::TooManyConnections) => too_many_connections(),
+                    Err(e) => refused_open(e),
                 }
             }
             (_, None) => EioError::BadHandshakeMethod.reply(),
@@ -716,7 +716,7 @@ impl HttpApp {
             },
             None => match server.open_session(TransportKind::WebSocket, head.handshake()) {
                 Ok(s) => Some(Mode::New(s)),
-                Err(OpenError::TooManyConnections) => return Err(too_many_connections()),
+                Err(e) => return Err(refused_open(e)),
             },
         };
         Ok(Upgrade {
@@ -833,11 +833,16 @@ fn request_timeout() -> HttpReply {
     )
 }
 
-fn too_many_connections() -> HttpReply {
-    HttpReply::json(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &br#"{"code":"TOO_MANY_CONNECTIONS","message":"Server is at its connection limit"}"#[..],
-    )
+fn refused_open(e: OpenError) -> HttpReply {
+    let body: &'static [u8] = match e {
+        OpenError::TooManyConnections => {
+            br#"{"code":"TOO_MANY_CONNECTIONS","message":"Server is at its connection limit"}"#
+        }
+        OpenError::TooManyPending => {
+            br#"{"code":"TOO_MANY_PENDING_CONNECTIONS","message":"Too many connections are waiting to authenticate; try again"}"#
+        }
+    };
+    HttpReply::json(StatusCode::SERVICE_UNAVAILABLE, body)
 }
 
 /// Checks `EIO=4` and the transport named in the query against the one the request uses.

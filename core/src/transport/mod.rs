@@ -53,6 +53,8 @@ pub trait SessionHandler: Send + Sync + 'static {
 pub enum OpenError {
     /// `max_connections` sessions are open already.
     TooManyConnections,
+    /// `max_pending_connections` sessions have not joined a namespace yet.
+    TooManyPending,
 }
 
 /// Called with `true` when a server gets its first session and `false` when its last closes.
@@ -139,6 +141,22 @@ impl EioServer {
                 self.metrics.refusals.inc("max_connections");
                 return Err(OpenError::TooManyConnections);
             }
+            // Sessions that have not authenticated cost memory (their handshake) for up to the
+            // connect timeout: their number is bounded apart from the established ones.
+            let pending = self.config.max_pending_connections;
+            if self.handler.connect_timeout().is_some()
+                && pending > 0
+                && self.metrics.pending_connections.get() >= pending as i64
+            {
+                self.metrics.refusals.inc("max_pending_connections");
+                return Err(OpenError::TooManyPending);
+            }
+            if self.handler.connect_timeout().is_some() {
+                self.metrics.pending_connections.inc();
+            } else {
+                // Nothing above establishes it: it never counts as pending.
+                session.mark_established_uncounted();
+            }
             sessions.insert(sid.clone(), session.clone());
             if sessions.len() == 1 {
                 self.notify_activity(true);
@@ -187,6 +205,7 @@ impl EioServer {
             }
         }
         self.metrics.connections.dec();
+        session.leave_pending();
         let reason = session.close_reason().unwrap_or(CloseReason::ServerClose);
         self.metrics.disconnects.inc(reason.label());
         tracing::debug!(sid = %session.sid, reason = reason.label(), "session closed");

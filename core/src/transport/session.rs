@@ -273,9 +273,17 @@ impl Session {
     }
 
     /// Marks the session as accepted by the protocol above it (see
-    /// [`Session::enforce_connect_timeout`]).
+    /// [`Session::enforce_connect_timeout`]); it no longer counts as pending.
     pub(crate) fn mark_established(&self) {
-        self.established.store(true, Ordering::Release);
+        self.leave_pending();
+    }
+
+    /// Takes the session out of the pending count, once: when it is established, or when it
+    /// closes without having been.
+    pub(crate) fn leave_pending(&self) {
+        if !self.established.swap(true, Ordering::AcqRel) {
+            self.metrics.pending_connections.dec();
+        }
     }
 
     /// Closes the session when it is not established within `timeout` (`None`: never), as
@@ -284,12 +292,21 @@ impl Session {
     pub(crate) async fn enforce_connect_timeout(&self, timeout: Option<Duration>) {
         if let Some(timeout) = timeout {
             tokio::time::sleep(timeout).await;
-            if !self.established.load(Ordering::Acquire) {
+            if !self.is_established() {
                 tracing::debug!(sid = %self.sid, "no CONNECT within the connect timeout; closing");
                 self.close(CloseReason::ConnectTimeout);
             }
         }
         std::future::pending::<()>().await;
+    }
+
+    /// Marks a session that never has to be established (no protocol above asks for it).
+    pub(crate) fn mark_established_uncounted(&self) {
+        self.established.store(true, Ordering::Release);
+    }
+
+    fn is_established(&self) -> bool {
+        self.established.load(Ordering::Acquire)
     }
 
     /// Records a pong from the client.

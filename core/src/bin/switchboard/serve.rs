@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Milliseconds a new connection may take to send its Socket.IO CONNECT [default: 45000].
     #[arg(long, value_name = "MS")]
     connect_timeout: Option<u64>,
+    /// Most connections that have not sent their Socket.IO CONNECT yet; more get 503
+    /// (0 = no limit) [default: 2000].
+    #[arg(long, value_name = "N")]
+    max_pending_connections: Option<usize>,
     /// Largest HTTP request head in bytes; larger ones get 431 [default: 16384].
     #[arg(long, value_name = "BYTES")]
     max_header_bytes: Option<usize>,
@@ -147,6 +151,7 @@ struct FileSettings {
     request_timeout: Option<u64>,
     upgrade_timeout: Option<u64>,
     connect_timeout: Option<u64>,
+    max_pending_connections: Option<usize>,
     max_header_bytes: Option<usize>,
     max_queued_event_bytes: Option<usize>,
     recovery_window: Option<u64>,
@@ -199,6 +204,7 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         request_timeout,
         upgrade_timeout,
         connect_timeout,
+        max_pending_connections,
         max_header_bytes,
         max_queued_event_bytes,
         recovery_window,
@@ -294,6 +300,9 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(n) = args.connect_timeout {
         config = config.connect_timeout(ms(n)).map_err(e)?;
+    }
+    if let Some(n) = args.max_pending_connections {
+        config = config.max_pending_connections(n);
     }
     if let Some(n) = args.max_header_bytes {
         config = config.max_header_bytes(n).map_err(e)?;
