@@ -121,6 +121,9 @@ pub struct Socket {
 /// Most event handlers queued behind a slow one; the socket's reader waits beyond it.
 const MAX_QUEUED_HANDLERS: usize = 1024;
 
+/// How often a reader waiting for room in the lane checks that its client is still there.
+const PEER_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Runs a socket's event handlers one after another without blocking its reader: a handler
 /// that completes at once runs inline; one that waits (a host callback, a disk write) moves
 /// to a task, and the socket's later events queue behind it, so they keep their order while
@@ -396,7 +399,12 @@ impl Socket {
                     return;
                 }
             }
-            room.await;
+            // The reader is not reading: a client that left would go unnoticed until the
+            // heartbeat. Probing its connection notices it (the write fails) while waiting.
+            tokio::select! {
+                _ = &mut room => {}
+                _ = tokio::time::sleep(PEER_PROBE_INTERVAL) => self.session.probe_peer(),
+            }
         }
         // Only this socket's reader starts handlers, so nothing can queue while this polls.
         if futures_util::FutureExt::now_or_never(handler.as_mut()).is_some() {

@@ -210,6 +210,15 @@ impl Session {
         result
     }
 
+    /// Checks that the client is still there while its connection is not being read: on
+    /// WebSocket, queues an empty ping (clients answer it by themselves); the write fails once
+    /// the client has gone, and the session closes. Polling clients show it by not polling.
+    pub(crate) fn probe_peer(&self) {
+        if self.transport() == TransportKind::WebSocket {
+            let _ = self.send_uncounted(Frame::control(Bytes::from_static(&[0x89, 0])));
+        }
+    }
+
     /// Queues an Engine.IO text packet.
     pub fn send_packet(&self, packet: &Packet) -> Result<(), PushError> {
         let kind = match packet {
