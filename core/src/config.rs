@@ -124,6 +124,13 @@ pub struct Config {
     pub presence_grace: Duration,
     /// Messages kept per room in history. Default 1000.
     pub history_limit: usize,
+    /// Most rooms whose history is cached in memory; past it the least recently used room
+    /// is evicted (reloaded from `data_dir` on next use; without a data directory its
+    /// history is gone). Default 10,000.
+    pub history_cache_rooms: usize,
+    /// Most bytes of cached history (message texts, ids and names, plus overhead); evicts
+    /// like `history_cache_rooms`. Default 256 MiB.
+    pub history_cache_bytes: usize,
     /// Longest message text in characters. Default 4000.
     pub max_message_chars: usize,
     /// Largest `signal` data, in bytes of JSON plus attachments. Default 64 KiB.
@@ -193,6 +200,8 @@ impl Default for Config {
             presence_grace: Duration::from_secs(2),
             sse_ping_interval: Duration::from_secs(30),
             history_limit: 1000,
+            history_cache_rooms: 10_000,
+            history_cache_bytes: 256 * 1024 * 1024,
             max_message_chars: 4000,
             max_signal_bytes: 64 * 1024,
             max_rooms_per_connection: 100,
@@ -338,6 +347,13 @@ impl Config {
     pub fn presence_grace(mut self, d: Duration) -> Self {
         self.presence_grace = d;
         self
+    }
+
+    /// Sets the history cache bounds: rooms (at least 1) and bytes (at least 1 MiB).
+    pub fn history_cache(mut self, rooms: usize, bytes: usize) -> Result<Self, ConfigError> {
+        self.history_cache_rooms = at_least("history_cache_rooms", rooms, 1)?;
+        self.history_cache_bytes = at_least("history_cache_bytes", bytes, 1024 * 1024)?;
+        Ok(self)
     }
 
     /// Stores history under this directory.

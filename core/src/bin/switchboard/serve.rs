@@ -43,6 +43,13 @@ pub struct ServeArgs {
     /// Directory for history (kept in memory without it).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Most rooms whose history is cached in memory; the least recently used is evicted
+    /// (reloaded from --data-dir, or lost without one) [default: 10000].
+    #[arg(long, value_name = "N")]
+    history_cache_rooms: Option<usize>,
+    /// Most bytes of history cached in memory [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    history_cache_bytes: Option<usize>,
     /// Browser origin allowed to connect (repeatable; all origins when none is given).
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     cors_origins: Vec<String>,
@@ -125,6 +132,8 @@ struct FileSettings {
     rate_burst: Option<u32>,
     redis: Option<String>,
     data_dir: Option<PathBuf>,
+    history_cache_rooms: Option<usize>,
+    history_cache_bytes: Option<usize>,
     #[serde(default)]
     cors_origins: Vec<String>,
     api_key: Option<String>,
@@ -176,6 +185,8 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         rate_burst,
         redis,
         data_dir,
+        history_cache_rooms,
+        history_cache_bytes,
         api_key,
         max_connections,
         ping_interval,
@@ -245,6 +256,15 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(dir) = &args.data_dir {
         config = config.data_dir(dir.clone());
+    }
+    if args.history_cache_rooms.is_some() || args.history_cache_bytes.is_some() {
+        let rooms = args
+            .history_cache_rooms
+            .unwrap_or(config.history_cache_rooms);
+        let bytes = args
+            .history_cache_bytes
+            .unwrap_or(config.history_cache_bytes);
+        config = config.history_cache(rooms, bytes).map_err(e)?;
     }
     config = config.cors_origins(args.cors_origins.clone());
     if let Some(key) = &args.api_key {
