@@ -117,6 +117,9 @@ pub struct Config {
     pub typing_timeout: Duration,
     /// How long a dropped connection's state is kept for recovery. Default 2 min.
     pub recovery_window: Duration,
+    /// Most bytes of broadcasts the recovery log keeps per namespace (beside its 10,000
+    /// broadcasts); the oldest go first. Default 16 MiB.
+    pub recovery_log_bytes: usize,
     /// Time between `:ping` comments on an idle SSE stream. Default 30 s.
     pub sse_ping_interval: Duration,
     /// How long a dropped connection still counts in presence, so that a quick reconnect
@@ -197,6 +200,7 @@ impl Default for Config {
             outbound_queue_bytes: 4 * 1024 * 1024,
             typing_timeout: Duration::from_secs(5),
             recovery_window: Duration::from_secs(120),
+            recovery_log_bytes: 16 * 1024 * 1024,
             presence_grace: Duration::from_secs(2),
             sse_ping_interval: Duration::from_secs(30),
             history_limit: 1000,
@@ -335,6 +339,12 @@ impl Config {
     pub fn recovery_window(mut self, d: Duration) -> Self {
         self.recovery_window = d;
         self
+    }
+
+    /// Sets the most bytes of broadcasts the recovery log keeps (at least 64 KiB).
+    pub fn recovery_log_bytes(mut self, bytes: usize) -> Result<Self, ConfigError> {
+        self.recovery_log_bytes = at_least("recovery_log_bytes", bytes, 64 * 1024)?;
+        Ok(self)
     }
 
     /// Sets the time between `:ping` comments on idle SSE streams.

@@ -439,9 +439,12 @@ async fn signal_inner(
         args: vec![json!({ "fromUserId": user.id, "fromUsername": user.username, "data": data })],
         attachments: payload.attachments,
     };
+    // Not kept for recovery: an offer or candidate from minutes ago is useless, and at up
+    // to 64 KiB each, signals would push the room messages out of the log.
     let delivered = socket
         .namespace()
         .to(&personal_room(to))
+        .without_recovery()
         .emit_payload("signal", &event);
     // In a cluster the target's connections may all be on other nodes: presence said it
     // is there, and the broadcast went to them.

@@ -64,10 +64,22 @@ struct LoggedPacket {
     rooms: Vec<Arc<str>>,
     except: Vec<Arc<str>>,
     frames: Vec<Frame>,
+    /// What it is charged against the log's byte bound.
+    bytes: usize,
+}
+
+impl LoggedPacket {
+    fn cost(rooms: &[Arc<str>], except: &[Arc<str>], frames: &[Frame]) -> usize {
+        let names: usize = rooms.iter().chain(except).map(|s| s.len() + 16).sum();
+        let payload: usize = frames.iter().map(|f| f.payload().len() + 32).sum();
+        names + payload + 64
+    }
 }
 
 struct Inner {
     packets: VecDeque<LoggedPacket>,
+    /// Sum of the packets' `bytes`.
+    bytes: usize,
     sessions: HashMap<Arc<str>, SavedSession>,
     next_seq: u64,
     last_prune: Instant,
@@ -78,22 +90,26 @@ pub struct RecoveryLog {
     inner: Mutex<Inner>,
     window: Duration,
     max_packets: usize,
+    max_bytes: usize,
     boot: String,
 }
 
 impl RecoveryLog {
     /// A log keeping broadcasts and dropped sessions for `window`, at most `max_packets`
-    /// broadcasts.
-    pub fn new(window: Duration, max_packets: usize) -> Self {
+    /// broadcasts and `max_bytes` of them (the oldest go first; a client that missed one
+    /// that went starts a fresh session).
+    pub fn new(window: Duration, max_packets: usize, max_bytes: usize) -> Self {
         RecoveryLog {
             inner: Mutex::new(Inner {
                 packets: VecDeque::new(),
+                bytes: 0,
                 sessions: HashMap::new(),
                 next_seq: 1,
                 last_prune: Instant::now(),
             }),
             window,
             max_packets,
+            max_bytes,
             // Offsets from an earlier run of the process must not match this one's.
             boot: crate::transport::new_id()[..8].to_owned(),
         }
@@ -142,6 +158,8 @@ impl RecoveryLog {
             .iter()
             .rposition(|p| p.seq < seq)
             .map_or(0, |i| i + 1);
+        let bytes = LoggedPacket::cost(&rooms, &except, &frames);
+        inner.bytes += bytes;
         inner.packets.insert(
             at,
             LoggedPacket {
@@ -150,10 +168,14 @@ impl RecoveryLog {
                 rooms,
                 except,
                 frames,
+                bytes,
             },
         );
-        while inner.packets.len() > self.max_packets {
-            inner.packets.pop_front();
+        while inner.packets.len() > self.max_packets || inner.bytes > self.max_bytes {
+            let Some(oldest) = inner.packets.pop_front() else {
+                break;
+            };
+            inner.bytes -= oldest.bytes;
         }
         self.prune(&mut inner, now);
     }
@@ -169,7 +191,9 @@ impl RecoveryLog {
             .front()
             .is_some_and(|p| now.duration_since(p.at) > window)
         {
-            inner.packets.pop_front();
+            if let Some(oldest) = inner.packets.pop_front() {
+                inner.bytes -= oldest.bytes;
+            }
         }
         inner
             .sessions
@@ -247,7 +271,7 @@ mod tests {
 
     #[test]
     fn replays_missed_packets_of_the_sessions_rooms() {
-        let log = RecoveryLog::new(Duration::from_secs(60), 100);
+        let log = RecoveryLog::new(Duration::from_secs(60), 100, 1 << 20);
         let (s1, o1) = log.next_offset();
         log.record(s1, vec!["a".into()], Vec::new(), vec![frame("1")]);
         log.save(saved(&["a"], 1));
@@ -264,7 +288,7 @@ mod tests {
 
     #[test]
     fn without_offset_replays_from_connect() {
-        let log = RecoveryLog::new(Duration::from_secs(60), 100);
+        let log = RecoveryLog::new(Duration::from_secs(60), 100, 1 << 20);
         let at_connect = log.position();
         log.save(saved(&["a"], at_connect));
         let (s, _) = log.next_offset();
@@ -275,7 +299,7 @@ mod tests {
 
     #[test]
     fn recovery_is_all_or_nothing() {
-        let log = RecoveryLog::new(Duration::from_secs(60), 2);
+        let log = RecoveryLog::new(Duration::from_secs(60), 2, 1 << 20);
         let (s, o) = log.next_offset();
         log.record(s, vec!["a".into()], Vec::new(), vec![frame("0")]);
         log.save(saved(&["a"], 1));
@@ -288,9 +312,36 @@ mod tests {
 
     #[test]
     fn foreign_offsets_are_refused() {
-        let log = RecoveryLog::new(Duration::from_secs(60), 10);
+        let log = RecoveryLog::new(Duration::from_secs(60), 10, 1 << 20);
         log.save(saved(&["a"], 1));
         assert!(log.restore("pid1", Some("otherboot.1")).is_none());
         assert!(log.restore("nope", None).is_none());
+    }
+
+    #[test]
+    fn the_log_is_bounded_in_bytes() {
+        let log = RecoveryLog::new(Duration::from_secs(60), 10_000, 1 << 20);
+        let (s0, o0) = log.next_offset();
+        log.record(s0, vec!["a".into()], Vec::new(), vec![frame("first")]);
+        log.save(saved(&["a"], 1));
+        let big = "x".repeat(64 * 1024);
+        for _ in 0..100 {
+            let (s, _) = log.next_offset();
+            log.record(s, vec!["a".into()], Vec::new(), vec![frame(&big)]);
+            assert!(log.inner.lock().bytes <= 1 << 20);
+        }
+        let inner = log.inner.lock();
+        assert!(
+            inner.packets.len() < 20,
+            "{} packets kept",
+            inner.packets.len()
+        );
+        let sum: usize = inner.packets.iter().map(|p| p.bytes).sum();
+        assert_eq!(sum, inner.bytes);
+        drop(inner);
+        assert!(
+            log.restore("pid1", Some(&o0)).is_none(),
+            "a client that missed dropped packets starts fresh"
+        );
     }
 }

@@ -80,6 +80,9 @@ pub struct ServeArgs {
     /// Milliseconds a dropped connection may take to recover its state (0 = off) [default: 120000].
     #[arg(long, value_name = "MS")]
     recovery_window: Option<u64>,
+    /// Most bytes of broadcasts kept for connection state recovery [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    recovery_log_bytes: Option<usize>,
     /// Milliseconds a dropped connection still counts in presence [default: 2000].
     #[arg(long, value_name = "MS")]
     presence_grace: Option<u64>,
@@ -145,6 +148,7 @@ struct FileSettings {
     request_timeout: Option<u64>,
     upgrade_timeout: Option<u64>,
     recovery_window: Option<u64>,
+    recovery_log_bytes: Option<usize>,
     presence_grace: Option<u64>,
     sse_ping_interval: Option<u64>,
     cluster_heartbeat_ms: Option<u64>,
@@ -196,6 +200,7 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         request_timeout,
         upgrade_timeout,
         recovery_window,
+        recovery_log_bytes,
         presence_grace,
         sse_ping_interval,
         cluster_heartbeat_ms,
@@ -293,6 +298,9 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(n) = args.recovery_window {
         config = config.recovery_window(ms(n));
+    }
+    if let Some(n) = args.recovery_log_bytes {
+        config = config.recovery_log_bytes(n).map_err(e)?;
     }
     if let Some(n) = args.presence_grace {
         config = config.presence_grace(ms(n));
