@@ -97,6 +97,18 @@ describe('typing is rate limited (--rate-limit 5 --rate-burst 5)', () => {
     assert.ok(limited.length >= 20, `${limited.length} were RATE_LIMITED`);
   });
 
+  it('getHistory shares the budget: 30 rapid requests, the rest get RATE_LIMITED', async () => {
+    const r = room('history');
+    const alice = await user(srv.url, 'alice', r);
+    await sleep(1100);
+    const settled = await Promise.allSettled(Array.from({ length: 30 }, () =>
+      request(alice.s, 'getHistory', { roomId: r })));
+    const ok = settled.filter((x) => x.status === 'fulfilled').length;
+    const limited = settled.filter((x) => x.status === 'rejected' && x.reason.code === 'RATE_LIMITED').length;
+    assert.ok(ok >= 1 && ok <= 10, `${ok} of 30 passed`);
+    assert.equal(ok + limited, 30, 'the others were RATE_LIMITED');
+  });
+
   it('a sustained startTyping flood without callbacks: error {code: RATE_LIMITED}, then a disconnect', { timeout: 20000 }, async () => {
     const r = room('typing');
     const alice = await user(srv.url, 'alice', r);

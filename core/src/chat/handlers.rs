@@ -369,6 +369,8 @@ async fn get_history(
 }
 
 async fn get_history_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, payload: Payload) -> Outcome {
+    // Each answer may be 100 messages of 4000 characters: the budget of the other requests.
+    rate_limit(chat, socket)?;
     let args = object_arg(&payload)?;
     let room = member_room(socket, args)?;
     let invalid = |why: &str| ChatError::new(ErrorCode::InvalidMessage, why);

@@ -198,7 +198,11 @@ async fn replay_missed(
     }
     missed.sort_by(|a, b| a.id.cmp(&b.id));
     for m in missed {
-        client.send(&SseEvent::new("message", Some(&m.id), &*m));
+        // A full queue closed the stream (the client resumes again from what it got): stop
+        // encoding, or one request could cost up to 100 rooms × the history limit.
+        if !client.send(&SseEvent::new("message", Some(&m.id), &*m)) {
+            break;
+        }
     }
 }
 
