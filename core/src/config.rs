@@ -118,7 +118,8 @@ pub struct Config {
     /// How long a dropped connection's state is kept for recovery. Default 2 min.
     pub recovery_window: Duration,
     /// Most bytes of broadcasts the recovery log keeps per namespace (beside its 10,000
-    /// broadcasts); the oldest go first. Default 16 MiB.
+    /// broadcasts), and apart from them most bytes of dropped sessions (with their auth
+    /// payloads) it keeps; the oldest go first. Default 16 MiB.
     pub recovery_log_bytes: usize,
     /// Time between `:ping` comments on an idle SSE stream. Default 30 s.
     pub sse_ping_interval: Duration,

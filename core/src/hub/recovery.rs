@@ -34,6 +34,11 @@ pub struct SavedSession {
     /// received no broadcast (and so holds no offset).
     pub connected_seq: u64,
     saved_at: Instant,
+    /// What it is charged against the log's byte bound (its auth payload may be as large
+    /// as a packet).
+    bytes: usize,
+    /// Tells this save from a later one of the same pid in `Inner::session_order`.
+    stamp: u64,
 }
 
 impl SavedSession {
@@ -46,6 +51,11 @@ impl SavedSession {
         auth: Value,
         connected_seq: u64,
     ) -> Self {
+        let bytes = serde_json::to_string(&auth).map_or(0, |a| a.len())
+            + rooms.iter().map(|r| r.len() + 16).sum::<usize>()
+            + sid.len()
+            + pid.len()
+            + 256;
         SavedSession {
             sid,
             pid,
@@ -54,6 +64,8 @@ impl SavedSession {
             auth,
             connected_seq,
             saved_at: Instant::now(),
+            bytes,
+            stamp: 0,
         }
     }
 }
@@ -81,6 +93,12 @@ struct Inner {
     /// Sum of the packets' `bytes`.
     bytes: usize,
     sessions: HashMap<Arc<str>, SavedSession>,
+    /// Saves in order, oldest first, to drop the oldest past the byte bound (entries of
+    /// sessions restored or saved again since are skipped).
+    session_order: VecDeque<(Arc<str>, u64)>,
+    /// Sum of the sessions' `bytes`.
+    session_bytes: usize,
+    next_stamp: u64,
     next_seq: u64,
     last_prune: Instant,
 }
@@ -97,13 +115,17 @@ pub struct RecoveryLog {
 impl RecoveryLog {
     /// A log keeping broadcasts and dropped sessions for `window`, at most `max_packets`
     /// broadcasts and `max_bytes` of them (the oldest go first; a client that missed one
-    /// that went starts a fresh session).
+    /// that went starts a fresh session), and at most `max_bytes` of dropped sessions too
+    /// (the oldest go first; their clients start fresh sessions).
     pub fn new(window: Duration, max_packets: usize, max_bytes: usize) -> Self {
         RecoveryLog {
             inner: Mutex::new(Inner {
                 packets: VecDeque::new(),
                 bytes: 0,
                 sessions: HashMap::new(),
+                session_order: VecDeque::new(),
+                session_bytes: 0,
+                next_stamp: 0,
                 next_seq: 1,
                 last_prune: Instant::now(),
             }),
@@ -195,16 +217,46 @@ impl RecoveryLog {
                 inner.bytes -= oldest.bytes;
             }
         }
-        inner
-            .sessions
-            .retain(|_, s| now.duration_since(s.saved_at) <= window);
+        let mut freed = 0;
+        inner.sessions.retain(|_, s| {
+            let keep = now.duration_since(s.saved_at) <= window;
+            if !keep {
+                freed += s.bytes;
+            }
+            keep
+        });
+        inner.session_bytes -= freed;
+        let Inner {
+            sessions,
+            session_order,
+            ..
+        } = inner;
+        session_order.retain(|(pid, stamp)| sessions.get(pid).is_some_and(|s| s.stamp == *stamp));
     }
 
     /// Keeps a dropped socket's state for the window.
-    pub fn save(&self, session: SavedSession) {
+    pub fn save(&self, mut session: SavedSession) {
         let now = Instant::now();
         let mut inner = self.inner.lock();
-        inner.sessions.insert(session.pid.clone(), session);
+        inner.next_stamp += 1;
+        session.stamp = inner.next_stamp;
+        inner.session_bytes += session.bytes;
+        inner
+            .session_order
+            .push_back((session.pid.clone(), session.stamp));
+        if let Some(old) = inner.sessions.insert(session.pid.clone(), session) {
+            inner.session_bytes -= old.bytes;
+        }
+        while inner.session_bytes > self.max_bytes {
+            let Some((pid, stamp)) = inner.session_order.pop_front() else {
+                break;
+            };
+            if inner.sessions.get(&pid).is_some_and(|s| s.stamp == stamp) {
+                if let Some(gone) = inner.sessions.remove(&pid) {
+                    inner.session_bytes -= gone.bytes;
+                }
+            }
+        }
         self.prune(&mut inner, now);
     }
 
@@ -219,6 +271,7 @@ impl RecoveryLog {
         let now = Instant::now();
         let mut inner = self.inner.lock();
         let session = inner.sessions.remove(pid)?;
+        inner.session_bytes -= session.bytes;
         if now.duration_since(session.saved_at) > self.window {
             return None;
         }
@@ -343,5 +396,32 @@ mod tests {
             log.restore("pid1", Some(&o0)).is_none(),
             "a client that missed dropped packets starts fresh"
         );
+    }
+
+    #[test]
+    fn saved_sessions_are_bounded_in_bytes() {
+        let log = RecoveryLog::new(Duration::from_secs(60), 100, 1 << 20);
+        let big = Value::String("a".repeat(200 * 1024));
+        for i in 0..50 {
+            log.save(SavedSession::new(
+                format!("sid{i}").into(),
+                format!("pid{i}").into(),
+                vec!["a".into()],
+                None,
+                big.clone(),
+                1,
+            ));
+            assert!(log.inner.lock().session_bytes <= 1 << 20);
+        }
+        assert!(!log.is_pending("pid0"), "the oldest went");
+        assert!(log.is_pending("pid49"), "the newest stays");
+        let inner = log.inner.lock();
+        let sum: usize = inner.sessions.values().map(|s| s.bytes).sum();
+        assert_eq!(sum, inner.session_bytes);
+        drop(inner);
+        assert!(log.restore("pid49", None).is_some());
+        let inner = log.inner.lock();
+        let sum: usize = inner.sessions.values().map(|s| s.bytes).sum();
+        assert_eq!(sum, inner.session_bytes);
     }
 }
