@@ -12,7 +12,7 @@ const path = require('node:path');
 const { startServer } = require('../helpers/server');
 const { token } = require('../helpers/tokens');
 const {
-  sleep, userSocket, closeAll, request, recorder, AckError,
+  sleep, connect, once, userSocket, closeAll, request, recorder, AckError,
 } = require('../helpers/client');
 const { getMetrics, metricValue } = require('../helpers/raw');
 const { closeAllStreams, sseClient, eventsUrl } = require('../helpers/sse');
@@ -217,5 +217,46 @@ describe('history cache bounded in rooms (--history-cache-rooms 2)', () => {
     assert.deepEqual(messages, [], 'the least recently used room was evicted');
     const last = await request(alice.s, 'getHistory', { roomId: rooms[2] });
     assert.equal(last.messages.length, 3);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('signals are not kept for connection state recovery', () => {
+  let srv;
+  before(async () => { srv = await startServer(); });
+  after(() => srv && srv.stop());
+  afterEach(closeAll);
+
+  it('a signal sent while the peer was away is not replayed when it recovers; the room message is', { timeout: 15000 }, async () => {
+    const r = room('recover');
+    const a = connect(srv.url, {
+      reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200,
+      auth: { token: token('alice', { username: 'alice' }) },
+    });
+    const ra = recorder(a);
+    await a.ready;
+    await request(a, 'joinRoom', r);
+    const bob = await user(srv.url, 'bob', r);
+    await request(bob.s, 'sendMessage', { roomId: r, text: 'before the drop' });
+    await ra.next('message', { filter: (m) => m.text === 'before the drop' });
+    await request(bob.s, 'signal', { toUserId: 'alice', data: { n: 'live' } });
+    await ra.next('signal');
+
+    const dropped = once(a, 'disconnect', 3000);
+    a.io.engine.close();
+    await dropped;
+    const back = once(a, 'connect', 5000);
+    // Whatever bob hears (NOT_REACHABLE while alice has no connection), it must not reach
+    // alice later from the log.
+    await request(bob.s, 'signal', { toUserId: 'alice', data: { n: 'stale', blob: 'x'.repeat(60000) } }).catch(() => {});
+    await request(bob.s, 'sendMessage', { roomId: r, text: 'missed while away' });
+    await back;
+    assert.equal(a.recovered, true, 'socket.recovered');
+    await ra.next('message', { filter: (m) => m.text === 'missed while away' });
+    await request(bob.s, 'sendMessage', { roomId: r, text: 'after the return' });
+    await ra.next('message', { filter: (m) => m.text === 'after the return' });
+    const signals = ra.all('signal').map(([sig]) => sig.data.n);
+    assert.deepEqual(signals, ['live'], 'the stale signal was not replayed');
   });
 });
