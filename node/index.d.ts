@@ -110,8 +110,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** A plaintext pipe between a Node TLS socket and the engine. */
 export declare class Bridge {
-  /** Bytes Node decrypted from the client. */
-  write(data: Buffer): void
+  /**
+   * Bytes Node decrypted from the client. False when the engine side holds too much
+   * not yet taken: JS pauses the socket until `onDrain`.
+   */
+  write(data: Buffer): boolean
   /** The client closed its side. */
   end(): void
   /** One chunk given to `onData` was written (call from `socket.write`'s callback). */
@@ -152,9 +155,10 @@ export declare class NativeEngine {
   adopt(fd: number, method: string, url: string, rawHeaders: Array<string>, head: Buffer | undefined | null, address: string, port: number): void
   /**
    * Serves an upgrade over a plaintext pipe (TLS sockets, whose bytes only Node can
-   * decrypt). `onData(chunk)` gets the engine's bytes, `onData(null)` its end.
+   * decrypt). `onData(chunk)` gets the engine's bytes, `onData(null)` its end;
+   * `onDrain()` says to resume a socket paused because `Bridge::write` returned false.
    */
-  openBridge(method: string, url: string, rawHeaders: Array<string>, head: Buffer | undefined | null, address: string, port: number, onData: (arg: Buffer | undefined | null) => void): Bridge
+  openBridge(method: string, url: string, rawHeaders: Array<string>, head: Buffer | undefined | null, address: string, port: number, onData: (arg: Buffer | undefined | null) => void, onDrain: () => void): Bridge
   /**
    * Serves a plain HTTP request (long-polling, SSE, the API, health, metrics):
    * `done(answer)` gets the answer, possibly much later (a long poll); a streamed answer

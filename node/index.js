@@ -152,9 +152,16 @@ class Engine {
     bridge = this._native.openBridge(req.method, req.url, req.rawHeaders, head, address, port, (chunk) => {
       if (chunk === null || chunk === undefined) socket.end();
       else if (!socket.destroyed) socket.write(chunk, () => bridge && bridge.ack());
+    }, () => {
+      if (!socket.destroyed) socket.resume();
     });
     this._bridged.add(socket);
-    socket.on('data', (data) => bridge.write(data));
+    // The other way too: past a bound of bytes the engine has not taken yet, `write` says
+    // stop and the socket pauses until the engine drains them (`onDrain` above), so a client
+    // that sends faster than the engine reads cannot grow our memory.
+    socket.on('data', (data) => {
+      if (!bridge.write(data)) socket.pause();
+    });
     // The client is done: end our side too (HTTP servers' sockets allow half-open, and a
     // half-open socket would keep server.close() waiting).
     socket.on('end', () => {

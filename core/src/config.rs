@@ -120,6 +120,10 @@ pub struct Config {
     pub typing_timeout: Duration,
     /// How long a dropped connection's state is kept for recovery. Default 2 min.
     pub recovery_window: Duration,
+    /// Most bytes of broadcasts the recovery log keeps per namespace (beside its 10,000
+    /// broadcasts), and apart from them most bytes of dropped sessions (with their auth
+    /// payloads) it keeps; the oldest go first. Default 16 MiB.
+    pub recovery_log_bytes: usize,
     /// Time between `:ping` comments on an idle SSE stream. Default 30 s.
     pub sse_ping_interval: Duration,
     /// How long a dropped connection still counts in presence, so that a quick reconnect
@@ -127,6 +131,13 @@ pub struct Config {
     pub presence_grace: Duration,
     /// Messages kept per room in history. Default 1000.
     pub history_limit: usize,
+    /// Most rooms whose history is cached in memory; past it the least recently used room
+    /// is evicted (reloaded from `data_dir` on next use; without a data directory its
+    /// history is gone). Default 10,000.
+    pub history_cache_rooms: usize,
+    /// Most bytes of cached history (message texts, ids and names, plus overhead); evicts
+    /// like `history_cache_rooms`. Default 256 MiB.
+    pub history_cache_bytes: usize,
     /// Longest message text in characters. Default 4000.
     pub max_message_chars: usize,
     /// Largest `signal` data, in bytes of JSON plus attachments. Default 64 KiB.
@@ -206,9 +217,12 @@ impl Default for Config {
             outbound_queue_bytes: 4 * 1024 * 1024,
             typing_timeout: Duration::from_secs(5),
             recovery_window: Duration::from_secs(120),
+            recovery_log_bytes: 16 * 1024 * 1024,
             presence_grace: Duration::from_secs(2),
             sse_ping_interval: Duration::from_secs(30),
             history_limit: 1000,
+            history_cache_rooms: 10_000,
+            history_cache_bytes: 256 * 1024 * 1024,
             max_message_chars: 4000,
             max_signal_bytes: 64 * 1024,
             max_rooms_per_connection: 100,
@@ -404,6 +418,12 @@ impl Config {
         self
     }
 
+    /// Sets the most bytes of broadcasts the recovery log keeps (at least 64 KiB).
+    pub fn recovery_log_bytes(mut self, bytes: usize) -> Result<Self, ConfigError> {
+        self.recovery_log_bytes = at_least("recovery_log_bytes", bytes, 64 * 1024)?;
+        Ok(self)
+    }
+
     /// Sets the time between `:ping` comments on idle SSE streams.
     pub fn sse_ping_interval(mut self, d: Duration) -> Result<Self, ConfigError> {
         self.sse_ping_interval = positive("sse_ping_interval", d)?;
@@ -414,6 +434,13 @@ impl Config {
     pub fn presence_grace(mut self, d: Duration) -> Self {
         self.presence_grace = d;
         self
+    }
+
+    /// Sets the history cache bounds: rooms (at least 1) and bytes (at least 1 MiB).
+    pub fn history_cache(mut self, rooms: usize, bytes: usize) -> Result<Self, ConfigError> {
+        self.history_cache_rooms = at_least("history_cache_rooms", rooms, 1)?;
+        self.history_cache_bytes = at_least("history_cache_bytes", bytes, 1024 * 1024)?;
+        Ok(self)
     }
 
     /// Stores history under this directory.

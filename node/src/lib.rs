@@ -78,15 +78,27 @@ pub struct NativeEngine {
 #[napi]
 pub struct Bridge {
     to_engine: tokio::sync::mpsc::UnboundedSender<Option<Bytes>>,
+    inbound: Arc<pump::Inbound>,
     window: pump::Window,
 }
 
 #[napi]
 impl Bridge {
-    /// Bytes Node decrypted from the client.
+    /// Bytes Node decrypted from the client. False when the engine side holds too much
+    /// not yet taken: JS pauses the socket until `onDrain`.
     #[napi]
-    pub fn write(&self, data: Buffer) {
-        let _ = self.to_engine.send(Some(Bytes::copy_from_slice(&data)));
+    pub fn write(&self, data: Buffer) -> bool {
+        // Counted before it is sent, so the engine side never takes more than was counted.
+        let flowing = self.inbound.add(data.len());
+        if self
+            .to_engine
+            .send(Some(Bytes::copy_from_slice(&data)))
+            .is_err()
+        {
+            // The engine side is gone: nothing will drain, and nothing needs to.
+            return true;
+        }
+        flowing
     }
 
     /// The client closed its side.
@@ -276,7 +288,8 @@ impl NativeEngine {
     }
 
     /// Serves an upgrade over a plaintext pipe (TLS sockets, whose bytes only Node can
-    /// decrypt). `onData(chunk)` gets the engine's bytes, `onData(null)` its end.
+    /// decrypt). `onData(chunk)` gets the engine's bytes, `onData(null)` its end;
+    /// `onDrain()` says to resume a socket paused because `Bridge::write` returned false.
     #[napi]
     #[allow(clippy::too_many_arguments)]
     pub fn open_bridge(
@@ -288,11 +301,15 @@ impl NativeEngine {
         address: String,
         port: u32,
         on_data: Function<'_, Option<Buffer>, ()>,
+        on_drain: Function<'_, (), ()>,
     ) -> napi::Result<Bridge> {
         let engine = self.live()?.clone();
         let request = io::request_head(&method, &url, &raw_headers, &address, port)?;
         let buffered = io::buffered(head.as_deref());
         let on_data = notify(&on_data)?;
+        let on_drain = notify(&on_drain)?;
+        let inbound = Arc::new(pump::Inbound::default());
+        let writer_inbound = inbound.clone();
         let (engine_side, host_side) = tokio::io::duplex(64 * 1024);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<Bytes>>();
         let handle = engine.handle().clone();
@@ -304,8 +321,13 @@ impl NativeEngine {
         handle.spawn(async move {
             use tokio::io::AsyncWriteExt;
             while let Some(Some(chunk)) = rx.recv().await {
+                // The duplex is bounded: this waits while the engine does not read, and the
+                // bytes queued meanwhile pause the Node socket (`Bridge::write`).
                 if host_write.write_all(&chunk).await.is_err() {
                     break;
+                }
+                if writer_inbound.taken(chunk.len()) {
+                    let _ = on_drain.call((), ThreadsafeFunctionCallMode::NonBlocking);
                 }
             }
             let _ = host_write.shutdown().await;
@@ -330,6 +352,7 @@ impl NativeEngine {
         });
         Ok(Bridge {
             to_engine: tx,
+            inbound,
             window,
         })
     }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::limits::{self, RateLimiter, Verdict};
 use super::{emit_typing, is_personal, personal_room, reply, Chat, ChatError, ErrorCode};
 use crate::auth::User;
+use crate::hub::typing::Wake;
 use crate::socketio::{AckSender, NamespaceBuilder, Payload, Socket};
 use crate::store::ChatMessage;
 
@@ -267,6 +268,11 @@ async fn start_typing(
     user: &User,
     payload: Payload,
 ) -> Option<Outcome> {
+    // Clients send this per keystroke; unlimited, each one cost a cluster round trip (and
+    // once a task): it shares the connection's request budget.
+    if let Err(e) = rate_limit(chat, socket) {
+        return Some(Err(e));
+    }
     let room: Arc<str> = match limits::room_id(payload.args.first()) {
         Ok(r) if socket.in_room(r) && !is_personal(r) => r.into(),
         Ok(r) => {
@@ -278,7 +284,8 @@ async fn start_typing(
         Err(e) => return Some(Err(e)),
     };
     let user_id: Arc<str> = user.id.as_str().into();
-    let started = chat.typing.lock().start(&room, &user_id);
+    let deadline = Instant::now() + chat.config.typing_timeout;
+    let started = chat.typing.lock().start(&room, &user_id, deadline);
     // Typing is per user across the cluster: another node may know the user types already.
     let changed = chat
         .cluster_typing_start(&room, &user.id, started.generation)
@@ -287,24 +294,48 @@ async fn start_typing(
     if changed {
         emit_typing(socket, user, &room, true);
     }
-    let chat = chat.clone();
-    let socket = socket.clone();
-    let user = user.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(chat.config.typing_timeout).await;
-        let here = chat
-            .typing
-            .lock()
-            .expire(&room, &user_id, started.generation);
-        let expired = chat
-            .cluster_typing_stop(&room, &user.id, Some(started.generation))
-            .await
-            .unwrap_or(here);
-        if expired {
-            emit_typing(&socket, &user, &room, false);
-        }
-    });
+    if started.spawn_timer {
+        tokio::spawn(typing_timer(
+            chat.clone(),
+            socket.clone(),
+            user.clone(),
+            room,
+            user_id,
+            deadline,
+        ));
+    }
     Some(Ok(None))
+}
+
+/// The one auto-stop timer of a (room, user) typing entry: sleeps until its deadline, and
+/// again while later starts push the deadline back; ends when the typing expires (telling
+/// the others) or was stopped.
+async fn typing_timer(
+    chat: Arc<Chat>,
+    socket: Arc<Socket>,
+    user: User,
+    room: Arc<str>,
+    user_id: Arc<str>,
+    mut deadline: Instant,
+) {
+    loop {
+        tokio::time::sleep_until(deadline.into()).await;
+        let wake = chat.typing.lock().wake(&room, &user_id, Instant::now());
+        match wake {
+            Wake::Sleep(next) => deadline = next,
+            Wake::Done => return,
+            Wake::Expired { generation } => {
+                let expired = chat
+                    .cluster_typing_stop(&room, &user.id, Some(generation))
+                    .await
+                    .unwrap_or(true);
+                if expired {
+                    emit_typing(&socket, &user, &room, false);
+                }
+                return;
+            }
+        }
+    }
 }
 
 async fn stop_typing(
@@ -313,6 +344,9 @@ async fn stop_typing(
     user: &User,
     payload: Payload,
 ) -> Option<Outcome> {
+    if let Err(e) = rate_limit(chat, socket) {
+        return Some(Err(e));
+    }
     let room: Arc<str> = match limits::room_id(payload.args.first()) {
         Ok(r) if socket.in_room(r) && !is_personal(r) => r.into(),
         Ok(r) => {
@@ -337,6 +371,8 @@ async fn get_history(
 }
 
 async fn get_history_inner(chat: &Arc<Chat>, socket: &Arc<Socket>, payload: Payload) -> Outcome {
+    // Each answer may be 100 messages of 4000 characters: the budget of the other requests.
+    rate_limit(chat, socket)?;
     let args = object_arg(&payload)?;
     let room = member_room(socket, args)?;
     let invalid = |why: &str| ChatError::new(ErrorCode::InvalidMessage, why);
@@ -407,9 +443,12 @@ async fn signal_inner(
         args: vec![json!({ "fromUserId": user.id, "fromUsername": user.username, "data": data })],
         attachments: payload.attachments,
     };
+    // Not kept for recovery: an offer or candidate from minutes ago is useless, and at up
+    // to 64 KiB each, signals would push the room messages out of the log.
     let delivered = socket
         .namespace()
         .to(&personal_room(to))
+        .without_recovery()
         .emit_payload("signal", &event);
     // In a cluster the target's connections may all be on other nodes: presence said it
     // is there, and the broadcast went to them.

@@ -183,8 +183,17 @@ pub fn install_with_handle(
     let config = builder.config().clone();
     let jwt = JwtVerifier::new(&config.jwt)?;
     let history = match &config.data_dir {
-        Some(dir) => History::open(dir, config.history_limit)?,
-        None => History::in_memory(config.history_limit),
+        Some(dir) => History::open(
+            dir,
+            config.history_limit,
+            config.history_cache_rooms,
+            config.history_cache_bytes,
+        )?,
+        None => History::in_memory(
+            config.history_limit,
+            config.history_cache_rooms,
+            config.history_cache_bytes,
+        ),
     };
     let recovery = !config.recovery_window.is_zero();
     let (config_frames, config_bytes) = (config.outbound_queue_frames, config.outbound_queue_bytes);

@@ -90,26 +90,10 @@ async fn events(chat: &Arc<Chat>, head: &RequestHead) -> HttpReply {
             return error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", &e.to_string());
         }
     };
-    let mut rooms: Vec<Arc<str>> = Vec::new();
-    for room in query_param(query, "rooms").unwrap_or_default().split(',') {
-        let room = room.trim();
-        if room.is_empty() {
-            continue;
-        }
-        if let Err(e) = limits::room_id(Some(&Value::String(room.to_owned()))) {
-            return chat_error(&e);
-        }
-        if rooms.iter().any(|r| &**r == room) {
-            continue;
-        }
-        if let Err(e) =
-            super::check_room_access(&chat.config, chat.hooks.room_access.as_deref(), &user, room)
-                .await
-        {
-            return chat_error(&e);
-        }
-        rooms.push(room.into());
-    }
+    let rooms = match stream_rooms(chat, &user, query).await {
+        Ok(rooms) => rooms,
+        Err(reply) => return reply,
+    };
     let last_event_id = head
         .headers
         .get("last-event-id")
@@ -155,6 +139,36 @@ async fn events(chat: &Arc<Chat>, head: &RequestHead) -> HttpReply {
     reply
 }
 
+/// The distinct rooms of `?rooms=a,b`, each checked; more than a connection may join is a
+/// 400 `TOO_MANY_ROOMS` before any access check (each may ask the host).
+async fn stream_rooms(chat: &Chat, user: &User, query: &str) -> Result<Vec<Arc<str>>, HttpReply> {
+    let max = chat.config.max_rooms_per_connection;
+    let list = query_param(query, "rooms").unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
+    let mut rooms: Vec<Arc<str>> = Vec::new();
+    for room in list.split(',') {
+        let room = room.trim();
+        if room.is_empty() || !seen.insert(room) {
+            continue;
+        }
+        if rooms.len() == max {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "TOO_MANY_ROOMS",
+                &format!("At most {max} rooms per stream"),
+            ));
+        }
+        limits::room_id(Some(&Value::String(room.to_owned()))).map_err(|e| chat_error(&e))?;
+        rooms.push(room.into());
+    }
+    for room in &rooms {
+        super::check_room_access(&chat.config, chat.hooks.room_access.as_deref(), user, room)
+            .await
+            .map_err(|e| chat_error(&e))?;
+    }
+    Ok(rooms)
+}
+
 /// Sends what a resuming client missed after `last`, or `reset` when history no longer
 /// reaches back that far.
 async fn replay_missed(
@@ -184,7 +198,11 @@ async fn replay_missed(
     }
     missed.sort_by(|a, b| a.id.cmp(&b.id));
     for m in missed {
-        client.send(&SseEvent::new("message", Some(&m.id), &*m));
+        // A full queue closed the stream (the client resumes again from what it got): stop
+        // encoding, or one request could cost up to 100 rooms × the history limit.
+        if !client.send(&SseEvent::new("message", Some(&m.id), &*m)) {
+            break;
+        }
     }
 }
 

@@ -125,7 +125,7 @@ return 1
     ))
 });
 
-/// KEYS: ty:<room>:<user>. ARGV: token, ttl (ms). Marks the user typing for `ttl` on behalf
+/// KEYS: ty:["<room>","<user>"] (JSON, so ids with `:` cannot collide). ARGV: token, ttl (ms). Marks the user typing for `ttl` on behalf
 /// of `token` (the latest start wins the expiry); returns 1 when the user was not typing.
 pub static TYPING_START: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -137,7 +137,7 @@ return 1 - was
     )
 });
 
-/// KEYS: ty:<room>:<user>. ARGV: token or ''. Ends the typing (only if `token` still owns
+/// KEYS: ty:["<room>","<user>"] (JSON, so ids with `:` cannot collide). ARGV: token or ''. Ends the typing (only if `token` still owns
 /// it, when given); returns 1 when it was on.
 pub static TYPING_STOP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(

@@ -34,6 +34,11 @@ pub struct SavedSession {
     /// received no broadcast (and so holds no offset).
     pub connected_seq: u64,
     saved_at: Instant,
+    /// What it is charged against the log's byte bound (its auth payload may be as large
+    /// as a packet).
+    bytes: usize,
+    /// Tells this save from a later one of the same pid in `Inner::session_order`.
+    stamp: u64,
 }
 
 impl SavedSession {
@@ -46,6 +51,11 @@ impl SavedSession {
         auth: Value,
         connected_seq: u64,
     ) -> Self {
+        let bytes = serde_json::to_string(&auth).map_or(0, |a| a.len())
+            + rooms.iter().map(|r| r.len() + 16).sum::<usize>()
+            + sid.len()
+            + pid.len()
+            + 256;
         SavedSession {
             sid,
             pid,
@@ -54,6 +64,8 @@ impl SavedSession {
             auth,
             connected_seq,
             saved_at: Instant::now(),
+            bytes,
+            stamp: 0,
         }
     }
 }
@@ -64,11 +76,29 @@ struct LoggedPacket {
     rooms: Vec<Arc<str>>,
     except: Vec<Arc<str>>,
     frames: Vec<Frame>,
+    /// What it is charged against the log's byte bound.
+    bytes: usize,
+}
+
+impl LoggedPacket {
+    fn cost(rooms: &[Arc<str>], except: &[Arc<str>], frames: &[Frame]) -> usize {
+        let names: usize = rooms.iter().chain(except).map(|s| s.len() + 16).sum();
+        let payload: usize = frames.iter().map(|f| f.payload().len() + 32).sum();
+        names + payload + 64
+    }
 }
 
 struct Inner {
     packets: VecDeque<LoggedPacket>,
+    /// Sum of the packets' `bytes`.
+    bytes: usize,
     sessions: HashMap<Arc<str>, SavedSession>,
+    /// Saves in order, oldest first, to drop the oldest past the byte bound (entries of
+    /// sessions restored or saved again since are skipped).
+    session_order: VecDeque<(Arc<str>, u64)>,
+    /// Sum of the sessions' `bytes`.
+    session_bytes: usize,
+    next_stamp: u64,
     next_seq: u64,
     last_prune: Instant,
 }
@@ -78,22 +108,30 @@ pub struct RecoveryLog {
     inner: Mutex<Inner>,
     window: Duration,
     max_packets: usize,
+    max_bytes: usize,
     boot: String,
 }
 
 impl RecoveryLog {
     /// A log keeping broadcasts and dropped sessions for `window`, at most `max_packets`
-    /// broadcasts.
-    pub fn new(window: Duration, max_packets: usize) -> Self {
+    /// broadcasts and `max_bytes` of them (the oldest go first; a client that missed one
+    /// that went starts a fresh session), and at most `max_bytes` of dropped sessions too
+    /// (the oldest go first; their clients start fresh sessions).
+    pub fn new(window: Duration, max_packets: usize, max_bytes: usize) -> Self {
         RecoveryLog {
             inner: Mutex::new(Inner {
                 packets: VecDeque::new(),
+                bytes: 0,
                 sessions: HashMap::new(),
+                session_order: VecDeque::new(),
+                session_bytes: 0,
+                next_stamp: 0,
                 next_seq: 1,
                 last_prune: Instant::now(),
             }),
             window,
             max_packets,
+            max_bytes,
             // Offsets from an earlier run of the process must not match this one's.
             boot: crate::transport::new_id()[..8].to_owned(),
         }
@@ -142,6 +180,8 @@ impl RecoveryLog {
             .iter()
             .rposition(|p| p.seq < seq)
             .map_or(0, |i| i + 1);
+        let bytes = LoggedPacket::cost(&rooms, &except, &frames);
+        inner.bytes += bytes;
         inner.packets.insert(
             at,
             LoggedPacket {
@@ -150,10 +190,14 @@ impl RecoveryLog {
                 rooms,
                 except,
                 frames,
+                bytes,
             },
         );
-        while inner.packets.len() > self.max_packets {
-            inner.packets.pop_front();
+        while inner.packets.len() > self.max_packets || inner.bytes > self.max_bytes {
+            let Some(oldest) = inner.packets.pop_front() else {
+                break;
+            };
+            inner.bytes -= oldest.bytes;
         }
         self.prune(&mut inner, now);
     }
@@ -169,18 +213,50 @@ impl RecoveryLog {
             .front()
             .is_some_and(|p| now.duration_since(p.at) > window)
         {
-            inner.packets.pop_front();
+            if let Some(oldest) = inner.packets.pop_front() {
+                inner.bytes -= oldest.bytes;
+            }
         }
-        inner
-            .sessions
-            .retain(|_, s| now.duration_since(s.saved_at) <= window);
+        let mut freed = 0;
+        inner.sessions.retain(|_, s| {
+            let keep = now.duration_since(s.saved_at) <= window;
+            if !keep {
+                freed += s.bytes;
+            }
+            keep
+        });
+        inner.session_bytes -= freed;
+        let Inner {
+            sessions,
+            session_order,
+            ..
+        } = inner;
+        session_order.retain(|(pid, stamp)| sessions.get(pid).is_some_and(|s| s.stamp == *stamp));
     }
 
     /// Keeps a dropped socket's state for the window.
-    pub fn save(&self, session: SavedSession) {
+    pub fn save(&self, mut session: SavedSession) {
         let now = Instant::now();
         let mut inner = self.inner.lock();
-        inner.sessions.insert(session.pid.clone(), session);
+        inner.next_stamp += 1;
+        session.stamp = inner.next_stamp;
+        inner.session_bytes += session.bytes;
+        inner
+            .session_order
+            .push_back((session.pid.clone(), session.stamp));
+        if let Some(old) = inner.sessions.insert(session.pid.clone(), session) {
+            inner.session_bytes -= old.bytes;
+        }
+        while inner.session_bytes > self.max_bytes {
+            let Some((pid, stamp)) = inner.session_order.pop_front() else {
+                break;
+            };
+            if inner.sessions.get(&pid).is_some_and(|s| s.stamp == stamp) {
+                if let Some(gone) = inner.sessions.remove(&pid) {
+                    inner.session_bytes -= gone.bytes;
+                }
+            }
+        }
         self.prune(&mut inner, now);
     }
 
@@ -195,6 +271,7 @@ impl RecoveryLog {
         let now = Instant::now();
         let mut inner = self.inner.lock();
         let session = inner.sessions.remove(pid)?;
+        inner.session_bytes -= session.bytes;
         if now.duration_since(session.saved_at) > self.window {
             return None;
         }
@@ -247,7 +324,7 @@ mod tests {
 
     #[test]
     fn replays_missed_packets_of_the_sessions_rooms() {
-        let log = RecoveryLog::new(Duration::from_secs(60), 100);
+        let log = RecoveryLog::new(Duration::from_secs(60), 100, 1 << 20);
         let (s1, o1) = log.next_offset();
         log.record(s1, vec!["a".into()], Vec::new(), vec![frame("1")]);
         log.save(saved(&["a"], 1));
@@ -264,7 +341,7 @@ mod tests {
 
     #[test]
     fn without_offset_replays_from_connect() {
-        let log = RecoveryLog::new(Duration::from_secs(60), 100);
+        let log = RecoveryLog::new(Duration::from_secs(60), 100, 1 << 20);
         let at_connect = log.position();
         log.save(saved(&["a"], at_connect));
         let (s, _) = log.next_offset();
@@ -275,7 +352,7 @@ mod tests {
 
     #[test]
     fn recovery_is_all_or_nothing() {
-        let log = RecoveryLog::new(Duration::from_secs(60), 2);
+        let log = RecoveryLog::new(Duration::from_secs(60), 2, 1 << 20);
         let (s, o) = log.next_offset();
         log.record(s, vec!["a".into()], Vec::new(), vec![frame("0")]);
         log.save(saved(&["a"], 1));
@@ -288,9 +365,63 @@ mod tests {
 
     #[test]
     fn foreign_offsets_are_refused() {
-        let log = RecoveryLog::new(Duration::from_secs(60), 10);
+        let log = RecoveryLog::new(Duration::from_secs(60), 10, 1 << 20);
         log.save(saved(&["a"], 1));
         assert!(log.restore("pid1", Some("otherboot.1")).is_none());
         assert!(log.restore("nope", None).is_none());
+    }
+
+    #[test]
+    fn the_log_is_bounded_in_bytes() {
+        let log = RecoveryLog::new(Duration::from_secs(60), 10_000, 1 << 20);
+        let (s0, o0) = log.next_offset();
+        log.record(s0, vec!["a".into()], Vec::new(), vec![frame("first")]);
+        log.save(saved(&["a"], 1));
+        let big = "x".repeat(64 * 1024);
+        for _ in 0..100 {
+            let (s, _) = log.next_offset();
+            log.record(s, vec!["a".into()], Vec::new(), vec![frame(&big)]);
+            assert!(log.inner.lock().bytes <= 1 << 20);
+        }
+        let inner = log.inner.lock();
+        assert!(
+            inner.packets.len() < 20,
+            "{} packets kept",
+            inner.packets.len()
+        );
+        let sum: usize = inner.packets.iter().map(|p| p.bytes).sum();
+        assert_eq!(sum, inner.bytes);
+        drop(inner);
+        assert!(
+            log.restore("pid1", Some(&o0)).is_none(),
+            "a client that missed dropped packets starts fresh"
+        );
+    }
+
+    #[test]
+    fn saved_sessions_are_bounded_in_bytes() {
+        let log = RecoveryLog::new(Duration::from_secs(60), 100, 1 << 20);
+        let big = Value::String("a".repeat(200 * 1024));
+        for i in 0..50 {
+            log.save(SavedSession::new(
+                format!("sid{i}").into(),
+                format!("pid{i}").into(),
+                vec!["a".into()],
+                None,
+                big.clone(),
+                1,
+            ));
+            assert!(log.inner.lock().session_bytes <= 1 << 20);
+        }
+        assert!(!log.is_pending("pid0"), "the oldest went");
+        assert!(log.is_pending("pid49"), "the newest stays");
+        let inner = log.inner.lock();
+        let sum: usize = inner.sessions.values().map(|s| s.bytes).sum();
+        assert_eq!(sum, inner.session_bytes);
+        drop(inner);
+        assert!(log.restore("pid49", None).is_some());
+        let inner = log.inner.lock();
+        let sum: usize = inner.sessions.values().map(|s| s.bytes).sum();
+        assert_eq!(sum, inner.session_bytes);
     }
 }

@@ -169,9 +169,13 @@ impl NamespaceBuilder {
             name: name.to_owned(),
             rooms: Rooms::default(),
             sockets: RwLock::new(HashMap::new()),
-            recovery: self
-                .recovery
-                .then(|| RecoveryLog::new(config.recovery_window, RECOVERY_MAX_PACKETS)),
+            recovery: self.recovery.then(|| {
+                RecoveryLog::new(
+                    config.recovery_window,
+                    RECOVERY_MAX_PACKETS,
+                    config.recovery_log_bytes,
+                )
+            }),
             authenticator: self.authenticator,
             on_connect: self.on_connect,
             on_disconnect: self.on_disconnect,
@@ -247,6 +251,7 @@ impl Namespace {
             rooms: vec![room.into()],
             except: Vec::new(),
             except_rooms: Vec::new(),
+            logged: true,
         }
     }
 
@@ -257,6 +262,7 @@ impl Namespace {
             rooms: Vec::new(),
             except: Vec::new(),
             except_rooms: Vec::new(),
+            logged: true,
         }
     }
 
@@ -319,7 +325,7 @@ impl Namespace {
             });
         }
         let rooms = target.into_iter().collect();
-        self.fan_out(rooms, skip.into_iter().collect(), |offset| {
+        self.fan_out(rooms, skip.into_iter().collect(), true, |offset| {
             let array = payload::RawEventArray {
                 event: &b.event,
                 args: &args,
@@ -337,11 +343,12 @@ impl Namespace {
         &self,
         rooms: Vec<Arc<str>>,
         except: Vec<Arc<str>>,
+        logged: bool,
         encode: impl FnOnce(Option<&str>) -> Vec<Frame>,
     ) -> usize {
-        // Namespace-wide broadcasts are not replayed.
+        // Namespace-wide broadcasts are not replayed, nor those sent `without_recovery`.
         let offset = match (&self.recovery, rooms.is_empty()) {
-            (Some(log), false) => Some(log.next_offset()),
+            (Some(log), false) if logged => Some(log.next_offset()),
             _ => None,
         };
         let frames = encode(offset.as_ref().map(|(_, o)| o.as_str()));
@@ -420,6 +427,8 @@ pub struct Broadcast<'a> {
     except: Vec<Arc<str>>,
     /// Rooms left out, for other nodes (this node expands them into `except` at once).
     except_rooms: Vec<Arc<str>>,
+    /// Whether the recovery log keeps it (see [`Broadcast::without_recovery`]).
+    logged: bool,
 }
 
 impl Broadcast<'_> {
@@ -441,6 +450,14 @@ impl Broadcast<'_> {
             .rooms
             .for_each(room, |id, _| self.except.push(id.clone()));
         self.except_rooms.push(room.into());
+        self
+    }
+
+    /// Leaves the broadcast out of the connection-state-recovery log on this node: a client
+    /// that reconnects does not get it again (for what is useless later, like WebRTC
+    /// signaling, and must not take the log's room). Other nodes still log their copy.
+    pub fn without_recovery(mut self) -> Self {
+        self.logged = false;
         self
     }
 
@@ -466,7 +483,7 @@ impl Broadcast<'_> {
         if let Some(cluster) = ns.cluster.get() {
             self.publish(&**cluster, event, one, rest, attachments);
         }
-        ns.fan_out(self.rooms, self.except, |offset| {
+        ns.fan_out(self.rooms, self.except, self.logged, |offset| {
             let array = EventArray {
                 event,
                 one,

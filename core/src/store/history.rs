@@ -5,7 +5,7 @@
 //! commit): under load many messages share one fsync, and each sender's ack still waits for
 //! its message to be durable.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,10 +23,113 @@ const MESSAGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mes
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
-#[derive(Default)]
-struct RoomHistory {
-    loaded: bool,
+/// Memory a cached message is charged: its strings plus the `Arc`, the struct and the
+/// queue slot.
+fn cost(m: &ChatMessage) -> usize {
+    m.id.len()
+        + m.room_id.len()
+        + m.text.len()
+        + m.user_id.len()
+        + m.username.len()
+        + m.timestamp.len()
+        + 160
+}
+
+struct Cached {
     messages: VecDeque<Arc<ChatMessage>>,
+    bytes: usize,
+    /// Its key in `Cache::order`.
+    used: u64,
+}
+
+/// The rooms' histories in memory, least recently used first out: bounded in rooms and in
+/// bytes. With a data directory an entry is an exact copy of the stored history (a miss
+/// reloads it); without one it is the only copy.
+struct Cache {
+    rooms: HashMap<Arc<str>, Cached>,
+    order: BTreeMap<u64, Arc<str>>,
+    tick: u64,
+    bytes: usize,
+    max_rooms: usize,
+    max_bytes: usize,
+}
+
+impl Cache {
+    fn new(max_rooms: usize, max_bytes: usize) -> Self {
+        Cache {
+            rooms: HashMap::new(),
+            order: BTreeMap::new(),
+            tick: 0,
+            bytes: 0,
+            max_rooms: max_rooms.max(1),
+            max_bytes,
+        }
+    }
+
+    /// The room's entry, marked as just used.
+    fn get(&mut self, room: &str) -> Option<&mut Cached> {
+        let entry = self.rooms.get_mut(room)?;
+        self.tick += 1;
+        if let Some(key) = self.order.remove(&entry.used) {
+            self.order.insert(self.tick, key);
+        }
+        entry.used = self.tick;
+        Some(entry)
+    }
+
+    /// Adds messages to the room's entry, creating it when `create`; then evicts the least
+    /// recently used other rooms while over a bound.
+    fn add(
+        &mut self,
+        room: &str,
+        messages: impl IntoIterator<Item = Arc<ChatMessage>>,
+        limit: usize,
+        create: bool,
+    ) {
+        if self.get(room).is_none() {
+            if !create {
+                return;
+            }
+            self.tick += 1;
+            let key: Arc<str> = room.into();
+            self.order.insert(self.tick, key.clone());
+            self.rooms.insert(
+                key,
+                Cached {
+                    messages: VecDeque::new(),
+                    bytes: 0,
+                    used: self.tick,
+                },
+            );
+        }
+        let Some(entry) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let before = entry.bytes;
+        for m in messages {
+            insert_sorted(entry, m, limit);
+        }
+        self.bytes = self.bytes - before + entry.bytes;
+        let keep = entry.used;
+        self.evict(keep);
+    }
+
+    fn evict(&mut self, keep: u64) {
+        while self.rooms.len() > self.max_rooms || self.bytes > self.max_bytes {
+            let Some((&used, _)) = self.order.iter().find(|(&used, _)| used != keep) else {
+                break;
+            };
+            if let Some(room) = self.order.remove(&used) {
+                if let Some(gone) = self.rooms.remove(&room) {
+                    self.bytes -= gone.bytes;
+                }
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.rooms.len()
+    }
 }
 
 enum Op {
@@ -55,7 +158,7 @@ impl Drop for Disk {
 /// The history of every room.
 pub struct History {
     limit: usize,
-    rooms: Mutex<HashMap<Arc<str>, RoomHistory>>,
+    cache: Mutex<Cache>,
     disk: Option<Disk>,
 }
 
@@ -64,17 +167,24 @@ fn db_error(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl History {
-    /// History kept in memory only.
-    pub fn in_memory(limit: usize) -> Self {
+    /// History kept in memory only: at most `max_rooms` rooms and `max_bytes`; an evicted
+    /// room's history is gone.
+    pub fn in_memory(limit: usize, max_rooms: usize, max_bytes: usize) -> Self {
         History {
             limit,
-            rooms: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::new(max_rooms, max_bytes)),
             disk: None,
         }
     }
 
-    /// History stored under `dir` (created when missing).
-    pub fn open(dir: &Path, limit: usize) -> Result<Self, StoreError> {
+    /// History stored under `dir` (created when missing), cached in memory for at most
+    /// `max_rooms` rooms and `max_bytes`.
+    pub fn open(
+        dir: &Path,
+        limit: usize,
+        max_rooms: usize,
+        max_bytes: usize,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("history.redb");
@@ -88,11 +198,11 @@ impl History {
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("switchboard-history".into())
-            .spawn(move || writer(db, rx, limit))
+            .spawn(move || writer(db, rx, limit, max_rooms))
             .map_err(db_error)?;
         Ok(History {
             limit,
-            rooms: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::new(max_rooms, max_bytes)),
             disk: Some(Disk {
                 tx: Some(tx),
                 thread: Some(thread),
@@ -109,36 +219,58 @@ impl History {
         tx.send(op).map_err(|_| StoreError::Closed)
     }
 
-    async fn ensure_loaded(&self, room: &str) -> Result<(), StoreError> {
-        if self.disk.is_none() || self.rooms.lock().get(room).is_some_and(|r| r.loaded) {
-            return Ok(());
+    /// Runs `f` on the room's messages: the cached ones, or (with a data directory, on a
+    /// miss) the stored ones, which are cached when there are any. Reading a room that has
+    /// no history creates nothing.
+    async fn with_room<T>(
+        &self,
+        room: &str,
+        f: impl FnOnce(&VecDeque<Arc<ChatMessage>>) -> T,
+    ) -> Result<T, StoreError> {
+        {
+            let mut cache = self.cache.lock();
+            if let Some(entry) = cache.get(room) {
+                return Ok(f(&entry.messages));
+            }
+            if self.disk.is_none() {
+                return Ok(f(&VecDeque::new()));
+            }
         }
         let (tx, rx) = oneshot::channel();
         self.send(Op::Load(room.to_owned(), tx))?;
         let stored = rx.await.map_err(|_| StoreError::Closed)??;
-        let mut rooms = self.rooms.lock();
-        let entry = rooms.entry(room.into()).or_default();
-        if !entry.loaded {
-            entry.loaded = true;
-            for m in stored {
-                insert_sorted(&mut entry.messages, Arc::new(m), self.limit);
-            }
+        let mut cache = self.cache.lock();
+        if stored.is_empty() {
+            // Nothing stored: an entry made meanwhile (an append) is the whole history.
+            return Ok(match cache.get(room) {
+                Some(entry) => f(&entry.messages),
+                None => f(&VecDeque::new()),
+            });
         }
-        Ok(())
+        // The store holds every acknowledged message, so merging it into an entry made
+        // meanwhile gives the exact history.
+        cache.add(room, stored.into_iter().map(Arc::new), self.limit, true);
+        Ok(match cache.get(room) {
+            Some(entry) => f(&entry.messages),
+            // Evicted at once (a bound smaller than this one room): serve without caching.
+            None => f(&VecDeque::new()),
+        })
     }
 
     /// Stores a message; returns once it is durable (with a data directory) or kept.
     pub async fn append(&self, message: Arc<ChatMessage>) -> Result<(), StoreError> {
-        self.ensure_loaded(&message.room_id).await?;
         if self.disk.is_some() {
             let (tx, rx) = oneshot::channel();
             self.send(Op::Append(message.clone(), tx))?;
             rx.await.map_err(|_| StoreError::Closed)??;
         }
-        let mut rooms = self.rooms.lock();
-        let entry = rooms.entry(message.room_id.as_str().into()).or_default();
-        entry.loaded = true;
-        insert_sorted(&mut entry.messages, message, self.limit);
+        // With a data directory only a cached room takes the message: an uncached one is
+        // loaded from the store (which has it now) on its next use, so the cache never holds
+        // a part of a room's history.
+        let room = message.room_id.clone();
+        self.cache
+            .lock()
+            .add(&room, [message], self.limit, self.disk.is_none());
         Ok(())
     }
 
@@ -150,39 +282,47 @@ impl History {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Arc<ChatMessage>>, StoreError> {
-        self.ensure_loaded(room).await?;
-        let rooms = self.rooms.lock();
-        let Some(entry) = rooms.get(room) else {
-            return Ok(Vec::new());
-        };
-        let end = match before {
-            Some(b) => entry.messages.partition_point(|m| m.id.as_str() < b),
-            None => entry.messages.len(),
-        };
-        let start = end.saturating_sub(limit);
-        Ok(entry.messages.range(start..end).cloned().collect())
+        self.with_room(room, |messages| {
+            let end = match before {
+                Some(b) => messages.partition_point(|m| m.id.as_str() < b),
+                None => messages.len(),
+            };
+            let start = end.saturating_sub(limit);
+            messages.range(start..end).cloned().collect()
+        })
+        .await
+    }
+
+    /// How many rooms are cached in memory.
+    pub fn cached_rooms(&self) -> usize {
+        self.cache.lock().len()
     }
 }
 
-fn insert_sorted(
-    messages: &mut VecDeque<Arc<ChatMessage>>,
-    message: Arc<ChatMessage>,
-    limit: usize,
-) {
+fn insert_sorted(entry: &mut Cached, message: Arc<ChatMessage>, limit: usize) {
+    let messages = &mut entry.messages;
     let at = messages.partition_point(|m| m.id < message.id);
     if messages.get(at).is_some_and(|m| m.id == message.id) {
         return;
     }
+    entry.bytes += cost(&message);
     messages.insert(at, message);
     while messages.len() > limit {
-        messages.pop_front();
+        if let Some(old) = messages.pop_front() {
+            entry.bytes -= cost(&old);
+        }
     }
 }
 
 /// The writer thread: batches operations into one transaction each.
-fn writer(db: Database, rx: Receiver<Op>, limit: usize) {
+fn writer(db: Database, rx: Receiver<Op>, limit: usize, max_rooms: usize) {
+    // Stored messages per room, to trim without counting each time: a cache like the
+    // history's, so bounded the same way (forgotten counts are counted again).
     let mut counts: HashMap<String, usize> = HashMap::new();
     while let Ok(first) = rx.recv() {
+        if counts.len() > max_rooms {
+            counts.clear();
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -306,7 +446,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_history_is_capped_and_ordered() {
-        let h = History::in_memory(3);
+        let h = History::in_memory(3, 100, 1 << 20);
         for id in ["01", "03", "02", "04"] {
             h.append(msg("r", id)).await.unwrap();
         }
@@ -333,13 +473,13 @@ mod tests {
     async fn disk_history_survives_reopen_and_is_capped() {
         let dir = std::env::temp_dir().join(format!("sb-history-{}", crate::transport::new_id()));
         {
-            let h = History::open(&dir, 5).unwrap();
+            let h = History::open(&dir, 5, 100, 1 << 20).unwrap();
             for i in 0..8 {
                 h.append(msg("r", &format!("{i:02}"))).await.unwrap();
             }
             h.append(msg("s", "99")).await.unwrap();
         }
-        let h = History::open(&dir, 5).unwrap();
+        let h = History::open(&dir, 5, 100, 1 << 20).unwrap();
         let ids: Vec<_> = h
             .query("r", None, 100)
             .await
@@ -349,6 +489,104 @@ mod tests {
             .collect();
         assert_eq!(ids, ["03", "04", "05", "06", "07"]);
         assert_eq!(h.query("s", None, 100).await.unwrap().len(), 1);
+        drop(h);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn ids(messages: &[Arc<ChatMessage>]) -> Vec<String> {
+        messages.iter().map(|m| m.id.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn reading_an_unknown_room_creates_nothing() {
+        let h = History::in_memory(10, 100, 1 << 20);
+        for i in 0..1000 {
+            assert!(h
+                .query(&format!("nope-{i}"), None, 10)
+                .await
+                .unwrap()
+                .is_empty());
+        }
+        assert_eq!(h.cached_rooms(), 0);
+        let dir = std::env::temp_dir().join(format!("sb-history-{}", crate::transport::new_id()));
+        let h = History::open(&dir, 10, 100, 1 << 20).unwrap();
+        for i in 0..1000 {
+            assert!(h
+                .query(&format!("nope-{i}"), None, 10)
+                .await
+                .unwrap()
+                .is_empty());
+        }
+        assert_eq!(h.cached_rooms(), 0);
+        drop(h);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn memory_cache_evicts_the_least_recently_used_room() {
+        let h = History::in_memory(10, 3, 1 << 20);
+        for room in ["a", "b", "c"] {
+            h.append(msg(room, "01")).await.unwrap();
+        }
+        // Using `a` makes `b` the least recently used.
+        assert_eq!(h.query("a", None, 10).await.unwrap().len(), 1);
+        h.append(msg("d", "01")).await.unwrap();
+        assert_eq!(h.cached_rooms(), 3);
+        assert!(
+            h.query("b", None, 10).await.unwrap().is_empty(),
+            "b was evicted"
+        );
+        for room in ["a", "c", "d"] {
+            assert_eq!(h.query(room, None, 10).await.unwrap().len(), 1, "{room}");
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_cache_is_bounded_in_bytes() {
+        let big = |room: &str, id: &str| {
+            Arc::new(ChatMessage {
+                text: "x".repeat(100_000),
+                ..(*msg(room, id)).clone()
+            })
+        };
+        let h = History::in_memory(100, 1000, 1 << 20);
+        for i in 0..30 {
+            h.append(big(&format!("r{i}"), "01")).await.unwrap();
+            assert!(h.cache.lock().bytes <= 1 << 20);
+        }
+        assert!(h.cached_rooms() <= 10, "{} rooms", h.cached_rooms());
+        // One room's own messages past the bound: its oldest go, it stays.
+        let h = History::in_memory(100, 1000, 1 << 20);
+        for i in 0..30 {
+            h.append(big("one", &format!("{i:02}"))).await.unwrap();
+        }
+        assert_eq!(h.cached_rooms(), 1);
+    }
+
+    #[tokio::test]
+    async fn evicted_rooms_reload_from_the_data_dir() {
+        let dir = std::env::temp_dir().join(format!("sb-history-{}", crate::transport::new_id()));
+        let h = History::open(&dir, 5, 2, 1 << 20).unwrap();
+        for i in 0..7 {
+            h.append(msg("a", &format!("{i:02}"))).await.unwrap();
+        }
+        h.append(msg("b", "01")).await.unwrap();
+        h.append(msg("c", "01")).await.unwrap();
+        assert!(h.cached_rooms() <= 2);
+        assert_eq!(
+            ids(&h.query("a", None, 100).await.unwrap()),
+            ["02", "03", "04", "05", "06"]
+        );
+        // An append to an evicted room: the reload has all of it.
+        h.append(msg("b", "02")).await.unwrap();
+        h.append(msg("c", "02")).await.unwrap();
+        h.append(msg("a", "07")).await.unwrap();
+        assert_eq!(
+            ids(&h.query("a", None, 100).await.unwrap()),
+            ["03", "04", "05", "06", "07"]
+        );
+        assert_eq!(ids(&h.query("b", None, 100).await.unwrap()), ["01", "02"]);
+        assert_eq!(h.cached_rooms(), 2);
         drop(h);
         let _ = std::fs::remove_dir_all(dir);
     }

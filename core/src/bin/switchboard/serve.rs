@@ -43,6 +43,13 @@ pub struct ServeArgs {
     /// Directory for history (kept in memory without it).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Most rooms whose history is cached in memory; the least recently used is evicted
+    /// (reloaded from --data-dir, or lost without one) [default: 10000].
+    #[arg(long, value_name = "N")]
+    history_cache_rooms: Option<usize>,
+    /// Most bytes of history cached in memory [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    history_cache_bytes: Option<usize>,
     /// Browser origin allowed to connect, with credentials (repeatable). Without one, any
     /// origin may connect, without credentials (a development default: a warning is logged).
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
@@ -88,6 +95,9 @@ pub struct ServeArgs {
     /// Milliseconds a dropped connection may take to recover its state (0 = off) [default: 120000].
     #[arg(long, value_name = "MS")]
     recovery_window: Option<u64>,
+    /// Most bytes of broadcasts kept for connection state recovery [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    recovery_log_bytes: Option<usize>,
     /// Milliseconds a dropped connection still counts in presence [default: 2000].
     #[arg(long, value_name = "MS")]
     presence_grace: Option<u64>,
@@ -140,6 +150,8 @@ struct FileSettings {
     rate_burst: Option<u32>,
     redis: Option<String>,
     data_dir: Option<PathBuf>,
+    history_cache_rooms: Option<usize>,
+    history_cache_bytes: Option<usize>,
     #[serde(default)]
     cors_origins: Vec<String>,
     api_key: Option<String>,
@@ -155,6 +167,7 @@ struct FileSettings {
     max_header_bytes: Option<usize>,
     max_queued_event_bytes: Option<usize>,
     recovery_window: Option<u64>,
+    recovery_log_bytes: Option<usize>,
     presence_grace: Option<u64>,
     sse_ping_interval: Option<u64>,
     cluster_heartbeat_ms: Option<u64>,
@@ -195,6 +208,8 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         rate_burst,
         redis,
         data_dir,
+        history_cache_rooms,
+        history_cache_bytes,
         api_key,
         max_connections,
         ping_interval,
@@ -208,6 +223,7 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         max_header_bytes,
         max_queued_event_bytes,
         recovery_window,
+        recovery_log_bytes,
         presence_grace,
         sse_ping_interval,
         cluster_heartbeat_ms,
@@ -273,6 +289,15 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     if let Some(dir) = &args.data_dir {
         config = config.data_dir(dir.clone());
     }
+    if args.history_cache_rooms.is_some() || args.history_cache_bytes.is_some() {
+        let rooms = args
+            .history_cache_rooms
+            .unwrap_or(config.history_cache_rooms);
+        let bytes = args
+            .history_cache_bytes
+            .unwrap_or(config.history_cache_bytes);
+        config = config.history_cache(rooms, bytes).map_err(e)?;
+    }
     config = config.cors_origins(args.cors_origins.clone());
     if let Some(key) = &args.api_key {
         config = config.api_key(key.clone());
@@ -312,6 +337,9 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(n) = args.recovery_window {
         config = config.recovery_window(ms(n));
+    }
+    if let Some(n) = args.recovery_log_bytes {
+        config = config.recovery_log_bytes(n).map_err(e)?;
     }
     if let Some(n) = args.presence_grace {
         config = config.presence_grace(ms(n));

@@ -568,3 +568,25 @@ fn presence_keys(room: &str, node: &str) -> [String; 4] {
         key("pn", node),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typing_keys_are_unambiguous_with_colons_in_ids() {
+        // Joined with ':' these would all be `ty:a:b:c`.
+        let keys = [
+            typing_key("a:b", "c"),
+            typing_key("a", "b:c"),
+            typing_key("a:b:c", ""),
+            typing_key("", "a:b:c"),
+        ];
+        for (i, k) in keys.iter().enumerate() {
+            for other in &keys[i + 1..] {
+                assert_ne!(k, other);
+            }
+        }
+        assert_eq!(typing_key("a\"", "b"), "switchboard:ty:[\"a\\\"\",\"b\"]");
+    }
+}
