@@ -224,6 +224,8 @@ pub(crate) struct DocState {
     /// Bytes of the changes applied since the last encode: the state's size is at most
     /// `measured + since_bytes`.
     since_bytes: usize,
+    /// Bytes of client updates yrs holds back since it last had none pending (at most).
+    pending_bytes: usize,
     /// How many times the whole state was encoded (the tests check it stays bounded).
     encodes: u64,
     dirty: Option<Dirty>,
@@ -284,6 +286,7 @@ impl DocState {
             snapshot: None,
             since: Vec::new(),
             since_bytes: 0,
+            pending_bytes: 0,
             encodes: 0,
             dirty: None,
             flusher_running: false,
@@ -495,6 +498,21 @@ impl DocState {
             CloseWith::new(close_code::MALFORMED, "Malformed update")
         };
         let delta = apply_client_update(self.awareness.doc(), raw).map_err(|e| malformed(&e))?;
+        if self.awareness.doc().transact().has_missing_updates() {
+            // yrs keeps what it cannot integrate yet (its dependencies are missing) and merges
+            // every later such update into it, at a cost growing with it: count it against
+            // the size (the delta does not show it) and refuse to keep much of it.
+            self.pending_bytes += raw.len();
+            self.since_bytes += raw.len();
+            if self.pending_bytes > limits.max_document_bytes / 16 {
+                return Err(CloseWith::new(
+                    close_code::MALFORMED,
+                    "Too many updates whose dependencies are missing",
+                ));
+            }
+        } else {
+            self.pending_bytes = 0;
+        }
         if delta == EMPTY_UPDATE {
             return Ok(());
         }
@@ -1189,6 +1207,34 @@ mod tests {
             done <= 2,
             "{done} encodes for {cycles} cycles ({sent} bytes)"
         );
+    }
+
+    #[test]
+    fn updates_whose_dependencies_are_missing_are_bounded() {
+        // yrs holds such updates back (pending) and merges each new one into them; they
+        // showed in no size estimate, so a client could stash any amount.
+        let mut doc = DocState::new(None).unwrap();
+        let (a, _, _) = conn();
+        doc.attach(1, a, LIMITS);
+        let mut refused = None;
+        for i in 0..100 {
+            let client = Doc::new();
+            let t = client.get_or_insert_text("t");
+            t.insert(&mut client.transact_mut(), 0, "first");
+            let sv = client.transact().state_vector();
+            t.insert(&mut client.transact_mut(), 0, &"y".repeat(10_000));
+            // Only the second edit: it depends on the first, which the server never gets.
+            let second = client.transact().encode_state_as_update_v1(&sv);
+            let effects = doc.handle(1, vec![Inbound::Update(second)], LIMITS);
+            if let Some(with) = effects.close {
+                refused = Some((i, with));
+                break;
+            }
+        }
+        let (i, with) = refused.expect("refused");
+        assert_eq!(with.code, close_code::MALFORMED);
+        assert!(i <= LIMITS.max_document_bytes / 16 / 10_000, "after {i}");
+        assert!(doc.size_estimate() > LIMITS.max_document_bytes / 16);
     }
 
     fn awareness_update(states: &[(u64, &str)]) -> yrs::sync::AwarenessUpdate {
