@@ -353,7 +353,9 @@ impl DocState {
             .filter_map(|(client, state)| {
                 let len = state.data.as_ref()?.len();
                 let fits = len <= left;
-                left = left.saturating_sub(len);
+                if fits {
+                    left -= len;
+                }
                 fits.then_some(client)
             })
             .collect();
@@ -498,14 +500,16 @@ impl DocState {
             CloseWith::new(close_code::MALFORMED, "Malformed update")
         };
         let delta = apply_client_update(self.awareness.doc(), raw).map_err(|e| malformed(&e))?;
+        // yrs keeps what it cannot integrate yet (its dependencies are missing) and merges
+        // every later such update into it, at a cost growing with it: count it against the
+        // size (the delta does not show it) and refuse to keep much of it. What the update
+        // did integrate is still passed on below.
+        let mut outcome = Ok(());
         if self.awareness.doc().transact().has_missing_updates() {
-            // yrs keeps what it cannot integrate yet (its dependencies are missing) and merges
-            // every later such update into it, at a cost growing with it: count it against
-            // the size (the delta does not show it) and refuse to keep much of it.
             self.pending_bytes += raw.len();
             self.since_bytes += raw.len();
             if self.pending_bytes > limits.max_document_bytes / 16 {
-                return Err(CloseWith::new(
+                outcome = Err(CloseWith::new(
                     close_code::MALFORMED,
                     "Too many updates whose dependencies are missing",
                 ));
@@ -514,7 +518,7 @@ impl DocState {
             self.pending_bytes = 0;
         }
         if delta == EMPTY_UPDATE {
-            return Ok(());
+            return outcome;
         }
         self.since_bytes += delta.len();
         let frame = protocol::sync_update(&delta);
@@ -524,7 +528,7 @@ impl DocState {
         }
         self.mark_dirty(effects);
         effects.updates.push(delta);
-        Ok(())
+        outcome
     }
 
     /// Applies a client's awareness update; the connection now controls the clients it added
