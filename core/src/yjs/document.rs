@@ -32,13 +32,15 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 /// WebSocket close codes of the Yjs endpoint. 4400–4499 tell y-websocket 3.x not to
 /// reconnect (reconnecting cannot help); 4500–4599 and the standard codes let it retry.
 pub mod close_code {
-    /// The message could not be decoded or applied.
+    /// The message could not be decoded or applied, or the client broke a protocol bound:
+    /// too many messages in one frame, too many awareness client ids, too many updates
+    /// whose dependencies are missing.
     pub const MALFORMED: u16 = 4400;
     /// No token, or an invalid or expired one.
     pub const UNAUTHORIZED: u16 = 4401;
     /// The user may not open this document.
     pub const FORBIDDEN: u16 = 4403;
-    /// An update, or the document it would grow, is over its size limit.
+    /// An update, the document it would grow, or an awareness state is over its size limit.
     pub const TOO_LARGE: u16 = 4413;
     /// A host hook or the document store failed; try again later.
     pub const UNAVAILABLE: u16 = 4500;
