@@ -526,7 +526,14 @@ impl DocState {
         let frame = protocol::sync_update(&delta);
         self.broadcast(&frame);
         if self.snapshot.is_some() {
-            self.since.push(frame);
+            if self.since.len() >= MAX_ANSWER_UPDATES {
+                // Stale for any answer: drop it rather than keep a frame per change until the
+                // next store; the next sync step 1 encodes the document again.
+                self.snapshot = None;
+                self.since.clear();
+            } else {
+                self.since.push(frame);
+            }
         }
         self.mark_dirty(effects);
         effects.updates.push(delta);
@@ -1137,6 +1144,16 @@ mod tests {
         doc.handle(1, ask(), LIMITS);
         assert_eq!(frames(&out_a).len(), 1);
         assert_eq!(doc.encodes, encodes + 1);
+        // Without asks (nor stores), the frames kept for the next answer stay bounded.
+        for i in 0..MAX_ANSWER_UPDATES + 10 {
+            doc.handle(
+                1,
+                vec![Inbound::Update(text_update(&format!("{i}.")))],
+                LIMITS,
+            );
+            frames(&out_a);
+        }
+        assert!(doc.since.len() <= MAX_ANSWER_UPDATES, "{}", doc.since.len());
     }
 
     #[test]
