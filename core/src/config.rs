@@ -196,6 +196,11 @@ pub struct Config {
     pub yjs_max_update_bytes: usize,
     /// Largest Yjs document (its encoded state), in bytes. Default 16 MiB.
     pub yjs_max_document_bytes: usize,
+    /// Largest Yjs awareness state (its JSON) of one client id, in bytes. Default 64 KiB.
+    pub yjs_max_awareness_bytes: usize,
+    /// Most Yjs awareness client ids one connection may set states for. Default 16 (a
+    /// y-websocket provider has one).
+    pub yjs_max_awareness_clients: usize,
     /// Time between WebSocket pings on Yjs connections; a connection that has not answered the
     /// previous ping is closed. Default 30 s.
     pub yjs_ping_interval: Duration,
@@ -247,6 +252,8 @@ impl Default for Config {
             yjs_store_max_delay: Duration::from_secs(10),
             yjs_max_update_bytes: 4 * 1024 * 1024,
             yjs_max_document_bytes: 16 * 1024 * 1024,
+            yjs_max_awareness_bytes: 64 * 1024,
+            yjs_max_awareness_clients: 16,
             yjs_ping_interval: Duration::from_secs(30),
         }
     }
@@ -575,6 +582,18 @@ impl Config {
         Ok(self)
     }
 
+    /// Sets the largest awareness state of one client id and the most client ids one
+    /// connection may set states for (Yjs).
+    pub fn yjs_awareness_limits(
+        mut self,
+        max_state_bytes: usize,
+        max_clients: usize,
+    ) -> Result<Self, ConfigError> {
+        self.yjs_max_awareness_bytes = at_least("yjs_max_awareness_bytes", max_state_bytes, 64)?;
+        self.yjs_max_awareness_clients = at_least("yjs_max_awareness_clients", max_clients, 1)?;
+        Ok(self)
+    }
+
     /// Sets the time between WebSocket pings on Yjs connections.
     pub fn yjs_ping_interval(mut self, d: Duration) -> Result<Self, ConfigError> {
         self.yjs_ping_interval = positive("yjs_ping_interval", d)?;
@@ -609,6 +628,18 @@ mod tests {
         assert!(Config::default().yjs_store_debounce(d, d / 2).is_err());
         assert!(Config::default().yjs_store_debounce(d, d * 5).is_ok());
         assert!(Config::default().yjs_limits(10, 1 << 20).is_err());
+        assert!(Config::default().yjs_awareness_limits(10, 16).is_err());
+        assert!(Config::default().yjs_awareness_limits(1024, 0).is_err());
+        let c = Config::default().yjs_awareness_limits(1024, 2).unwrap();
+        assert_eq!(
+            (c.yjs_max_awareness_bytes, c.yjs_max_awareness_clients),
+            (1024, 2)
+        );
+        let d = Config::default();
+        assert_eq!(
+            (d.yjs_max_awareness_bytes, d.yjs_max_awareness_clients),
+            (65536, 16)
+        );
     }
 
     #[test]

@@ -271,6 +271,120 @@ describe('Yjs over y-websocket (switchboard serve)', { concurrency: true }, () =
     assert.deepEqual(await closed, { code: 4413, reason: 'Document too large (max 50000 bytes)' });
   });
 
+  test('a frame packing many sync step 1s closes with 4400; the server stays responsive and editors keep working', async () => {
+    // Issue 16: one frame of N copies of the 4-byte sync step 1 made the server encode the
+    // whole document N times under its lock: /healthz took seconds on a 2 MB document.
+    const name = docName('step1-batch');
+    const writer = provider(server.url, name, alice);
+    await synced(writer);
+    const t = writer.doc.getText('t');
+    for (let i = 0; i < 2000; i += 1) t.insert((i * 7919) % (t.length + 1), 'x'.repeat(100));
+    await until(async () => {
+      const check = provider(server.url, name, bob);
+      await synced(check);
+      const done = text(check).length === 200000;
+      destroy(check);
+      return done;
+    }, 'the 200 KB document at the server');
+    const step1 = Buffer.from([0, 0, 1, 0]);
+    const url = `${server.url.replace('http', 'ws')}/yjs/${name}?token=${bob}`;
+    const closed = (ws) => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the server did not close the connection')), WAIT_MS);
+      ws.on('close', (c, r) => {
+        clearTimeout(timer);
+        resolve({ code: c, reason: String(r) });
+      });
+    });
+    const opened = (ws) => new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+
+    // More messages in one frame than y-websocket ever sends: refused before any is handled.
+    const batch = new WebSocket(url);
+    await opened(batch);
+    const batchClosed = closed(batch);
+    batch.send(Buffer.concat(Array(1000).fill(step1)));
+    assert.deepEqual(await batchClosed, { code: 4400, reason: 'Too many messages in one frame' });
+
+    // As many as allowed, frame after frame, without reading: answered from one encoding,
+    // and the server answers /healthz meanwhile.
+    const flood = new WebSocket(url);
+    await opened(flood);
+    flood.on('error', () => {});
+    flood._socket.pause();
+    let worst = 0;
+    const end = Date.now() + 1500;
+    while (Date.now() < end && flood.readyState === WebSocket.OPEN) {
+      for (let i = 0; i < 10; i += 1) flood.send(Buffer.concat(Array(16).fill(step1)));
+      const started = Date.now();
+      assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
+      worst = Math.max(worst, Date.now() - started);
+      await sleep(20);
+    }
+    flood.terminate();
+    assert.ok(worst < 1000, `/healthz took ${worst} ms`);
+
+    // A real editor still joins and edits.
+    const late = provider(server.url, name, bob);
+    await synced(late);
+    assert.equal(text(late).length, 200000);
+    late.doc.getText('t').insert(0, 'still here ');
+    await until(() => text(writer).startsWith('still here '), 'the edit to reach the writer');
+  });
+
+  test('awareness limits: a state over 64 KiB closes with 4413, more than 16 client ids with 4400', async () => {
+    const encoding = require('lib0/encoding');
+    /** An awareness message setting `states` ([clientID, json]) at clock 1. */
+    const awarenessMessage = (states) => {
+      const update = encoding.createEncoder();
+      encoding.writeVarUint(update, states.length);
+      for (const [client, json] of states) {
+        encoding.writeVarUint(update, client);
+        encoding.writeVarUint(update, 1);
+        encoding.writeVarString(update, json);
+      }
+      const message = encoding.createEncoder();
+      encoding.writeVarUint(message, 1);
+      encoding.writeVarUint8Array(message, encoding.toUint8Array(update));
+      return Buffer.from(encoding.toUint8Array(message));
+    };
+    const name = docName('awareness-limits');
+    const watcher = provider(server.url, name, alice);
+    await synced(watcher);
+    const url = `${server.url.replace('http', 'ws')}/yjs/${name}?token=${bob}`;
+    const attempt = async (message) => {
+      const ws = new WebSocket(url);
+      await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+      const closed = new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          ws.terminate();
+          reject(new Error('the server did not close the connection'));
+        }, WAIT_MS);
+        ws.on('close', (c, r) => {
+          clearTimeout(timer);
+          resolve({ code: c, reason: String(r) });
+        });
+      });
+      ws.send(message);
+      return closed;
+    };
+    const big = JSON.stringify({ user: 'x'.repeat(100 * 1024) });
+    assert.deepEqual(await attempt(awarenessMessage([[424242, big]])), {
+      code: 4413,
+      reason: 'Awareness state too large (max 65536 bytes)',
+    });
+    const many = Array.from({ length: 17 }, (_, i) => [500000 + i, '{"user":"bob"}']);
+    assert.deepEqual(await attempt(awarenessMessage(many)), {
+      code: 4400,
+      reason: 'Too many awareness clients (max 16 per connection)',
+    });
+    // Neither left a state behind; a provider's own state still goes through.
+    const late = provider(server.url, name, bob);
+    await synced(late);
+    late.awareness.setLocalStateField('user', { name: 'Bob' });
+    await until(() => watcher.awareness.getStates().get(late.doc.clientID)?.user?.name === 'Bob', "Bob's awareness");
+    const ids = [...watcher.awareness.getStates().keys()];
+    assert.ok(!ids.includes(424242) && !ids.some((id) => id >= 500000 && id < 500017), String(ids));
+  });
+
   test('a connection that does not answer pings is closed', async () => {
     const tok = token('alice', { rooms: ['doc:*'] });
     const ws = new WebSocket(`${quick.url.replace('http', 'ws')}/yjs/${docName('no-pong')}?token=${tok}`, {

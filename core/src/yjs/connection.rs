@@ -243,9 +243,10 @@ async fn serve(
         return (Some(with), Rest::Raw(reader));
     }
     let id = inner.next_conn_id();
+    let limits = Limits::new(&inner.config);
     state
         .lock()
-        .attach(id, ConnEntry::new(outbox.clone(), close.clone()));
+        .attach(id, ConnEntry::new(outbox.clone(), close.clone()), limits);
     hold.conn = Some(id);
     tracing::debug!(doc = %doc.name, user = %user.id, "Yjs connection opened");
 
@@ -263,9 +264,6 @@ async fn serve(
     let mut ws = Box::new(
         WebSocketStream::from_partially_read(side, prefix, Role::Server, Some(config)).await,
     );
-    let limits = Limits {
-        max_document_bytes: inner.config.yjs_max_document_bytes,
-    };
     let period = inner.config.yjs_ping_interval;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -290,7 +288,13 @@ async fn serve(
                     Ok(m) => m,
                     Err(e) => {
                         tracing::debug!(doc = %doc.name, error = %e, "malformed Yjs message");
-                        let with = CloseWith::new(close_code::MALFORMED, "Malformed message");
+                        let reason = match e {
+                            protocol::DecodeError::TooManyMessages => {
+                                "Too many messages in one frame"
+                            }
+                            protocol::DecodeError::Malformed(_) => "Malformed message",
+                        };
+                        let with = CloseWith::new(close_code::MALFORMED, reason);
                         return (Some(with), Rest::Ws(ws));
                     }
                 };

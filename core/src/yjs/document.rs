@@ -32,13 +32,15 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 /// WebSocket close codes of the Yjs endpoint. 4400–4499 tell y-websocket 3.x not to
 /// reconnect (reconnecting cannot help); 4500–4599 and the standard codes let it retry.
 pub mod close_code {
-    /// The message could not be decoded or applied.
+    /// The message could not be decoded or applied, or the client broke a protocol bound:
+    /// too many messages in one frame, too many awareness client ids, too many updates
+    /// whose dependencies are missing.
     pub const MALFORMED: u16 = 4400;
     /// No token, or an invalid or expired one.
     pub const UNAUTHORIZED: u16 = 4401;
     /// The user may not open this document.
     pub const FORBIDDEN: u16 = 4403;
-    /// An update, or the document it would grow, is over its size limit.
+    /// An update, the document it would grow, or an awareness state is over its size limit.
     pub const TOO_LARGE: u16 = 4413;
     /// A host hook or the document store failed; try again later.
     pub const UNAVAILABLE: u16 = 4500;
@@ -79,6 +81,11 @@ impl CloseSignal {
         self.notify.notify_one();
     }
 
+    /// Whether the connection was asked to close: nothing more is worth doing for it.
+    pub(crate) fn is_fired(&self) -> bool {
+        self.with.lock().is_some()
+    }
+
     /// Waits until the connection is asked to close.
     pub(crate) async fn wait(&self) -> CloseWith {
         loop {
@@ -108,6 +115,12 @@ impl ConnEntry {
         }
     }
 
+    /// Whether the connection is closing (its queue overflowed, its writer failed, or it was
+    /// told to close): work for it is wasted.
+    fn is_closing(&self) -> bool {
+        self.close.is_fired() || self.outbox.is_closed()
+    }
+
     fn push(&self, frame: Frame) {
         if let Err(PushError::Overflow) = self.outbox.push(frame) {
             self.close.fire(CloseWith::new(
@@ -122,7 +135,53 @@ impl ConnEntry {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub max_document_bytes: usize,
+    /// Largest awareness state (its JSON) one client id may have.
+    pub max_awareness_bytes: usize,
+    /// Most awareness client ids one connection may control.
+    pub max_awareness_clients: usize,
+    /// Most frames a sync step 1 answer may take (the snapshot, then the updates after it);
+    /// past it the snapshot is encoded again.
+    pub max_answer_frames: usize,
+    /// Most awareness bytes (JSON) sent in a greeting or a query answer: the states left out
+    /// come with their owners' next renewal (every 15 s), instead of overflowing the queue.
+    pub max_awareness_answer_bytes: usize,
 }
+
+impl Limits {
+    /// No limits: for changes from other nodes, which are trusted.
+    pub(crate) const UNLIMITED: Limits = Limits {
+        max_document_bytes: usize::MAX,
+        max_awareness_bytes: usize::MAX,
+        max_awareness_clients: usize::MAX,
+        max_answer_frames: MAX_ANSWER_UPDATES,
+        max_awareness_answer_bytes: usize::MAX,
+    };
+
+    /// The limits `config` sets.
+    pub(crate) fn new(config: &crate::config::Config) -> Self {
+        Limits {
+            max_document_bytes: config.yjs_max_document_bytes,
+            max_awareness_bytes: config.yjs_max_awareness_bytes,
+            max_awareness_clients: config.yjs_max_awareness_clients,
+            // A newcomer's queue holds its greeting, this answer and what is broadcast
+            // meanwhile.
+            max_answer_frames: (config.outbound_queue_frames / 4).clamp(1, MAX_ANSWER_UPDATES),
+            max_awareness_answer_bytes: config.outbound_queue_bytes / 4,
+        }
+    }
+}
+
+/// A document over its size limit by the estimate is measured (encoded) again at most this
+/// often, unless 1/16 of the limit changed since the last measure.
+const REMEASURE_AFTER: Duration = Duration::from_secs(1);
+
+/// Most updates queued after the snapshot in a sync step 1 answer.
+const MAX_ANSWER_UPDATES: usize = 256;
+
+/// Changes since the snapshot may reach half its size plus this before a sync step 1 answer
+/// encodes it again: re-encoding the document costs a client at least this many bytes of
+/// changes (or [`Limits::max_answer_frames`] changes).
+const MIN_STALE_BYTES: usize = 64 * 1024;
 
 /// What handling a client's message did, for the caller to act on off the lock.
 #[derive(Default)]
@@ -145,11 +204,32 @@ struct Dirty {
 }
 
 /// A loaded document.
+///
+/// Encoding the whole document costs time proportional to its size (tens of milliseconds
+/// for a few megabytes), under the lock, on a runtime worker. A client must not be able to
+/// trigger one per message: the state is encoded once (the snapshot) and every sync step 1
+/// is answered with it plus the updates applied since (frames already built for their
+/// broadcast, shared); it is encoded again only once those changes are large or numerous
+/// (or at a store), so each encode is paid for by that many changes.
 pub(crate) struct DocState {
     pub(super) awareness: Awareness,
     conns: HashMap<ConnId, ConnEntry>,
-    /// The encoded state's size: exact after a load or a store, then grown by each update.
-    size_estimate: usize,
+    /// The encoded state's exact size at the last encode (or load), and when that was.
+    measured: usize,
+    measured_at: Instant,
+    /// The whole state at the last encode, framed as a sync step 2; `None` until the first
+    /// sync step 1 after a load.
+    snapshot: Option<Frame>,
+    /// Every change applied since the last encode, framed as sync updates (kept only while
+    /// there is a snapshot).
+    since: Vec<Frame>,
+    /// Bytes of the changes applied since the last encode: the state's size is at most
+    /// `measured + since_bytes`.
+    since_bytes: usize,
+    /// Bytes of client updates yrs holds back since it last had none pending (at most).
+    pending_bytes: usize,
+    /// How many times the whole state was encoded (the tests check it stays bounded).
+    encodes: u64,
     dirty: Option<Dirty>,
     flusher_running: bool,
 }
@@ -203,7 +283,13 @@ impl DocState {
         Ok(DocState {
             awareness: Awareness::new(doc),
             conns: HashMap::new(),
-            size_estimate: stored.map_or(0, <[u8]>::len),
+            measured: stored.map_or(0, <[u8]>::len),
+            measured_at: Instant::now(),
+            snapshot: None,
+            since: Vec::new(),
+            since_bytes: 0,
+            pending_bytes: 0,
+            encodes: 0,
             dirty: None,
             flusher_running: false,
         })
@@ -214,6 +300,75 @@ impl DocState {
         encode_state_as_update(self.awareness.doc(), &StateVector::default())
     }
 
+    /// Encodes the whole state (for a store, or because the snapshot is stale); it becomes
+    /// the snapshot and the exact size.
+    pub(crate) fn encode_snapshot(&mut self) -> Vec<u8> {
+        let bytes = self.encode_state();
+        self.encodes += 1;
+        self.measured = bytes.len();
+        self.measured_at = Instant::now();
+        self.snapshot = Some(protocol::sync_step2(&bytes));
+        self.since.clear();
+        self.since_bytes = 0;
+        bytes
+    }
+
+    /// The encoded state's size, or more (changes since the last encode counted in full).
+    fn size_estimate(&self) -> usize {
+        self.measured + self.since_bytes
+    }
+
+    /// Answers a sync step 1 from connection `id`: the snapshot, then the changes since,
+    /// encoding the snapshot again first when it is missing or stale.
+    ///
+    /// Whatever the client's state vector, it gets the whole state: what it already has is
+    /// ignored on its side, and answering its exact difference would take an encode per
+    /// message (yrs walks every block for the delete set whatever the state vector).
+    fn answer_sync_step1(&mut self, id: ConnId, limits: Limits) {
+        if !self.conns.contains_key(&id) {
+            return;
+        }
+        let stale = self.since.len() >= limits.max_answer_frames
+            || self.since_bytes > self.measured / 2 + MIN_STALE_BYTES;
+        if self.snapshot.is_none() || stale {
+            self.encode_snapshot();
+        }
+        let (Some(conn), Some(snapshot)) = (self.conns.get(&id), &self.snapshot) else {
+            return;
+        };
+        conn.push(snapshot.clone());
+        for update in &self.since {
+            if conn.is_closing() {
+                return;
+            }
+            conn.push(update.clone());
+        }
+    }
+
+    /// Queues the awareness states, up to `budget` bytes of JSON (the rest come with their
+    /// owners' next renewal), to `conn`.
+    fn push_awareness_states(&self, conn: &ConnEntry, budget: usize) {
+        let mut left = budget;
+        let clients: Vec<ClientID> = self
+            .awareness
+            .iter()
+            .filter_map(|(client, state)| {
+                let len = state.data.as_ref()?.len();
+                let fits = len <= left;
+                if fits {
+                    left -= len;
+                }
+                fits.then_some(client)
+            })
+            .collect();
+        if clients.is_empty() {
+            return;
+        }
+        if let Ok(update) = self.awareness.update_with_clients(clients) {
+            conn.push(protocol::awareness(&update));
+        }
+    }
+
     fn broadcast(&self, frame: &Frame) {
         for conn in self.conns.values() {
             conn.push(frame.clone());
@@ -221,15 +376,12 @@ impl DocState {
     }
 
     /// Adds a connection and queues its greeting: sync step 1 and, when there are awareness
-    /// states, a separate awareness message.
-    pub(crate) fn attach(&mut self, id: ConnId, conn: ConnEntry) {
+    /// states, a separate awareness message (at most `limits.max_awareness_answer_bytes` of
+    /// them, so that the greeting fits the newcomer's queue).
+    pub(crate) fn attach(&mut self, id: ConnId, conn: ConnEntry, limits: Limits) {
         let sv = self.awareness.doc().transact().state_vector();
         conn.push(protocol::sync_step1(&sv));
-        if let Ok(update) = self.awareness.update() {
-            if !update.clients.is_empty() {
-                conn.push(protocol::awareness(&update));
-            }
-        }
+        self.push_awareness_states(&conn, limits.max_awareness_answer_bytes);
         self.conns.insert(id, conn);
     }
 
@@ -281,22 +433,25 @@ impl DocState {
     pub(crate) fn handle(&mut self, id: ConnId, messages: Vec<Inbound>, limits: Limits) -> Effects {
         let mut effects = Effects::default();
         for message in messages {
+            // A connection that is closing (its queue overflowed, say) gets nothing more done
+            // for it; its task closes it.
+            if self.conns.get(&id).is_some_and(ConnEntry::is_closing) {
+                break;
+            }
             let result = match message {
-                Inbound::SyncStep1(sv) => {
-                    let update = encode_state_as_update(self.awareness.doc(), &sv);
-                    if let Some(conn) = self.conns.get(&id) {
-                        conn.push(protocol::sync_step2(&update));
-                    }
+                Inbound::SyncStep1(_) => {
+                    self.answer_sync_step1(id, limits);
                     Ok(())
                 }
                 Inbound::SyncStep2(update) | Inbound::Update(update) => {
                     self.apply_update(&update, limits, &mut effects)
                 }
-                Inbound::Awareness(update) => self.apply_awareness(id, update, &mut effects),
+                Inbound::Awareness(update) => {
+                    self.apply_awareness(id, update, limits, &mut effects)
+                }
                 Inbound::QueryAwareness => {
-                    if let (Ok(update), Some(conn)) = (self.awareness.update(), self.conns.get(&id))
-                    {
-                        conn.push(protocol::awareness(&update));
+                    if let Some(conn) = self.conns.get(&id) {
+                        self.push_awareness_states(conn, limits.max_awareness_answer_bytes);
                     }
                     Ok(())
                 }
@@ -327,10 +482,18 @@ impl DocState {
                 ),
             )
         };
-        if self.size_estimate + raw.len() > limits.max_document_bytes {
-            // The estimate only grows between stores: measure before refusing.
-            self.size_estimate = self.encode_state().len();
-            if self.size_estimate + raw.len() > limits.max_document_bytes {
+        if self.size_estimate() + raw.len() > limits.max_document_bytes {
+            // The estimate only grows between encodes (deletions count as growth): measure
+            // before refusing, but only once enough changed since the last measure, or a
+            // while after it. Else a client near the limit would get a whole-document encode
+            // per tiny update; the price is that, within a second of a measure, the limit may
+            // bite up to 1/16 of it early.
+            if self.since_bytes >= limits.max_document_bytes / 16
+                || self.measured_at.elapsed() >= REMEASURE_AFTER
+            {
+                self.encode_snapshot();
+            }
+            if self.size_estimate() + raw.len() > limits.max_document_bytes {
                 return Err(too_large());
             }
         }
@@ -339,14 +502,42 @@ impl DocState {
             CloseWith::new(close_code::MALFORMED, "Malformed update")
         };
         let delta = apply_client_update(self.awareness.doc(), raw).map_err(|e| malformed(&e))?;
-        if delta == EMPTY_UPDATE {
-            return Ok(());
+        // yrs keeps what it cannot integrate yet (its dependencies are missing) and merges
+        // every later such update into it, at a cost growing with it: count it against the
+        // size (the delta does not show it) and refuse to keep much of it. What the update
+        // did integrate is still passed on below.
+        let mut outcome = Ok(());
+        if self.awareness.doc().transact().has_missing_updates() {
+            self.pending_bytes += raw.len();
+            self.since_bytes += raw.len();
+            if self.pending_bytes > limits.max_document_bytes / 16 {
+                outcome = Err(CloseWith::new(
+                    close_code::MALFORMED,
+                    "Too many updates whose dependencies are missing",
+                ));
+            }
+        } else {
+            self.pending_bytes = 0;
         }
-        self.size_estimate += delta.len();
-        self.broadcast(&protocol::sync_update(&delta));
+        if delta == EMPTY_UPDATE {
+            return outcome;
+        }
+        self.since_bytes += delta.len();
+        let frame = protocol::sync_update(&delta);
+        self.broadcast(&frame);
+        if self.snapshot.is_some() {
+            if self.since.len() >= MAX_ANSWER_UPDATES {
+                // Stale for any answer: drop it rather than keep a frame per change until the
+                // next store; the next sync step 1 encodes the document again.
+                self.snapshot = None;
+                self.since.clear();
+            } else {
+                self.since.push(frame);
+            }
+        }
         self.mark_dirty(effects);
         effects.updates.push(delta);
-        Ok(())
+        outcome
     }
 
     /// Applies a client's awareness update; the connection now controls the clients it added
@@ -355,9 +546,19 @@ impl DocState {
     fn apply_awareness(
         &mut self,
         id: ConnId,
-        update: yrs::sync::AwarenessUpdate,
+        mut update: yrs::sync::AwarenessUpdate,
+        limits: Limits,
         effects: &mut Effects,
     ) -> Result<(), CloseWith> {
+        let Some(conn) = self.conns.get(&id) else {
+            return Ok(());
+        };
+        self.check_awareness(conn, &update, limits)?;
+        // A removal of a client never seen would leave an entry behind for good (yrs keeps
+        // a removed client's clock): drop it, there is nothing to remove.
+        update.clients.retain(|client, entry| {
+            &*entry.json != "null" || self.awareness.meta(*client).is_some()
+        });
         let summary = match self.awareness.apply_update_summary(update) {
             Ok(Some(summary)) => summary,
             Ok(None) => return Ok(()),
@@ -405,12 +606,53 @@ impl DocState {
         Ok(())
     }
 
+    /// Checks a connection's awareness update against the limits before it is applied: each
+    /// state at most `max_awareness_bytes`, the connection controlling at most
+    /// `max_awareness_clients` client ids (a y-websocket provider has one). A violator is
+    /// closed, and its states removed with it.
+    fn check_awareness(
+        &self,
+        conn: &ConnEntry,
+        update: &yrs::sync::AwarenessUpdate,
+        limits: Limits,
+    ) -> Result<(), CloseWith> {
+        let too_many = || {
+            CloseWith::new(
+                close_code::MALFORMED,
+                format!(
+                    "Too many awareness clients (max {} per connection)",
+                    limits.max_awareness_clients
+                ),
+            )
+        };
+        if update.clients.len() > limits.max_awareness_clients {
+            return Err(too_many());
+        }
+        let mut claimed = conn.controlled.len();
+        for (client, entry) in &update.clients {
+            if entry.json.len() > limits.max_awareness_bytes {
+                return Err(CloseWith::new(
+                    close_code::TOO_LARGE,
+                    format!(
+                        "Awareness state too large (max {} bytes)",
+                        limits.max_awareness_bytes
+                    ),
+                ));
+            }
+            if &*entry.json != "null" && !conn.controlled.contains(client) {
+                claimed += 1;
+            }
+        }
+        if claimed > limits.max_awareness_clients {
+            return Err(too_many());
+        }
+        Ok(())
+    }
+
     /// Applies an update that did not come from a connection of this node (another node of
     /// a cluster). Returns whether it changed the document.
     pub(crate) fn apply_remote_update(&mut self, raw: &[u8], effects: &mut Effects) -> bool {
-        let limits = Limits {
-            max_document_bytes: usize::MAX,
-        };
+        let limits = Limits::UNLIMITED;
         let before = effects.updates.len();
         self.apply_update(raw, limits, effects).is_ok() && effects.updates.len() > before
     }
@@ -475,9 +717,7 @@ impl Document {
             let Some(dirty) = s.dirty.take() else {
                 return Ok(());
             };
-            let bytes = s.encode_state();
-            s.size_estimate = bytes.len();
-            (bytes, dirty)
+            (s.encode_snapshot(), dirty)
         };
         match inner.store.store(&self.name, bytes).await {
             Ok(()) => {
@@ -709,6 +949,10 @@ mod tests {
 
     const LIMITS: Limits = Limits {
         max_document_bytes: 1 << 20,
+        max_awareness_bytes: 1024,
+        max_awareness_clients: 4,
+        max_answer_frames: 16,
+        max_awareness_answer_bytes: 4096,
     };
 
     #[test]
@@ -716,8 +960,8 @@ mod tests {
         let mut doc = DocState::new(None).unwrap();
         let (a, out_a, _) = conn();
         let (b, out_b, _) = conn();
-        doc.attach(1, a);
-        doc.attach(2, b);
+        doc.attach(1, a, LIMITS);
+        doc.attach(2, b, LIMITS);
         // Greeting: sync step 1 only (no awareness yet).
         assert!(matches!(
             &drain(&out_a)[..],
@@ -754,8 +998,8 @@ mod tests {
         let mut doc = DocState::new(None).unwrap();
         let (a, out_a, _) = conn();
         let (b, out_b, _) = conn();
-        doc.attach(1, a);
-        doc.attach(2, b);
+        doc.attach(1, a, LIMITS);
+        doc.attach(2, b, LIMITS);
         drain(&out_a);
         drain(&out_b);
         let mut client = Awareness::new(Doc::new());
@@ -770,7 +1014,7 @@ mod tests {
         assert_eq!(drain(&out_b).len(), 1);
         // A third connection gets sync step 1 and a separate awareness message.
         let (c, out_c, _) = conn();
-        doc.attach(3, c);
+        doc.attach(3, c, LIMITS);
         assert_eq!(drain(&out_c).len(), 2);
         assert!(doc.detach(1).is_some());
         let msgs = drain(&out_b);
@@ -784,16 +1028,374 @@ mod tests {
     fn size_limit_closes_with_4413() {
         let mut doc = DocState::new(None).unwrap();
         let (a, _, _) = conn();
-        doc.attach(1, a);
+        doc.attach(1, a, LIMITS);
         let big = text_update(&"x".repeat(4000));
         let effects = doc.handle(
             1,
             vec![Inbound::Update(big)],
             Limits {
                 max_document_bytes: 2000,
+                ..LIMITS
             },
         );
         assert_eq!(effects.close.map(|c| c.code), Some(close_code::TOO_LARGE));
+    }
+
+    /// A document holding `n` separate edits of `chunk` characters each.
+    fn large_doc(n: usize, chunk: usize) -> DocState {
+        let mut doc = DocState::new(None).unwrap();
+        for i in 0..n {
+            let s = char::from(b'a' + (i % 26) as u8).to_string().repeat(chunk);
+            doc.apply_remote_update(&text_update(&s), &mut Effects::default());
+        }
+        doc
+    }
+
+    fn big_conn() -> (ConnEntry, Arc<Outbox>, Arc<CloseSignal>) {
+        let outbox = Arc::new(Outbox::new(1024, 64 << 20));
+        let close = Arc::new(CloseSignal::default());
+        (ConnEntry::new(outbox.clone(), close.clone()), outbox, close)
+    }
+
+    fn frames(outbox: &Outbox) -> Vec<Frame> {
+        let mut frames = std::collections::VecDeque::new();
+        outbox.drain_into(&mut frames);
+        frames.into()
+    }
+
+    #[test]
+    fn a_frame_of_sync_step1s_encodes_the_document_once() {
+        // Issue 16: a frame of N sync step 1s made the server encode the whole document N
+        // times under its lock. Now every answer shares one encoding, across connections.
+        let mut doc = large_doc(200, 500);
+        let (a, out_a, _) = big_conn();
+        let (b, out_b, _) = big_conn();
+        doc.attach(1, a, LIMITS);
+        doc.attach(2, b, LIMITS);
+        frames(&out_a);
+        frames(&out_b);
+        let before = doc.encodes;
+        let asks = || {
+            vec![(); protocol::MAX_MESSAGES_PER_FRAME]
+                .into_iter()
+                .map(|()| Inbound::SyncStep1(StateVector::default()))
+                .collect::<Vec<_>>()
+        };
+        doc.handle(1, asks(), LIMITS);
+        doc.handle(2, asks(), LIMITS);
+        assert_eq!(doc.encodes - before, 1, "one encode for 32 asks");
+        let answers: Vec<Frame> = frames(&out_a).into_iter().chain(frames(&out_b)).collect();
+        assert_eq!(answers.len(), 2 * protocol::MAX_MESSAGES_PER_FRAME);
+        let first = answers[0].wire().as_ptr();
+        assert!(answers.iter().all(|f| f.wire().as_ptr() == first), "shared");
+        // The answer is the whole document.
+        let fresh = Doc::new();
+        let [yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep2(u))] =
+            &[yrs::sync::Message::decode_v1(&answers[0].payload()).unwrap()][..]
+        else {
+            panic!("not a sync step 2")
+        };
+        apply_client_update(&fresh, u).unwrap();
+        let text = |d: &Doc| d.get_or_insert_text("t").get_string(&d.transact());
+        assert_eq!(text(&fresh), text(doc.awareness.doc()));
+        assert_eq!(text(&fresh).len(), 200 * 500);
+    }
+
+    #[test]
+    fn sync_step1_answers_are_the_snapshot_and_the_changes_since() {
+        let mut doc = large_doc(10, 100);
+        let (a, out_a, _) = big_conn();
+        doc.attach(1, a, LIMITS);
+        frames(&out_a);
+        let ask = || vec![Inbound::SyncStep1(StateVector::default())];
+        doc.handle(1, ask(), LIMITS);
+        assert_eq!(frames(&out_a).len(), 1);
+        // Changes after the snapshot come after it, as the updates that were broadcast; no
+        // encode until there are as many as an answer may hold.
+        let encodes = doc.encodes;
+        for i in 0..LIMITS.max_answer_frames - 1 {
+            doc.handle(
+                1,
+                vec![Inbound::Update(text_update(&format!("{i},")))],
+                LIMITS,
+            );
+        }
+        frames(&out_a);
+        doc.handle(1, ask(), LIMITS);
+        let answer = frames(&out_a);
+        assert_eq!(answer.len(), LIMITS.max_answer_frames);
+        assert_eq!(doc.encodes, encodes);
+        let fresh = Doc::new();
+        for f in &answer {
+            match yrs::sync::Message::decode_v1(&f.payload()).unwrap() {
+                yrs::sync::Message::Sync(
+                    yrs::sync::SyncMessage::SyncStep2(u) | yrs::sync::SyncMessage::Update(u),
+                ) => {
+                    apply_client_update(&fresh, &u).unwrap();
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let text = |d: &Doc| d.get_or_insert_text("t").get_string(&d.transact());
+        assert_eq!(text(&fresh), text(doc.awareness.doc()));
+        // One more change: the next answer encodes the document again, in one frame.
+        doc.handle(1, vec![Inbound::Update(text_update("last"))], LIMITS);
+        frames(&out_a);
+        doc.handle(1, ask(), LIMITS);
+        assert_eq!(frames(&out_a).len(), 1);
+        assert_eq!(doc.encodes, encodes + 1);
+        // Without asks (nor stores), the frames kept for the next answer stay bounded.
+        for i in 0..MAX_ANSWER_UPDATES + 10 {
+            doc.handle(
+                1,
+                vec![Inbound::Update(text_update(&format!("{i}.")))],
+                LIMITS,
+            );
+            frames(&out_a);
+        }
+        assert!(doc.since.len() <= MAX_ANSWER_UPDATES, "{}", doc.since.len());
+    }
+
+    #[test]
+    fn nothing_more_is_handled_for_a_closing_connection() {
+        // Issue 16: the loop went on after the connection's queue overflowed.
+        let mut doc = large_doc(4, 100);
+        let outbox = Arc::new(Outbox::new(3, 1 << 20));
+        let close = Arc::new(CloseSignal::default());
+        doc.attach(1, ConnEntry::new(outbox.clone(), close.clone()), LIMITS);
+        let mut messages: Vec<Inbound> = (0..4)
+            .map(|_| Inbound::SyncStep1(StateVector::default()))
+            .collect();
+        messages.push(Inbound::Update(text_update("after")));
+        let effects = doc.handle(1, messages, LIMITS);
+        assert!(close.is_fired());
+        assert!(
+            effects.updates.is_empty(),
+            "the update after the overflow is not applied"
+        );
+        let t = doc.awareness.doc().get_or_insert_text("t");
+        assert!(!t
+            .get_string(&doc.awareness.doc().transact())
+            .contains("after"));
+    }
+
+    #[test]
+    fn churn_near_the_size_limit_does_not_encode_the_document_per_update() {
+        // Issue 16: once the size estimate passed `max_document_bytes`, every update
+        // re-measured the document with a whole encode, under the lock. Inserting text and
+        // deleting it again grows the estimate by the insert but the document by a few bytes:
+        // an attacker near the limit could force an encode per tiny update.
+        let mut doc = large_doc(1, 30_000);
+        let limits = Limits {
+            max_document_bytes: 31_000,
+            ..LIMITS
+        };
+        let (a, _, _) = big_conn();
+        doc.attach(1, a, limits);
+        let encodes = doc.encodes;
+        let client = Doc::new();
+        let text = client.get_or_insert_text("t");
+        let (mut sent, mut cycles) = (0, 0);
+        'churn: for _ in 0..2000 {
+            let insert = {
+                let mut txn = client.transact_mut();
+                text.insert(&mut txn, 0, &"y".repeat(100));
+                txn.encode_update_v1()
+            };
+            let delete = {
+                let mut txn = client.transact_mut();
+                text.remove_range(&mut txn, 0, 100);
+                txn.encode_update_v1()
+            };
+            for update in [insert, delete] {
+                sent += update.len();
+                let effects = doc.handle(1, vec![Inbound::Update(update)], limits);
+                if let Some(with) = effects.close {
+                    assert_eq!(with.code, close_code::TOO_LARGE);
+                    break 'churn;
+                }
+            }
+            cycles += 1;
+        }
+        // The old code measured whenever the estimate passed the limit and never refused
+        // (the document stays under it): 85 encodes here, one every few updates, for as long
+        // as the client goes on. Now the estimate is trusted until enough changed (or a
+        // second passed) and the client is refused.
+        let done = doc.encodes - encodes;
+        assert!(
+            cycles < 2000,
+            "never refused ({done} encodes, {sent} bytes)"
+        );
+        assert!(
+            done <= 2,
+            "{done} encodes for {cycles} cycles ({sent} bytes)"
+        );
+    }
+
+    #[test]
+    fn updates_whose_dependencies_are_missing_are_bounded() {
+        // yrs holds such updates back (pending) and merges each new one into them; they
+        // showed in no size estimate, so a client could stash any amount.
+        let mut doc = DocState::new(None).unwrap();
+        let (a, _, _) = conn();
+        doc.attach(1, a, LIMITS);
+        let mut refused = None;
+        for i in 0..100 {
+            let client = Doc::new();
+            let t = client.get_or_insert_text("t");
+            t.insert(&mut client.transact_mut(), 0, "first");
+            let sv = client.transact().state_vector();
+            t.insert(&mut client.transact_mut(), 0, &"y".repeat(10_000));
+            // Only the second edit: it depends on the first, which the server never gets.
+            let second = client.transact().encode_state_as_update_v1(&sv);
+            let effects = doc.handle(1, vec![Inbound::Update(second)], LIMITS);
+            if let Some(with) = effects.close {
+                refused = Some((i, with));
+                break;
+            }
+        }
+        let (i, with) = refused.expect("refused");
+        assert_eq!(with.code, close_code::MALFORMED);
+        assert!(i <= LIMITS.max_document_bytes / 16 / 10_000, "after {i}");
+        assert!(doc.size_estimate() > LIMITS.max_document_bytes / 16);
+    }
+
+    fn awareness_update(states: &[(u64, &str)]) -> yrs::sync::AwarenessUpdate {
+        yrs::sync::AwarenessUpdate {
+            clients: states
+                .iter()
+                .map(|(c, json)| {
+                    (
+                        ClientID::new(*c),
+                        yrs::sync::awareness::AwarenessUpdateEntry {
+                            clock: 1,
+                            json: (*json).into(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_awareness_state_over_the_limit_closes_with_4413_and_is_not_kept() {
+        let mut doc = DocState::new(None).unwrap();
+        let (a, _, _) = conn();
+        doc.attach(1, a, LIMITS);
+        let big = format!("{{\"n\":\"{}\"}}", "x".repeat(LIMITS.max_awareness_bytes));
+        let effects = doc.handle(
+            1,
+            vec![Inbound::Awareness(awareness_update(&[(7, &big)]))],
+            LIMITS,
+        );
+        let with = effects.close.expect("closed");
+        assert_eq!(with.code, close_code::TOO_LARGE);
+        assert_eq!(with.reason, "Awareness state too large (max 1024 bytes)");
+        assert_eq!(doc.awareness.iter().count(), 0);
+        // Within the limit it is kept.
+        let effects = doc.handle(
+            1,
+            vec![Inbound::Awareness(awareness_update(&[(7, "{}")]))],
+            LIMITS,
+        );
+        assert!(effects.close.is_none());
+        assert_eq!(doc.awareness.iter().count(), 1);
+    }
+
+    #[test]
+    fn a_connection_controlling_too_many_awareness_clients_is_closed_with_4400() {
+        let mut doc = DocState::new(None).unwrap();
+        let (a, _, _) = conn();
+        doc.attach(1, a, LIMITS);
+        let max = LIMITS.max_awareness_clients as u64;
+        // At once.
+        let all: Vec<(u64, &str)> = (0..=max).map(|c| (c, "{}")).collect();
+        let effects = doc.handle(1, vec![Inbound::Awareness(awareness_update(&all))], LIMITS);
+        let with = effects.close.expect("closed");
+        assert_eq!(with.code, close_code::MALFORMED);
+        assert_eq!(
+            with.reason,
+            "Too many awareness clients (max 4 per connection)"
+        );
+        // One by one: the ones within the limit are taken, then it closes; its states go
+        // with it.
+        let (b, _, _) = conn();
+        doc.attach(2, b, LIMITS);
+        for c in 0..max {
+            let e = doc.handle(
+                2,
+                vec![Inbound::Awareness(awareness_update(&[(100 + c, "{}")]))],
+                LIMITS,
+            );
+            assert!(e.close.is_none());
+        }
+        // Renewing its own is fine.
+        let e = doc.handle(
+            2,
+            vec![Inbound::Awareness(awareness_update(&[(100, "{\"a\":1}")]))],
+            LIMITS,
+        );
+        assert!(e.close.is_none());
+        let e = doc.handle(
+            2,
+            vec![Inbound::Awareness(awareness_update(&[(999, "{}")]))],
+            LIMITS,
+        );
+        assert_eq!(e.close.map(|c| c.code), Some(close_code::MALFORMED));
+        doc.detach(2);
+        let live = doc
+            .awareness
+            .iter()
+            .filter(|(_, s)| s.data.is_some())
+            .count();
+        assert_eq!(live, 0);
+    }
+
+    #[test]
+    fn removals_of_unknown_awareness_clients_leave_nothing_behind() {
+        let mut doc = DocState::new(None).unwrap();
+        let (a, _, _) = conn();
+        doc.attach(1, a, LIMITS);
+        for c in 0..100 {
+            let e = doc.handle(
+                1,
+                vec![Inbound::Awareness(awareness_update(&[(c, "null")]))],
+                LIMITS,
+            );
+            assert!(e.close.is_none());
+        }
+        assert_eq!(doc.awareness.iter().count(), 0);
+    }
+
+    #[test]
+    fn a_newcomers_awareness_greeting_fits_its_budget() {
+        // Issue 16: past a newcomer's queue size every new editor was closed right after it
+        // joined (its greeting carried every state).
+        let mut doc = DocState::new(None).unwrap();
+        let state = format!("{{\"n\":\"{}\"}}", "x".repeat(1000));
+        for id in 0..20 {
+            let (c, _, _) = conn();
+            doc.attach(id, c, LIMITS);
+            let e = doc.handle(
+                id,
+                vec![Inbound::Awareness(awareness_update(&[(id, &state)]))],
+                LIMITS,
+            );
+            assert!(e.close.is_none());
+        }
+        let outbox = Arc::new(Outbox::new(64, LIMITS.max_awareness_answer_bytes + 1024));
+        let close = Arc::new(CloseSignal::default());
+        doc.attach(99, ConnEntry::new(outbox.clone(), close.clone()), LIMITS);
+        assert!(!close.is_fired());
+        let greeting = drain(&outbox);
+        let [_, yrs::sync::Message::Awareness(u)] = &greeting[..] else {
+            panic!("{greeting:?}")
+        };
+        let sent: usize = u.clients.values().map(|e| e.json.len()).sum();
+        assert!(sent <= LIMITS.max_awareness_answer_bytes && !u.clients.is_empty());
+        // A query is answered within the same budget.
+        doc.handle(99, vec![Inbound::QueryAwareness], LIMITS);
+        assert!(!close.is_fired());
     }
 
     #[test]
@@ -801,7 +1403,7 @@ mod tests {
         let mut doc = DocState::new(None).unwrap();
         let outbox = Arc::new(Outbox::new(16, 1 << 20));
         let close = Arc::new(CloseSignal::default());
-        doc.attach(1, ConnEntry::new(outbox, close.clone()));
+        doc.attach(1, ConnEntry::new(outbox, close.clone()), LIMITS);
         for i in 0..20 {
             doc.handle(
                 1,

@@ -511,9 +511,7 @@ mod tests {
             let effects = state.lock().handle(
                 1,
                 vec![protocol::Inbound::Update(update(&format!("r{round} ")))],
-                document::Limits {
-                    max_document_bytes: 1 << 20,
-                },
+                document::Limits::new(&config),
             );
             assert_eq!(effects.updates.len(), 1);
             inner.after_effects(&doc, &effects);

@@ -40,13 +40,24 @@ pub enum Inbound {
     Ignored,
 }
 
+/// Most messages one binary frame may hold. y-websocket sends one message per frame; each
+/// message (a sync step 1 is 4 bytes) may cost the server a document's worth of work, so a
+/// frame packing more is refused rather than handled in a loop.
+pub const MAX_MESSAGES_PER_FRAME: usize = 16;
+
 /// Why a client's message could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed y-websocket message: {0}")]
-pub struct DecodeError(String);
+pub enum DecodeError {
+    /// The bytes are not y-websocket messages.
+    #[error("malformed y-websocket message: {0}")]
+    Malformed(String),
+    /// The frame holds more than [`MAX_MESSAGES_PER_FRAME`] messages.
+    #[error("more than {MAX_MESSAGES_PER_FRAME} messages in one frame")]
+    TooManyMessages,
+}
 
-/// Decodes a binary frame's payload (normally one message; several back to back are allowed;
-/// a truncated last one is dropped, as yrs' `MessageReader` does).
+/// Decodes a binary frame's payload (normally one message; up to [`MAX_MESSAGES_PER_FRAME`]
+/// back to back are allowed; a truncated last one is dropped, as yrs' `MessageReader` does).
 ///
 /// The framing is walked here rather than by `MessageReader` so that the entry counts a state
 /// vector or an awareness update declares are checked against the bytes that follow before
@@ -55,14 +66,17 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Inbound>, DecodeError> {
     let mut cursor = Cursor::new(payload);
     let mut out = Vec::with_capacity(1);
     while cursor.has_content() {
+        if out.len() == MAX_MESSAGES_PER_FRAME {
+            return Err(DecodeError::TooManyMessages);
+        }
         match decode_one(&mut cursor) {
             Ok(message) => out.push(message),
             Err(ReadError::EndOfBuffer(_)) => break,
-            Err(e) => return Err(DecodeError(e.to_string())),
+            Err(e) => return Err(DecodeError::Malformed(e.to_string())),
         }
     }
     if out.is_empty() {
-        return Err(DecodeError("empty message".into()));
+        return Err(DecodeError::Malformed("empty message".into()));
     }
     Ok(out)
 }
@@ -144,18 +158,22 @@ fn read_var_u32(buf: &[u8], pos: &mut usize) -> Option<u32> {
 pub fn decode_update(raw: &[u8]) -> Result<yrs::Update, DecodeError> {
     use yrs::updates::decoder::Decode;
     let mut pos = 0;
-    let truncated = || DecodeError("truncated update".into());
+    let truncated = || DecodeError::Malformed("truncated update".into());
     let clients = read_var_u32(raw, &mut pos).ok_or_else(truncated)? as usize;
     if clients > (raw.len() - pos) / 3 {
-        return Err(DecodeError(format!("update declares {clients} clients")));
+        return Err(DecodeError::Malformed(format!(
+            "update declares {clients} clients"
+        )));
     }
     if clients > 0 {
         let blocks = read_var_u32(raw, &mut pos).ok_or_else(truncated)? as usize;
         if blocks > raw.len() - pos {
-            return Err(DecodeError(format!("update declares {blocks} blocks")));
+            return Err(DecodeError::Malformed(format!(
+                "update declares {blocks} blocks"
+            )));
         }
     }
-    guarded(|| yrs::Update::decode_v1(raw)).map_err(|e| DecodeError(e.to_string()))
+    guarded(|| yrs::Update::decode_v1(raw)).map_err(|e| DecodeError::Malformed(e.to_string()))
 }
 
 /// Runs a yrs decoder on a client's bytes. yrs asserts instead of returning an error on some
@@ -239,10 +257,10 @@ mod tests {
         // 2^28 entries in 5 bytes; yrs would reserve (and initialise) a table for them first.
         let step1 = [MSG_SYNC, SYNC_STEP1, 5, 0x80, 0x80, 0x80, 0x80, 0x01];
         let e = decode(&step1).unwrap_err();
-        assert!(e.0.contains("entries declared"), "{e}");
+        assert!(e.to_string().contains("entries declared"), "{e}");
         let awareness = [MSG_AWARENESS, 4, 0xff, 0xff, 0xff, 0x0f];
         let e = decode(&awareness).unwrap_err();
-        assert!(e.0.contains("entries declared"), "{e}");
+        assert!(e.to_string().contains("entries declared"), "{e}");
         // Real ones still decode.
         let sv = sync_step1(&StateVector::default());
         assert!(matches!(
@@ -259,7 +277,8 @@ mod tests {
             0xff, 0xff, 0x05, 0xff, 0xff, 0xff, 0x6b, 0x73, 0x05, b'h', b'e', b'l', b'l', b'o',
         ];
         // Refused before yrs reserves anything (yrs would fail too, after the reservation).
-        let refused = |raw: &[u8]| decode_update(raw).is_err_and(|e| e.0.contains("declares"));
+        let refused =
+            |raw: &[u8]| decode_update(raw).is_err_and(|e| e.to_string().contains("declares"));
         assert!(refused(&oom));
         assert!(
             refused(&[0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0]),
@@ -347,6 +366,30 @@ mod tests {
         ));
         // Auth (permission granted) is ignored.
         assert!(matches!(decode(&[2, 1]).unwrap()[..], [Inbound::Ignored]));
+    }
+
+    #[test]
+    fn a_frame_packing_more_messages_than_allowed_is_refused() {
+        // Issue 16: one frame of N sync step 1s made the server encode the document N times.
+        let step1 = [MSG_SYNC, SYNC_STEP1, 1, 0];
+        let frame = |n: usize| step1.repeat(n);
+        assert_eq!(
+            decode(&frame(MAX_MESSAGES_PER_FRAME)).unwrap().len(),
+            MAX_MESSAGES_PER_FRAME
+        );
+        assert_eq!(
+            decode(&frame(MAX_MESSAGES_PER_FRAME + 1)).unwrap_err(),
+            DecodeError::TooManyMessages
+        );
+        assert_eq!(
+            decode(&frame(200)).unwrap_err(),
+            DecodeError::TooManyMessages
+        );
+        // A truncated message after the last allowed one is still refused: the frame says it
+        // holds more.
+        let mut tail = frame(MAX_MESSAGES_PER_FRAME);
+        tail.push(MSG_SYNC);
+        assert_eq!(decode(&tail).unwrap_err(), DecodeError::TooManyMessages);
     }
 
     #[test]

@@ -123,6 +123,12 @@ pub struct ServeArgs {
     /// Largest Yjs document, in bytes [default: 16777216].
     #[arg(long, value_name = "BYTES")]
     yjs_max_document_bytes: Option<usize>,
+    /// Largest Yjs awareness state (JSON) of one client id, in bytes [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    yjs_max_awareness_bytes: Option<usize>,
+    /// Most Yjs awareness client ids one connection may set states for [default: 16].
+    #[arg(long, value_name = "N")]
+    yjs_max_awareness_clients: Option<usize>,
     /// Milliseconds between WebSocket pings on Yjs connections [default: 30000].
     #[arg(long, value_name = "MS")]
     yjs_ping_interval: Option<u64>,
@@ -177,6 +183,8 @@ struct FileSettings {
     yjs_idle_unload: Option<u64>,
     yjs_max_update_bytes: Option<usize>,
     yjs_max_document_bytes: Option<usize>,
+    yjs_max_awareness_bytes: Option<usize>,
+    yjs_max_awareness_clients: Option<usize>,
     yjs_ping_interval: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -233,6 +241,8 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         yjs_idle_unload,
         yjs_max_update_bytes,
         yjs_max_document_bytes,
+        yjs_max_awareness_bytes,
+        yjs_max_awareness_clients,
         yjs_ping_interval,
         tls_cert,
         tls_key
@@ -373,6 +383,15 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
             .yjs_max_document_bytes
             .unwrap_or(config.yjs_max_document_bytes);
         config = config.yjs_limits(update, document).map_err(e)?;
+    }
+    if args.yjs_max_awareness_bytes.is_some() || args.yjs_max_awareness_clients.is_some() {
+        let bytes = args
+            .yjs_max_awareness_bytes
+            .unwrap_or(config.yjs_max_awareness_bytes);
+        let clients = args
+            .yjs_max_awareness_clients
+            .unwrap_or(config.yjs_max_awareness_clients);
+        config = config.yjs_awareness_limits(bytes, clients).map_err(e)?;
     }
     if let Some(n) = args.yjs_ping_interval {
         config = config.yjs_ping_interval(ms(n)).map_err(e)?;
