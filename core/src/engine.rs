@@ -112,14 +112,6 @@ impl EngineBuilder {
         // Settings a setter could not refuse (an empty JWT secret from a binding) stop
         // start-up here, the same for every binding.
         self.config.validate()?;
-        if self.config.cors_origins.is_empty() {
-            // The development default: fine on a laptop, not what production should run.
-            tracing::warn!(
-                "no CORS origins configured: pages of any origin may connect and read answers \
-                 (without credentials); set cors_origins (--cors-origin) to the site's origin \
-                 in production"
-            );
-        }
         // Checked before anything starts: a bad certificate or key stops start-up.
         let tls = match &self.config.tls {
             Some(source) => Some(Arc::new(TlsAcceptor::new(source.clone())?)),
@@ -128,6 +120,15 @@ impl EngineBuilder {
         let config = Arc::new(self.config);
         let metrics = Arc::new(Metrics::default());
         let cluster = crate::cluster::from_config(&config, metrics.clone())?;
+        if config.cors_origins.is_empty() {
+            // The development default: fine on a laptop, not what production should run.
+            // Said once start-up can no longer fail, so that a refused start says one thing.
+            tracing::warn!(
+                "no CORS origins configured: pages of any origin may connect and read answers \
+                 (without credentials); set cors_origins (--cors-origin) to the site's origin \
+                 in production"
+            );
+        }
         let mut namespaces = HashMap::new();
         for (name, builder) in self.namespaces {
             let ns = builder.build(&name, &config, metrics.clone());

@@ -38,6 +38,8 @@ struct State {
     closed: bool,
     /// Pongs queued and not yet drained (see [`Outbox::push`]).
     pongs_queued: usize,
+    /// Whether the connection's last frame was queued (see [`Outbox::push_final`]).
+    final_queued: bool,
 }
 
 /// Most pongs waiting for the writer. One would do for the RFC; a short burst of pings is
@@ -117,6 +119,21 @@ impl Outbox {
             self.notify.notify_one();
         }
         Ok(())
+    }
+
+    /// Queues the connection's last frame (a close frame telling the client why) and closes
+    /// the queue. It goes in past the limits and after a close, once: a slow reader whose
+    /// queue overflowed is still told why it is disconnected, if it ever reads that far.
+    pub fn push_final(&self, frame: Frame) {
+        let mut state = self.state.lock();
+        if !std::mem::replace(&mut state.final_queued, true) {
+            state.bytes += frame.len();
+            state.frames.push_back(frame);
+        }
+        state.closed = true;
+        drop(state);
+        self.notify.notify_one();
+        self.drained.notify_waiters();
     }
 
     /// Moves every queued frame into `into` (which the caller reuses between turns).
@@ -298,6 +315,23 @@ mod tests {
             .await
             .expect("drained: the reader goes on")
             .unwrap();
+    }
+
+    #[test]
+    fn a_close_frame_is_queued_after_an_overflow_once() {
+        let q = Outbox::new(2, 1 << 20);
+        q.push(frame(1)).unwrap();
+        q.push(frame(1)).unwrap();
+        assert_eq!(q.push(frame(1)), Err(PushError::Overflow));
+        let close = || Frame::control(bytes::Bytes::from_static(&[0x88, 2, 0x03, 0xf0]));
+        q.push_final(close());
+        q.push_final(close());
+        let mut out = VecDeque::new();
+        assert!(q.drain_into(&mut out));
+        assert_eq!(out.len(), 3, "the two frames and one close frame");
+        assert_eq!(out[2].wire()[0], 0x88);
+        out.clear();
+        assert!(!q.drain_into(&mut out));
     }
 
     #[tokio::test]

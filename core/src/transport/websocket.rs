@@ -284,7 +284,7 @@ pub(crate) fn close_code_for(e: &WsError) -> Option<u16> {
 fn close_with(session: &Session, code: u16, reason: CloseReason) {
     let mut wire = vec![0x88, 2];
     wire.extend_from_slice(&code.to_be_bytes());
-    let _ = session.outbox.push(Frame::control(Bytes::from(wire)));
+    session.outbox.push_final(Frame::control(Bytes::from(wire)));
     session.close(reason);
 }
 

@@ -113,8 +113,7 @@ pub(crate) async fn run(
         return finish_writer(writer_task).await;
     };
     tracing::debug!(code = with.code, reason = %with.reason, "closing Yjs connection");
-    let _ = outbox.push(close_frame(&with));
-    outbox.close();
+    outbox.push_final(close_frame(&with));
     finish_writer(writer_task).await;
     // Our close frame and FIN are out: read until the client closes too. Closing a socket
     // with unread input resets it, and a reset can destroy the close frame (and its code)
@@ -270,7 +269,16 @@ async fn serve(
     let mut awaiting_pong = false;
     loop {
         let message = tokio::select! {
-            m = ws.next() => m,
+            // Read the client's next message only once what it was sent is on its way: the
+            // answers it asks for (sync steps, awareness, pongs) wait for it to read.
+            m = async {
+                outbox.has_room().await;
+                // Closed by an overflow (a pong or ping that did not fit): stop reading.
+                (!outbox.is_closed()).then_some(ws.next().await)
+            } => match m {
+                Some(m) => m,
+                None => return (Some(CloseWith::slow_reader()), Rest::Ws(ws)),
+            },
             with = close.wait() => return (Some(with), Rest::Ws(ws)),
             _ = ping.tick() => {
                 if awaiting_pong {
@@ -278,7 +286,9 @@ async fn serve(
                     return (Some(with), Rest::Ws(ws));
                 }
                 awaiting_pong = true;
-                let _ = outbox.push(Frame::control(Bytes::from_static(&[0x89, 0])));
+                if outbox.push(Frame::control(Bytes::from_static(&[0x89, 0]))).is_err() {
+                    return (Some(CloseWith::slow_reader()), Rest::Ws(ws));
+                }
                 continue;
             }
         };

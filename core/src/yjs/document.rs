@@ -64,6 +64,14 @@ impl CloseWith {
             reason: reason.into(),
         }
     }
+
+    /// The close of a client whose outbound queue overflowed.
+    pub(crate) fn slow_reader() -> Self {
+        CloseWith::new(
+            close_code::POLICY,
+            "Outbound queue full: the client reads too slowly",
+        )
+    }
 }
 
 /// Tells a connection's task to close (a broadcast overflowed its queue, its writer failed,
@@ -123,10 +131,7 @@ impl ConnEntry {
 
     fn push(&self, frame: Frame) {
         if let Err(PushError::Overflow) = self.outbox.push(frame) {
-            self.close.fire(CloseWith::new(
-                close_code::POLICY,
-                "Outbound queue full: the client reads too slowly",
-            ));
+            self.close.fire(CloseWith::slow_reader());
         }
     }
 }
