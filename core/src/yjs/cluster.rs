@@ -28,7 +28,8 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
-use super::document::{DocState, Document, Effects};
+use super::document::{DocState, Effects};
+use super::registry::Document;
 use super::store::{DocumentStore, DocumentStoreError};
 use super::{DocumentObserver, Inner, Yjs};
 use crate::cluster::envelope::{Envelope, Received, YjsKind};

@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 
-use super::document::{close_code, CloseSignal, CloseWith, ConnEntry, Document, Limits};
+use super::document::{close_code, CloseSignal, CloseWith, ConnEntry, Limits};
+use super::registry::Document;
 use super::{protocol, DocumentRequest, Inner};
 use crate::auth::{AuthError, User};
 use crate::chat::ErrorCode;

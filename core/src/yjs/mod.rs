@@ -24,6 +24,7 @@ mod cluster;
 mod connection;
 pub(crate) mod document;
 pub(crate) mod protocol;
+mod registry;
 mod store;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,7 +45,8 @@ use crate::engine::EngineBuilder;
 use crate::error::Error;
 use crate::metrics::{Counter, Gauge, LabeledCounter};
 use crate::transport::http::{query_param, HttpReply, RequestHead, WebSocketService, WsSession};
-use document::{CloseWith, Effects, Registry};
+use document::{CloseWith, Effects};
+use registry::Registry;
 
 /// Longest document name, in bytes.
 const MAX_NAME_BYTES: usize = 512;
@@ -146,7 +148,7 @@ impl Inner {
     /// Tells the observers, then starts the flusher when the document became dirty.
     pub(crate) fn after_effects(
         self: &Arc<Self>,
-        doc: &Arc<document::Document>,
+        doc: &Arc<registry::Document>,
         effects: &Effects,
     ) {
         self.metrics.updates.add(effects.updates.len() as u64);
