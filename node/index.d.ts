@@ -117,6 +117,13 @@ export declare class Bridge {
   write(data: Buffer): boolean
   /** The client closed its side. */
   end(): void
+  /**
+   * The Node socket is gone (closed or failed): the engine's side of the connection ends
+   * now, without delivering what it had not read yet, so that the engine notices at once,
+   * even while it is not reading (a handler queue that is full), and drops the client's
+   * queued work.
+   */
+  abort(): void
   /** One chunk given to `onData` was written (call from `socket.write`'s callback). */
   ack(): void
 }

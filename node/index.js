@@ -168,11 +168,12 @@ class Engine {
       bridge.end();
       socket.end();
     });
+    // Gone (closed or failed): the engine's side ends at once, even while it is not reading.
     socket.on('close', () => {
-      bridge.end();
+      bridge.abort();
       this._bridged.delete(socket);
     });
-    socket.on('error', () => bridge.end());
+    socket.on('error', () => bridge.abort());
   }
 
   /** Serves an HTTP request: Socket.IO long-polling, `/healthz`, `/metrics`. */

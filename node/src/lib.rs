@@ -80,6 +80,8 @@ pub struct Bridge {
     to_engine: tokio::sync::mpsc::UnboundedSender<Option<Bytes>>,
     inbound: Arc<pump::Inbound>,
     window: pump::Window,
+    /// Set once the Node socket is gone (see `Bridge::abort`).
+    gone: tokio::sync::watch::Sender<bool>,
 }
 
 #[napi]
@@ -106,6 +108,16 @@ impl Bridge {
     pub fn end(&self) {
         let _ = self.to_engine.send(None);
         self.window.close();
+    }
+
+    /// The Node socket is gone (closed or failed): the engine's side of the connection ends
+    /// now, without delivering what it had not read yet, so that the engine notices at once,
+    /// even while it is not reading (a handler queue that is full), and drops the client's
+    /// queued work.
+    #[napi]
+    pub fn abort(&self) {
+        self.window.close();
+        let _ = self.gone.send(true);
     }
 
     /// One chunk given to `onData` was written (call from `socket.write`'s callback).
@@ -318,13 +330,29 @@ impl NativeEngine {
             engine.http().serve_adopted(request, r, w, buffered).await;
         });
         let (mut host_read, mut host_write) = tokio::io::split(host_side);
+        // Both halves of the host side are dropped when the socket is gone: the engine's
+        // writes then fail and its reads end.
+        let (gone, mut writer_gone) = tokio::sync::watch::channel(false);
+        let mut pump_gone = gone.subscribe();
         handle.spawn(async move {
             use tokio::io::AsyncWriteExt;
-            while let Some(Some(chunk)) = rx.recv().await {
+            loop {
+                let chunk = tokio::select! {
+                    chunk = rx.recv() => chunk,
+                    _ = writer_gone.wait_for(|gone| *gone) => return,
+                };
+                let Some(Some(chunk)) = chunk else {
+                    break;
+                };
                 // The duplex is bounded: this waits while the engine does not read, and the
                 // bytes queued meanwhile pause the Node socket (`Bridge::write`).
-                if host_write.write_all(&chunk).await.is_err() {
-                    break;
+                tokio::select! {
+                    written = host_write.write_all(&chunk) => {
+                        if written.is_err() {
+                            break;
+                        }
+                    }
+                    _ = writer_gone.wait_for(|gone| *gone) => return,
                 }
                 if writer_inbound.taken(chunk.len()) {
                     let _ = on_drain.call((), ThreadsafeFunctionCallMode::NonBlocking);
@@ -338,7 +366,11 @@ impl NativeEngine {
             use tokio::io::AsyncReadExt;
             let mut buf = vec![0u8; 16 * 1024];
             loop {
-                match host_read.read(&mut buf).await {
+                let read = tokio::select! {
+                    read = host_read.read(&mut buf) => read,
+                    _ = pump_gone.wait_for(|gone| *gone) => break,
+                };
+                match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         let chunk = Bytes::copy_from_slice(&buf[..n]);
@@ -354,6 +386,7 @@ impl NativeEngine {
             to_engine: tx,
             inbound,
             window,
+            gone,
         })
     }
 
