@@ -500,6 +500,14 @@ sb_result sb_config_set_request_timeout_ms(sb_config *config, uint64_t milliseco
 sb_result sb_config_set_connect_timeout_ms(sb_config *config, uint64_t milliseconds);
 
 /**
+ * Sets how long a WebSocket client may take no bytes at all while frames wait for it, in
+ * milliseconds (> 0; default 30000); then it is closed as a slow reader.
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_send_timeout_ms(sb_config *config, uint64_t milliseconds);
+
+/**
  * Caps the connections that have not joined a namespace yet (their clients have not
  * authenticated); further handshakes are answered 503. 0 means no cap; default 2000.
  *

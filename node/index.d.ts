@@ -278,6 +278,11 @@ export interface NativeConfig {
    */
   connectTimeout?: number
   /**
+   * Milliseconds a WebSocket client may take no bytes while frames wait for it before it
+   * is closed as a slow reader (30000).
+   */
+  sendTimeout?: number
+  /**
    * Most connections that have not joined a namespace yet; more get 503, 0 = no limit
    * (2000).
    */

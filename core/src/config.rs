@@ -156,6 +156,9 @@ pub struct Config {
     /// CONNECT and be accepted) before it is closed, as Socket.IO's `connectTimeout`.
     /// Default 45 s.
     pub connect_timeout: Duration,
+    /// How long a WebSocket client may take no bytes at all while frames wait for it before
+    /// it is closed as a slow reader (what nginx calls `send_timeout`). Default 30 s.
+    pub send_timeout: Duration,
     /// Most sessions that have not joined a namespace yet (their clients have not
     /// authenticated); further handshakes get `503`. 0 means no limit. Default 2000.
     pub max_pending_connections: usize,
@@ -237,6 +240,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(45),
             max_header_bytes: 16 * 1024,
             max_pending_connections: 2000,
+            send_timeout: Duration::from_secs(30),
             max_queued_event_bytes: 4 * 1024 * 1024,
             data_dir: None,
             redis_url: None,
@@ -347,6 +351,13 @@ impl Config {
     /// Sets how long a new session may take to join a namespace (must be positive).
     pub fn connect_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
         self.connect_timeout = positive("connect_timeout", d)?;
+        Ok(self)
+    }
+
+    /// Sets how long a WebSocket client may take no bytes while frames wait (must be
+    /// positive).
+    pub fn send_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
+        self.send_timeout = positive("send_timeout", d)?;
         Ok(self)
     }
 

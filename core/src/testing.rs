@@ -246,7 +246,10 @@ async fn write_loop(outbox: Arc<Outbox>, mut writer: BoxedWriter) {
         outbox.ready().await;
         let open = outbox.drain_into(&mut batch);
         if !batch.is_empty() {
-            if write_frames(&mut writer, &batch).await.is_err() {
+            if write_frames(&mut writer, &batch, std::time::Duration::from_secs(30))
+                .await
+                .is_err()
+            {
                 outbox.close();
                 break;
             }

@@ -418,6 +418,18 @@ pub unsafe extern "C" fn sb_config_set_connect_timeout_ms(
     ffi! { update(config, |c| c.connect_timeout(ms(milliseconds))) }
 }
 
+/// Sets how long a WebSocket client may take no bytes at all while frames wait for it, in
+/// milliseconds (> 0; default 30000); then it is closed as a slow reader.
+///
+/// Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_send_timeout_ms(
+    config: *mut sb_config,
+    milliseconds: u64,
+) -> sb_result {
+    ffi! { update(config, |c| c.send_timeout(ms(milliseconds))) }
+}
+
 /// Caps the connections that have not joined a namespace yet (their clients have not
 /// authenticated); further handshakes are answered 503. 0 means no cap; default 2000.
 ///

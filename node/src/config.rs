@@ -58,6 +58,9 @@ pub struct NativeConfig {
     /// Milliseconds a new connection may take to join a namespace (send its Socket.IO
     /// CONNECT) before it is closed (45000).
     pub connect_timeout: Option<u32>,
+    /// Milliseconds a WebSocket client may take no bytes while frames wait for it before it
+    /// is closed as a slow reader (30000).
+    pub send_timeout: Option<u32>,
     /// Most connections that have not joined a namespace yet; more get 503, 0 = no limit
     /// (2000).
     pub max_pending_connections: Option<u32>,
@@ -157,6 +160,9 @@ impl NativeConfig {
         }
         if let Some(n) = self.connect_timeout {
             c = c.connect_timeout(ms(n))?;
+        }
+        if let Some(n) = self.send_timeout {
+            c = c.send_timeout(ms(n))?;
         }
         if let Some(n) = self.max_pending_connections {
             c = c.max_pending_connections(n as usize);

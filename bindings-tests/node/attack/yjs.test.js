@@ -114,7 +114,9 @@ describe('attack: Yjs sync step 1 batches (issue 16 item 1)', () => {
   });
 
   it('variant: sync step 1 and query-awareness interleaved, one small frame at a time, never reading', async () => {
-    const s = await server();
+    // The answers wait for the attacker to read: the server stops reading it (backpressure),
+    // then, as it takes no bytes, closes it as a slow reader after the send timeout.
+    const s = await server(['--send-timeout', '3000']);
     const loader = await loadedDocument(s, 'big-2', 2 * MB);
     const r = await runAttack('yjs-step1-trickle', s, async (ctx) => {
       const att = await wsAttacker(s.url, `/yjs/big-2?token=${token('mallory')}`);

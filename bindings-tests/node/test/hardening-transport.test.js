@@ -8,6 +8,8 @@
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
+const net = require('node:net');
+const { upgradeRequest, encodeFrame } = require('../helpers/wsframe');
 
 const { startServer } = require('../helpers/server');
 const { startApp, closeApps } = require('../helpers/fastify');
@@ -102,6 +104,40 @@ describe('connections waiting to authenticate (--max-pending-connections)', () =
     } finally {
       for (const raw of waiting) raw.close();
     }
+  });
+});
+
+describe('a client that asks for answers and never reads them', () => {
+  let srv;
+  before(async () => { srv = await startServer({ args: ['--send-timeout', '1000'] }); });
+  after(() => srv && srv.stop());
+
+  it('is no longer read from, then closed after --send-timeout', async () => {
+    const port = new URL(srv.url).port;
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+    let ended = null;
+    const gone = new Promise((resolve) => {
+      socket.once('close', () => { ended = ended || 'closed'; resolve(); });
+      socket.once('error', (e) => { ended = e.code; });
+    });
+    socket.write(upgradeRequest());
+    socket.write(encodeFrame('40' + JSON.stringify({ token: token('nonreader') })));
+    socket.pause(); // never read: the server's answers pile up in TCP, then stop
+    // Engine.IO pings, each answered with a pong, 64 KiB of them a write.
+    const pings = Buffer.concat(Array.from({ length: 4096 }, () => encodeFrame('2')));
+    const started = Date.now();
+    while (ended === null && Date.now() - started < 15000) {
+      if (!socket.write(pings)) {
+        await Promise.race([new Promise((r) => socket.once('drain', r)), sleep(200)]);
+      }
+      await sleep(1);
+    }
+    await Promise.race([gone, sleep(15000)]);
+    socket.destroy();
+    assert.ok(ended, 'the server closed the connection');
+    const text = await (await fetch(`${srv.url}/metrics`)).text();
+    assert.match(text, /switchboard_disconnects_total\{reason="slow_consumer"\} [1-9]/);
   });
 });
 

@@ -148,7 +148,11 @@ where
 
     match mode {
         Mode::New(_) => {
-            tokio::spawn(write_loop(session.clone(), writer));
+            tokio::spawn(write_loop(
+                session.clone(),
+                writer,
+                server.config.send_timeout,
+            ));
         }
         Mode::Upgrade(_) => {
             let upgraded = tokio::time::timeout(
@@ -162,7 +166,11 @@ where
                     session
                         .outbox
                         .with_lock(|| session.set_transport(TransportKind::WebSocket));
-                    tokio::spawn(write_loop(session.clone(), writer));
+                    tokio::spawn(write_loop(
+                        session.clone(),
+                        writer,
+                        server.config.send_timeout,
+                    ));
                 }
                 // The upgrade failed; the polling session carries on.
                 _ => return,
@@ -288,8 +296,13 @@ fn close_with(session: &Session, code: u16, reason: CloseReason) {
     session.close(reason);
 }
 
-/// Drains the session's queue into the socket, one vectored write per wake-up.
-async fn write_loop<W: AsyncWrite + Unpin>(session: Arc<Session>, mut writer: W) {
+/// Drains the session's queue into the socket, one vectored write per wake-up. A client that
+/// takes no bytes for `send_timeout` while frames wait is closed as a slow reader.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    session: Arc<Session>,
+    mut writer: W,
+    send_timeout: Duration,
+) {
     let mut batch: std::collections::VecDeque<Frame> = std::collections::VecDeque::new();
     let grace = async {
         session.closed().await;
@@ -307,11 +320,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(session: Arc<Session>, mut writer: W)
         let open = session.outbox.drain_into(&mut batch);
         if !batch.is_empty() {
             let result = tokio::select! {
-                r = write_frames(&mut writer, &batch) => r,
+                r = write_frames(&mut writer, &batch, send_timeout) => r,
                 _ = &mut grace => break,
             };
             match result {
                 Ok(n) => session.metrics.bytes_out.add(n as u64),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    tracing::debug!(sid = %session.sid, "the client took no bytes for the send timeout");
+                    session.close(CloseReason::SlowConsumer);
+                    break;
+                }
                 Err(_) => {
                     session.close(CloseReason::TransportError);
                     break;
@@ -329,11 +347,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(session: Arc<Session>, mut writer: W)
 /// Most frames handed to one `writev` (the kernel's IOV_MAX is 1024).
 const MAX_IOVECS: usize = 512;
 
-/// Writes every frame, coalesced into as few vectored writes as the kernel allows.
+/// Writes every frame, coalesced into as few vectored writes as the kernel allows. Fails with
+/// [`io::ErrorKind::TimedOut`] when one write makes no progress for `send_timeout` (the client
+/// stopped reading: with read backpressure it no longer overflows its queue, and would
+/// otherwise hold it until the heartbeat). A write that completes at once arms no timer.
 pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     writer: &mut W,
     frames: &std::collections::VecDeque<Frame>,
+    send_timeout: Duration,
 ) -> io::Result<usize> {
+    let stalled = || io::Error::from(io::ErrorKind::TimedOut);
     let total: usize = frames.iter().map(Frame::len).sum();
     let (mut index, mut offset) = (0usize, 0usize);
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len().min(MAX_IOVECS));
@@ -346,7 +369,9 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
                 .take(MAX_IOVECS - 1)
                 .map(|f| IoSlice::new(f.wire())),
         );
-        let mut written = writer.write_vectored(&slices).await?;
+        let mut written = tokio::time::timeout(send_timeout, writer.write_vectored(&slices))
+            .await
+            .map_err(|_| stalled())??;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -362,7 +387,9 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
             }
         }
     }
-    writer.flush().await?;
+    tokio::time::timeout(send_timeout, writer.flush())
+        .await
+        .map_err(|_| stalled())??;
     Ok(total)
 }
 
@@ -374,6 +401,18 @@ pub fn accept_key(client_key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_client_that_takes_no_bytes_times_the_write_out() {
+        // The client end never reads: once the pipe is full the write makes no progress.
+        let (_client, mut server) = tokio::io::duplex(1024);
+        let frames: std::collections::VecDeque<Frame> =
+            std::iter::once(Frame::from_payload(&[b'x'; 4096], FrameKind::Binary)).collect();
+        let e = write_frames(&mut server, &frames, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
 
     #[tokio::test]
     async fn write_frames_survives_partial_writes() {
@@ -390,7 +429,9 @@ mod tests {
                 .unwrap();
             got
         });
-        write_frames(&mut server, &frames).await.unwrap();
+        write_frames(&mut server, &frames, Duration::from_secs(10))
+            .await
+            .unwrap();
         drop(server);
         assert_eq!(reader.await.unwrap(), expected);
     }

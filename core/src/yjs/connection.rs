@@ -100,7 +100,12 @@ pub(crate) async fn run(
         c.outbound_queue_bytes + c.yjs_max_document_bytes + MESSAGE_OVERHEAD,
     ));
     let close = Arc::new(CloseSignal::default());
-    let writer_task = tokio::spawn(write_loop(outbox.clone(), writer, close.clone()));
+    let writer_task = tokio::spawn(write_loop(
+        outbox.clone(),
+        writer,
+        close.clone(),
+        c.send_timeout,
+    ));
     // Copy the few buffered bytes out: `prefix` may be a slice of the HTTP parser's buffer.
     let part = prefix.to_vec();
     drop(prefix);
@@ -344,7 +349,12 @@ async fn serve(
 }
 
 /// Drains the connection's queue into the socket, one vectored write per wake-up.
-async fn write_loop(outbox: Arc<Outbox>, mut writer: BoxedWriter, close: Arc<CloseSignal>) {
+async fn write_loop(
+    outbox: Arc<Outbox>,
+    mut writer: BoxedWriter,
+    close: Arc<CloseSignal>,
+    send_timeout: Duration,
+) {
     let mut batch: std::collections::VecDeque<Frame> = std::collections::VecDeque::new();
     loop {
         outbox.ready().await;
@@ -352,12 +362,15 @@ async fn write_loop(outbox: Arc<Outbox>, mut writer: BoxedWriter, close: Arc<Clo
         tokio::task::yield_now().await;
         let open = outbox.drain_into(&mut batch);
         if !batch.is_empty() {
-            if crate::transport::websocket::write_frames(&mut writer, &batch)
-                .await
-                .is_err()
-            {
+            let written =
+                crate::transport::websocket::write_frames(&mut writer, &batch, send_timeout).await;
+            if let Err(e) = written {
                 outbox.close();
-                close.fire(CloseWith::new(close_code::GOING_AWAY, "Write failed"));
+                close.fire(if e.kind() == std::io::ErrorKind::TimedOut {
+                    CloseWith::slow_reader()
+                } else {
+                    CloseWith::new(close_code::GOING_AWAY, "Write failed")
+                });
                 break;
             }
             batch.clear();

@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// (0 = no limit) [default: 2000].
     #[arg(long, value_name = "N")]
     max_pending_connections: Option<usize>,
+    /// Milliseconds a WebSocket client may take no bytes while frames wait for it before it is
+    /// closed as a slow reader [default: 30000].
+    #[arg(long, value_name = "MS")]
+    send_timeout: Option<u64>,
     /// Largest HTTP request head in bytes; larger ones get 431 [default: 16384].
     #[arg(long, value_name = "BYTES")]
     max_header_bytes: Option<usize>,
@@ -170,6 +174,7 @@ struct FileSettings {
     upgrade_timeout: Option<u64>,
     connect_timeout: Option<u64>,
     max_pending_connections: Option<usize>,
+    send_timeout: Option<u64>,
     max_header_bytes: Option<usize>,
     max_queued_event_bytes: Option<usize>,
     recovery_window: Option<u64>,
@@ -228,6 +233,7 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         upgrade_timeout,
         connect_timeout,
         max_pending_connections,
+        send_timeout,
         max_header_bytes,
         max_queued_event_bytes,
         recovery_window,
@@ -338,6 +344,9 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(n) = args.max_pending_connections {
         config = config.max_pending_connections(n);
+    }
+    if let Some(n) = args.send_timeout {
+        config = config.send_timeout(ms(n)).map_err(e)?;
     }
     if let Some(n) = args.max_header_bytes {
         config = config.max_header_bytes(n).map_err(e)?;
