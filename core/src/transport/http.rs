@@ -1,7 +1,6 @@
-//! The HTTP front door: Engine.IO routing, other WebSocket services (Yjs), CORS and origin
-//! checks, health and metrics.
+//! The HTTP front door: Engine.IO routing, other WebSocket services (Yjs), health and metrics
+//! (CORS in `cors.rs`, request bodies in `body.rs`).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,183 +8,21 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 pub use super::accept::{serve, serve_connection, serve_connection_with_prefix};
+use super::body::read_body;
+use super::cors::{add_cors, check_origin, preflight, OriginCheck};
+use super::reply::ResponseBody;
+pub use super::reply::{BodyStream, EioError, HttpReply};
 use super::websocket::{self, Mode};
 use super::{EioServer, HandshakeInfo, OpenError, TransportKind};
 use crate::config::Config;
 use crate::metrics::Metrics;
-
-/// An Engine.IO error answer, with the codes the protocol defines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EioError {
-    /// `0`: the transport is missing or not one we serve.
-    UnknownTransport,
-    /// `1`: no session has this id (or it lives on another node).
-    UnknownSid,
-    /// `2`: a handshake must be a GET.
-    BadHandshakeMethod,
-    /// `3`: the request does not fit the session's state.
-    BadRequest,
-    /// `4`: the origin is not allowed.
-    Forbidden,
-    /// `5`: not Engine.IO v4.
-    UnsupportedProtocolVersion,
-}
-
-impl EioError {
-    fn parts(self) -> (StatusCode, u8, &'static str) {
-        match self {
-            EioError::UnknownTransport => (StatusCode::BAD_REQUEST, 0, "Transport unknown"),
-            EioError::UnknownSid => (StatusCode::BAD_REQUEST, 1, "Session ID unknown"),
-            EioError::BadHandshakeMethod => (StatusCode::BAD_REQUEST, 2, "Bad handshake method"),
-            EioError::BadRequest => (StatusCode::BAD_REQUEST, 3, "Bad request"),
-            EioError::Forbidden => (StatusCode::FORBIDDEN, 4, "Forbidden"),
-            EioError::UnsupportedProtocolVersion => {
-                (StatusCode::BAD_REQUEST, 5, "Unsupported protocol version")
-            }
-        }
-    }
-
-    /// The JSON answer `{"code":N,"message":"…"}`.
-    pub fn reply(self) -> HttpReply {
-        let (status, code, message) = self.parts();
-        HttpReply::json(
-            status,
-            format!(r#"{{"code":{code},"message":"{message}"}}"#),
-        )
-    }
-}
-
-/// A streamed body (server-sent events): chunks as they come, the end when it ends.
-pub struct BodyStream(pub std::pin::Pin<Box<dyn futures_util::Stream<Item = Bytes> + Send>>);
-
-impl std::fmt::Debug for BodyStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BodyStream(..)")
-    }
-}
-
-/// A complete HTTP answer, independent of the HTTP library that sends it.
-#[derive(Debug)]
-pub struct HttpReply {
-    /// The status code.
-    pub status: StatusCode,
-    /// Extra headers (content type included).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// The body (sent before `stream`, if both are set).
-    pub body: Bytes,
-    /// A body that keeps coming (SSE); `None` for ordinary answers.
-    pub stream: Option<BodyStream>,
-}
-
-impl HttpReply {
-    /// A 200 `text/plain` answer.
-    pub fn text(body: Bytes) -> Self {
-        HttpReply {
-            status: StatusCode::OK,
-            headers: vec![(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=UTF-8"),
-            )],
-            body,
-            stream: None,
-        }
-    }
-
-    /// A JSON answer.
-    pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Self {
-        HttpReply {
-            status,
-            headers: vec![(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body: body.into(),
-            stream: None,
-        }
-    }
-
-    /// A status with an empty body.
-    pub fn empty(status: StatusCode) -> Self {
-        HttpReply {
-            status,
-            headers: Vec::new(),
-            body: Bytes::new(),
-            stream: None,
-        }
-    }
-
-    /// The answer to a POST over `maxPayload`.
-    pub fn payload_too_large() -> Self {
-        HttpReply::json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &br#"{"code":3,"message":"Payload too large"}"#[..],
-        )
-    }
-
-    /// The answer in HTTP/1.1 wire form (closing the connection after it).
-    pub fn to_http1_bytes(&self) -> Vec<u8> {
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\n",
-            self.status.as_u16(),
-            self.status.canonical_reason().unwrap_or("")
-        )
-        .into_bytes();
-        for (name, value) in &self.headers {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(
-            format!(
-                "Content-Length: {}\r\nConnection: close\r\n\r\n",
-                self.body.len()
-            )
-            .as_bytes(),
-        );
-        out.extend_from_slice(&self.body);
-        out
-    }
-
-    /// An answer whose body is streamed.
-    pub fn stream(
-        status: StatusCode,
-        stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = Bytes> + Send>>,
-    ) -> Self {
-        HttpReply {
-            status,
-            headers: Vec::new(),
-            body: Bytes::new(),
-            stream: Some(BodyStream(stream)),
-        }
-    }
-
-    fn into_response(self) -> Response<ResponseBody> {
-        use futures_util::StreamExt;
-        let body = match self.stream {
-            None => Full::new(self.body).boxed_unsync(),
-            Some(BodyStream(stream)) => {
-                let frames =
-                    stream.map(|chunk| Ok::<_, Infallible>(hyper::body::Frame::data(chunk)));
-                BodyExt::boxed_unsync(http_body_util::StreamBody::new(frames))
-            }
-        };
-        let mut response = Response::new(body);
-        *response.status_mut() = self.status;
-        response.headers_mut().extend(self.headers);
-        response
-    }
-}
-
-/// The body type of hyper answers: complete or streamed.
-type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
 /// A query parameter, percent-decoded.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
@@ -356,19 +193,6 @@ pub struct HttpApp {
     http_services: Vec<(String, Arc<dyn HttpService>)>,
 }
 
-/// The verdict on a request's `Origin`.
-enum OriginCheck {
-    /// No `Origin` header: not a browser, no CORS headers.
-    Absent,
-    /// In the configured list: echo it in CORS headers, with credentials.
-    Allowed(HeaderValue),
-    /// No list configured (the development default) or `*` in it: any page may call and
-    /// read, but never with credentials, so a foreign page cannot ride a user's cookies.
-    AnyWithoutCredentials,
-    /// Not in the configured list.
-    Refused,
-}
-
 /// An accepted WebSocket upgrade, ready to run once the connection is switched.
 pub struct Upgrade {
     target: UpgradeTarget,
@@ -500,23 +324,6 @@ impl HttpApp {
             .map(|(_, service)| service)
     }
 
-    fn check_origin(&self, headers: &HeaderMap) -> OriginCheck {
-        let Some(origin) = headers.get(header::ORIGIN) else {
-            return OriginCheck::Absent;
-        };
-        let origins = &self.config.cors_origins;
-        let listed = origin
-            .to_str()
-            .is_ok_and(|o| origins.iter().any(|a| a == o));
-        if listed {
-            OriginCheck::Allowed(origin.clone())
-        } else if origins.is_empty() || origins.iter().any(|a| a == "*") {
-            OriginCheck::AnyWithoutCredentials
-        } else {
-            OriginCheck::Refused
-        }
-    }
-
     fn mount(&self, path: &str) -> Option<&Arc<EioServer>> {
         self.mounts
             .iter()
@@ -539,7 +346,7 @@ impl HttpApp {
         B: std::future::Future<Output = Result<Bytes, HttpReply>>,
     {
         let path = head.uri.path();
-        let origin = self.check_origin(&head.headers);
+        let origin = check_origin(&self.config.cors_origins, &head.headers);
         // Health and metrics are for operators and probes, not pages: no CORS headers, so a
         // browser page of another origin cannot read them.
         let cors = (!matches!(path, "/healthz" | "/metrics")).then_some(&origin);
@@ -854,106 +661,6 @@ pub(crate) fn check_eio(query: &str, transport: &str) -> Result<(), EioError> {
         Some(t) if t == transport => Ok(()),
         Some("polling") | Some("websocket") => Err(EioError::BadRequest),
         _ => Err(EioError::UnknownTransport),
-    }
-}
-
-/// Reads a request body of at most `limit` bytes. A larger one is read to its end and
-/// discarded (up to [`discard_limit`]) before the `413` goes out: answering while the client
-/// is still sending, then closing with its bytes unread, makes the kernel reset the
-/// connection, and the client sees `ECONNRESET` instead of the `413`.
-async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, HttpReply> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        discard(body, discard_limit(limit)).await;
-        return Err(HttpReply::payload_too_large());
-    }
-    let mut body = body;
-    let mut collected = bytes::BytesMut::new();
-    loop {
-        match body.frame().await {
-            None => return Ok(collected.freeze()),
-            Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                if collected.len() + data.len() > limit {
-                    drop(collected);
-                    discard(body, discard_limit(limit)).await;
-                    return Err(HttpReply::payload_too_large());
-                }
-                collected.extend_from_slice(&data);
-            }
-            Some(Err(_)) => return Err(EioError::BadRequest.reply()),
-        }
-    }
-}
-
-/// How much of an oversized body is read and thrown away so that its sender reads the `413`:
-/// the payload limit again, at least 16 MiB. Beyond it the connection is closed at once.
-fn discard_limit(limit: usize) -> usize {
-    limit.max(16 * 1024 * 1024)
-}
-
-/// Reads and drops up to `budget` bytes of a body (the caller's request timeout bounds the
-/// time); costs no memory beyond one frame.
-async fn discard(mut body: Incoming, mut budget: usize) {
-    while let Some(Ok(frame)) = body.frame().await {
-        let len = frame.data_ref().map_or(0, Bytes::len);
-        if len >= budget {
-            return;
-        }
-        budget -= len;
-    }
-}
-
-/// The request headers the engine reads from browsers: the bearer token, the polling and API
-/// bodies' type, and SSE's resume point. A preflight allows these only, not whatever it is
-/// asked for.
-const CORS_ALLOW_HEADERS: &str = "Authorization, Content-Type, Last-Event-ID";
-
-/// (The request's `Access-Control-Request-Headers` is not echoed: see `CORS_ALLOW_HEADERS`.)
-fn preflight(_headers: &HeaderMap) -> HttpReply {
-    let mut reply = HttpReply::empty(StatusCode::NO_CONTENT);
-    reply.headers.push((
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, OPTIONS"),
-    ));
-    reply.headers.push((
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(CORS_ALLOW_HEADERS),
-    ));
-    reply
-}
-
-fn add_cors(reply: &mut HttpReply, origin: &OriginCheck) {
-    match origin {
-        OriginCheck::Allowed(origin) => {
-            reply
-                .headers
-                .push((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()));
-            reply.headers.push((
-                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            ));
-            reply
-                .headers
-                .push((header::VARY, HeaderValue::from_static("Origin")));
-        }
-        // `*` cannot carry credentials: a page that sends cookies along does not get to
-        // read the answer. `Vary`: with a list that also names origins, the answer differs.
-        OriginCheck::AnyWithoutCredentials => {
-            reply.headers.push((
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                HeaderValue::from_static("*"),
-            ));
-            reply
-                .headers
-                .push((header::VARY, HeaderValue::from_static("Origin")));
-        }
-        OriginCheck::Absent | OriginCheck::Refused => {}
     }
 }
 

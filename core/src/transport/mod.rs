@@ -1,9 +1,12 @@
 //! Engine.IO sessions over WebSocket and HTTP long-polling, and the HTTP front door.
 
 pub mod accept;
+mod body;
+mod cors;
 pub mod http;
 pub mod outbox;
 pub mod polling;
+mod reply;
 pub mod session;
 pub mod tls;
 pub mod websocket;
