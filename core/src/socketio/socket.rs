@@ -121,6 +121,21 @@ pub struct Socket {
 /// Most event handlers queued behind a slow one; the socket's reader waits beyond it.
 const MAX_QUEUED_HANDLERS: usize = 1024;
 
+/// An event handler's work, as the lane runs it.
+type Handler = futures_util::future::BoxFuture<'static, ()>;
+
+/// Where [`Socket::admit`] put a handler.
+enum Admission {
+    /// The lane is idle: run it now.
+    Idle(Handler),
+    /// Queued behind the running handler.
+    Queued,
+    /// The lane is full: wait for room, then ask again.
+    Full(Handler),
+    /// The socket is gone: the handler is dropped.
+    Dropped,
+}
+
 /// How often a reader waiting for room in the lane checks that its client is still there.
 const PEER_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -133,7 +148,7 @@ const PEER_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 #[derive(Default)]
 struct Lane {
     busy: bool,
-    queue: std::collections::VecDeque<(futures_util::future::BoxFuture<'static, ()>, usize)>,
+    queue: std::collections::VecDeque<(Handler, usize)>,
     /// Wire bytes of the queued events.
     queued_bytes: usize,
 }
@@ -373,32 +388,25 @@ impl Socket {
     /// that is once there is room, so the socket's reader reads nothing more meanwhile.
     pub(crate) async fn run_handler(
         self: &Arc<Self>,
-        mut handler: futures_util::future::BoxFuture<'static, ()>,
+        handler: Handler,
         bytes: usize,
         max_queued_bytes: usize,
     ) {
+        // The usual cases are decided without registering a waiter (this runs per event).
+        let mut handler = match self.admit(handler, bytes, max_queued_bytes) {
+            Admission::Idle(handler) => return self.run_now(handler),
+            Admission::Queued | Admission::Dropped => return,
+            Admission::Full(handler) => handler,
+        };
         loop {
             let room = self.lane_room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            {
-                let mut lane = self.lane.lock();
-                if !self.connected() {
-                    return;
-                }
-                if !lane.busy {
-                    break;
-                }
-                // One event always fits, however large: the payload limit bounds it.
-                let fits = lane.queue.is_empty()
-                    || (lane.queue.len() < MAX_QUEUED_HANDLERS
-                        && lane.queued_bytes + bytes <= max_queued_bytes);
-                if fits {
-                    lane.queued_bytes += bytes;
-                    lane.queue.push_back((handler, bytes));
-                    return;
-                }
-            }
+            handler = match self.admit(handler, bytes, max_queued_bytes) {
+                Admission::Idle(handler) => return self.run_now(handler),
+                Admission::Queued | Admission::Dropped => return,
+                Admission::Full(handler) => handler,
+            };
             // The reader is not reading: a client that left would go unnoticed until the
             // heartbeat. Probing its connection notices it (the write fails) while waiting.
             tokio::select! {
@@ -406,6 +414,33 @@ impl Socket {
                 _ = tokio::time::sleep(PEER_PROBE_INTERVAL) => self.session.probe_peer(),
             }
         }
+    }
+
+    /// Decides where a handler goes: run now (idle lane), queued behind the running one (it
+    /// fits), back to the caller to wait (the lane is full), or nowhere (the socket is gone).
+    fn admit(&self, handler: Handler, bytes: usize, max_queued_bytes: usize) -> Admission {
+        let mut lane = self.lane.lock();
+        if !self.connected() {
+            return Admission::Dropped;
+        }
+        if !lane.busy {
+            return Admission::Idle(handler);
+        }
+        // One event always fits, however large: the payload limit bounds it.
+        let fits = lane.queue.is_empty()
+            || (lane.queue.len() < MAX_QUEUED_HANDLERS
+                && lane.queued_bytes + bytes <= max_queued_bytes);
+        if !fits {
+            return Admission::Full(handler);
+        }
+        lane.queued_bytes += bytes;
+        lane.queue.push_back((handler, bytes));
+        Admission::Queued
+    }
+
+    /// Runs a handler on an idle lane: inline when it completes at once, else on a task that
+    /// then runs what queues behind it.
+    fn run_now(self: &Arc<Self>, mut handler: Handler) {
         // Only this socket's reader starts handlers, so nothing can queue while this polls.
         if futures_util::FutureExt::now_or_never(handler.as_mut()).is_some() {
             return;

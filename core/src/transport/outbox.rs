@@ -202,6 +202,10 @@ impl Outbox {
     /// awaits this before each read: a client that does not read stops being read from
     /// (TCP then holds back its sender) rather than making the server queue without bound.
     pub async fn has_room(&self) {
+        // The usual case, checked without registering a waiter (it runs before every read).
+        if self.under_high_water(&self.state.lock()) {
+            return;
+        }
         loop {
             let drained = self.drained.notified();
             tokio::pin!(drained);

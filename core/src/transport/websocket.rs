@@ -178,6 +178,17 @@ where
         }
     }
     read_loop(&server, &session, &mut ws).await;
+    // The client may still be sending (a protocol error or a server close stops our reading
+    // mid-stream). Closing a socket with unread input resets it, and the reset can overtake
+    // the close frame just queued: read and discard for a moment first, so the client gets
+    // the close code.
+    let _ = tokio::time::timeout(CLOSE_GRACE, discard_input(&mut ws.get_mut().inner)).await;
+}
+
+/// Reads and drops what the client sends until it closes its side.
+async fn discard_input<R: AsyncRead + Unpin>(reader: &mut R) {
+    let mut buf = [0u8; 512];
+    while matches!(tokio::io::AsyncReadExt::read(reader, &mut buf).await, Ok(n) if n > 0) {}
 }
 
 /// The upgrade handshake: `2probe` → `3probe`, a noop to release the pending poll, then `5`.
