@@ -75,6 +75,21 @@ describe('connection state recovery checks the user and the token expiry (issue 
     assert.equal(outcome.err.message, 'Token expired');
   });
 
+  it('a session past its token exp comes back with a fresh token of the same user', { timeout: 15000 }, async () => {
+    const r = room();
+    const tok = jwt.sign({ sub: 'alice', username: 'Alice' }, SECRET, { algorithm: 'HS256', expiresIn: 2 });
+    const a = await recoverable(srv.url, tok, r);
+    const sid = a.id;
+    await sleep(3200);
+    // The app refreshed its token before reconnecting: the user proved who it is again.
+    a.auth = { token: token('alice', { username: 'Alice' }) };
+    const outcome = await dropAndReturn(a);
+    assert.equal(outcome.connected, true, outcome.err && outcome.err.message);
+    assert.equal(a.recovered, true);
+    assert.equal(a.id, sid);
+    await request(a, 'sendMessage', { roomId: r, text: 'still in the room' });
+  });
+
   it('another user\'s token: not recovered; the client is that user, in none of the old rooms', { timeout: 15000 }, async () => {
     const r = room();
     const a = await recoverable(srv.url, token('alice', { username: 'Alice' }), r);

@@ -16,7 +16,7 @@ pub use namespace::{Broadcast, ConnectRequest, Namespace, NamespaceBuilder, Refu
 pub use payload::Payload;
 pub use socket::{AckError, AckSender, DisconnectReason, EmitError, Socket};
 
-use crate::auth::User;
+use crate::auth::{AuthError, User};
 use crate::hub::recovery::SavedSession;
 use crate::protocol::frame::{Frame, FrameKind};
 use crate::protocol::socketio::{self as sio, PacketKind};
@@ -247,21 +247,16 @@ impl SocketIo {
             restored = recover_from_cluster(&ns, &auth).await;
         }
 
-        // A session saved past its credential's expiry is not restored: chained recoveries
-        // must not keep a user connected beyond its token.
-        if restored
+        // A session saved past its credential's expiry comes back only with a fresh one: a pid
+        // alone (or chained recoveries) must not keep a user connected beyond its token.
+        let expired = restored
             .as_ref()
-            .is_some_and(|(saved, _)| saved.user.as_ref().is_some_and(|u| u.is_expired()))
-        {
-            let refusal = Refusal::from(crate::auth::AuthError::Expired);
-            session.metrics.refusals.inc(refusal.reason);
-            send_connect_error(session, &nsp, &refusal.message);
-            return;
-        }
+            .is_some_and(|(saved, _)| saved.user.as_ref().is_some_and(|u| u.is_expired()));
 
         // Recovery restores state, not identity: with an authenticator the client proves who
         // it is again (socket.io-client sends its `auth`, token included, with the pid).
         let user = match &ns.authenticator {
+            None if expired => return refuse(session, &nsp, AuthError::Expired.into()),
             None => None,
             Some(authenticate) => {
                 let request = ConnectRequest {
@@ -270,11 +265,9 @@ impl SocketIo {
                 };
                 match authenticate(request).await {
                     Ok(user) => user.map(Arc::new),
-                    Err(refusal) => {
-                        session.metrics.refusals.inc(refusal.reason);
-                        send_connect_error(session, &nsp, &refusal.message);
-                        return;
-                    }
+                    // What the client must hear about its session is that its token expired.
+                    Err(_) if expired => return refuse(session, &nsp, AuthError::Expired.into()),
+                    Err(refusal) => return refuse(session, &nsp, refusal),
                 }
             }
         };
@@ -422,6 +415,12 @@ pub(crate) fn placeholders_valid(data: Option<&Value>, count: usize) -> bool {
         true
     }
     data.is_none_or(|d| walk(d, count))
+}
+
+/// Refuses a CONNECT: counts the reason and answers `connect_error` with its message.
+fn refuse(session: &Session, nsp: &str, refusal: Refusal) {
+    session.metrics.refusals.inc(refusal.reason);
+    send_connect_error(session, nsp, &refusal.message);
 }
 
 fn send_connect_error(session: &Session, nsp: &str, message: &str) {
