@@ -1,7 +1,10 @@
 //! Who a connection is: JWT verification and the authenticated [`User`].
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::config::JwtKey;
 
@@ -21,6 +24,11 @@ pub struct User {
     /// it. Not part of the user's JSON: hosts see `{id, username, rooms?}` as before.
     #[serde(skip)]
     pub expires_at: Option<u64>,
+    /// Everything the credential said about the user: every claim of the token, or the whole
+    /// object a host `authenticate` hook returned. Hosts get it with the user (tenant, role)
+    /// so their hooks need no lookup. Bounded by the request head that carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Arc<Map<String, Value>>>,
 }
 
 impl User {
@@ -198,12 +206,15 @@ impl JwtVerifier {
         let Some((key, validation)) = &self.key else {
             return Err(AuthError::Invalid);
         };
-        let data =
-            jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation).map_err(
+            |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid,
-            })?;
-        let claims = data.claims;
+            },
+        )?;
+        let all_claims = data.claims;
+        let claims = Claims::deserialize(Value::Object(all_claims.clone()))
+            .map_err(|_| AuthError::Invalid)?;
         let id = claims
             .sub
             .filter(|s| !s.is_empty())
@@ -216,6 +227,7 @@ impl JwtVerifier {
             id,
             rooms: claims.rooms.map(RoomsClaim::into_list),
             expires_at: claims.exp,
+            claims: Some(Arc::new(all_claims)),
         })
     }
 }
@@ -336,7 +348,7 @@ mod tests {
     }
 
     #[test]
-    fn the_user_keeps_the_tokens_expiry_out_of_its_json() {
+    fn the_users_json_carries_the_expiry_only_as_a_claim() {
         let exp = now() + 60;
         let user = verifier()
             .verify(&hs(json!({"sub": "a", "exp": exp}), "s3cret"))
@@ -347,7 +359,7 @@ mod tests {
         assert!(!user.expired_at(exp));
         assert_eq!(
             serde_json::to_value(&user).unwrap(),
-            json!({"id": "a", "username": "a"})
+            json!({"id": "a", "username": "a", "claims": {"sub": "a", "exp": exp}})
         );
         let forever = verifier()
             .verify(&hs(json!({"sub": "a"}), "s3cret"))
@@ -357,12 +369,34 @@ mod tests {
     }
 
     #[test]
+    fn every_claim_is_kept_on_the_user() {
+        let key = JwtVerifier::new(&JwtKey::Secret("s3cret".into())).unwrap();
+        let user = key
+            .verify(&hs(
+                json!({"sub": "a", "tenant": "acme", "role": ["admin"]}),
+                "s3cret",
+            ))
+            .unwrap();
+        let claims = user.claims.as_deref().unwrap();
+        assert_eq!(claims["tenant"], "acme");
+        assert_eq!(claims["role"], json!(["admin"]));
+        let host_json = serde_json::to_value(&user).unwrap();
+        assert_eq!(host_json["claims"]["tenant"], "acme");
+    }
+
+    #[test]
     fn a_handed_over_user_keeps_its_expiry() {
         let user = User {
             id: "a".into(),
             username: "A".into(),
             rooms: Some(vec!["x*".into()]),
             expires_at: Some(1234),
+            claims: Some(Arc::new(
+                json!({"sub": "a", "tenant": "t1"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )),
         };
         let json = user.to_session_json();
         assert_eq!(User::from_session_json(&json), Some(user.clone()));

@@ -154,6 +154,7 @@ impl ChatHandle {
             username: username.unwrap_or(user_id).to_owned(),
             rooms: None,
             expires_at: None,
+            claims: None,
         };
         self.0.publish(room, &user, Some(text)).await
     }

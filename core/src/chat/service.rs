@@ -299,6 +299,7 @@ async fn api(chat: &Arc<Chat>, head: &RequestHead, body: Bytes) -> HttpReply {
                 id,
                 rooms: None,
                 expires_at: None,
+                claims: None,
             };
             match chat.publish(room, &user, body.text.as_str()).await {
                 Ok(m) => ok(json!({ "id": m.id, "timestamp": m.timestamp })),
