@@ -44,6 +44,9 @@ pub enum JwtKey {
     Secret(String),
     /// RS256 or ES256 with a PEM public key (the algorithm follows the key type).
     PublicKeyPem(String),
+    /// The keys an identity provider publishes at a JWKS URL, selected by the token's `kid`
+    /// (RS256/384/512, PS256/384/512, ES256, ES384, EdDSA).
+    Jwks(crate::auth::jwks::JwksSource),
 }
 
 impl std::fmt::Debug for JwtKey {
@@ -52,6 +55,7 @@ impl std::fmt::Debug for JwtKey {
             JwtKey::None => f.write_str("None"),
             JwtKey::Secret(_) => f.write_str("Secret(<redacted>)"),
             JwtKey::PublicKeyPem(_) => f.write_str("PublicKeyPem(..)"),
+            JwtKey::Jwks(source) => source.fmt(f),
         }
     }
 }
@@ -207,6 +211,32 @@ pub struct Config {
     /// Time between WebSocket pings on Yjs connections; a connection that has not answered the
     /// previous ping is closed. Default 30 s.
     pub yjs_ping_interval: Duration,
+    /// Extra PEM CA certificate(s) trusted for the JWKS URL, beside the public roots (a
+    /// private CA, or a test's self-signed certificate). Default none.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Shortest time between two fetches of the JWKS when tokens name an unknown `kid`
+    /// (key rotation is picked up within it; forged `kid`s cost one fetch per interval).
+    /// Default 10 s.
+    pub jwks_refetch_interval: Duration,
+    /// Accepted token issuers (`iss`); empty accepts any (and tokens without `iss`).
+    pub jwt_issuers: Vec<String>,
+    /// Accepted token audiences (`aud` must name one of them); empty: `aud` is not checked.
+    pub jwt_audiences: Vec<String>,
+    /// Clock skew allowed when checking `exp` and `nbf`. Default 0.
+    pub jwt_leeway: Duration,
+    /// Accept tokens without `exp` (they never expire). Default false: `exp` is required.
+    pub jwt_allow_no_exp: bool,
+    /// The claim that is the user id. Default `sub`.
+    pub jwt_user_id_claim: String,
+    /// The claim that is the display name (the id when absent). Default `username`.
+    pub jwt_username_claim: String,
+    /// How long before its token's `exp` a connection is sent `tokenExpiring` (at most half
+    /// the token's remaining lifetime). Default 30 s.
+    pub token_expiry_warning: Duration,
+    /// Keep connections open past their token's `exp` (the behaviour before tokens bound
+    /// connections). Default false: at `exp` Socket.IO sockets are disconnected, SSE streams
+    /// end with `token-expired` and Yjs connections close with 4401.
+    pub allow_expired_connections: bool,
 }
 
 impl Default for Config {
@@ -259,6 +289,16 @@ impl Default for Config {
             yjs_max_awareness_bytes: 64 * 1024,
             yjs_max_awareness_clients: 16,
             yjs_ping_interval: Duration::from_secs(30),
+            jwks_ca_file: None,
+            jwks_refetch_interval: Duration::from_secs(10),
+            jwt_issuers: Vec::new(),
+            jwt_audiences: Vec::new(),
+            jwt_leeway: Duration::ZERO,
+            jwt_allow_no_exp: false,
+            jwt_user_id_claim: "sub".to_owned(),
+            jwt_username_claim: "username".to_owned(),
+            token_expiry_warning: Duration::from_secs(30),
+            allow_expired_connections: false,
         }
     }
 }

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::{bearer_token, AuthError, JwtVerifier, User};
-use crate::config::JwtKey;
+use crate::config::Config;
 use crate::protocol::frame::{Frame, FrameKind};
 use crate::protocol::{engineio, socketio};
 use crate::transport::http::{
@@ -103,8 +103,8 @@ pub fn token_verify(
     authorization: &[u8],
     query: &str,
 ) -> Result<User, AuthError> {
-    let verifier =
-        JwtVerifier::new(&JwtKey::Secret(FUZZ_SECRET.into())).map_err(|_| AuthError::Invalid)?;
+    let verifier = JwtVerifier::new(&Config::default().jwt_secret(FUZZ_SECRET))
+        .map_err(|_| AuthError::Invalid)?;
     let header = http::HeaderValue::from_bytes(authorization).ok();
     let from_header = header
         .as_ref()
@@ -116,7 +116,7 @@ pub fn token_verify(
         .or(from_header)
         .or_else(|| query_param(query, "token"))
         .ok_or(AuthError::Required)?;
-    verifier.verify(&token)
+    verifier.verify_static(&token)
 }
 
 /// What the front door reads from a request's target and headers before routing it.

@@ -182,7 +182,7 @@ pub fn install_with_handle(
     hooks: Hooks,
 ) -> Result<(EngineBuilder, ChatHandle), Error> {
     let config = builder.config().clone();
-    let jwt = JwtVerifier::new(&config.jwt)?;
+    let jwt = JwtVerifier::new(&config)?;
     let history = match &config.data_dir {
         Some(dir) => History::open(
             dir,
@@ -277,7 +277,7 @@ impl Chat {
             .and_then(bearer_token)
             .map(str::to_owned);
         let token = from_auth.or(from_header).ok_or(AuthError::Required)?;
-        Ok(self.jwt.verify(&token)?)
+        Ok(self.jwt.verify(&token).await?)
     }
 
     async fn on_connect(&self, socket: &Arc<Socket>) {

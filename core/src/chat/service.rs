@@ -81,7 +81,7 @@ async fn events(chat: &Arc<Chat>, head: &RequestHead) -> HttpReply {
         .or_else(|| query_param(query, "token"));
     let user = match token {
         None => Err(crate::auth::AuthError::Required),
-        Some(t) => chat.jwt.verify(&t),
+        Some(t) => chat.jwt.verify(&t).await,
     };
     let user = match user {
         Ok(u) => u,

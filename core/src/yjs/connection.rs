@@ -173,6 +173,7 @@ async fn authenticate(inner: &Inner, request: &DocumentRequest) -> Result<User, 
     inner
         .jwt
         .verify(request.token.as_deref().ok_or(AuthError::Required)?)
+        .await
 }
 
 /// Authenticates the client and checks its access to `doc:<name>`; a refusal is the close

@@ -186,7 +186,7 @@ impl Yjs {
         mut hooks: Hooks,
         cluster: Option<Arc<cluster::DocumentCluster>>,
     ) -> Result<Arc<Self>, Error> {
-        let jwt = JwtVerifier::new(&config.jwt)?;
+        let jwt = JwtVerifier::new(config)?;
         if let Some(c) = &cluster {
             hooks.observers.push(c.clone());
         }
