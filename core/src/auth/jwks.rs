@@ -463,3 +463,7 @@ impl JwksSource {
         Ok(jwks)
     }
 }
+
+#[cfg(test)]
+#[path = "jwks_tests.rs"]
+mod tests;
