@@ -880,6 +880,93 @@ const char *sb_event_get_socket_json(const sb_event *event);
 void sb_event_free(sb_event *event);
 
 /**
+ * Verifies tokens with the keys an identity provider publishes at this JWKS URL
+ * (`https://…`, or `http://` to a loopback host; checked by `sb_engine_new`). Keys are
+ * selected by the token's `kid`, refetched for unknown ones at most once per refetch
+ * interval, and the last good set is kept while the provider is down.
+ *
+ * Ownership: `url` is borrowed (copied). Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_jwks_url(sb_config *config, const char *url);
+
+/**
+ * Also trusts the PEM CA certificate(s) in the file at `path` for the JWKS URL (a private
+ * CA); read by `sb_engine_new`.
+ *
+ * Ownership: `path` is borrowed (copied). Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_jwks_ca_file(sb_config *config, const char *path);
+
+/**
+ * Sets the shortest time between JWKS fetches for tokens with an unknown `kid`, in
+ * milliseconds (>= 500; default 10000).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_jwks_refetch_interval_ms(sb_config *config, uint64_t milliseconds);
+
+/**
+ * Accepts tokens whose `iss` is this issuer; call once per accepted issuer. Without any,
+ * `iss` is not checked.
+ *
+ * Ownership: `issuer` is borrowed (copied). Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_add_jwt_issuer(sb_config *config, const char *issuer);
+
+/**
+ * Accepts tokens whose `aud` names this audience; call once per accepted audience. Without
+ * any, `aud` is not checked.
+ *
+ * Ownership: `audience` is borrowed (copied). Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_add_jwt_audience(sb_config *config, const char *audience);
+
+/**
+ * Sets the clock skew allowed for `exp` and `nbf`, in seconds (<= 300; default 0).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_jwt_leeway_secs(sb_config *config, uint64_t seconds);
+
+/**
+ * Accepts tokens without `exp` (they never expire) when `allow` is true; by default `exp`
+ * is required ("Token has no expiry").
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_jwt_allow_no_exp(sb_config *config, bool allow);
+
+/**
+ * Sets the claim that is the user id (default `"sub"`; e.g. `"email"`).
+ *
+ * Ownership: `claim` is borrowed (copied). Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_jwt_user_id_claim(sb_config *config, const char *claim);
+
+/**
+ * Sets the claim that is the display name (default `"username"`; e.g. `"name"`).
+ *
+ * Ownership: `claim` is borrowed (copied). Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_jwt_username_claim(sb_config *config, const char *claim);
+
+/**
+ * Sets how long before its token's `exp` a Socket.IO connection is sent `tokenExpiring`,
+ * in seconds (default 30; at most half the token's remaining lifetime is used).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_token_expiry_warning_secs(sb_config *config, uint64_t seconds);
+
+/**
+ * Keeps connections open past their token's `exp` when `allow` is true (by default they
+ * end at `exp`: Socket.IO disconnect, SSE `token-expired`, Yjs close 4401).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_allow_expired_connections(sb_config *config, bool allow);
+
+/**
  * Looks up the value at `pointer` (RFC 6901: `""` is the whole document, `"/auth/token"` a
  * field, `"/0"` an array element) in the JSON text `json`, and writes it to `*out` as JSON
  * text (a string stays quoted, ready to be put into other JSON).

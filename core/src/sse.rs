@@ -78,6 +78,11 @@ impl SseClient {
     pub fn send(&self, event: &SseEvent) -> bool {
         self.outbox.push(event.0.clone()).is_ok()
     }
+
+    /// Ends the stream once what is queued has been written.
+    pub(crate) fn close(&self) {
+        self.outbox.close();
+    }
 }
 
 /// Every SSE client, by room and by user.

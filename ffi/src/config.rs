@@ -30,16 +30,16 @@ impl Handle for sb_config {
     const NAME: &'static str = "sb_config";
 }
 
-fn invalid(e: ConfigError) -> Error {
+pub(crate) fn invalid(e: ConfigError) -> Error {
     Error::new(sb_result::SB_INVALID_CONFIG, e.to_string())
 }
 
-fn ms(n: u64) -> Duration {
+pub(crate) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
 /// Applies a validating setter; on failure the configuration is unchanged.
-unsafe fn update(
+pub(crate) unsafe fn update(
     config: *mut sb_config,
     set: impl FnOnce(Config) -> Result<Config, ConfigError>,
 ) -> FfiResult {

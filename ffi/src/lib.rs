@@ -32,6 +32,7 @@ mod args;
 pub mod config;
 pub mod engine;
 pub mod events;
+pub mod identity;
 pub mod json;
 pub mod requests;
 pub mod result;

@@ -75,6 +75,29 @@ pub struct NativeConfig {
     pub yjs_max_update_bytes: Option<u32>,
     /// Largest Yjs document, in bytes (16 MiB).
     pub yjs_max_document_bytes: Option<u32>,
+    /// Verify tokens with the keys an identity provider publishes at this JWKS URL
+    /// (`https://`, or `http://` to a loopback host).
+    pub jwks_url: Option<String>,
+    /// Extra PEM CA certificate file trusted for `jwksUrl` (a private CA).
+    pub jwks_ca_file: Option<String>,
+    /// Milliseconds between JWKS fetches for tokens with an unknown `kid` (10000).
+    pub jwks_refetch_interval: Option<u32>,
+    /// Accepted token issuers (`iss`); any when empty.
+    pub jwt_issuers: Option<Vec<String>>,
+    /// Accepted token audiences (`aud`); not checked when empty.
+    pub jwt_audiences: Option<Vec<String>>,
+    /// Seconds of clock skew allowed for `exp` and `nbf` (0).
+    pub jwt_leeway: Option<u32>,
+    /// Accept tokens without `exp` (false: `exp` is required).
+    pub jwt_allow_no_exp: Option<bool>,
+    /// The claim that is the user id (`sub`).
+    pub jwt_user_id_claim: Option<String>,
+    /// The claim that is the display name (`username`).
+    pub jwt_username_claim: Option<String>,
+    /// Seconds before a token's `exp` its Socket.IO connection gets `tokenExpiring` (30).
+    pub token_expiry_warning: Option<u32>,
+    /// Keep connections open past their token's `exp` (false).
+    pub allow_expired_connections: Option<bool>,
 }
 
 fn ms(n: u32) -> Duration {
@@ -184,6 +207,44 @@ impl NativeConfig {
                 .yjs_max_document_bytes
                 .map_or(c.yjs_max_document_bytes, |n| n as usize);
             c = c.yjs_limits(update, document)?;
+        }
+        self.identity(c)
+    }
+
+    /// The identity settings: JWKS, issuer, audience, leeway, claim names, token expiry.
+    fn identity(&self, mut c: Config) -> Result<Config, ConfigError> {
+        if let Some(url) = &self.jwks_url {
+            c = c.jwks_url(url.clone());
+        }
+        if let Some(path) = &self.jwks_ca_file {
+            c = c.jwks_ca_file(path.clone());
+        }
+        if let Some(n) = self.jwks_refetch_interval {
+            c = c.jwks_refetch_interval(ms(n))?;
+        }
+        if let Some(list) = &self.jwt_issuers {
+            c = c.jwt_issuers(list.clone());
+        }
+        if let Some(list) = &self.jwt_audiences {
+            c = c.jwt_audiences(list.clone());
+        }
+        if let Some(n) = self.jwt_leeway {
+            c = c.jwt_leeway(Duration::from_secs(u64::from(n)))?;
+        }
+        if let Some(allow) = self.jwt_allow_no_exp {
+            c = c.jwt_allow_no_exp(allow);
+        }
+        if let Some(claim) = &self.jwt_user_id_claim {
+            c = c.jwt_user_id_claim(claim.clone())?;
+        }
+        if let Some(claim) = &self.jwt_username_claim {
+            c = c.jwt_username_claim(claim.clone())?;
+        }
+        if let Some(n) = self.token_expiry_warning {
+            c = c.token_expiry_warning(Duration::from_secs(u64::from(n)));
+        }
+        if let Some(allow) = self.allow_expired_connections {
+            c = c.allow_expired_connections(allow);
         }
         Ok(c)
     }

@@ -47,11 +47,12 @@ pub(super) fn register(ns: NamespaceBuilder, chat: Arc<Chat>) -> NamespaceBuilde
     let ns = route!(ns, "startTyping", start_typing);
     let ns = route!(ns, "stopTyping", stop_typing);
     let ns = route!(ns, "getHistory", get_history);
+    let ns = super::expiry::register(ns, chat.clone());
     route!(ns, "signal", signal)
 }
 
 /// Applies the connection's rate limit; disconnects a sustained flood.
-fn rate_limit(chat: &Chat, socket: &Arc<Socket>) -> Result<(), ChatError> {
+pub(super) fn rate_limit(chat: &Chat, socket: &Arc<Socket>) -> Result<(), ChatError> {
     let c = &chat.config;
     if c.rate_limit_per_second == 0 {
         return Ok(());

@@ -4,6 +4,10 @@ use std::time::{Duration, Instant};
 
 use super::{ChatError, ErrorCode};
 
+/// Longest token `refreshToken` verifies (a request head's default size): a larger one is
+/// refused before any decoding.
+pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
 /// Longest room name, in characters.
 pub const MAX_ROOM_CHARS: usize = 128;
 

@@ -5,6 +5,7 @@
 //! contract in DESIGN.md.
 
 mod cluster;
+mod expiry;
 mod handlers;
 mod limits;
 mod service;
@@ -117,6 +118,8 @@ pub(crate) struct Chat {
     pub pending_departures: Mutex<HashMap<Arc<str>, Vec<Arc<str>>>>,
     /// Server-sent-event clients by room and user.
     pub sse: crate::sse::SseHub,
+    /// Connections bound to their token's expiry.
+    pub(crate) expiry: expiry::TokenExpiry,
     /// The `/` namespace, once the engine is built (weak: the namespace owns the handlers
     /// that own this state).
     ns: std::sync::OnceLock<std::sync::Weak<crate::socketio::Namespace>>,
@@ -198,6 +201,7 @@ pub fn install_with_handle(
     };
     let recovery = !config.recovery_window.is_zero();
     let (config_frames, config_bytes) = (config.outbound_queue_frames, config.outbound_queue_bytes);
+    let expiry = expiry::TokenExpiry::new(&config);
     let chat = Arc::new(Chat {
         config,
         hooks,
@@ -208,6 +212,7 @@ pub fn install_with_handle(
         ids: MessageIdGenerator::default(),
         pending_departures: Mutex::new(HashMap::new()),
         sse: crate::sse::SseHub::new(config_frames, config_bytes),
+        expiry,
         ns: std::sync::OnceLock::new(),
         metrics: std::sync::OnceLock::new(),
         cluster: std::sync::OnceLock::new(),
@@ -239,6 +244,13 @@ pub fn install_with_handle(
                 let _ = started.ns.set(Arc::downgrade(&ns));
             }
             let _ = started.metrics.set(engine.metrics().clone());
+            // The identity provider's keys now, so a wrong URL or CA shows in the log at
+            // start; tokens wait for them (or are refused "Unknown signing key") meanwhile.
+            let jwt = started.jwt.clone();
+            engine.handle().spawn(async move { jwt.preload().await });
+            engine
+                .handle()
+                .spawn(expiry::TokenExpiry::run(Arc::downgrade(&started)));
             if let Some(cluster) = engine.cluster() {
                 let _ = started.cluster.set(cluster.clone());
                 cluster.add_sink(Arc::new(cluster::ChatSink(Arc::downgrade(&started))));
@@ -284,6 +296,7 @@ impl Chat {
         let Some(user) = socket.user().cloned() else {
             return;
         };
+        self.expiry.bind_socket(socket);
         let personal = personal_room(&user.id);
         socket.join(&personal);
         // Signals and notifications to this user from other nodes reach it from now on.
@@ -314,6 +327,7 @@ impl Chat {
         rooms: &[Arc<str>],
         reason: crate::socketio::DisconnectReason,
     ) {
+        self.expiry.unbind_socket(socket);
         let Some(user) = socket.user().cloned() else {
             return;
         };

@@ -114,12 +114,16 @@ async fn events(chat: &Arc<Chat>, head: &RequestHead) -> HttpReply {
     if let Some(last) = last_event_id.filter(|l| !l.is_empty()) {
         replay_missed(chat, &client, &rooms, &last).await;
     }
+    let expiry = chat.expiry.bind_sse(&client, user.expires_at);
     let hub_chat = chat.clone();
     let hub_client = client.clone();
     let stream = SseStream::new(
         client,
         chat.config.sse_ping_interval,
         Box::new(move || {
+            if let Some(key) = expiry {
+                hub_chat.expiry.unbind(key);
+            }
             hub_chat.sse.disconnect(&hub_client, &rooms);
             drop(hub_chat.sse_interest(&hub_client.user_id, &rooms));
         }),

@@ -408,7 +408,8 @@ impl Namespace {
                     socket.id().clone(),
                     socket.pid().clone(),
                     rooms.clone(),
-                    socket.user().cloned(),
+                    // A refreshed token's expiry, not the connect token's.
+                    socket.user_with_expiry(),
                     socket.auth().clone(),
                     socket.connected_seq,
                 ));

@@ -116,6 +116,9 @@ pub struct Socket {
     lane: parking_lot::Mutex<Lane>,
     /// Wakes a reader waiting for room in the lane (a handler finished, or the socket left).
     lane_room: tokio::sync::Notify,
+    /// When the socket's credential expires (Unix seconds; 0: never): the user's `exp` at
+    /// connect, moved by a token refresh.
+    token_expiry: AtomicU64,
 }
 
 /// Most event handlers queued behind a slow one; the socket's reader waits beyond it.
@@ -173,7 +176,9 @@ pub(crate) struct SocketInit {
 
 impl Socket {
     pub(crate) fn new(ns: Arc<Namespace>, session: Arc<Session>, init: SocketInit) -> Arc<Self> {
+        let expiry = init.user.as_ref().and_then(|u| u.expires_at).unwrap_or(0);
         Arc::new(Socket {
+            token_expiry: AtomicU64::new(expiry),
             id: init.id,
             pid: init.pid,
             ns,
@@ -190,6 +195,28 @@ impl Socket {
             lane: parking_lot::Mutex::new(Lane::default()),
             lane_room: tokio::sync::Notify::new(),
         })
+    }
+
+    /// When the socket's credential expires (Unix seconds): its token's `exp`, or that of
+    /// the token it was refreshed with; `None` when it does not expire.
+    pub fn expires_at(&self) -> Option<u64> {
+        Some(self.token_expiry.load(Ordering::Acquire)).filter(|&e| e != 0)
+    }
+
+    /// Moves the credential's expiry (a token refresh).
+    pub(crate) fn set_expires_at(&self, exp: Option<u64>) {
+        self.token_expiry.store(exp.unwrap_or(0), Ordering::Release);
+    }
+
+    /// The user with the credential's current expiry (what recovery checks).
+    pub(crate) fn user_with_expiry(&self) -> Option<Arc<User>> {
+        let user = self.user.as_ref()?;
+        if user.expires_at == self.expires_at() {
+            return Some(user.clone());
+        }
+        let mut refreshed = (**user).clone();
+        refreshed.expires_at = self.expires_at();
+        Some(Arc::new(refreshed))
     }
 
     /// The socket id (stable across a recovery).

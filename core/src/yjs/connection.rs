@@ -176,6 +176,25 @@ async fn authenticate(inner: &Inner, request: &DocumentRequest) -> Result<User, 
         .await
 }
 
+/// Completes when the user's token stops being accepted (the first second past `exp` plus
+/// the leeway); never when it has no `exp` or `allow_expired_connections` is set.
+async fn token_deadline(inner: &Inner, user: &User) {
+    let exp = user
+        .expires_at
+        .filter(|_| !inner.config.allow_expired_connections);
+    let Some(exp) = exp else {
+        return std::future::pending().await;
+    };
+    let deadline_ms = exp
+        .saturating_add(inner.config.jwt_leeway.as_secs())
+        .saturating_add(1)
+        .saturating_mul(1000);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    tokio::time::sleep(Duration::from_millis(deadline_ms.saturating_sub(now_ms))).await;
+}
+
 /// Authenticates the client and checks its access to `doc:<name>`; a refusal is the close
 /// frame to send.
 async fn admit(inner: &Inner, request: &DocumentRequest) -> Result<User, CloseWith> {
@@ -274,6 +293,10 @@ async fn serve(
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut awaiting_pong = false;
+    // Bound to the token's `exp`: at it the connection closes with 4401 "Token expired" (a
+    // timer in the task's own select, beside the ping interval it already has).
+    let expired = token_deadline(inner, &user);
+    tokio::pin!(expired);
     loop {
         let message = tokio::select! {
             // Read the client's next message only once what it was sent is on its way: the
@@ -287,6 +310,10 @@ async fn serve(
                 None => return (Some(CloseWith::slow_reader()), Rest::Ws(ws)),
             },
             with = close.wait() => return (Some(with), Rest::Ws(ws)),
+            () = &mut expired => {
+                let with = CloseWith::new(close_code::UNAUTHORIZED, "Token expired");
+                return (Some(with), Rest::Ws(ws));
+            }
             _ = ping.tick() => {
                 if awaiting_pong {
                     let with = CloseWith::new(close_code::GOING_AWAY, "Ping timeout");

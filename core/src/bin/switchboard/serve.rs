@@ -145,6 +145,41 @@ pub struct ServeArgs {
     /// TOML file with any of these settings.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Verify tokens with the keys an identity provider publishes at this JWKS URL
+    /// (https://, or http:// to a loopback host).
+    #[arg(long, value_name = "URL")]
+    jwks_url: Option<String>,
+    /// Extra PEM CA certificate(s) trusted for --jwks-url (a private CA).
+    #[arg(long, value_name = "FILE")]
+    jwks_ca_file: Option<PathBuf>,
+    /// Shortest time between JWKS fetches for tokens with an unknown `kid` [default: 10000].
+    #[arg(long, value_name = "MS")]
+    jwks_refetch_interval: Option<u64>,
+    /// Accepted token issuer (`iss`); repeatable or comma-separated [default: any].
+    #[arg(long = "jwt-issuer", value_name = "ISS", value_delimiter = ',')]
+    jwt_issuers: Vec<String>,
+    /// Accepted token audience (`aud`); repeatable or comma-separated [default: not checked].
+    #[arg(long = "jwt-audience", value_name = "AUD", value_delimiter = ',')]
+    jwt_audiences: Vec<String>,
+    /// Seconds of clock skew allowed for `exp` and `nbf` [default: 0].
+    #[arg(long, value_name = "SECS")]
+    jwt_leeway: Option<u64>,
+    /// Accept tokens without `exp` (they never expire).
+    #[arg(long)]
+    jwt_allow_no_exp: bool,
+    /// The claim that is the user id [default: sub].
+    #[arg(long, value_name = "CLAIM")]
+    jwt_user_id_claim: Option<String>,
+    /// The claim that is the display name [default: username].
+    #[arg(long, value_name = "CLAIM")]
+    jwt_username_claim: Option<String>,
+    /// Seconds before a token's `exp` its Socket.IO connection gets `tokenExpiring`
+    /// (at most half the token's remaining lifetime) [default: 30].
+    #[arg(long, value_name = "SECS")]
+    token_expiry_warning: Option<u64>,
+    /// Keep connections open past their token's `exp`.
+    #[arg(long)]
+    allow_expired_connections: bool,
 }
 
 /// The settings a `--config` file may hold.
@@ -193,6 +228,19 @@ struct FileSettings {
     yjs_ping_interval: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    jwks_url: Option<String>,
+    jwks_ca_file: Option<PathBuf>,
+    jwks_refetch_interval: Option<u64>,
+    #[serde(default)]
+    jwt_issuers: Vec<String>,
+    #[serde(default)]
+    jwt_audiences: Vec<String>,
+    jwt_leeway: Option<u64>,
+    jwt_allow_no_exp: Option<bool>,
+    jwt_user_id_claim: Option<String>,
+    jwt_username_claim: Option<String>,
+    token_expiry_warning: Option<u64>,
+    allow_expired_connections: Option<bool>,
 }
 
 macro_rules! merge {
@@ -251,11 +299,26 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         yjs_max_awareness_clients,
         yjs_ping_interval,
         tls_cert,
-        tls_key
+        tls_key,
+        jwks_url,
+        jwks_ca_file,
+        jwks_refetch_interval,
+        jwt_leeway,
+        jwt_user_id_claim,
+        jwt_username_claim,
+        token_expiry_warning
     );
     if args.cors_origins.is_empty() {
         args.cors_origins = file.cors_origins;
     }
+    if args.jwt_issuers.is_empty() {
+        args.jwt_issuers = file.jwt_issuers;
+    }
+    if args.jwt_audiences.is_empty() {
+        args.jwt_audiences = file.jwt_audiences;
+    }
+    args.jwt_allow_no_exp |= file.jwt_allow_no_exp.unwrap_or(false);
+    args.allow_expired_connections |= file.allow_expired_connections.unwrap_or(false);
     Ok(())
 }
 
@@ -267,14 +330,14 @@ fn ms(n: u64) -> Duration {
 fn config_from(args: &ServeArgs) -> Result<Config, String> {
     let e = |e: switchboard::ConfigError| e.to_string();
     let mut config = Config::default();
-    config = match (&args.jwt_secret, &args.jwt_public_key) {
-        (Some(_), Some(_)) => return Err("give either --jwt-secret or --jwt-public-key, not both".into()),
-        (Some(secret), None) if !secret.is_empty() => {
+    let secret = args.jwt_secret.as_ref().filter(|s| !s.is_empty());
+    config = match (secret, &args.jwt_public_key, &args.jwks_url) {
+        (Some(secret), None, None) => {
             switchboard::config::check_jwt_secret(secret)
                 .map_err(|err| format!("--jwt-secret (or SWITCHBOARD_JWT_SECRET): {err}"))?;
             config.jwt_secret(secret.clone())
         }
-        (None, Some(key)) => {
+        (None, Some(key), None) => {
             let pem = if key.trim_start().starts_with("-----BEGIN") {
                 key.clone()
             } else {
@@ -282,13 +345,16 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
             };
             config.jwt_public_key_pem(pem)
         }
-        _ => {
+        (None, None, Some(url)) => config.jwks_url(url.clone()),
+        (None, None, None) => {
             return Err(
-                "no way to verify tokens: pass --jwt-secret SECRET (or set SWITCHBOARD_JWT_SECRET), or --jwt-public-key PEM"
+                "no way to verify tokens: pass --jwt-secret SECRET (or set SWITCHBOARD_JWT_SECRET), --jwt-public-key PEM or --jwks-url URL"
                     .into(),
             )
         }
+        _ => return Err("give one of --jwt-secret, --jwt-public-key and --jwks-url, not several".into()),
     };
+    config = identity_settings(config, args)?;
     if let Some(p) = args.room_policy {
         config = config.room_policy(p);
     }
@@ -415,6 +481,36 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
             return Err("--tls-key needs --tls-cert (the certificate it belongs to)".into())
         }
     };
+    Ok(config)
+}
+
+/// The identity settings beside the key: JWKS CA and interval, issuer, audience, leeway,
+/// claim names, and how connections are bound to their token's expiry.
+fn identity_settings(mut config: Config, args: &ServeArgs) -> Result<Config, String> {
+    let e = |e: switchboard::ConfigError| e.to_string();
+    if let Some(path) = &args.jwks_ca_file {
+        config = config.jwks_ca_file(path.clone());
+    }
+    if let Some(n) = args.jwks_refetch_interval {
+        config = config.jwks_refetch_interval(ms(n)).map_err(e)?;
+    }
+    config = config
+        .jwt_issuers(args.jwt_issuers.clone())
+        .jwt_audiences(args.jwt_audiences.clone())
+        .jwt_allow_no_exp(args.jwt_allow_no_exp)
+        .allow_expired_connections(args.allow_expired_connections);
+    if let Some(n) = args.jwt_leeway {
+        config = config.jwt_leeway(Duration::from_secs(n)).map_err(e)?;
+    }
+    if let Some(claim) = &args.jwt_user_id_claim {
+        config = config.jwt_user_id_claim(claim.clone()).map_err(e)?;
+    }
+    if let Some(claim) = &args.jwt_username_claim {
+        config = config.jwt_username_claim(claim.clone()).map_err(e)?;
+    }
+    if let Some(n) = args.token_expiry_warning {
+        config = config.token_expiry_warning(Duration::from_secs(n));
+    }
     Ok(config)
 }
 
