@@ -45,7 +45,9 @@ async function dropAndReturn(s) {
 
 describe('connection state recovery checks the user and the token expiry (issue 16 item 8)', () => {
   let srv;
-  before(async () => { srv = await startServer(); });
+  // These sessions stay open past their token's exp (since issue 19 the server would end
+  // them at it): what is tested is that recovery refuses them afterwards.
+  before(async () => { srv = await startServer({ args: ['--allow-expired-connections'] }); });
   after(() => srv && srv.stop());
   afterEach(closeAll);
 
@@ -274,7 +276,7 @@ describe('JWT secrets: empty and short ones are refused by the engine (issue 16 
     assert.doesNotMatch(r.stdout, /switchboard listening on/);
   });
 
-  it('a token with nbf a day ahead is refused: "Invalid token" (issue 16 item 9)', async () => {
+  it('a token with nbf a day ahead is refused: "Token not yet valid" (issue 16 item 9, message from issue 19)', async () => {
     const srv = await startServer();
     try {
       const now = Math.floor(Date.now() / 1000);
@@ -282,7 +284,7 @@ describe('JWT secrets: empty and short ones are refused by the engine (issue 16 
       const s = connect(srv.url, { auth: { token: early } });
       const err = await s.ready.then(() => null, (e) => e);
       assert.ok(err, 'refused');
-      assert.equal(err.message, 'Invalid token');
+      assert.equal(err.message, 'Token not yet valid');
     } finally {
       closeAll();
       await srv.stop();
