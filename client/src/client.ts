@@ -34,7 +34,9 @@ export interface ConnectOptions {
   token?: string;
   /**
    * Called for every connection attempt, reconnects included, so it can return a fresh
-   * token. Takes precedence over `token`.
+   * token. Takes precedence over `token`. Also called when the server says the token is
+   * about to expire (`tokenExpiring`): the client sends the new one (`refreshToken`) by
+   * itself and the connection lives on; nothing of it shows in `state`.
    */
   getToken?: () => string | Promise<string>;
   /** Connect at once (default true); else call `connect()`. */
@@ -98,6 +100,8 @@ export class SwitchboardClient {
   private closed = false;
   private tokenError: unknown = null;
   private lastServerError: SwitchboardError | null = null;
+  /** A `tokenExpiring` refresh is under way (one at a time). */
+  private refreshingToken = false;
 
   constructor(url: string, options: ConnectOptions = {}) {
     this.options = options;
@@ -125,6 +129,7 @@ export class SwitchboardClient {
     this.listen('userJoined', (e: PresenceEvent) => this.onUserJoined(e));
     this.listen('userLeft', (e: PresenceEvent) => this.onUserLeft(e));
     this.listen('typing', (e: TypingEvent) => this.onTyping(e));
+    this.listen('tokenExpiring', () => this.refreshToken());
     this.listen('error', (e: unknown) => {
       this.lastServerError = toSwitchboardError(e);
     });
@@ -467,6 +472,39 @@ export class SwitchboardClient {
         cb({}); // the server refuses with "Authentication required"
       },
     );
+  }
+
+  /**
+   * The server warned that the connection's token expires soon: a fresh one from `getToken`
+   * goes to the server as `refreshToken`. Without `getToken`, or when it fails or the server
+   * refuses the token, nothing is done here: the server ends the connection at the old
+   * token's expiry and the reconnect asks `getToken` (or uses `token`) as any reconnect does.
+   */
+  private refreshToken(): void {
+    const { getToken } = this.options;
+    if (!getToken || this.refreshingToken) return;
+    this.refreshingToken = true;
+    let pending: Promise<string>;
+    try {
+      pending = Promise.resolve(getToken());
+    } catch (e) {
+      pending = Promise.reject(e);
+    }
+    pending
+      .then(
+        (fresh) =>
+          new Promise<void>((resolve) => {
+            if (!fresh || !this.socket.connected) {
+              resolve();
+              return;
+            }
+            this.socket.timeout(this.ackTimeout).emit('refreshToken', fresh, () => resolve());
+          }),
+      )
+      .catch(() => undefined)
+      .finally(() => {
+        this.refreshingToken = false;
+      });
   }
 
   private listen(event: string, fn: (...args: any[]) => void): void {
