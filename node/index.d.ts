@@ -300,4 +300,29 @@ export interface NativeConfig {
   yjsMaxUpdateBytes?: number
   /** Largest Yjs document, in bytes (16 MiB). */
   yjsMaxDocumentBytes?: number
+  /**
+   * Verify tokens with the keys an identity provider publishes at this JWKS URL
+   * (`https://`, or `http://` to a loopback host).
+   */
+  jwksUrl?: string
+  /** Extra PEM CA certificate file trusted for `jwksUrl` (a private CA). */
+  jwksCaFile?: string
+  /** Milliseconds between JWKS fetches for tokens with an unknown `kid` (10000). */
+  jwksRefetchInterval?: number
+  /** Accepted token issuers (`iss`); any when empty. */
+  jwtIssuers?: Array<string>
+  /** Accepted token audiences (`aud`); not checked when empty. */
+  jwtAudiences?: Array<string>
+  /** Seconds of clock skew allowed for `exp` and `nbf` (0). */
+  jwtLeeway?: number
+  /** Accept tokens without `exp` (false: `exp` is required). */
+  jwtAllowNoExp?: boolean
+  /** The claim that is the user id (`sub`). */
+  jwtUserIdClaim?: string
+  /** The claim that is the display name (`username`). */
+  jwtUsernameClaim?: string
+  /** Seconds before a token's `exp` its Socket.IO connection gets `tokenExpiring` (30). */
+  tokenExpiryWarning?: number
+  /** Keep connections open past their token's `exp` (false). */
+  allowExpiredConnections?: boolean
 }

@@ -297,3 +297,33 @@ describe('--allow-expired-connections keeps connections open past exp', () => {
     assert.match(r.stderr, /jwks_ca_file \/nonexistent\/ca.pem/);
   });
 });
+
+describe('Node binding: the identity settings in camelCase (Fastify plugin)', () => {
+  it('jwksUrl, jwksCaFile, jwtIssuers, jwtAudiences, jwtUserIdClaim and tokenExpiryWarning reach the engine', { timeout: 20000 }, async () => {
+    const { startApp, closeApps } = require('../helpers/fastify');
+    const idp = await startProvider();
+    const key = signingKey('node-1', 'ES256');
+    idp.keys = [key];
+    try {
+      const { url } = await startApp({
+        jwtSecret: undefined, jwksUrl: idp.url, jwksCaFile: idp.caFile,
+        jwtIssuers: ['https://issuer.test/'], jwtAudiences: ['chat'], jwtUserIdClaim: 'uid',
+        tokenExpiryWarning: 1,
+      });
+      const ok = claims('ignored', 3, { iss: 'https://issuer.test/', aud: 'chat', uid: 'u-42' });
+      const s = await connected(url, { auth: { token: sign(key, ok) } });
+      const members = once(s, 'roomMembers');
+      await request(s, 'joinRoom', room());
+      assert.equal((await members)[0].members[0].userId, 'u-42');
+      // The warning comes about a second before the 3 s token's end.
+      const [warning] = await once(s, 'tokenExpiring', 5000);
+      assert.equal(warning.expiresAt, ok.exp * 1000);
+      const err = await connectError(url, { auth: { token: sign(key, { ...ok, aud: 'other' }) } });
+      assert.equal(err.message, 'Invalid token audience');
+    } finally {
+      closeAll();
+      await closeApps();
+      await idp.close();
+    }
+  });
+});
