@@ -38,7 +38,7 @@ fn engine() -> (Engine, std::net::SocketAddr) {
 fn token() -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &serde_json::json!({ "sub": "closer" }),
+        &serde_json::json!({ "sub": "closer", "exp": jsonwebtoken::get_current_timestamp() + 3600 }),
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap()

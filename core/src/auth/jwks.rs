@@ -225,7 +225,7 @@ impl Jwks {
             url = %self.source.url,
             error = %reason,
             kept_keys = kept,
-            retry_secs = self.refetch_interval.as_secs_f64(),
+            refetch_interval_secs = self.refetch_interval.as_secs_f64(),
             "JWKS fetch failed; keeping the last good key set"
         );
     }
