@@ -378,6 +378,51 @@ static void redis_url(void) {
     sb_config_free(config);
 }
 
+/* Identity settings (issue 19): NULLs and bad values refused where they are set, the JWKS URL
+   and its CA file when the engine starts, each SB_INVALID_CONFIG with a message saying why. */
+static void identity_settings(void) {
+    sb_config *config = NULL;
+    sb_engine *engine = NULL;
+    EXPECT(sb_config_new(&config), SB_OK);
+    EXPECT(sb_config_set_jwks_url(config, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_jwks_ca_file(NULL, "ca.pem"), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_add_jwt_issuer(config, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_add_jwt_audience(config, "\xff"), SB_INVALID_UTF8);
+    EXPECT(sb_config_set_jwks_refetch_interval_ms(config, 10), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "jwks_refetch_interval") != NULL);
+    EXPECT(sb_config_set_jwt_leeway_secs(config, 3600), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_jwt_user_id_claim(config, " "), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_jwt_leeway_secs(config, 5), SB_OK);
+    EXPECT(sb_config_add_jwt_issuer(config, "https://issuer.example/"), SB_OK);
+    EXPECT(sb_config_add_jwt_audience(config, "chat"), SB_OK);
+    EXPECT(sb_config_set_jwt_user_id_claim(config, "email"), SB_OK);
+    EXPECT(sb_config_set_jwt_username_claim(config, "name"), SB_OK);
+    EXPECT(sb_config_set_jwt_allow_no_exp(config, false), SB_OK);
+    EXPECT(sb_config_set_token_expiry_warning_secs(config, 10), SB_OK);
+    EXPECT(sb_config_set_allow_expired_connections(config, false), SB_OK);
+
+    /* Plain http:// to another host: keys could be replaced on the way. */
+    EXPECT(sb_config_set_jwks_url(config, "http://idp.example.com/jwks.json"), SB_OK);
+    EXPECT(sb_engine_new(config, &engine), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "only allowed to a loopback host") != NULL);
+    EXPECT_TRUE(engine == NULL);
+    /* A CA file that is not there. */
+    EXPECT(sb_config_set_jwks_url(config, "https://idp.example.com/jwks.json"), SB_OK);
+    EXPECT(sb_config_set_jwks_ca_file(config, "/nonexistent/sb-ca.pem"), SB_OK);
+    EXPECT(sb_engine_new(config, &engine), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "/nonexistent/sb-ca.pem") != NULL);
+    EXPECT_TRUE(engine == NULL);
+    /* Loopback http:// starts (the key set is fetched when a token needs it). */
+    sb_config_free(config);
+    config = NULL;
+    EXPECT(sb_config_new(&config), SB_OK);
+    EXPECT(sb_config_set_jwks_url(config, "http://127.0.0.1:1/jwks.json"), SB_OK);
+    EXPECT(sb_engine_new(config, &engine), SB_OK);
+    EXPECT_TRUE(engine != NULL);
+    sb_engine_free(engine);
+    sb_config_free(config);
+}
+
 /* TLS paths are checked when set (NULL, empty, UTF-8) and the files when the engine starts:
    every refusal is SB_INVALID_CONFIG with a message naming the file. */
 static void tls_files(void) {
@@ -885,6 +930,7 @@ int main(void) {
     invalid_input();
     tls_files();
     redis_url();
+    identity_settings();
     engine_threads_block_sigpipe();
     json_helpers();
     engine_and_requests();
