@@ -43,6 +43,9 @@ describe('JWKS: keys from an identity provider, selected by kid (issue 19 item 1
   afterEach(closeAll);
 
   it('accepts RS256, PS256, ES256, ES384 and EdDSA tokens, each verified with its kid\'s key', async () => {
+    // Fetched once at start (not per token, not per endpoint).
+    for (let i = 0; i < 100 && idp.requests() === 0; i++) await sleep(20);
+    assert.equal(idp.requests(), 1, 'one JWKS fetch at start');
     for (const [alg, key] of Object.entries(keys)) {
       const s = await connected(srv.url, { auth: { token: sign(key, claims(`user-${alg}`)) } });
       const members = once(s, 'roomMembers');
@@ -51,6 +54,22 @@ describe('JWKS: keys from an identity provider, selected by kid (issue 19 item 1
       s.close();
       assert.deepEqual(list.map((m) => m.userId), [`user-${alg}`], alg);
     }
+    // SSE and Yjs verify with the same key set.
+    const tok = sign(keys.EdDSA, claims('sse-user'));
+    const stream = await rawStream(`${srv.url}/events?rooms=${room()}`, { headers: { Authorization: `Bearer ${tok}` } });
+    assert.equal(stream.status, 200);
+    stream.close();
+    const ydoc = new Y.Doc();
+    const p = new WebsocketProvider(`${srv.url.replace(/^http/, 'ws')}/yjs`, `jwks-doc-${process.pid}`, ydoc, {
+      WebSocketPolyfill: WebSocket, disableBc: true, params: { token: sign(keys.ES384, claims('yjs-user')) },
+    });
+    try {
+      await new Promise((resolve) => p.once('sync', resolve));
+    } finally {
+      p.destroy();
+      ydoc.destroy();
+    }
+    assert.equal(idp.requests(), 1, 'known kids cost no fetch, on any endpoint');
   });
 
   it('a token whose alg does not fit its key is refused "Invalid token" (HS256 with the public key, PS256 on an RS256-pinned key)', async () => {

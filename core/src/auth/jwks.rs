@@ -183,6 +183,13 @@ impl Jwks {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        // Nothing to start while a fetch runs or within the interval of the last one (a
+        // provider that is down): no task per token.
+        match self.fetching.try_lock() {
+            Ok(last) if last.is_some_and(|t| t.elapsed() < self.refetch_interval) => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
         if self.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -425,8 +432,12 @@ fn verify_key(jwk: &Jwk) -> Option<(String, VerifyKey)> {
 #[derive(Clone)]
 pub struct JwksSource {
     url: String,
-    shared: Arc<parking_lot::Mutex<Option<Arc<Jwks>>>>,
+    /// The key set made for a CA file and refetch interval: a configuration changed after an
+    /// engine was built gets a set of its own.
+    shared: Arc<parking_lot::Mutex<Option<SharedJwks>>>,
 }
+
+type SharedJwks = (Option<PathBuf>, Duration, Arc<Jwks>);
 
 impl std::fmt::Debug for JwksSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -451,15 +462,14 @@ impl JwksSource {
     /// The key set, prepared on first use with the configuration's CA file and interval.
     pub(crate) fn jwks(&self, config: &crate::config::Config) -> Result<Arc<Jwks>, JwksError> {
         let mut shared = self.shared.lock();
-        if let Some(jwks) = &*shared {
-            return Ok(jwks.clone());
+        let (ca, interval) = (&config.jwks_ca_file, config.jwks_refetch_interval);
+        if let Some((c, i, jwks)) = &*shared {
+            if c == ca && *i == interval {
+                return Ok(jwks.clone());
+            }
         }
-        let jwks = Arc::new(Jwks::new(
-            &self.url,
-            config.jwks_ca_file.as_deref(),
-            config.jwks_refetch_interval,
-        )?);
-        *shared = Some(jwks.clone());
+        let jwks = Arc::new(Jwks::new(&self.url, ca.as_deref(), interval)?);
+        *shared = Some((ca.clone(), interval, jwks.clone()));
         Ok(jwks)
     }
 }
