@@ -316,6 +316,33 @@ describe('--allow-expired-connections keeps connections open past exp', () => {
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /jwks_ca_file \/nonexistent\/ca.pem/);
   });
+
+  it('the TOML keys reach the engine: jwt_issuers, jwt_audiences and jwt_leeway from --config', { timeout: 15000 }, async () => {
+    const fs = require('node:fs');
+    const os = require('node:os');
+    const path = require('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-id-toml-'));
+    const file = path.join(dir, 'switchboard.toml');
+    fs.writeFileSync(file, 'jwt_issuers = ["https://issuer.test/"]\njwt_audiences = ["chat"]\njwt_leeway = 301\n');
+    try {
+      const r = await runCli(['serve', '--port', '0', '--jwt-secret', 'test-secret-please-change', '--config', file]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /invalid jwt_leeway: must be at most 300 s/);
+      fs.writeFileSync(file, 'jwt_issuers = ["https://issuer.test/"]\njwt_audiences = ["chat"]\n');
+      const srv = await startServer({ args: ['--config', file] });
+      try {
+        const wrong = await connectError(srv.url, { auth: { token: token('a', { claims: { iss: 'https://issuer.test/', aud: 'other' } }) } });
+        assert.equal(wrong.message, 'Invalid token audience');
+        const s = await connected(srv.url, { auth: { token: token('a', { claims: { iss: 'https://issuer.test/', aud: 'chat' } }) } });
+        assert.ok(s.connected);
+      } finally {
+        closeAll();
+        await srv.stop();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('Node binding: the identity settings in camelCase (Fastify plugin)', () => {
