@@ -25,6 +25,7 @@ mod error;
 pub mod hub;
 pub mod metrics;
 pub mod protocol;
+pub mod settings;
 pub mod socketio;
 pub mod sse;
 pub mod store;

@@ -30,16 +30,18 @@ impl Handle for sb_config {
     const NAME: &'static str = "sb_config";
 }
 
-fn invalid(e: ConfigError) -> Error {
-    Error::new(sb_result::SB_INVALID_CONFIG, e.to_string())
+/// A setter's refusal, naming the setting by its C setter.
+pub(crate) fn invalid(e: ConfigError) -> Error {
+    let detail = switchboard::settings::describe(&e, switchboard::settings::Front::C);
+    Error::new(sb_result::SB_INVALID_CONFIG, detail)
 }
 
-fn ms(n: u64) -> Duration {
+pub(crate) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
 /// Applies a validating setter; on failure the configuration is unchanged.
-unsafe fn update(
+pub(crate) unsafe fn update(
     config: *mut sb_config,
     set: impl FnOnce(Config) -> Result<Config, ConfigError>,
 ) -> FfiResult {

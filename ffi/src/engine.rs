@@ -101,7 +101,13 @@ fn start_error(e: switchboard::Error) -> Error {
         switchboard::Error::Bind { .. } => sb_result::SB_BIND_FAILED,
         _ => sb_result::SB_START_FAILED,
     };
-    Error::new(code, e.to_string())
+    let detail = match &e {
+        switchboard::Error::Config(c) => {
+            switchboard::settings::describe(c, switchboard::settings::Front::C)
+        }
+        _ => e.to_string(),
+    };
+    Error::new(code, detail)
 }
 
 fn not_in_callback(what: &str) -> FfiResult {

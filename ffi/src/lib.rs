@@ -35,6 +35,7 @@ pub mod events;
 pub mod json;
 pub mod requests;
 pub mod result;
+pub mod settings;
 
 use std::ffi::c_char;
 

@@ -49,12 +49,14 @@ pub enum ErrorCode {
 }
 
 /// A failure as clients receive it: `{code, message}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatError {
     /// The code.
     pub code: ErrorCode,
     /// What went wrong, for people.
     pub message: String,
+    /// A code the host chose ([`HookError::Client`]); sent instead of `code` (`INTERNAL`).
+    host_code: Option<Box<str>>,
 }
 
 impl ChatError {
@@ -62,14 +64,48 @@ impl ChatError {
         ChatError {
             code,
             message: message.into(),
+            host_code: None,
+        }
+    }
+
+    /// What a client sees when the host hook `hook` failed for socket `sid` (see
+    /// [`HookError::to_client`]: the host's detail is logged, not sent).
+    pub(crate) fn from_hook(e: &HookError, hook: &str, sid: &str) -> Self {
+        let (code, message) = e.to_client(hook, sid);
+        let host_code = matches!(e, HookError::Client { .. }).then(|| code.into_boxed_str());
+        ChatError {
+            code: ErrorCode::Internal,
+            message,
+            host_code,
+        }
+    }
+
+    /// The code as clients receive it.
+    pub fn code_str(&self) -> String {
+        match &self.host_code {
+            Some(c) => c.to_string(),
+            None => serde_json::to_value(self.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
         }
     }
 }
 
-/// A failed host hook.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct HookError(pub String);
+impl Serialize for ChatError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("ChatError", 2)?;
+        match &self.host_code {
+            Some(code) => st.serialize_field("code", code)?,
+            None => st.serialize_field("code", &self.code)?,
+        }
+        st.serialize_field("message", &self.message)?;
+        st.end()
+    }
+}
+
+pub use crate::socketio::HookError;
 
 /// Authenticates connections instead of JWT verification (the Node and C hosts' callback).
 pub trait Authenticate: Send + Sync + 'static {

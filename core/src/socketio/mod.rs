@@ -1,5 +1,6 @@
 //! Socket.IO v5 over Engine.IO: namespaces, sockets, events, acks, binary attachments.
 
+pub mod host_error;
 pub mod namespace;
 pub mod payload;
 pub mod socket;
@@ -12,6 +13,7 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+pub use host_error::HookError;
 pub use namespace::{Broadcast, ConnectRequest, Namespace, NamespaceBuilder, Refusal};
 pub use payload::Payload;
 pub use socket::{AckError, AckSender, DisconnectReason, EmitError, Socket};
