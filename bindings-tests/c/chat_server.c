@@ -16,7 +16,7 @@
  *     shout({room, text}) -> emits "shout" {from, text} to room  (sb_engine_emit_to_room)
  *     poke()              -> emits "poked" to the caller only    (sb_engine_emit_to_socket)
  *     echo(value)         -> value, answered 50 ms later by the worker thread
- *     fail()              -> {code: "INTERNAL", message: "echo chamber closed"}
+ *     fail()              -> {code: "INTERNAL", message: "Internal error"} (the text is logged)
  * - Server-sent events at /events verify JWTs (the auth callback is for Socket.IO and
  *   documents): the environment's SB_JWT_SECRET, when set, is their HS256 secret;
  *   SB_SSE_PING_MS, when set, their keep-alive interval. "kick" ends their streams too, and

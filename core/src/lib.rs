@@ -23,6 +23,7 @@ pub mod config;
 mod engine;
 mod error;
 pub mod hub;
+pub mod log;
 pub mod metrics;
 pub mod protocol;
 pub mod settings;

@@ -775,6 +775,10 @@ impl Setting {
 pub fn describe(err: &ConfigError, front: Front) -> String {
     match err {
         ConfigError::Invalid { setting, reason } => match find(setting) {
+            // A C setter may take two settings: name the one at fault too.
+            Some(s) if front == Front::C => {
+                format!("invalid `{}` ({}): {reason}", s.name, s.name_in(front))
+            }
             Some(s) => format!("invalid `{}`: {reason}", s.name_in(front)),
             None => err.to_string(),
         },

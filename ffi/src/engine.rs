@@ -515,7 +515,11 @@ fn publish_error(e: &ChatError) -> Error {
         ErrorCode::Internal => sb_result::SB_STORE_FAILED,
         _ => sb_result::SB_INVALID_ARGUMENT,
     };
-    Error::new(result, format!("{code}: {}", e.message))
+    match e.host_detail() {
+        // The host's own store failed: the host may read its own words.
+        Some(detail) => Error::new(result, format!("{code}: {} ({detail})", e.message)),
+        None => Error::new(result, format!("{code}: {}", e.message)),
+    }
 }
 
 /// Stores and delivers a chat message to `room` as user `user_id` (display name `username`,

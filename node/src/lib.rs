@@ -9,6 +9,7 @@
 mod config;
 mod hooks;
 mod io;
+pub mod logs;
 mod pump;
 
 use std::collections::HashSet;

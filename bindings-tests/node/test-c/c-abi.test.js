@@ -270,7 +270,8 @@ for (const { label, bin, adopts } of PROGRAMS) {
       assert.equal(await request(alice, 'poke'), null);
       assert.deepEqual((await events.next('poked'))[0], { by: 'host' });
       const failure = await expectError(request(alice, 'fail'), 'INTERNAL');
-      assert.equal(failure.message, 'echo chamber closed');
+      // issue 18: sb_app_event_fail's message is logged, not sent; sb_request_fail_with_code is
+      assert.equal(failure.message, 'Internal error');
       await expectError(request(alice, 'nope'), 'INVALID_MESSAGE');
       // acks keep the order of a socket's events
       const answers = await Promise.all([1, 2, 3].map((n) => request(alice, 'echo', n)));

@@ -57,6 +57,8 @@ pub struct ChatError {
     pub message: String,
     /// A code the host chose ([`HookError::Client`]); sent instead of `code` (`INTERNAL`).
     host_code: Option<Box<str>>,
+    /// The host's own error text ([`HookError::Failed`]): for the host, never for clients.
+    host_detail: Option<Box<str>>,
 }
 
 impl ChatError {
@@ -65,7 +67,14 @@ impl ChatError {
             code,
             message: message.into(),
             host_code: None,
+            host_detail: None,
         }
+    }
+
+    /// The host's own error text when its hook failed: for host-side callers (the server
+    /// API's `publish`), never sent to clients.
+    pub fn host_detail(&self) -> Option<&str> {
+        self.host_detail.as_deref()
     }
 
     /// What a client sees when the host hook `hook` failed for socket `sid` (see
@@ -73,10 +82,15 @@ impl ChatError {
     pub(crate) fn from_hook(e: &HookError, hook: &str, sid: &str) -> Self {
         let (code, message) = e.to_client(hook, sid);
         let host_code = matches!(e, HookError::Client { .. }).then(|| code.into_boxed_str());
+        let host_detail = match e {
+            HookError::Failed(detail) => Some(detail.clone().into_boxed_str()),
+            _ => None,
+        };
         ChatError {
             code: ErrorCode::Internal,
             message,
             host_code,
+            host_detail,
         }
     }
 

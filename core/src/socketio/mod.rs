@@ -422,6 +422,14 @@ pub(crate) fn placeholders_valid(data: Option<&Value>, count: usize) -> bool {
 /// Refuses a CONNECT: counts the reason and answers `connect_error` with its message.
 fn refuse(session: &Session, nsp: &str, refusal: Refusal) {
     session.metrics.refusals.inc(refusal.reason);
+    // Info, not warn: refusals are routine (expired tokens); the reason label is the metric's.
+    tracing::info!(
+        sid = %session.sid,
+        namespace = nsp,
+        reason = refusal.reason,
+        address = %session.handshake.address,
+        "connection refused"
+    );
     send_connect_error(session, nsp, &refusal.message);
 }
 

@@ -1,0 +1,225 @@
+//! The engine's `tracing` events, handed to a JS logger (`new Engine({logger})`, Fastify's
+//! `app.log`).
+//!
+//! A process has one global subscriber, so it is installed once, on the first `LogSink`, and
+//! every engine's sink registers in one process-wide list: each sink gets the events its
+//! filter lets through. With two engines in one process each logger sees the events of both
+//! (the engines share the process's tracing); a record's `target` and fields (`sid`, …) tell
+//! them apart. An event is queued on the thread that emits it — never blocking it: a bounded
+//! queue per sink, with what does not fit dropped and counted — and JS is woken once per
+//! batch through a weak thread-safe function (it does not keep Node alive), then takes the
+//! whole batch.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once, PoisonError, RwLock};
+
+use napi::bindgen_prelude::Function;
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
+use napi_derive::napi;
+use serde_json::Value;
+use switchboard::log::{Directives, Record};
+use tracing::subscriber::Interest;
+use tracing::{Event, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+use crate::Notify;
+
+/// Records a sink holds while JS has not taken them; more are dropped and counted.
+const QUEUE_RECORDS: usize = 1024;
+
+struct Sink {
+    filter: Directives,
+    queue: Mutex<VecDeque<Record>>,
+    /// Whether JS has been woken and has not taken the queue yet.
+    woken: AtomicBool,
+    dropped: AtomicU64,
+    wake: Arc<Notify<()>>,
+}
+
+static SINKS: RwLock<Vec<Arc<Sink>>> = RwLock::new(Vec::new());
+static INSTALL: Once = Once::new();
+
+impl Sink {
+    fn push(&self, record: &Record) {
+        let wake = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.len() >= QUEUE_RECORDS {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            queue.push_back(record.clone());
+            !self.woken.swap(true, Ordering::AcqRel)
+        };
+        if wake {
+            // Non-blocking: with Node's queue full the call fails and the next event retries.
+            let status = self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+            if status != napi::Status::Ok {
+                self.woken.store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// The layer of the global subscriber: every sink whose filter wants an event gets it.
+struct SinksLayer;
+
+fn sinks() -> std::sync::RwLockReadGuard<'static, Vec<Arc<Sink>>> {
+    SINKS.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<S: Subscriber> Layer<S> for SinksLayer {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        // Sinks come and go: ask `enabled` each time rather than caching an answer.
+        Interest::sometimes()
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, _: Context<'_, S>) -> bool {
+        meta.is_event() && sinks().iter().any(|s| s.filter.enabled(meta))
+    }
+
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let sinks = sinks();
+        let mut record = None;
+        for sink in sinks.iter().filter(|s| s.filter.enabled(event.metadata())) {
+            sink.push(record.get_or_insert_with(|| Record::from_event(event)));
+        }
+    }
+}
+
+/// One engine's events, on their way to its JS logger.
+#[napi]
+pub struct LogSink {
+    sink: Option<Arc<Sink>>,
+}
+
+/// An engine log event.
+#[napi(object)]
+pub struct LogRecord {
+    /// `trace`, `debug`, `info`, `warn` or `error` (pino's method names).
+    pub level: String,
+    /// The engine module that logged it (`switchboard::chat`, …).
+    pub target: String,
+    /// The message.
+    pub message: String,
+    /// The event's fields (`sid`, `room`, `reason`, `error`, …).
+    pub fields: Value,
+}
+
+/// What `LogSink.take()` returns.
+#[napi(object)]
+pub struct LogBatch {
+    /// The records, oldest first.
+    pub records: Vec<LogRecord>,
+    /// Records dropped since the last batch because JS did not keep up.
+    pub dropped: u32,
+}
+
+#[napi]
+impl LogSink {
+    /// Starts receiving the engine's events that `filter` lets through (`RUST_LOG` syntax;
+    /// none: `SWITCHBOARD_LOG`, `RUST_LOG`, else `switchboard=info`). `onReady()` is called
+    /// on Node's thread when records wait; call `take()` then.
+    #[napi(constructor)]
+    pub fn new(filter: Option<String>, on_ready: Function<'_, (), ()>) -> napi::Result<Self> {
+        let filter = Directives::from_option_or_env(filter.as_deref())
+            .map_err(|e| napi::Error::from_reason(format!("invalid `logLevel`: {e}")))?;
+        INSTALL.call_once(|| {
+            let subscriber = tracing_subscriber::registry().with(SinksLayer);
+            // Another library may have installed one already: then the engine's events go
+            // there, and the sinks get nothing (documented on `logger`).
+            let _ = tracing::subscriber::set_global_default(subscriber);
+        });
+        let sink = Arc::new(Sink {
+            filter,
+            queue: Mutex::new(VecDeque::new()),
+            woken: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            wake: crate::notify(&on_ready)?,
+        });
+        SINKS
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(sink.clone());
+        Ok(LogSink { sink: Some(sink) })
+    }
+
+    /// The records waiting, and how many were dropped since the last call.
+    #[napi]
+    pub fn take(&self) -> LogBatch {
+        let Some(sink) = &self.sink else {
+            return LogBatch {
+                records: Vec::new(),
+                dropped: 0,
+            };
+        };
+        let records: Vec<Record> = {
+            let mut queue = sink.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            sink.woken.store(false, Ordering::Release);
+            queue.drain(..).collect()
+        };
+        let dropped = sink.dropped.swap(0, Ordering::Relaxed);
+        LogBatch {
+            records: records
+                .into_iter()
+                .map(|r| LogRecord {
+                    level: r.level.to_owned(),
+                    target: r.target,
+                    message: r.message,
+                    fields: Value::Object(r.fields),
+                })
+                .collect(),
+            dropped: u32::try_from(dropped).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Stops receiving events (idempotent).
+    #[napi]
+    pub fn close(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            SINKS
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|s| !Arc::ptr_eq(s, &sink));
+        }
+    }
+}
+
+/// Every setting of the engine's table, for `new Engine`'s option check: `[{node, kind,
+/// aliases}]` (settings without a Node option left out).
+#[napi]
+pub fn setting_names() -> Vec<SettingName> {
+    switchboard::settings::SETTINGS
+        .iter()
+        .filter_map(|s| {
+            Some(SettingName {
+                node: s.node?.to_owned(),
+                kind: s.kind.as_str().to_owned(),
+                aliases: s
+                    .aliases
+                    .iter()
+                    .filter(|a| !a.contains('-') && !a.contains('_'))
+                    .map(|a| (*a).to_owned())
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// A Node option of the settings table.
+#[napi(object)]
+pub struct SettingName {
+    /// The option (camelCase).
+    pub node: String,
+    /// `millis`, `bytes`, `count`, `text`, `secret`, `path`, `textList` or `choice`.
+    pub kind: String,
+    /// Older spellings still accepted.
+    pub aliases: Vec<String>,
+}
+
+/// The valid name nearest to `unknown`, if one is close (edit distance, ignoring case, `-`
+/// and `_`).
+#[napi]
+pub fn suggest_name(unknown: String, valid: Vec<String>) -> Option<String> {
+    switchboard::settings::suggest(&unknown, valid.iter().map(String::as_str)).map(str::to_owned)
+}
