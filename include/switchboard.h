@@ -145,6 +145,32 @@ typedef enum {
 } sb_event_kind;
 
 /**
+ * How severe a log event is (the values grow with verbosity, as syslog's shrink).
+ */
+typedef enum {
+    /**
+     * Something failed (a host callback threw, a store failed).
+     */
+    SB_LOG_ERROR = 1,
+    /**
+     * Something needs attention (no CORS origins configured, a retry).
+     */
+    SB_LOG_WARN = 2,
+    /**
+     * Routine events (listening, a refused connection and its reason).
+     */
+    SB_LOG_INFO = 3,
+    /**
+     * Details for debugging (malformed packets, closes).
+     */
+    SB_LOG_DEBUG = 4,
+    /**
+     * Everything.
+     */
+    SB_LOG_TRACE = 5,
+} sb_log_level;
+
+/**
  * Engine settings and host hooks (opaque). Create with `sb_config_new`, set what you need,
  * pass to `sb_engine_new` (which copies it), free with `sb_config_free`.
  *
@@ -263,6 +289,25 @@ typedef void (*sb_document_update_callback)(void *userdata,
                                             const char *doc_name,
                                             const uint8_t *update,
                                             size_t len);
+
+/**
+ * Receives one log event: `level`; `target`, the engine module (`"switchboard::chat"`);
+ * `message`; `fields_json`, the event's other fields as a JSON object (`{"sid": "...",
+ * "reason": "token_expired"}`).
+ *
+ * Called on the thread that logs — an engine thread, or the host's own thread inside an
+ * `sb_` call — possibly on several threads at once: it must be thread-safe and quick (the
+ * engine waits for it), and must not call `sb_` functions that wait for the engine
+ * (`sb_engine_shutdown`, `sb_engine_publish`, `sb_engine_free`) nor `sb_set_log_callback`
+ * (which waits for callbacks in progress). Events logged while it runs
+ * on the same thread are dropped, not delivered re-entrantly. The strings are borrowed for
+ * the call; copy what you keep.
+ */
+typedef void (*sb_log_callback)(void *userdata,
+                                sb_log_level level,
+                                const char *target,
+                                const char *message,
+                                const char *fields_json);
 
 #ifdef __cplusplus
 extern "C" {
@@ -923,6 +968,21 @@ sb_result sb_json_quote(const char *text, char **out);
  * Ownership: takes `s`, which must not be used afterwards. Thread-safety: any thread.
  */
 void sb_string_free(char *s);
+
+/**
+ * Sends the engine's log events to `callback` (see `sb_log_callback` for its thread and
+ * reentrancy rules), for every engine of the process; NULL turns logging off. `filter`
+ * chooses the events in `RUST_LOG`'s syntax: a level (`"debug"`: the engine's events at that
+ * level and above) or `target=level` directives, comma-separated
+ * (`"switchboard=info,switchboard::cluster=debug"`); NULL uses the environment's
+ * `SWITCHBOARD_LOG`, else `RUST_LOG`, else `"switchboard=info"`. Replaces any earlier
+ * callback. A malformed `filter` returns `SB_INVALID_ARGUMENT` and changes nothing.
+ *
+ * Ownership: `filter` is borrowed (copied); `userdata` is passed back as is and must stay
+ * usable from any thread until the callback is replaced or turned off. Thread-safety:
+ * callable from any thread; once it returns, the previous callback is not called any more.
+ */
+sb_result sb_set_log_callback(sb_log_callback callback, void *userdata, const char *filter);
 
 /**
  * Accepts a connecting client as the user described by `user_json`:

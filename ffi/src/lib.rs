@@ -33,6 +33,7 @@ pub mod config;
 pub mod engine;
 pub mod events;
 pub mod json;
+pub mod log;
 pub mod requests;
 pub mod result;
 pub mod settings;
