@@ -187,6 +187,11 @@ export declare class LogSink {
    * on Node's thread when records wait; call `take()` then.
    */
   constructor(filter: string | undefined | null, onReady: () => void)
+  /**
+   * From now on, takes only the events of the engine `NativeEngine.logId()` names (and
+   * those logged outside any engine's threads).
+   */
+  bind(engine: number): void
   /** The records waiting, and how many were dropped since the last call. */
   take(): LogBatch
   /** Stops receiving events (idempotent). */
@@ -206,6 +211,8 @@ export declare class NativeEngine {
    * (PEM contents) it serves HTTPS and WSS.
    */
   listen(host: string, port: number, tlsCert?: Buffer | undefined | null, tlsKey?: Buffer | undefined | null): number
+  /** The engine's number for routing its log events (`LogSink.bind`). */
+  logId(): number
   /** Whether the engine serves this path (`/socket.io/`, `/yjs/…`, `/healthz`, `/metrics`). */
   serves(path: string): boolean
   /**

@@ -114,6 +114,8 @@ class Engine {
       this._closeLogs();
       throw error;
     }
+    // From now on only this engine's events (a second engine in the process has its own).
+    if (this._logSink) this._logSink.bind(this._native.logId());
   }
 
   // Called on Node's thread when engine events wait: hand them to the logger.

@@ -3,7 +3,9 @@
 //! itself lives in each binding (Node: the `logger` option; C: `sb_set_log_callback`); the
 //! standalone server keeps `tracing-subscriber`'s formatter.
 
+use std::cell::Cell;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -16,6 +18,43 @@ pub const DEFAULT_FILTER: &str = "switchboard=info";
 /// Longest text kept of one field or message, in bytes: a log line cannot grow with a
 /// client's input.
 pub const MAX_FIELD_BYTES: usize = 4096;
+
+thread_local! {
+    /// The engine whose thread this is; 0 for none.
+    static ENGINE: Cell<u64> = const { Cell::new(0) };
+}
+
+static NEXT_ENGINE: AtomicU64 = AtomicU64::new(1);
+
+/// The engine ([`crate::Engine::log_id`]) whose runtime thread (or start-up) is logging;
+/// `None` on other threads (a host's thread calling into an engine).
+pub fn current_engine() -> Option<u64> {
+    let id = ENGINE.with(Cell::get);
+    (id != 0).then_some(id)
+}
+
+pub(crate) fn new_engine_id() -> u64 {
+    NEXT_ENGINE.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Marks the calling thread as engine `id`'s for good (its runtime's threads).
+pub(crate) fn tag_thread(id: u64) {
+    ENGINE.with(|e| e.set(id));
+}
+
+/// Marks the calling thread as engine `id`'s until the guard drops.
+pub(crate) fn tag_scope(id: u64) -> TagGuard {
+    TagGuard(ENGINE.with(|e| e.replace(id)))
+}
+
+/// Restores the thread's previous engine (see [`tag_scope`]).
+pub(crate) struct TagGuard(u64);
+
+impl Drop for TagGuard {
+    fn drop(&mut self) {
+        ENGINE.with(|e| e.set(self.0));
+    }
+}
 
 /// `RUST_LOG`-style directives: `level` or `target=level`, comma-separated
 /// (`switchboard=debug,switchboard::cluster=trace`). The longest matching target wins; a bare

@@ -269,6 +269,12 @@ impl NativeEngine {
         Ok(u32::from(bound.addr.port()))
     }
 
+    /// The engine's number for routing its log events (`LogSink.bind`).
+    #[napi]
+    pub fn log_id(&self) -> i64 {
+        i64::try_from(self.engine.log_id()).unwrap_or(0)
+    }
+
     /// Whether the engine serves this path (`/socket.io/`, `/yjs/…`, `/healthz`, `/metrics`).
     #[napi]
     pub fn serves(&self, path: String) -> bool {

@@ -2,10 +2,12 @@
 //! `app.log`).
 //!
 //! A process has one global subscriber, so it is installed once, on the first `LogSink`, and
-//! every engine's sink registers in one process-wide list: each sink gets the events its
-//! filter lets through. With two engines in one process each logger sees the events of both
-//! (the engines share the process's tracing); a record's `target` and fields (`sid`, …) tell
-//! them apart. An event is queued on the thread that emits it — never blocking it: a bounded
+//! every engine's sink registers in one process-wide list. Events are routed by engine: one
+//! logged on an engine's runtime threads or during its start-up carries that engine's number
+//! ([`switchboard::log::current_engine`]) and goes only to the sink bound to it (`bind`);
+//! one logged elsewhere (Node's thread calling into an engine) goes to every sink; a sink not
+//! bound yet (while its engine starts) takes everything. Each sink's filter then decides.
+//! An event is queued on the thread that emits it — never blocking it: a bounded
 //! queue per sink, with what does not fit dropped and counted — and JS is woken once per
 //! batch through a weak thread-safe function (it does not keep Node alive), then takes the
 //! whole batch.
@@ -30,6 +32,8 @@ const QUEUE_RECORDS: usize = 1024;
 
 struct Sink {
     filter: Directives,
+    /// The engine whose events it takes; 0 until bound.
+    engine: AtomicU64,
     queue: Mutex<VecDeque<Record>>,
     /// Whether JS has been woken and has not taken the queue yet.
     woken: AtomicBool,
@@ -41,6 +45,15 @@ static SINKS: RwLock<Vec<Arc<Sink>>> = RwLock::new(Vec::new());
 static INSTALL: Once = Once::new();
 
 impl Sink {
+    fn wants(&self, from: Option<u64>, meta: &Metadata<'_>) -> bool {
+        let bound = self.engine.load(Ordering::Relaxed);
+        let mine = match from {
+            Some(engine) => bound == 0 || bound == engine,
+            None => true,
+        };
+        mine && self.filter.enabled(meta)
+    }
+
     fn push(&self, record: &Record) {
         let wake = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -75,13 +88,15 @@ impl<S: Subscriber> Layer<S> for SinksLayer {
     }
 
     fn enabled(&self, meta: &Metadata<'_>, _: Context<'_, S>) -> bool {
-        meta.is_event() && sinks().iter().any(|s| s.filter.enabled(meta))
+        let from = switchboard::log::current_engine();
+        meta.is_event() && sinks().iter().any(|s| s.wants(from, meta))
     }
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let sinks = sinks();
         let mut record = None;
-        for sink in sinks.iter().filter(|s| s.filter.enabled(event.metadata())) {
+        let from = switchboard::log::current_engine();
+        for sink in sinks.iter().filter(|s| s.wants(from, event.metadata())) {
             sink.push(record.get_or_insert_with(|| Record::from_event(event)));
         }
     }
@@ -132,6 +147,7 @@ impl LogSink {
         });
         let sink = Arc::new(Sink {
             filter,
+            engine: AtomicU64::new(0),
             queue: Mutex::new(VecDeque::new()),
             woken: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -142,6 +158,16 @@ impl LogSink {
             .unwrap_or_else(PoisonError::into_inner)
             .push(sink.clone());
         Ok(LogSink { sink: Some(sink) })
+    }
+
+    /// From now on, takes only the events of the engine `NativeEngine.logId()` names (and
+    /// those logged outside any engine's threads).
+    #[napi]
+    pub fn bind(&self, engine: i64) {
+        if let Some(sink) = &self.sink {
+            sink.engine
+                .store(u64::try_from(engine).unwrap_or(0), Ordering::Relaxed);
+        }
     }
 
     /// The records waiting, and how many were dropped since the last call.

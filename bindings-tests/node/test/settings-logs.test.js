@@ -241,6 +241,31 @@ describe('new Engine({logger, logLevel})', () => {
     assert.throws(() => new Engine({ jwtSecret: SECRET, logger: 'console' }), /`logger` must be an object/);
   });
 
+  it('two engines in one process: each logger gets its own engine\'s events', { timeout: 10000 }, async () => {
+    const logs = { a: [], b: [] };
+    const loggerFor = (name) => {
+      const l = {};
+      for (const level of ['trace', 'debug', 'info', 'warn', 'error']) l[level] = (fields, msg) => logs[name].push({ fields, msg });
+      return l;
+    };
+    const a = new Engine({ jwtSecret: SECRET, logger: loggerFor('a'), logLevel: 'info' });
+    const b = new Engine({ jwtSecret: SECRET, logger: loggerFor('b'), logLevel: 'info' });
+    try {
+      const portB = await b.listen({ port: 0 });
+      await a.listen({ port: 0 });
+      await connectError(`http://127.0.0.1:${portB}`, { auth: { token: 'garbage' } });
+      await until(() => logs.b.find((l) => l.msg === 'connection refused'), 'b logs its refusal');
+      await sleep(200);
+      assert.equal(logs.a.filter((l) => l.msg === 'connection refused').length, 0, 'a does not get b\'s refusal');
+      assert.equal(logs.a.filter((l) => /CORS/.test(l.msg)).length, 1, 'a: its own start-up warning only');
+      assert.equal(logs.b.filter((l) => /CORS/.test(l.msg)).length, 1, 'b: its own start-up warning only');
+      assert.equal(logs.a.filter((l) => l.msg === 'listening').length, 1);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('an authenticate that throws: the client gets "Internal error", a SwitchboardError its message', { timeout: 10000 }, async () => {
     const got = [];
     const logger = { info() {}, warn() {}, error: (fields, msg) => got.push({ fields, msg }) };
