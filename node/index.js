@@ -92,15 +92,16 @@ class Engine {
     const documentUpdate = onDocumentUpdate && ((docName, update) => {
       try {
         const result = onDocumentUpdate(docName, update);
-        if (result && typeof result.catch === 'function') result.catch((error) => warnHook(error));
+        if (result && typeof result.catch === 'function') result.catch((error) => this._hookFailed('onDocumentUpdate', error));
       } catch (error) {
-        warnHook(error);
+        this._hookFailed('onDocumentUpdate', error);
       }
     });
     // Before the engine, so that its start-up events reach the logger too.
     this._logger = loggerOf(logger);
-    this._logSink = this._logger && new native.LogSink(logLevel ?? defaultFilter(logger), () => this._drainLogs());
+    this._logSink = null;
     try {
+      this._logSink = this._logger && new native.LogSink(logLevel ?? defaultFilter(logger), () => this._drainLogs());
       this._native = new NativeEngine(
         config,
         auth,
@@ -112,6 +113,8 @@ class Engine {
       );
     } catch (error) {
       this._closeLogs();
+      // A setting the engine refused ("invalid `pingInterval`: …") is an option error too.
+      if (error instanceof Error && /^invalid `/.test(error.message)) error.code = 'ERR_SWITCHBOARD_OPTION';
       throw error;
     }
     // From now on only this engine's events (a second engine in the process has its own).
@@ -138,6 +141,19 @@ class Engine {
         // as above
       }
     }
+  }
+
+  // A callback whose outcome no client waits for (onDocumentUpdate) failed: log it as the
+  // engine logs the others (error level, `hook`, the stack as `error`).
+  _hookFailed(hook, error) {
+    const detail = errorOf(error).detail ?? messageOf(error);
+    if (!this._logger) return warnHook(error);
+    try {
+      this._logger.error({ hook, error: detail, target: 'switchboard::host' }, 'host callback failed');
+    } catch {
+      warnHook(error);
+    }
+    return undefined;
   }
 
   _closeLogs() {

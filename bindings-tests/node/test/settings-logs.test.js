@@ -102,6 +102,7 @@ describe('the plugin refuses bad options at register, naming the option', () => 
       assert.ok(e, `register failed for ${JSON.stringify(options)}`);
       if (expected instanceof RegExp) assert.match(e.message, expected);
       else assert.equal(e.message, expected);
+      assert.equal(e.code, 'ERR_SWITCHBOARD_OPTION', `a coded error for ${JSON.stringify(options)}`);
     }
   });
 
