@@ -280,7 +280,7 @@ fn every_setting_has_its_c_setter_and_no_setter_is_unlisted() {
     );
 }
 
-const BEGIN: &str = "<!-- settings table: generated from core/src/settings.rs -->\n";
+const BEGIN: &str = "<!-- settings table: generated from core/src/settings/table.rs -->\n";
 const END: &str = "<!-- end of settings table -->\n";
 
 #[test]
