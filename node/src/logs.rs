@@ -211,6 +211,13 @@ impl LogSink {
     }
 }
 
+impl Drop for LogSink {
+    /// An engine collected without `close()` stops taking events too.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 /// Every setting of the engine's table, for `new Engine`'s option check: `[{node, kind,
 /// aliases}]` (settings without a Node option left out).
 #[napi]
