@@ -38,7 +38,8 @@ struct Sink {
     /// Whether JS has been woken and has not taken the queue yet.
     woken: AtomicBool,
     dropped: AtomicU64,
-    wake: Arc<Notify<()>>,
+    /// Wakes JS (Node's thread will call `take`); false when the wake-up was not queued.
+    wake: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 static SINKS: RwLock<Vec<Arc<Sink>>> = RwLock::new(Vec::new());
@@ -64,13 +65,20 @@ impl Sink {
             queue.push_back(record.clone());
             !self.woken.swap(true, Ordering::AcqRel)
         };
-        if wake {
-            // Non-blocking: with Node's queue full the call fails and the next event retries.
-            let status = self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
-            if status != napi::Status::Ok {
-                self.woken.store(false, Ordering::Release);
-            }
+        // With Node's queue full the wake-up fails and the next event retries.
+        if wake && !(self.wake)() {
+            self.woken.store(false, Ordering::Release);
         }
+    }
+
+    /// The records waiting, and how many were dropped since the last call.
+    fn take(&self) -> (Vec<Record>, u64) {
+        let records = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            self.woken.store(false, Ordering::Release);
+            queue.drain(..).collect()
+        };
+        (records, self.dropped.swap(0, Ordering::Relaxed))
     }
 }
 
@@ -151,7 +159,13 @@ impl LogSink {
             queue: Mutex::new(VecDeque::new()),
             woken: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
-            wake: crate::notify(&on_ready)?,
+            wake: {
+                let notify: Arc<Notify<()>> = crate::notify(&on_ready)?;
+                // Non-blocking: an engine thread never waits for Node.
+                Box::new(move || {
+                    notify.call((), ThreadsafeFunctionCallMode::NonBlocking) == napi::Status::Ok
+                })
+            },
         });
         SINKS
             .write()
@@ -179,12 +193,7 @@ impl LogSink {
                 dropped: 0,
             };
         };
-        let records: Vec<Record> = {
-            let mut queue = sink.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            sink.woken.store(false, Ordering::Release);
-            queue.drain(..).collect()
-        };
-        let dropped = sink.dropped.swap(0, Ordering::Relaxed);
+        let (records, dropped) = sink.take();
         LogBatch {
             records: records
                 .into_iter()
@@ -255,4 +264,72 @@ pub struct SettingName {
 #[napi]
 pub fn suggest_name(unknown: String, valid: Vec<String>) -> Option<String> {
     switchboard::settings::suggest(&unknown, valid.iter().map(String::as_str)).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn record(n: usize) -> Record {
+        Record {
+            level: "info",
+            target: "switchboard::test".into(),
+            message: format!("event {n}"),
+            fields: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_wakes_js_once_per_batch() {
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let counted = wakes.clone();
+        let sink = Sink {
+            filter: Directives::parse("info").unwrap_or_else(|e| panic!("{e}")),
+            engine: AtomicU64::new(0),
+            queue: Mutex::new(VecDeque::new()),
+            woken: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            wake: Box::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                true
+            }),
+        };
+        for n in 0..QUEUE_RECORDS + 500 {
+            sink.push(&record(n));
+        }
+        assert_eq!(wakes.load(Ordering::SeqCst), 1, "one wake-up per batch");
+        let (records, dropped) = sink.take();
+        assert_eq!((records.len(), dropped), (QUEUE_RECORDS, 500));
+        assert_eq!(records[0].message, "event 0", "the oldest are kept");
+        assert_eq!(sink.take().1, 0, "the count restarts");
+        sink.push(&record(0));
+        assert_eq!(
+            wakes.load(Ordering::SeqCst),
+            2,
+            "taken: the next event wakes JS again"
+        );
+    }
+
+    #[test]
+    fn a_failed_wake_up_is_retried_by_the_next_event() {
+        let tries = Arc::new(AtomicUsize::new(0));
+        let counted = tries.clone();
+        let sink = Sink {
+            filter: Directives::parse("info").unwrap_or_else(|e| panic!("{e}")),
+            engine: AtomicU64::new(0),
+            queue: Mutex::new(VecDeque::new()),
+            woken: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            wake: Box::new(move || counted.fetch_add(1, Ordering::SeqCst) > 0),
+        };
+        sink.push(&record(1));
+        sink.push(&record(2));
+        sink.push(&record(3));
+        assert_eq!(
+            tries.load(Ordering::SeqCst),
+            2,
+            "failed once, then woke and stopped"
+        );
+    }
 }
