@@ -145,6 +145,32 @@ typedef enum {
 } sb_event_kind;
 
 /**
+ * How severe a log event is (the values grow with verbosity, as syslog's shrink).
+ */
+typedef enum {
+    /**
+     * Something failed (a host callback threw, a store failed).
+     */
+    SB_LOG_ERROR = 1,
+    /**
+     * Something needs attention (no CORS origins configured, a retry).
+     */
+    SB_LOG_WARN = 2,
+    /**
+     * Routine events (listening, a refused connection and its reason).
+     */
+    SB_LOG_INFO = 3,
+    /**
+     * Details for debugging (malformed packets, closes).
+     */
+    SB_LOG_DEBUG = 4,
+    /**
+     * Everything.
+     */
+    SB_LOG_TRACE = 5,
+} sb_log_level;
+
+/**
  * Engine settings and host hooks (opaque). Create with `sb_config_new`, set what you need,
  * pass to `sb_engine_new` (which copies it), free with `sb_config_free`.
  *
@@ -263,6 +289,25 @@ typedef void (*sb_document_update_callback)(void *userdata,
                                             const char *doc_name,
                                             const uint8_t *update,
                                             size_t len);
+
+/**
+ * Receives one log event: `level`; `target`, the engine module (`"switchboard::chat"`);
+ * `message`; `fields_json`, the event's other fields as a JSON object (`{"sid": "...",
+ * "reason": "token_expired"}`).
+ *
+ * Called on the thread that logs — an engine thread, or the host's own thread inside an
+ * `sb_` call — possibly on several threads at once: it must be thread-safe and quick (the
+ * engine waits for it), and must not call `sb_` functions that wait for the engine
+ * (`sb_engine_shutdown`, `sb_engine_publish`, `sb_engine_free`) nor `sb_set_log_callback`
+ * (which waits for callbacks in progress). Events logged while it runs
+ * on the same thread are dropped, not delivered re-entrantly. The strings are borrowed for
+ * the call; copy what you keep.
+ */
+typedef void (*sb_log_callback)(void *userdata,
+                                sb_log_level level,
+                                const char *target,
+                                const char *message,
+                                const char *fields_json);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1012,6 +1057,21 @@ sb_result sb_json_quote(const char *text, char **out);
 void sb_string_free(char *s);
 
 /**
+ * Sends the engine's log events to `callback` (see `sb_log_callback` for its thread and
+ * reentrancy rules), for every engine of the process; NULL turns logging off. `filter`
+ * chooses the events in `RUST_LOG`'s syntax: a level (`"debug"`: the engine's events at that
+ * level and above) or `target=level` directives, comma-separated
+ * (`"switchboard=info,switchboard::cluster=debug"`); NULL uses the environment's
+ * `SWITCHBOARD_LOG`, else `RUST_LOG`, else `"switchboard=info"`. Replaces any earlier
+ * callback. A malformed `filter` returns `SB_INVALID_ARGUMENT` and changes nothing.
+ *
+ * Ownership: `filter` is borrowed (copied); `userdata` is passed back as is and must stay
+ * usable from any thread until the callback is replaced or turned off. Thread-safety:
+ * callable from any thread; once it returns, the previous callback is not called any more.
+ */
+sb_result sb_set_log_callback(sb_log_callback callback, void *userdata, const char *filter);
+
+/**
  * Accepts a connecting client as the user described by `user_json`:
  * `{"id": "alice", "username"?: "Alice", "rooms"?: ["team-*"]}` (`username` defaults to `id`;
  * `rooms`, when present, limits the rooms the user may join as a token's claim does).
@@ -1044,7 +1104,8 @@ sb_result sb_room_request_answer(sb_request_id request, bool allowed);
 
 /**
  * Fails a room-access request (the check itself failed): the client's `joinRoom` gets
- * `INTERNAL` with `message` in it.
+ * `INTERNAL` "Internal error"; `message` is logged (see `sb_set_log_callback`), never sent.
+ * To send the client a code and message of your own, use `sb_request_fail_with_code`.
  *
  * Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
  * engine shut down. Ownership: `message` is borrowed for the call. Thread-safety: callable
@@ -1062,7 +1123,8 @@ sb_result sb_store_request_done(sb_request_id request);
 
 /**
  * Reports that a message could not be stored: nobody receives it and the sender's ack is
- * `INTERNAL` with `message` in it.
+ * `INTERNAL` "Internal error"; `message` is logged, never sent (see
+ * `sb_request_fail_with_code` for a code and message the client sees).
  *
  * Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
  * engine shut down. Ownership: `message` is borrowed for the call. Thread-safety: callable
@@ -1082,13 +1144,27 @@ sb_result sb_store_request_fail(sb_request_id request, const char *message);
 sb_result sb_app_event_ack(sb_request_id request, const char *result_json);
 
 /**
- * Fails an app event: the client's callback gets `({code: "INTERNAL", message})`.
+ * Fails an app event: the client's callback gets `({code: "INTERNAL", message: "Internal
+ * error"})`; `message` is logged, never sent (see `sb_request_fail_with_code`).
  *
  * Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
  * engine shut down. Ownership: `message` is borrowed for the call. Thread-safety: callable
  * from any thread.
  */
 sb_result sb_app_event_fail(sb_request_id request, const char *message);
+
+/**
+ * Fails a room-access, message-store or app-event request with an error the client sees
+ * as it is: `{code, message}` (`code` is `[A-Z][A-Z0-9_]{0,63}`, e.g. `"QUOTA_EXCEEDED"`;
+ * `message` at most 1024 characters, longer ones cut). An invalid `code` returns
+ * `SB_INVALID_ARGUMENT` and the request stays pending.
+ *
+ * Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
+ * engine shut down; `SB_WRONG_REQUEST_KIND` for an authentication request (refuse those
+ * with `sb_auth_request_refuse`). Ownership: the strings are borrowed for the call.
+ * Thread-safety: callable from any thread.
+ */
+sb_result sb_request_fail_with_code(sb_request_id request, const char *code, const char *message);
 
 /**
  * A short English description of a result code, as a NUL-terminated string with static
@@ -1106,6 +1182,115 @@ const char *sb_result_message(int code);
  * the same thread; copy it to keep it. Never NULL. Thread-safety: each thread has its own.
  */
 const char *sb_last_error_message(void);
+
+/**
+ * Sets how long a connection may stay over its rate limit before it is disconnected, in
+ * milliseconds (> 0; default 5000).
+ *
+ * Returns `SB_INVALID_CONFIG` (the configuration unchanged) for a value out of range.
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_flood_disconnect_after_ms(sb_config *config, uint64_t milliseconds);
+
+/**
+ * Sets the bytes of broadcasts kept for connection state recovery (>= 65536; default
+ * 16 MiB).
+ *
+ * Returns `SB_INVALID_CONFIG` (the configuration unchanged) for a value out of range.
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_recovery_log_bytes(sb_config *config, size_t bytes);
+
+/**
+ * Sets the messages kept per room in history (>= 1; default 1000).
+ *
+ * Returns `SB_INVALID_CONFIG` (the configuration unchanged) for a value out of range.
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_history_limit(sb_config *config, size_t messages);
+
+/**
+ * Sets the most rooms whose history is cached in memory (>= 1; default 10000).
+ *
+ * Returns `SB_INVALID_CONFIG` (the configuration unchanged) for a value out of range.
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_history_cache_rooms(sb_config *config, size_t rooms);
+
+/**
+ * Sets the most bytes of history cached in memory (>= 1 MiB; default 256 MiB).
+ *
+ * Returns `SB_INVALID_CONFIG` (the configuration unchanged) for a value out of range.
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_history_cache_bytes(sb_config *config, size_t bytes);
+
+/**
+ * Sets the longest message text in characters (>= 1; default 4000).
+ *
+ * Returns `SB_INVALID_CONFIG` (the configuration unchanged) for a value out of range.
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_max_message_chars(sb_config *config, size_t chars);
+
+/**
+ * Sets the largest `signal` data in bytes (>= 1024; default 65536).
+ *
+ * Returns `SB_INVALID_CONFIG` (the configuration unchanged) for a value out of range.
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_max_signal_bytes(sb_config *config, size_t bytes);
+
+/**
+ * Sets the most rooms one connection may be in (>= 1; default 100).
+ *
+ * Returns `SB_INVALID_CONFIG` (the configuration unchanged) for a value out of range.
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_max_rooms_per_connection(sb_config *config, size_t rooms);
+
+/**
+ * Sets how long a changed Yjs document must be quiet before it is stored, in
+ * milliseconds (<= the max delay; default 2000).
+ *
+ * Returns `SB_INVALID_CONFIG` (the configuration unchanged) for a value out of range.
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_yjs_store_debounce_ms(sb_config *config, uint64_t milliseconds);
+
+/**
+ * Sets how long after its first unstored change a Yjs document is stored at the latest,
+ * in milliseconds (>= the debounce; default 10000).
+ *
+ * Returns `SB_INVALID_CONFIG` (the configuration unchanged) for a value out of range.
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_yjs_store_max_delay_ms(sb_config *config, uint64_t milliseconds);
+
+/**
+ * Sets the largest Yjs awareness state of one client id, in bytes (>= 64; default 65536).
+ *
+ * Returns `SB_INVALID_CONFIG` (the configuration unchanged) for a value out of range.
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_yjs_max_awareness_bytes(sb_config *config, size_t bytes);
+
+/**
+ * Sets the most Yjs awareness client ids one connection may set (>= 1; default 16).
+ *
+ * Returns `SB_INVALID_CONFIG` (the configuration unchanged) for a value out of range.
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_yjs_max_awareness_clients(sb_config *config, size_t clients);
+
+/**
+ * Sets the time between WebSocket pings on Yjs connections, in milliseconds (> 0;
+ * default 30000).
+ *
+ * Returns `SB_INVALID_CONFIG` (the configuration unchanged) for a value out of range.
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_yjs_ping_interval_ms(sb_config *config, uint64_t milliseconds);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -49,6 +49,46 @@ export interface EngineOptions extends NativeConfig {
    * with the document's next (debounced) store. Called on Node's event loop; must not throw.
    */
   onDocumentUpdate?: (docName: string, update: Buffer) => void
+  /**
+   * Where the engine's log events go: a pino-like object (`app.log`), called as
+   * `logger[level](fields, message)` with `fields` holding `target` and the event's fields
+   * (`sid`, `room`, `reason`, `error`, …). Default: warnings and errors to the console;
+   * `false` turns logging off. The Fastify plugin passes `app.log.child({plugin: 'switchboard'})`.
+   */
+  logger?: Logger | false | null
+  /**
+   * Which events reach `logger`: a level (`'debug'`: the engine's events at that level) or
+   * `RUST_LOG`-style directives (`'switchboard=debug,switchboard::cluster=trace'`). Default:
+   * `SWITCHBOARD_LOG`, else `RUST_LOG`, else `'switchboard=info'` (`'switchboard=warn'` for the
+   * console fallback).
+   */
+  logLevel?: string
+  /** @deprecated the old name of `rateLimit` */
+  rateLimitPerSecond?: number
+  /** @deprecated the old name of `rateBurst` */
+  rateLimitBurst?: number
+  /** @deprecated the old name of `hostCallbackTimeout` */
+  callbackTimeout?: number
+}
+
+/** A pino-like logger. */
+export interface Logger {
+  trace?(fields: object, message: string): void
+  debug?(fields: object, message: string): void
+  info(fields: object, message: string): void
+  warn(fields: object, message: string): void
+  error(fields: object, message: string): void
+}
+
+/**
+ * Thrown by a callback (`authenticate`, `authorizeRoom`, `storeMessage`, an `on()` handler)
+ * for the client to see: `code` (`[A-Z][A-Z0-9_]{0,63}`, else `INTERNAL`) and `message` reach
+ * it as they are. Anything else a callback throws is logged with its stack, and the client
+ * gets `{code: 'INTERNAL', message: 'Internal error'}`.
+ */
+export declare class SwitchboardError extends Error {
+  constructor(code: string, message: string)
+  code: string
 }
 
 /** A connected client, as `engine.on` handlers see it. */

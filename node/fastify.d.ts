@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { Engine, EngineOptions } from './index'
+export { SwitchboardError } from './index'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -4,10 +4,17 @@
 //   await app.register(require('@switchboard/node/fastify'), { jwtSecret: process.env.JWT_SECRET });
 //   app.switchboard.to('lobby').emit('notice', { text: 'hello' });
 
-const { Engine } = require('./index.js');
+const { Engine, SwitchboardError } = require('./index.js');
+
+// Options the plugin takes for itself (and those Fastify's `register` passes along), so that
+// `new Engine` knows them: a typo of one still gets "did you mean".
+const PLUGIN_OPTIONS = ['prefix', 'logSerializers'];
 
 async function switchboard(app, options) {
-  const engine = new Engine(options);
+  const engineOptions = { ...options };
+  // The engine logs where the app does, marked as the plugin's.
+  if (engineOptions.logger === undefined) engineOptions.logger = app.log.child({ plugin: 'switchboard' });
+  const engine = new Engine(engineOptions, { extraOptions: PLUGIN_OPTIONS });
   app.decorate('switchboard', engine);
 
   // WebSocket upgrades never reach Fastify's router: take them from the server itself.
@@ -61,3 +68,4 @@ switchboard[Symbol.for('plugin-meta')] = { name: '@switchboard/node', fastify: '
 module.exports = switchboard;
 module.exports.default = switchboard;
 module.exports.switchboard = switchboard;
+module.exports.SwitchboardError = SwitchboardError;

@@ -49,6 +49,46 @@ export interface EngineOptions extends NativeConfig {
    * with the document's next (debounced) store. Called on Node's event loop; must not throw.
    */
   onDocumentUpdate?: (docName: string, update: Buffer) => void
+  /**
+   * Where the engine's log events go: a pino-like object (`app.log`), called as
+   * `logger[level](fields, message)` with `fields` holding `target` and the event's fields
+   * (`sid`, `room`, `reason`, `error`, …). Default: warnings and errors to the console;
+   * `false` turns logging off. The Fastify plugin passes `app.log.child({plugin: 'switchboard'})`.
+   */
+  logger?: Logger | false | null
+  /**
+   * Which events reach `logger`: a level (`'debug'`: the engine's events at that level) or
+   * `RUST_LOG`-style directives (`'switchboard=debug,switchboard::cluster=trace'`). Default:
+   * `SWITCHBOARD_LOG`, else `RUST_LOG`, else `'switchboard=info'` (`'switchboard=warn'` for the
+   * console fallback).
+   */
+  logLevel?: string
+  /** @deprecated the old name of `rateLimit` */
+  rateLimitPerSecond?: number
+  /** @deprecated the old name of `rateBurst` */
+  rateLimitBurst?: number
+  /** @deprecated the old name of `hostCallbackTimeout` */
+  callbackTimeout?: number
+}
+
+/** A pino-like logger. */
+export interface Logger {
+  trace?(fields: object, message: string): void
+  debug?(fields: object, message: string): void
+  info(fields: object, message: string): void
+  warn(fields: object, message: string): void
+  error(fields: object, message: string): void
+}
+
+/**
+ * Thrown by a callback (`authenticate`, `authorizeRoom`, `storeMessage`, an `on()` handler)
+ * for the client to see: `code` (`[A-Z][A-Z0-9_]{0,63}`, else `INTERNAL`) and `message` reach
+ * it as they are. Anything else a callback throws is logged with its stack, and the client
+ * gets `{code: 'INTERNAL', message: 'Internal error'}`.
+ */
+export declare class SwitchboardError extends Error {
+  constructor(code: string, message: string)
+  code: string
 }
 
 /** A connected client, as `engine.on` handlers see it. */
@@ -139,6 +179,25 @@ export declare class HttpCall {
   ack(): void
 }
 
+/** One engine's events, on their way to its JS logger. */
+export declare class LogSink {
+  /**
+   * Starts receiving the engine's events that `filter` lets through (`RUST_LOG` syntax;
+   * none: `SWITCHBOARD_LOG`, `RUST_LOG`, else `switchboard=info`). `onReady()` is called
+   * on Node's thread when records wait; call `take()` then.
+   */
+  constructor(filter: string | undefined | null, onReady: () => void)
+  /**
+   * From now on, takes only the events of the engine `NativeEngine.logId()` names (and
+   * those logged outside any engine's threads).
+   */
+  bind(engine: number): void
+  /** The records waiting, and how many were dropped since the last call. */
+  take(): LogBatch
+  /** Stops receiving events (idempotent). */
+  close(): void
+}
+
 /** The native engine behind `Engine`. */
 export declare class NativeEngine {
   /**
@@ -152,6 +211,8 @@ export declare class NativeEngine {
    * (PEM contents) it serves HTTPS and WSS.
    */
   listen(host: string, port: number, tlsCert?: Buffer | undefined | null, tlsKey?: Buffer | undefined | null): number
+  /** The engine's number for routing its log events (`LogSink.bind`). */
+  logId(): number
   /** Whether the engine serves this path (`/socket.io/`, `/yjs/…`, `/healthz`, `/metrics`). */
   serves(path: string): boolean
   /**
@@ -224,6 +285,26 @@ export interface HttpAnswer {
   streaming: boolean
 }
 
+/** What `LogSink.take()` returns. */
+export interface LogBatch {
+  /** The records, oldest first. */
+  records: Array<LogRecord>
+  /** Records dropped since the last batch because JS did not keep up. */
+  dropped: number
+}
+
+/** An engine log event. */
+export interface LogRecord {
+  /** `trace`, `debug`, `info`, `warn` or `error` (pino's method names). */
+  level: string
+  /** The engine module that logged it (`switchboard::chat`, …). */
+  target: string
+  /** The message. */
+  message: string
+  /** The event's fields (`sid`, `room`, `reason`, `error`, …). */
+  fields: any
+}
+
 /** Engine settings; every field is optional and defaults as in the Rust `Config`. */
 export interface NativeConfig {
   /** HS256 secret for verifying tokens. */
@@ -240,10 +321,10 @@ export interface NativeConfig {
   maxPayload?: number
   /** Allowed browser origins (all when empty). */
   corsOrigins?: Array<string>
-  /** Requests per second per connection, 0 = off (20). */
-  rateLimitPerSecond?: number
-  /** Burst above the rate (40). */
-  rateLimitBurst?: number
+  /** Requests per second per connection, 0 = off (20). Also accepted: `rateLimitPerSecond`. */
+  rateLimit?: number
+  /** Burst above the rate (40). Also accepted: `rateLimitBurst`. */
+  rateBurst?: number
   /** Frames queued per connection before it is dropped as a slow reader (1024). */
   outboundQueueFrames?: number
   /** Bytes queued per connection before it is dropped as a slow reader (4 MiB). */
@@ -266,8 +347,11 @@ export interface NativeConfig {
   maxConnections?: number
   /** Worker threads of the engine's runtime (one per core). */
   workerThreads?: number
-  /** Milliseconds a JS callback may take before it fails (10000). */
-  callbackTimeout?: number
+  /**
+   * Milliseconds a JS callback may take before it fails (10000). Also accepted:
+   * `callbackTimeout`.
+   */
+  hostCallbackTimeout?: number
   /** Milliseconds a client may take to send a request's head or body to `listen()` (10000). */
   requestTimeout?: number
   /** Milliseconds a long-polling session may take to finish its upgrade to WebSocket (10000). */
@@ -325,4 +409,57 @@ export interface NativeConfig {
   tokenExpiryWarning?: number
   /** Keep connections open past their token's `exp` (false). */
   allowExpiredConnections?: boolean
+  /** Milliseconds a connection may stay over its rate limit before it is disconnected (5000). */
+  floodDisconnectAfter?: number
+  /** Bytes of broadcasts kept for connection state recovery (16 MiB). */
+  recoveryLogBytes?: number
+  /** Milliseconds between `:ping` comments on idle SSE streams (30000). */
+  ssePingInterval?: number
+  /** Messages kept per room in history (1000). */
+  historyLimit?: number
+  /** Rooms whose history is cached in memory (10000). */
+  historyCacheRooms?: number
+  /** Bytes of history cached in memory (256 MiB). */
+  historyCacheBytes?: number
+  /** Longest message text in characters (4000). */
+  maxMessageChars?: number
+  /** Largest `signal` data in bytes (64 KiB). */
+  maxSignalBytes?: number
+  /** Most rooms one connection may be in (100). */
+  maxRoomsPerConnection?: number
+  /** Milliseconds a changed Yjs document must be quiet before it is stored (2000). */
+  yjsStoreDebounce?: number
+  /**
+   * Milliseconds after its first unstored change a Yjs document is stored at the latest
+   * (10000).
+   */
+  yjsStoreMaxDelay?: number
+  /** Largest Yjs awareness state of one client id, in bytes (64 KiB). */
+  yjsMaxAwarenessBytes?: number
+  /** Most Yjs awareness client ids one connection may set (16). */
+  yjsMaxAwarenessClients?: number
+  /** Milliseconds between WebSocket pings on Yjs connections (30000). */
+  yjsPingInterval?: number
 }
+
+/** A Node option of the settings table. */
+export interface SettingName {
+  /** The option (camelCase). */
+  node: string
+  /** `millis`, `bytes`, `count`, `text`, `secret`, `path`, `textList` or `choice`. */
+  kind: string
+  /** Older spellings still accepted. */
+  aliases: Array<string>
+}
+
+/**
+ * Every setting of the engine's table, for `new Engine`'s option check: `[{node, kind,
+ * aliases}]` (settings without a Node option left out).
+ */
+export declare function settingNames(): Array<SettingName>
+
+/**
+ * The valid name nearest to `unknown`, if one is close (edit distance, ignoring case, `-`
+ * and `_`).
+ */
+export declare function suggestName(unknown: string, valid: Array<string>): string | null

@@ -2,11 +2,39 @@
 // @switchboard/node: the Switchboard engine inside a Node process. The engine runs on its own
 // Rust threads; this file hands it Node's sockets and requests and adapts JS callbacks.
 
-const { NativeEngine } = require('./native.js');
+const native = require('./native.js');
+const { NativeEngine } = native;
 
 function messageOf(error) {
   if (error && typeof error.message === 'string' && error.message) return error.message;
   return String(error);
+}
+
+/**
+ * An error a callback (`authenticate`, `authorizeRoom`, `storeMessage`, an `on()` handler)
+ * throws for the client to see: its `code` (`[A-Z][A-Z0-9_]{0,63}`) and `message` reach the
+ * client as they are. Anything else thrown is logged with its stack and the client gets
+ * `{code: 'INTERNAL', message: 'Internal error'}`.
+ */
+class SwitchboardError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'SwitchboardError';
+    this.code = code;
+  }
+}
+
+// A SwitchboardError from another copy of this package counts too.
+function isClientError(error) {
+  return error instanceof SwitchboardError
+    || (error instanceof Error && error.name === 'SwitchboardError' && typeof error.code === 'string');
+}
+
+// What Rust gets for a throw: the client's code and message, or the detail for the log.
+function errorOf(error) {
+  if (isClientError(error)) return { code: error.code, message: String(error.message) };
+  const detail = error instanceof Error && typeof error.stack === 'string' ? error.stack : messageOf(error);
+  return { detail };
 }
 
 // Every callback crosses to Rust as `(value) => Promise<{ok} | {error}>`, so a throw or a
@@ -17,7 +45,7 @@ function settle(fn) {
       const ok = await fn(...args);
       return { ok: ok === undefined ? null : ok };
     } catch (error) {
-      return { error: messageOf(error) };
+      return { error: errorOf(error) };
     }
   };
 }
@@ -47,8 +75,11 @@ class Engine {
   /**
    * @param {import('./index').EngineOptions} [options]
    */
-  constructor(options = {}) {
-    const { authenticate, authorizeRoom, storeMessage, onDocumentUpdate, ...config } = options;
+  constructor(options = {}, { extraOptions = [] } = {}) {
+    // `extraOptions`: names a wrapper (the Fastify plugin) takes for itself; known, not ours.
+    const checked = checkOptions(options, extraOptions);
+    const { authenticate, authorizeRoom, storeMessage, onDocumentUpdate, logger, logLevel, ...config } = checked;
+    for (const name of extraOptions) delete config[name];
     this._handlers = new Map();
     this._keepAlive = null;
     this._closed = false;
@@ -61,20 +92,75 @@ class Engine {
     const documentUpdate = onDocumentUpdate && ((docName, update) => {
       try {
         const result = onDocumentUpdate(docName, update);
-        if (result && typeof result.catch === 'function') result.catch((error) => warnHook(error));
+        if (result && typeof result.catch === 'function') result.catch((error) => this._hookFailed('onDocumentUpdate', error));
       } catch (error) {
-        warnHook(error);
+        this._hookFailed('onDocumentUpdate', error);
       }
     });
-    this._native = new NativeEngine(
-      config,
-      auth,
-      rooms,
-      store,
-      (call) => this._dispatch(call),
-      (active) => this._activity(active),
-      documentUpdate,
-    );
+    // Before the engine, so that its start-up events reach the logger too.
+    this._logger = loggerOf(logger);
+    this._logSink = null;
+    try {
+      this._logSink = this._logger && new native.LogSink(logLevel ?? defaultFilter(logger), () => this._drainLogs());
+      this._native = new NativeEngine(
+        config,
+        auth,
+        rooms,
+        store,
+        (call) => this._dispatch(call),
+        (active) => this._activity(active),
+        documentUpdate,
+      );
+    } catch (error) {
+      this._closeLogs();
+      // A setting the engine refused ("invalid `pingInterval`: …") is an option error too.
+      if (error instanceof Error && /^invalid `/.test(error.message)) error.code = 'ERR_SWITCHBOARD_OPTION';
+      throw error;
+    }
+    // From now on only this engine's events (a second engine in the process has its own).
+    if (this._logSink) this._logSink.bind(this._native.logId());
+  }
+
+  // Called on Node's thread when engine events wait: hand them to the logger.
+  _drainLogs() {
+    if (!this._logSink) return;
+    const { records, dropped } = this._logSink.take();
+    const logger = this._logger;
+    for (const r of records) {
+      const method = typeof logger[r.level] === 'function' ? r.level : 'info';
+      try {
+        logger[method]({ ...r.fields, target: r.target }, r.message);
+      } catch {
+        // A logger that throws must not take the process down (this is a callback of Node's loop).
+      }
+    }
+    if (dropped > 0) {
+      try {
+        logger.warn({ dropped, target: 'switchboard' }, 'switchboard: log records dropped (the logger did not keep up)');
+      } catch {
+        // as above
+      }
+    }
+  }
+
+  // A callback whose outcome no client waits for (onDocumentUpdate) failed: log it as the
+  // engine logs the others (error level, `hook`, the stack as `error`).
+  _hookFailed(hook, error) {
+    const detail = errorOf(error).detail ?? messageOf(error);
+    if (!this._logger) return warnHook(error);
+    try {
+      this._logger.error({ hook, error: detail, target: 'switchboard::host' }, 'host callback failed');
+    } catch {
+      warnHook(error);
+    }
+    return undefined;
+  }
+
+  _closeLogs() {
+    if (!this._logSink) return;
+    this._drainLogs();
+    this._logSink.close();
+    this._logSink = null;
   }
 
   // Rust-owned connections are invisible to Node's event loop: hold a timer while any is
@@ -90,12 +176,12 @@ class Engine {
 
   async _dispatch({ event, args, socket }) {
     const handler = this._handlers.get(event);
-    if (!handler) return { error: `Unknown event ${event}` };
+    if (!handler) return { error: { detail: `no handler for ${event}` } };
     try {
       const ok = await handler(this._socketApi(socket), ...(args || []));
       return { ok: ok === undefined ? null : ok };
     } catch (error) {
-      return { error: messageOf(error) };
+      return { error: errorOf(error) };
     }
   }
 
@@ -286,10 +372,147 @@ class Engine {
     this._closed = true;
     this._activity(false);
     this._native.close();
+    this._closeLogs();
     // Bridged sockets are Node's: with the engine gone nothing will end them.
     for (const socket of this._bridged) socket.destroy();
     this._bridged.clear();
   }
 }
 
-module.exports = { Engine };
+// ---------------------------------------------------------------------------------------------
+// Options: every key checked against the engine's settings table (native `settingNames()`), so
+// a typo or a CLI spelling fails `new Engine` / `register` instead of being dropped.
+
+/** Options of `new Engine` that are not engine settings. */
+const HOST_OPTIONS = ['authenticate', 'authorizeRoom', 'storeMessage', 'onDocumentUpdate', 'logger', 'logLevel'];
+const FUNCTION_OPTIONS = new Set(['authenticate', 'authorizeRoom', 'storeMessage', 'onDocumentUpdate']);
+const MAX_U32 = 4294967295;
+const UNITS = { millis: 'milliseconds', seconds: 'seconds', bytes: 'bytes', count: 'a count' };
+
+let settingsTable = null;
+function settings() {
+  if (!settingsTable) {
+    settingsTable = new Map();
+    for (const s of native.settingNames()) {
+      settingsTable.set(s.node, { name: s.node, kind: s.kind });
+      for (const alias of s.aliases) settingsTable.set(alias, { name: s.node, kind: s.kind, alias: true });
+    }
+  }
+  return settingsTable;
+}
+
+function optionError(message) {
+  const error = new TypeError(message);
+  error.code = 'ERR_SWITCHBOARD_OPTION';
+  return error;
+}
+
+function describeValue(value) {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  const text = typeof value === 'string' ? JSON.stringify(value.slice(0, 40)) : String(value);
+  return `${text} (${typeof value})`;
+}
+
+function checkValue(key, kind, value) {
+  if (kind === 'secret') {
+    if (value === undefined || value === null || value === '') {
+      throw optionError(`\`${key}\` is empty or undefined; set it or remove it`);
+    }
+    if (typeof value !== 'string') throw optionError(`\`${key}\` must be a string, got ${describeValue(value)}`);
+    return value;
+  }
+  if (value === undefined || value === null) return undefined;
+  if (kind in UNITS) {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_U32) {
+      throw optionError(`\`${key}\` must be a whole number from 0 to ${MAX_U32} (${UNITS[kind]}), got ${describeValue(value)}`);
+    }
+    return value;
+  }
+  if (kind === 'flag') {
+    if (typeof value !== 'boolean') throw optionError(`\`${key}\` must be true or false, got ${describeValue(value)}`);
+    return value;
+  }
+  if (kind === 'textList') {
+    if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) {
+      throw optionError(`\`${key}\` must be an array of strings, got ${describeValue(value)}`);
+    }
+    return value;
+  }
+  if (typeof value !== 'string') throw optionError(`\`${key}\` must be a string, got ${describeValue(value)}`);
+  return value;
+}
+
+/**
+ * Checks `new Engine` options: unknown keys are refused with the nearest valid name, secrets
+ * present but empty or undefined are refused, values of the wrong type or out of range are
+ * refused naming the option; older spellings become the current ones. `extra` names options
+ * a caller (the Fastify plugin) takes for itself.
+ */
+function checkOptions(options, extra = []) {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw optionError(`options must be an object, got ${describeValue(options)}`);
+  }
+  const table = settings();
+  const out = {};
+  for (const key of Object.keys(options)) {
+    const value = options[key];
+    if (extra.includes(key)) {
+      out[key] = value;
+      continue;
+    }
+    if (HOST_OPTIONS.includes(key)) {
+      if (FUNCTION_OPTIONS.has(key) && value != null && typeof value !== 'function') {
+        throw optionError(`\`${key}\` must be a function, got ${describeValue(value)}`);
+      }
+      if (key === 'logLevel' && value != null && typeof value !== 'string') {
+        throw optionError(`\`logLevel\` must be a string like 'info' or 'switchboard=debug', got ${describeValue(value)}`);
+      }
+      if (value != null) out[key] = value;
+      continue;
+    }
+    const setting = table.get(key);
+    if (!setting) {
+      const valid = [...[...table.entries()].filter(([, s]) => !s.alias).map(([k]) => k), ...HOST_OPTIONS, ...extra];
+      const near = native.suggestName(String(key), valid);
+      throw optionError(near ? `unknown option \`${key}\`; did you mean \`${near}\`?` : `unknown option \`${key}\``);
+    }
+    const checked = checkValue(key, setting.kind, value);
+    if (checked === undefined) continue;
+    if (setting.alias && options[setting.name] !== undefined) {
+      throw optionError(`\`${key}\` is the old name of \`${setting.name}\`; give only \`${setting.name}\``);
+    }
+    out[setting.name] = checked;
+  }
+  return out;
+}
+
+// `logger: undefined`: warnings and errors to the console; `false`/`null`: none; else a
+// pino-like object (`app.log`).
+function loggerOf(logger) {
+  if (logger === false || logger === null) return null;
+  if (logger === undefined) return consoleLogger;
+  if (typeof logger !== 'object' && typeof logger !== 'function') {
+    throw optionError(`\`logger\` must be an object with trace/debug/info/warn/error methods (like pino's), got ${describeValue(logger)}`);
+  }
+  for (const level of ['info', 'warn', 'error']) {
+    if (typeof logger[level] !== 'function') throw optionError(`\`logger\` has no ${level}() method`);
+  }
+  return logger;
+}
+
+// The console fallback says only what needs attention, unless the environment asks for more.
+function defaultFilter(logger) {
+  if (logger !== undefined || process.env.SWITCHBOARD_LOG || process.env.RUST_LOG) return null;
+  return 'switchboard=warn';
+}
+
+const consoleLogger = {
+  trace: (fields, message) => console.debug(`switchboard TRACE ${message}`, fields),
+  debug: (fields, message) => console.debug(`switchboard DEBUG ${message}`, fields),
+  info: (fields, message) => console.info(`switchboard INFO ${message}`, fields),
+  warn: (fields, message) => console.warn(`switchboard WARN ${message}`, fields),
+  error: (fields, message) => console.error(`switchboard ERROR ${message}`, fields),
+};
+
+module.exports = { Engine, SwitchboardError, checkOptions };

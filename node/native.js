@@ -837,4 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.Bridge = nativeBinding.Bridge
 module.exports.HttpCall = nativeBinding.HttpCall
+module.exports.LogSink = nativeBinding.LogSink
 module.exports.NativeEngine = nativeBinding.NativeEngine
+module.exports.settingNames = nativeBinding.settingNames
+module.exports.suggestName = nativeBinding.suggestName

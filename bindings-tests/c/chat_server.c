@@ -16,7 +16,11 @@
  *     shout({room, text}) -> emits "shout" {from, text} to room  (sb_engine_emit_to_room)
  *     poke()              -> emits "poked" to the caller only    (sb_engine_emit_to_socket)
  *     echo(value)         -> value, answered 50 ms later by the worker thread
- *     fail()              -> {code: "INTERNAL", message: "echo chamber closed"}
+ *     fail()              -> {code: "INTERNAL", message: "Internal error"} (the text is logged)
+ *     quota()             -> {code: "QUOTA_EXCEEDED", message: "Upgrade your plan"}
+ *                            (sb_request_fail_with_code: the host's code reaches the client)
+ * - The engine's log events at info and above (sb_set_log_callback) are printed as
+ *   "log LEVEL TARGET MESSAGE FIELDS_JSON".
  * - Server-sent events at /events verify JWTs (the auth callback is for Socket.IO and
  *   documents): the environment's SB_JWT_SECRET, when set, is their HS256 secret;
  *   SB_SSE_PING_MS, when set, their keep-alive interval. "kick" ends their streams too, and
@@ -300,7 +304,22 @@ static void on_app_event(void *userdata, sb_request_id request, const char *even
     } else if (strcmp(event, "fail") == 0) {
         if (complete(sb_app_event_fail(request, "echo chamber closed"), "fail"))
             expect_not_pending(sb_app_event_fail(request, "again"), "fail");
+    } else if (strcmp(event, "quota") == 0) {
+        /* not a code clients could switch on: refused, the request stays pending */
+        if (sb_request_fail_with_code(request, "not a code", "x") != SB_INVALID_ARGUMENT)
+            fprintf(stderr, "quota: an invalid code was accepted\n");
+        complete(sb_request_fail_with_code(request, "QUOTA_EXCEEDED", "Upgrade your plan"), "quota");
     }
+}
+
+/* ---- the engine's log: one line per event, from whichever thread logs ---- */
+
+static void on_log(void *userdata, sb_log_level level, const char *target, const char *message,
+                   const char *fields_json) {
+    (void)userdata;
+    /* one printf call: stdio locks the stream, so lines from several threads do not mix */
+    printf("log %d %s %s %s\n", (int)level, target, message, fields_json);
+    fflush(stdout);
 }
 
 /* ---- connections the host accepts itself ---- */
@@ -402,7 +421,7 @@ static void command(char *line) {
 int main(int argc, char **argv) {
     sb_config *config = NULL;
     uint16_t port = (uint16_t)(argc > 1 ? atoi(argv[1]) : 0);
-    const char *events[] = {"presence", "shout", "poke", "echo", "fail"};
+    const char *events[] = {"presence", "shout", "poke", "echo", "fail", "quota"};
     const char *secret = getenv("SB_JWT_SECRET"), *sse_ping = getenv("SB_SSE_PING_MS");
     const char *tls_cert = getenv("SB_TLS_CERT"), *tls_key = getenv("SB_TLS_KEY");
     const char *redis = getenv("SB_REDIS_URL");
@@ -416,6 +435,7 @@ int main(int argc, char **argv) {
     if (thrd_create(&worker_thread, worker, NULL) != thrd_success)
         return 1;
 
+    check(sb_set_log_callback(on_log, NULL, "switchboard=info"), "log callback");
     check(sb_config_new(&config), "config");
     check(sb_config_set_auth_callback(config, on_auth, NULL), "auth callback");
     check(sb_config_set_room_access_callback(config, on_room_access, NULL), "room callback");

@@ -924,6 +924,63 @@ static void callback_thread(void) {
     sb_engine_free(engine);
 }
 
+/* Issue 18: every setting has a C setter whose refusal names the setting; the log callback
+ * and sb_request_fail_with_code refuse bad arguments with codes. */
+static int warnings;
+static void count_warnings(void *userdata, sb_log_level level, const char *target,
+                           const char *message, const char *fields_json) {
+    (void)userdata;
+    (void)fields_json;
+    if (level == SB_LOG_WARN && strcmp(target, "switchboard::engine") == 0 && strstr(message, "CORS"))
+        warnings++;
+}
+
+static void settings_and_logs(void) {
+    sb_config *config = NULL;
+    sb_engine *engine = NULL;
+    EXPECT(sb_config_new(&config), SB_OK);
+    EXPECT(sb_config_set_max_message_chars(config, 0), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(),
+                       "invalid `max_message_chars` (sb_config_set_max_message_chars): must be at least 1") != NULL);
+    EXPECT(sb_config_set_history_limit(config, 0), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_max_rooms_per_connection(config, 0), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_max_signal_bytes(config, 10), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_flood_disconnect_after_ms(config, 0), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_history_cache_bytes(config, 10), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "history_cache_bytes") != NULL);
+    EXPECT(sb_config_set_yjs_store_max_delay_ms(config, 1), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_yjs_max_awareness_clients(config, 0), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_yjs_ping_interval_ms(config, 0), SB_INVALID_CONFIG);
+    EXPECT(sb_config_set_max_message_chars(config, 9), SB_OK);
+    EXPECT(sb_config_set_history_limit(config, 3), SB_OK);
+
+    EXPECT(sb_set_log_callback(count_warnings, NULL, "switchboard=loud"), SB_INVALID_ARGUMENT);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "invalid `filter`") != NULL);
+    EXPECT(sb_set_log_callback(count_warnings, NULL, "sw\xff"), SB_INVALID_UTF8);
+    EXPECT(sb_set_log_callback(count_warnings, NULL, "switchboard=warn"), SB_OK);
+    EXPECT(sb_config_set_worker_threads(config, 1), SB_OK);
+    /* no CORS origins: the engine warns at start, on this thread, through the callback */
+    EXPECT(sb_engine_new(config, &engine), SB_OK);
+    EXPECT_TRUE(warnings == 1);
+    EXPECT(sb_set_log_callback(NULL, NULL, NULL), SB_OK);
+    if (engine) {
+        sb_engine_shutdown(engine, 100);
+        sb_engine_free(engine);
+        engine = NULL;
+    }
+    EXPECT(sb_engine_new(config, &engine), SB_OK);
+    EXPECT_TRUE(warnings == 1); /* turned off */
+    if (engine) {
+        sb_engine_shutdown(engine, 100);
+        sb_engine_free(engine);
+    }
+    sb_config_free(config);
+
+    EXPECT(sb_request_fail_with_code(12345, "QUOTA_EXCEEDED", "m"), SB_REQUEST_NOT_PENDING);
+    EXPECT(sb_request_fail_with_code(12345, "lower", "m"), SB_INVALID_ARGUMENT);
+    EXPECT(sb_request_fail_with_code(12345, NULL, "m"), SB_NULL_ARGUMENT);
+}
+
 int main(void) {
     result_codes();
     nulls();
@@ -936,6 +993,7 @@ int main(void) {
     engine_and_requests();
     publish_waits_for_the_store();
     callback_thread();
+    settings_and_logs();
     printf("misuse: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

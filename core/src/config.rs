@@ -360,6 +360,7 @@ impl Config {
         if let JwtKey::Secret(secret) = &self.jwt {
             check_jwt_secret(secret)?;
         }
+        crate::settings::validate(self)?;
         Ok(())
     }
 

@@ -91,24 +91,36 @@ impl EngineBuilder {
 
     /// Starts the engine on a runtime of its own (`config.worker_threads` workers).
     pub fn build(self) -> Result<Engine, Error> {
+        let log_id = crate::log::new_engine_id();
         let mut rt = tokio::runtime::Builder::new_multi_thread();
         rt.enable_all()
             .thread_name("switchboard")
-            .on_thread_start(block_sigpipe);
+            .on_thread_start(move || {
+                block_sigpipe();
+                // So that a binding's logger gets this engine's events, not another's.
+                crate::log::tag_thread(log_id);
+            });
         if let Some(n) = self.config.worker_threads {
             rt.worker_threads(n);
         }
         let runtime = rt.build().map_err(Error::Runtime)?;
         let handle = runtime.handle().clone();
-        self.finish(handle, Some(runtime))
+        self.finish(handle, Some(runtime), log_id)
     }
 
     /// Starts the engine on the caller's runtime.
     pub fn build_on(self, handle: Handle) -> Result<Engine, Error> {
-        self.finish(handle, None)
+        self.finish(handle, None, crate::log::new_engine_id())
     }
 
-    fn finish(self, handle: Handle, runtime: Option<Runtime>) -> Result<Engine, Error> {
+    fn finish(
+        self,
+        handle: Handle,
+        runtime: Option<Runtime>,
+        log_id: u64,
+    ) -> Result<Engine, Error> {
+        // Start-up's own events (the CORS warning) are this engine's too.
+        let _tag = crate::log::tag_scope(log_id);
         // Settings a setter could not refuse (an empty JWT secret from a binding) stop
         // start-up here, the same for every binding.
         self.config.validate()?;
@@ -174,6 +186,7 @@ impl EngineBuilder {
                 other_tls: Mutex::new(Vec::new()),
             }),
             runtime: Arc::new(Mutex::new(runtime)),
+            log_id,
         };
         for f in self.on_start {
             f(&engine);
@@ -251,9 +264,17 @@ impl std::fmt::Display for Listening {
 pub struct Engine {
     inner: Arc<EngineInner>,
     runtime: Arc<Mutex<Option<Runtime>>>,
+    log_id: u64,
 }
 
 impl Engine {
+    /// This engine's number in [`crate::log::current_engine`]: events logged on its
+    /// runtime's threads (and during its start-up) carry it, so a binding can route them to
+    /// this engine's logger.
+    pub fn log_id(&self) -> u64 {
+        self.log_id
+    }
+
     /// Starts building an engine with this configuration.
     pub fn builder(config: Config) -> EngineBuilder {
         EngineBuilder {
@@ -330,6 +351,8 @@ impl Engine {
     }
 
     fn bind(&self, addr: SocketAddr, tls: Option<Arc<TlsAcceptor>>) -> Result<Listening, Error> {
+        // Called from the host's thread: its log event (`listening`) is this engine's.
+        let _tag = crate::log::tag_scope(self.log_id);
         let listener =
             std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
         listener
@@ -361,6 +384,7 @@ impl Engine {
     /// Stops accepting, closes every connection and, when the engine owns its runtime, stops
     /// it (waiting up to `grace` for tasks to finish). Idempotent.
     pub fn shutdown(&self, grace: Duration) {
+        let _tag = crate::log::tag_scope(self.log_id);
         for tx in self.inner.listeners.lock().drain(..) {
             let _ = tx.send(());
         }

@@ -30,8 +30,10 @@ impl Handle for sb_config {
     const NAME: &'static str = "sb_config";
 }
 
+/// A setter's refusal, naming the setting by its C setter.
 pub(crate) fn invalid(e: ConfigError) -> Error {
-    Error::new(sb_result::SB_INVALID_CONFIG, e.to_string())
+    let detail = switchboard::settings::describe(&e, switchboard::settings::Front::C);
+    Error::new(sb_result::SB_INVALID_CONFIG, detail)
 }
 
 pub(crate) fn ms(n: u64) -> Duration {

@@ -101,7 +101,13 @@ fn start_error(e: switchboard::Error) -> Error {
         switchboard::Error::Bind { .. } => sb_result::SB_BIND_FAILED,
         _ => sb_result::SB_START_FAILED,
     };
-    Error::new(code, e.to_string())
+    let detail = match &e {
+        switchboard::Error::Config(c) => {
+            switchboard::settings::describe(c, switchboard::settings::Front::C)
+        }
+        _ => e.to_string(),
+    };
+    Error::new(code, detail)
 }
 
 fn not_in_callback(what: &str) -> FfiResult {
@@ -509,7 +515,11 @@ fn publish_error(e: &ChatError) -> Error {
         ErrorCode::Internal => sb_result::SB_STORE_FAILED,
         _ => sb_result::SB_INVALID_ARGUMENT,
     };
-    Error::new(result, format!("{code}: {}", e.message))
+    match e.host_detail() {
+        // The host's own store failed: the host may read its own words.
+        Some(detail) => Error::new(result, format!("{code}: {} ({detail})", e.message)),
+        None => Error::new(result, format!("{code}: {}", e.message)),
+    }
 }
 
 /// Stores and delivers a chat message to `room` as user `user_id` (display name `username`,

@@ -34,8 +34,10 @@ pub mod engine;
 pub mod events;
 pub mod identity;
 pub mod json;
+pub mod log;
 pub mod requests;
 pub mod result;
+pub mod settings;
 
 use std::ffi::c_char;
 

@@ -215,9 +215,9 @@ impl Kind {
 /// A request waiting for the host, with the channel its answer goes back through.
 enum Pending {
     Auth(oneshot::Sender<Result<User, String>>),
-    RoomAccess(oneshot::Sender<Result<bool, String>>),
-    Store(oneshot::Sender<Result<(), String>>),
-    AppEvent(oneshot::Sender<Result<Value, String>>),
+    RoomAccess(oneshot::Sender<Result<bool, HookError>>),
+    Store(oneshot::Sender<Result<(), HookError>>),
+    AppEvent(oneshot::Sender<Result<Value, HookError>>),
 }
 
 impl Pending {
@@ -360,13 +360,13 @@ impl Shared {
 
     /// Registers a request, hands it to the host with `deliver`, and waits for the answer.
     /// Dropping the future (timeout, shutdown) forgets the request.
-    async fn ask<T>(
+    async fn ask<T, E: EngineMessage>(
         &self,
-        wrap: fn(oneshot::Sender<Result<T, String>>) -> Pending,
+        wrap: fn(oneshot::Sender<Result<T, E>>) -> Pending,
         deliver: impl FnOnce(sb_request_id) -> Result<(), String>,
-    ) -> Result<T, String> {
+    ) -> Result<T, E> {
         if self.is_closed() {
-            return Err(SHUTTING_DOWN.into());
+            return Err(E::engine(SHUTTING_DOWN.into()));
         }
         let (tx, rx) = oneshot::channel();
         let id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
@@ -378,9 +378,26 @@ impl Shared {
             },
         );
         let _forget = Forget(id);
-        deliver(id)?;
+        deliver(id).map_err(E::engine)?;
         rx.await
-            .unwrap_or_else(|_| Err("the request was dropped".into()))
+            .unwrap_or_else(|_| Err(E::engine("the request was dropped".into())))
+    }
+}
+
+/// A failure of the engine's own (not the host's) while it asks the host.
+trait EngineMessage {
+    fn engine(message: String) -> Self;
+}
+
+impl EngineMessage for String {
+    fn engine(message: String) -> Self {
+        message
+    }
+}
+
+impl EngineMessage for HookError {
+    fn engine(message: String) -> Self {
+        HookError::Engine(message)
     }
 }
 
@@ -535,10 +552,7 @@ impl RoomAccess for HostRoomAccess {
                     None,
                 )),
             };
-            shared
-                .ask(Pending::RoomAccess, deliver)
-                .await
-                .map_err(HookError)
+            shared.ask(Pending::RoomAccess, deliver).await
         })
     }
 }
@@ -566,7 +580,7 @@ impl MessageStore for HostStore {
                     None,
                 )),
             };
-            shared.ask(Pending::Store, deliver).await.map_err(HookError)
+            shared.ask(Pending::Store, deliver).await
         })
     }
 }
@@ -621,10 +635,10 @@ impl AppEvents {
         .await
         {
             Ok(r) => r,
-            Err(_) => Err(format!("handler for {event} timed out")),
+            Err(_) => Err(HookError::Engine(format!("handler for {event} timed out"))),
         };
         if let Some(ack) = ack {
-            ack.send_result(result);
+            ack.send_result(&event, result);
         }
     }
 }
@@ -728,7 +742,8 @@ pub extern "C" fn sb_room_request_answer(request: sb_request_id, allowed: bool) 
 }
 
 /// Fails a room-access request (the check itself failed): the client's `joinRoom` gets
-/// `INTERNAL` with `message` in it.
+/// `INTERNAL` "Internal error"; `message` is logged (see `sb_set_log_callback`), never sent.
+/// To send the client a code and message of your own, use `sb_request_fail_with_code`.
 ///
 /// Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
 /// engine shut down. Ownership: `message` is borrowed for the call. Thread-safety: callable
@@ -741,7 +756,7 @@ pub unsafe extern "C" fn sb_room_request_fail(
     ffi! {
         let message = args::name(message, "message")?.to_owned();
         if let Pending::RoomAccess(tx) = take(request, Kind::RoomAccess)? {
-            let _ = tx.send(Err(message));
+            let _ = tx.send(Err(HookError::failed(message)));
         }
         Ok(())
     }
@@ -762,7 +777,8 @@ pub extern "C" fn sb_store_request_done(request: sb_request_id) -> sb_result {
 }
 
 /// Reports that a message could not be stored: nobody receives it and the sender's ack is
-/// `INTERNAL` with `message` in it.
+/// `INTERNAL` "Internal error"; `message` is logged, never sent (see
+/// `sb_request_fail_with_code` for a code and message the client sees).
 ///
 /// Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
 /// engine shut down. Ownership: `message` is borrowed for the call. Thread-safety: callable
@@ -775,7 +791,7 @@ pub unsafe extern "C" fn sb_store_request_fail(
     ffi! {
         let message = args::name(message, "message")?.to_owned();
         if let Pending::Store(tx) = take(request, Kind::Store)? {
-            let _ = tx.send(Err(message));
+            let _ = tx.send(Err(HookError::failed(message)));
         }
         Ok(())
     }
@@ -802,7 +818,8 @@ pub unsafe extern "C" fn sb_app_event_ack(
     }
 }
 
-/// Fails an app event: the client's callback gets `({code: "INTERNAL", message})`.
+/// Fails an app event: the client's callback gets `({code: "INTERNAL", message: "Internal
+/// error"})`; `message` is logged, never sent (see `sb_request_fail_with_code`).
 ///
 /// Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
 /// engine shut down. Ownership: `message` is borrowed for the call. Thread-safety: callable
@@ -815,7 +832,61 @@ pub unsafe extern "C" fn sb_app_event_fail(
     ffi! {
         let message = args::name(message, "message")?.to_owned();
         if let Pending::AppEvent(tx) = take(request, Kind::AppEvent)? {
-            let _ = tx.send(Err(message));
+            let _ = tx.send(Err(HookError::failed(message)));
+        }
+        Ok(())
+    }
+}
+
+/// Fails a room-access, message-store or app-event request with an error the client sees
+/// as it is: `{code, message}` (`code` is `[A-Z][A-Z0-9_]{0,63}`, e.g. `"QUOTA_EXCEEDED"`;
+/// `message` at most 1024 characters, longer ones cut). An invalid `code` returns
+/// `SB_INVALID_ARGUMENT` and the request stays pending.
+///
+/// Returns `SB_REQUEST_NOT_PENDING` when the request was already completed, expired or its
+/// engine shut down; `SB_WRONG_REQUEST_KIND` for an authentication request (refuse those
+/// with `sb_auth_request_refuse`). Ownership: the strings are borrowed for the call.
+/// Thread-safety: callable from any thread.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_fail_with_code(
+    request: sb_request_id,
+    code: *const c_char,
+    message: *const c_char,
+) -> sb_result {
+    ffi! {
+        let code = args::name(code, "code")?.to_owned();
+        let message = args::text(message, "message")?.to_owned();
+        if !switchboard::socketio::host_error::valid_code(&code) {
+            return Err(Error::new(
+                sb_result::SB_INVALID_ARGUMENT,
+                format!("`code` {code:?} is not [A-Z][A-Z0-9_]{{0,63}}; the request stays pending"),
+            ));
+        }
+        let error = HookError::client(code, message);
+        let pending = {
+            let mut requests = REQUESTS.lock();
+            match requests.remove(&request) {
+                Some(entry) if matches!(entry.pending, Pending::Auth(_)) => {
+                    requests.insert(request, entry);
+                    return Err(Error::new(
+                        sb_result::SB_WRONG_REQUEST_KIND,
+                        format!("request {request} is {}; it stays pending", Kind::Auth.describe()),
+                    ));
+                }
+                Some(entry) => entry.pending,
+                None => {
+                    return Err(Error::new(
+                        sb_result::SB_REQUEST_NOT_PENDING,
+                        format!("request {request} is not pending: it was already completed, it expired, or its engine shut down"),
+                    ))
+                }
+            }
+        };
+        match pending {
+            Pending::RoomAccess(tx) => drop(tx.send(Err(error))),
+            Pending::Store(tx) => drop(tx.send(Err(error))),
+            Pending::AppEvent(tx) => drop(tx.send(Err(error))),
+            Pending::Auth(_) => {}
         }
         Ok(())
     }

@@ -23,10 +23,10 @@ pub struct NativeConfig {
     pub max_payload: Option<u32>,
     /// Allowed browser origins (all when empty).
     pub cors_origins: Option<Vec<String>>,
-    /// Requests per second per connection, 0 = off (20).
-    pub rate_limit_per_second: Option<u32>,
-    /// Burst above the rate (40).
-    pub rate_limit_burst: Option<u32>,
+    /// Requests per second per connection, 0 = off (20). Also accepted: `rateLimitPerSecond`.
+    pub rate_limit: Option<u32>,
+    /// Burst above the rate (40). Also accepted: `rateLimitBurst`.
+    pub rate_burst: Option<u32>,
     /// Frames queued per connection before it is dropped as a slow reader (1024).
     pub outbound_queue_frames: Option<u32>,
     /// Bytes queued per connection before it is dropped as a slow reader (4 MiB).
@@ -49,8 +49,9 @@ pub struct NativeConfig {
     pub max_connections: Option<u32>,
     /// Worker threads of the engine's runtime (one per core).
     pub worker_threads: Option<u32>,
-    /// Milliseconds a JS callback may take before it fails (10000).
-    pub callback_timeout: Option<u32>,
+    /// Milliseconds a JS callback may take before it fails (10000). Also accepted:
+    /// `callbackTimeout`.
+    pub host_callback_timeout: Option<u32>,
     /// Milliseconds a client may take to send a request's head or body to `listen()` (10000).
     pub request_timeout: Option<u32>,
     /// Milliseconds a long-polling session may take to finish its upgrade to WebSocket (10000).
@@ -98,6 +99,35 @@ pub struct NativeConfig {
     pub token_expiry_warning: Option<u32>,
     /// Keep connections open past their token's `exp` (false).
     pub allow_expired_connections: Option<bool>,
+    /// Milliseconds a connection may stay over its rate limit before it is disconnected (5000).
+    pub flood_disconnect_after: Option<u32>,
+    /// Bytes of broadcasts kept for connection state recovery (16 MiB).
+    pub recovery_log_bytes: Option<u32>,
+    /// Milliseconds between `:ping` comments on idle SSE streams (30000).
+    pub sse_ping_interval: Option<u32>,
+    /// Messages kept per room in history (1000).
+    pub history_limit: Option<u32>,
+    /// Rooms whose history is cached in memory (10000).
+    pub history_cache_rooms: Option<u32>,
+    /// Bytes of history cached in memory (256 MiB).
+    pub history_cache_bytes: Option<u32>,
+    /// Longest message text in characters (4000).
+    pub max_message_chars: Option<u32>,
+    /// Largest `signal` data in bytes (64 KiB).
+    pub max_signal_bytes: Option<u32>,
+    /// Most rooms one connection may be in (100).
+    pub max_rooms_per_connection: Option<u32>,
+    /// Milliseconds a changed Yjs document must be quiet before it is stored (2000).
+    pub yjs_store_debounce: Option<u32>,
+    /// Milliseconds after its first unstored change a Yjs document is stored at the latest
+    /// (10000).
+    pub yjs_store_max_delay: Option<u32>,
+    /// Largest Yjs awareness state of one client id, in bytes (64 KiB).
+    pub yjs_max_awareness_bytes: Option<u32>,
+    /// Most Yjs awareness client ids one connection may set (16).
+    pub yjs_max_awareness_clients: Option<u32>,
+    /// Milliseconds between WebSocket pings on Yjs connections (30000).
+    pub yjs_ping_interval: Option<u32>,
 }
 
 fn ms(n: u32) -> Duration {
@@ -129,11 +159,9 @@ impl NativeConfig {
         if let Some(o) = &self.cors_origins {
             c = c.cors_origins(o.clone());
         }
-        if self.rate_limit_per_second.is_some() || self.rate_limit_burst.is_some() {
-            let rate = self
-                .rate_limit_per_second
-                .unwrap_or(c.rate_limit_per_second);
-            let burst = self.rate_limit_burst.unwrap_or(rate.max(1) * 2);
+        if self.rate_limit.is_some() || self.rate_burst.is_some() {
+            let rate = self.rate_limit.unwrap_or(c.rate_limit_per_second);
+            let burst = self.rate_burst.unwrap_or(rate.max(1) * 2);
             c = c.rate_limit(rate, burst)?;
         }
         if self.outbound_queue_frames.is_some() || self.outbound_queue_bytes.is_some() {
@@ -172,7 +200,7 @@ impl NativeConfig {
         if let Some(n) = self.worker_threads {
             c = c.worker_threads(n as usize)?;
         }
-        if let Some(n) = self.callback_timeout {
+        if let Some(n) = self.host_callback_timeout {
             c = c.host_callback_timeout(ms(n))?;
         }
         if let Some(n) = self.request_timeout {
@@ -208,7 +236,8 @@ impl NativeConfig {
                 .map_or(c.yjs_max_document_bytes, |n| n as usize);
             c = c.yjs_limits(update, document)?;
         }
-        self.identity(c)
+        let c = self.identity(c)?;
+        self.apply_more(c)
     }
 
     /// The identity settings: JWKS, issuer, audience, leeway, claim names, token expiry.
@@ -246,6 +275,56 @@ impl NativeConfig {
         if let Some(allow) = self.allow_expired_connections {
             c = c.allow_expired_connections(allow);
         }
+        Ok(c)
+    }
+
+    /// The settings added with the settings table (issue 18).
+    fn apply_more(&self, mut c: Config) -> Result<Config, ConfigError> {
+        let n = |v: u32| v as usize;
+        if let Some(v) = self.flood_disconnect_after {
+            c = c.flood_disconnect_after(ms(v))?;
+        }
+        if let Some(v) = self.recovery_log_bytes {
+            c = c.recovery_log_bytes(n(v))?;
+        }
+        if let Some(v) = self.sse_ping_interval {
+            c = c.sse_ping_interval(ms(v))?;
+        }
+        if let Some(v) = self.history_limit {
+            c = c.history_limit(n(v))?;
+        }
+        if self.history_cache_rooms.is_some() || self.history_cache_bytes.is_some() {
+            let rooms = self.history_cache_rooms.map_or(c.history_cache_rooms, n);
+            let bytes = self.history_cache_bytes.map_or(c.history_cache_bytes, n);
+            c = c.history_cache(rooms, bytes)?;
+        }
+        if let Some(v) = self.max_message_chars {
+            c = c.max_message_chars(n(v))?;
+        }
+        if let Some(v) = self.max_signal_bytes {
+            c = c.max_signal_bytes(n(v))?;
+        }
+        if let Some(v) = self.max_rooms_per_connection {
+            c = c.max_rooms_per_connection(n(v))?;
+        }
+        if self.yjs_store_debounce.is_some() || self.yjs_store_max_delay.is_some() {
+            let debounce = self.yjs_store_debounce.map_or(c.yjs_store_debounce, ms);
+            let max_delay = self.yjs_store_max_delay.map_or(c.yjs_store_max_delay, ms);
+            c = c.yjs_store_debounce(debounce, max_delay)?;
+        }
+        if self.yjs_max_awareness_bytes.is_some() || self.yjs_max_awareness_clients.is_some() {
+            let bytes = self
+                .yjs_max_awareness_bytes
+                .map_or(c.yjs_max_awareness_bytes, n);
+            let clients = self
+                .yjs_max_awareness_clients
+                .map_or(c.yjs_max_awareness_clients, n);
+            c = c.yjs_awareness_limits(bytes, clients)?;
+        }
+        if let Some(v) = self.yjs_ping_interval {
+            c = c.yjs_ping_interval(ms(v))?;
+        }
+        c.validate()?;
         Ok(c)
     }
 }

@@ -2,8 +2,10 @@
 //! thread-safe function and is awaited on the engine's runtime, never blocking it.
 //!
 //! The JS wrapper (`index.js`) normalizes every callback to a Promise of `{ok: value}` or
-//! `{error: message}`, so a throw or a rejection arrives here as data, never as an
-//! exception that could take the process down.
+//! `{error: {code, message}}` (a `SwitchboardError`, whose code and message the client sees)
+//! or `{error: {detail}}` (anything else thrown: its stack, logged, never sent), so a throw
+//! or a rejection arrives here as data, never as an exception that could take the process
+//! down.
 
 use std::sync::Arc;
 
@@ -33,19 +35,39 @@ pub fn callback(f: &Function<'_, Value, Promise<Value>>) -> napi::Result<Arc<JsC
 }
 
 /// Calls into JS and waits for the settled result.
-pub async fn call(tsfn: &JsCallback, arg: Value) -> Result<Value, String> {
+pub async fn call(tsfn: &JsCallback, arg: Value) -> Result<Value, HookError> {
     let promise = tsfn
         .call_async_catch(arg)
         .await
-        .map_err(|e| format!("callback failed: {}", e.reason))?;
+        .map_err(|e| HookError::failed(format!("callback failed: {}", e.reason)))?;
     let settled = promise
         .await
-        .map_err(|e| format!("callback failed: {}", e.reason))?;
+        .map_err(|e| HookError::failed(format!("callback failed: {}", e.reason)))?;
     match settled.get("error") {
-        Some(Value::String(message)) => Err(message.clone()),
-        Some(other) => Err(other.to_string()),
+        Some(error) => Err(hook_error(error)),
         None => Ok(settled.get("ok").cloned().unwrap_or(Value::Null)),
     }
+}
+
+/// `{code, message}` from a `SwitchboardError`, `{detail}` from anything else.
+fn hook_error(error: &Value) -> HookError {
+    let text = |key: &str| error.get(key).and_then(Value::as_str);
+    match (text("code"), text("message"), text("detail")) {
+        (Some(code), message, _) => HookError::client(code, message.unwrap_or_default()),
+        (None, _, Some(detail)) => HookError::failed(detail),
+        _ => HookError::failed(error.to_string()),
+    }
+}
+
+/// A failed host `authenticate` as the client's `connect_error` (logged when it is not
+/// meant for the client).
+fn refusal(e: &HookError) -> Refusal {
+    let (_, message) = e.to_client("authenticate", "");
+    let reason = match e {
+        HookError::Client { .. } => "refused_by_host",
+        _ => "host_error",
+    };
+    Refusal { message, reason }
 }
 
 /// What JS `authenticate(handshake)` receives.
@@ -92,15 +114,13 @@ impl Authenticate for JsAuthenticate {
         let tsfn = self.0.clone();
         let arg = handshake_json(request);
         Box::pin(async move {
-            let refuse = |message: String| Refusal {
-                message,
-                reason: "refused_by_host",
-            };
-            let value = call(&tsfn, arg).await.map_err(refuse)?;
-            user_from(&value).map_err(refuse)?.ok_or(Refusal {
-                message: "Invalid token".into(),
-                reason: "invalid_token",
-            })
+            let value = call(&tsfn, arg).await.map_err(|e| refusal(&e))?;
+            user_from(&value)
+                .map_err(|e| refusal(&HookError::failed(e)))?
+                .ok_or(Refusal {
+                    message: "Invalid token".into(),
+                    reason: "invalid_token",
+                })
         })
     }
 }
@@ -138,9 +158,11 @@ impl yjs::Authenticate for JsDocAuthenticate {
             "document": request.document,
         });
         Box::pin(async move {
-            let value = call(&tsfn, arg).await.map_err(AuthError::Refused)?;
+            let value = call(&tsfn, arg)
+                .await
+                .map_err(|e| AuthError::Refused(refusal(&e).message))?;
             user_from(&value)
-                .map_err(AuthError::Refused)?
+                .map_err(|e| AuthError::Refused(refusal(&HookError::failed(e)).message))?
                 .ok_or(AuthError::Invalid)
         })
     }
@@ -166,7 +188,7 @@ impl RoomAccess for JsRoomAccess {
         let tsfn = self.0.clone();
         let arg = json!({ "user": user, "roomId": room });
         Box::pin(async move {
-            let value = call(&tsfn, arg).await.map_err(HookError)?;
+            let value = call(&tsfn, arg).await?;
             Ok(value.as_bool().unwrap_or(false))
         })
     }
@@ -179,6 +201,6 @@ impl MessageStore for JsMessageStore {
     fn store(&self, message: &ChatMessage) -> BoxFuture<'static, Result<(), HookError>> {
         let tsfn = self.0.clone();
         let arg = serde_json::to_value(message).unwrap_or(Value::Null);
-        Box::pin(async move { call(&tsfn, arg).await.map(|_| ()).map_err(HookError) })
+        Box::pin(async move { call(&tsfn, arg).await.map(|_| ()) })
     }
 }

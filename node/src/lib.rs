@@ -9,6 +9,7 @@
 mod config;
 mod hooks;
 mod io;
+pub mod logs;
 mod pump;
 
 use std::collections::HashSet;
@@ -167,7 +168,12 @@ impl NativeEngine {
         on_activity: Function<'_, bool, ()>,
         on_document_update: Option<Function<'_, FnArgs<(String, Buffer)>, ()>>,
     ) -> napi::Result<Self> {
-        let config = config.to_config().map_err(err)?;
+        let config = config.to_config().map_err(|e| {
+            err(switchboard::settings::describe(
+                &e,
+                switchboard::settings::Front::Node,
+            ))
+        })?;
         let timeout = config.host_callback_timeout;
         let authenticate = authenticate.as_ref().map(callback).transpose()?;
         // One room rule for chat rooms and documents (`doc:<name>`).
@@ -261,6 +267,12 @@ impl NativeEngine {
         }
         .map_err(err)?;
         Ok(u32::from(bound.addr.port()))
+    }
+
+    /// The engine's number for routing its log events (`LogSink.bind`).
+    #[napi]
+    pub fn log_id(&self) -> i64 {
+        i64::try_from(self.engine.log_id()).unwrap_or(0)
     }
 
     /// Whether the engine serves this path (`/socket.io/`, `/yjs/…`, `/healthz`, `/metrics`).
@@ -637,9 +649,11 @@ async fn app_event(
     });
     let result = match tokio::time::timeout(timeout, hooks::call(on_event, arg)).await {
         Ok(r) => r,
-        Err(_) => Err(format!("handler for {event} timed out")),
+        Err(_) => Err(switchboard::chat::HookError::Engine(format!(
+            "handler for {event} timed out"
+        ))),
     };
     if let Some(ack) = ack {
-        ack.send_result(result);
+        ack.send_result(&event, result);
     }
 }

@@ -20,7 +20,7 @@ const WebSocket = require('ws');
 const Y = require('yjs');
 const { WebsocketProvider } = require('y-websocket');
 const {
-  connected, connectError, closeAll, request, expectError, recorder, once, sleep,
+  connected, connectError, closeAll, request, expectError, recorder, once, sleep, emitAck,
 } = require('../helpers/client');
 const { sseClient, rawStream, eventsUrl, closeAllStreams } = require('../helpers/sse');
 const { token } = require('../helpers/tokens');
@@ -193,11 +193,11 @@ async function until(check, what, ms = 5000) {
 before(() => build());
 
 const PROGRAMS = [
-  { label: 'C11 host with callbacks', bin: path.join(BUILD, 'chat_server'), adopts: true },
+  { label: 'C11 host with callbacks', bin: path.join(BUILD, 'chat_server'), adopts: true, logs: true },
   { label: 'C++17 host with the event queue', bin: path.join(BUILD, 'chat_server_cpp'), adopts: false },
 ];
 
-for (const { label, bin, adopts } of PROGRAMS) {
+for (const { label, bin, adopts, logs } of PROGRAMS) {
   describe(`C ABI: ${label} (${path.basename(bin)})`, { timeout: 120000 }, () => {
     let server;
 
@@ -270,11 +270,32 @@ for (const { label, bin, adopts } of PROGRAMS) {
       assert.equal(await request(alice, 'poke'), null);
       assert.deepEqual((await events.next('poked'))[0], { by: 'host' });
       const failure = await expectError(request(alice, 'fail'), 'INTERNAL');
-      assert.equal(failure.message, 'echo chamber closed');
+      // issue 18: sb_app_event_fail's message is logged, not sent; sb_request_fail_with_code is
+      assert.equal(failure.message, 'Internal error');
       await expectError(request(alice, 'nope'), 'INVALID_MESSAGE');
       // acks keep the order of a socket's events
       const answers = await Promise.all([1, 2, 3].map((n) => request(alice, 'echo', n)));
       assert.deepEqual(answers, [1, 2, 3]);
+    });
+
+    // Issue 18: the engine's events reach the host's log callback; a failed handler's text is
+    // logged there (never sent); a code the host chooses reaches the client.
+    it('logs through sb_set_log_callback; sb_request_fail_with_code sends the host\'s code', { skip: !logs }, async () => {
+      const alice = await connected(server.url, auth('c:alice'));
+      assert.deepEqual(await emitAck(alice, 'quota'), [{ code: 'QUOTA_EXCEEDED', message: 'Upgrade your plan' }]);
+      const failure = await expectError(request(alice, 'fail'), 'INTERNAL');
+      assert.equal(failure.message, 'Internal error');
+      const failed = await server.line(new RegExp(`^log 1 switchboard::host host callback failed .*"sid":"${alice.id}"`));
+      const fields = JSON.parse(failed.slice(failed.indexOf('{')));
+      assert.equal(fields.hook, 'fail');
+      assert.equal(fields.sid, alice.id);
+      assert.equal(fields.error, 'echo chamber closed');
+      assert.equal((await connectError(server.url, auth('alice'))).message, 'Invalid token');
+      // the host's auth callback refused it: the reason says so
+      const refused = await server.line(/^log 3 switchboard::socketio connection refused .*"reason":"refused_by_host"/);
+      assert.equal(typeof JSON.parse(refused.slice(refused.indexOf('{'))).sid, 'string');
+      // the filter (switchboard=info) keeps debug events out
+      assert.equal(server.lines.filter((l) => l.startsWith('log 4 ')).length, 0);
     });
 
     it('answers presence queries from the host', async () => {

@@ -114,9 +114,10 @@ pub(crate) async fn check_room_access(
         match tokio::time::timeout(config.host_callback_timeout, hook.allow(user, room)).await {
             Ok(Ok(allowed)) => allowed,
             Ok(Err(e)) => {
-                return Err(ChatError::new(
-                    ErrorCode::Internal,
-                    format!("Room access check failed: {e}"),
+                return Err(ChatError::from_hook(
+                    &e,
+                    "authorizeRoom",
+                    &format!("user:{}", user.id),
                 ))
             }
             Err(_) => {

@@ -50,12 +50,16 @@ pub enum ErrorCode {
 }
 
 /// A failure as clients receive it: `{code, message}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatError {
     /// The code.
     pub code: ErrorCode,
     /// What went wrong, for people.
     pub message: String,
+    /// A code the host chose ([`HookError::Client`]); sent instead of `code` (`INTERNAL`).
+    host_code: Option<Box<str>>,
+    /// The host's own error text ([`HookError::Failed`]): for the host, never for clients.
+    host_detail: Option<Box<str>>,
 }
 
 impl ChatError {
@@ -63,14 +67,60 @@ impl ChatError {
         ChatError {
             code,
             message: message.into(),
+            host_code: None,
+            host_detail: None,
+        }
+    }
+
+    /// The host's own error text when its hook failed: for host-side callers (the server
+    /// API's `publish`), never sent to clients.
+    pub fn host_detail(&self) -> Option<&str> {
+        self.host_detail.as_deref()
+    }
+
+    /// What a client sees when the host hook `hook` failed for socket `sid` (see
+    /// [`HookError::to_client`]: the host's detail is logged, not sent).
+    pub(crate) fn from_hook(e: &HookError, hook: &str, sid: &str) -> Self {
+        let (code, message) = e.to_client(hook, sid);
+        let host_code = matches!(e, HookError::Client { .. }).then(|| code.into_boxed_str());
+        let host_detail = match e {
+            HookError::Failed(detail) => Some(detail.clone().into_boxed_str()),
+            _ => None,
+        };
+        ChatError {
+            code: ErrorCode::Internal,
+            message,
+            host_code,
+            host_detail,
+        }
+    }
+
+    /// The code as clients receive it.
+    pub fn code_str(&self) -> String {
+        match &self.host_code {
+            Some(c) => c.to_string(),
+            None => serde_json::to_value(self.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
         }
     }
 }
 
-/// A failed host hook.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct HookError(pub String);
+impl Serialize for ChatError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("ChatError", 2)?;
+        match &self.host_code {
+            Some(code) => st.serialize_field("code", code)?,
+            None => st.serialize_field("code", &self.code)?,
+        }
+        st.serialize_field("message", &self.message)?;
+        st.end()
+    }
+}
+
+pub use crate::socketio::HookError;
 
 /// Authenticates connections instead of JWT verification (the Node and C hosts' callback).
 pub trait Authenticate: Send + Sync + 'static {

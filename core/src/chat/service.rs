@@ -407,9 +407,10 @@ impl Chat {
             {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    return Err(ChatError::new(
-                        ErrorCode::Internal,
-                        format!("Message was not stored: {e}"),
+                    return Err(ChatError::from_hook(
+                        &e,
+                        "storeMessage",
+                        &format!("user:{}", user.id),
                     ))
                 }
                 Err(_) => {

@@ -1,5 +1,6 @@
 //! Socket.IO v5 over Engine.IO: namespaces, sockets, events, acks, binary attachments.
 
+pub mod host_error;
 pub mod namespace;
 pub mod payload;
 pub mod socket;
@@ -12,6 +13,7 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+pub use host_error::HookError;
 pub use namespace::{Broadcast, ConnectRequest, Namespace, NamespaceBuilder, Refusal};
 pub use payload::Payload;
 pub use socket::{AckError, AckSender, DisconnectReason, EmitError, Socket};
@@ -420,6 +422,14 @@ pub(crate) fn placeholders_valid(data: Option<&Value>, count: usize) -> bool {
 /// Refuses a CONNECT: counts the reason and answers `connect_error` with its message.
 fn refuse(session: &Session, nsp: &str, refusal: Refusal) {
     session.metrics.refusals.inc(refusal.reason);
+    // Info, not warn: refusals are routine (expired tokens); the reason label is the metric's.
+    tracing::info!(
+        sid = %session.sid,
+        namespace = nsp,
+        reason = refusal.reason,
+        address = %session.handshake.address,
+        "connection refused"
+    );
     send_connect_error(session, nsp, &refusal.message);
 }
 

@@ -577,13 +577,16 @@ impl AckSender {
     }
 
     /// Acknowledges a host handler's outcome as the wire contract answers requests:
-    /// `(null, value)`, or `({code: "INTERNAL", message})` when it failed.
-    pub fn send_result(self, result: Result<Value, String>) {
+    /// `(null, value)`, or `({code, message})` when it failed — `INTERNAL` "Internal error"
+    /// (the host's detail logged, never sent) unless the host chose a client code
+    /// ([`super::HookError`]). `event` names the handler in the log.
+    pub fn send_result(self, event: &str, result: Result<Value, super::HookError>) {
         match result {
             Ok(value) => self.send(vec![Value::Null, value]),
-            Err(message) => self.send(vec![
-                serde_json::json!({"code": "INTERNAL", "message": message}),
-            ]),
+            Err(e) => {
+                let sid = self.socket.id().to_string();
+                self.send(vec![e.to_json(event, &sid)])
+            }
         }
     }
 }

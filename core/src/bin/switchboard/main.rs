@@ -1,6 +1,8 @@
 //! `switchboard`: the standalone server, and a development token minter.
 
 mod serve;
+#[cfg(test)]
+mod settings_check;
 mod token;
 
 use clap::{Parser, Subcommand};

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
+use switchboard::settings::Front;
 use switchboard::{chat, yjs, Config, Engine, RoomPolicy};
 
 /// Arguments of `switchboard serve`. Each may also come from `--config FILE` (TOML, the same
@@ -35,11 +36,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     rate_burst: Option<u32>,
     /// Redis URL: join a cluster of engine processes.
-    #[arg(long, env = "REDIS_URL", value_name = "URL")]
-    redis: Option<String>,
+    #[arg(long, visible_alias = "redis", env = "REDIS_URL", value_name = "URL")]
+    redis_url: Option<String>,
     /// Milliseconds between cluster heartbeats; a node silent for three is dead [default: 5000].
-    #[arg(long, value_name = "MS")]
-    cluster_heartbeat_ms: Option<u64>,
+    #[arg(long, alias = "cluster-heartbeat-ms", value_name = "MS")]
+    cluster_heartbeat: Option<u64>,
     /// Directory for history (kept in memory without it).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -115,8 +116,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES")]
     outbound_queue_bytes: Option<usize>,
     /// Worker threads [default: one per core].
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
+    #[arg(long, visible_alias = "workers", value_name = "N")]
+    worker_threads: Option<usize>,
     /// Milliseconds a Yjs document without connections stays in memory before it is stored
     /// and unloaded [default: 300000].
     #[arg(long, value_name = "MS")]
@@ -142,9 +143,32 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// Milliseconds a connection may stay over its rate limit before it is disconnected
+    /// [default: 5000].
+    #[arg(long, value_name = "MS")]
+    flood_disconnect_after: Option<u64>,
+    /// Messages kept per room in history [default: 1000].
+    #[arg(long, value_name = "N")]
+    history_limit: Option<usize>,
+    /// Longest message text in characters [default: 4000].
+    #[arg(long, value_name = "N")]
+    max_message_chars: Option<usize>,
+    /// Largest `signal` data in bytes [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    max_signal_bytes: Option<usize>,
+    /// Most rooms one connection may be in [default: 100].
+    #[arg(long, value_name = "N")]
+    max_rooms_per_connection: Option<usize>,
+    /// Milliseconds a changed Yjs document must be quiet before it is stored [default: 2000].
+    #[arg(long, value_name = "MS")]
+    yjs_store_debounce: Option<u64>,
+    /// Milliseconds after its first unstored change a Yjs document is stored at the latest
+    /// [default: 10000].
+    #[arg(long, value_name = "MS")]
+    yjs_store_max_delay: Option<u64>,
     /// TOML file with any of these settings.
     #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Verify tokens with the keys an identity provider publishes at this JWKS URL
     /// (https://, or http:// to a loopback host).
     #[arg(long, value_name = "URL")]
@@ -185,7 +209,7 @@ pub struct ServeArgs {
 /// The settings a `--config` file may hold.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct FileSettings {
+pub(crate) struct FileSettings {
     host: Option<IpAddr>,
     port: Option<u16>,
     jwt_secret: Option<String>,
@@ -193,7 +217,8 @@ struct FileSettings {
     room_policy: Option<RoomPolicy>,
     rate_limit: Option<u32>,
     rate_burst: Option<u32>,
-    redis: Option<String>,
+    #[serde(alias = "redis")]
+    redis_url: Option<String>,
     data_dir: Option<PathBuf>,
     history_cache_rooms: Option<usize>,
     history_cache_bytes: Option<usize>,
@@ -216,10 +241,12 @@ struct FileSettings {
     recovery_log_bytes: Option<usize>,
     presence_grace: Option<u64>,
     sse_ping_interval: Option<u64>,
-    cluster_heartbeat_ms: Option<u64>,
+    #[serde(alias = "cluster_heartbeat_ms")]
+    cluster_heartbeat: Option<u64>,
     outbound_queue_frames: Option<usize>,
     outbound_queue_bytes: Option<usize>,
-    workers: Option<usize>,
+    #[serde(alias = "workers")]
+    worker_threads: Option<usize>,
     yjs_idle_unload: Option<u64>,
     yjs_max_update_bytes: Option<usize>,
     yjs_max_document_bytes: Option<usize>,
@@ -241,6 +268,13 @@ struct FileSettings {
     jwt_username_claim: Option<String>,
     token_expiry_warning: Option<u64>,
     allow_expired_connections: Option<bool>,
+    flood_disconnect_after: Option<u64>,
+    history_limit: Option<usize>,
+    max_message_chars: Option<usize>,
+    max_signal_bytes: Option<usize>,
+    max_rooms_per_connection: Option<usize>,
+    yjs_store_debounce: Option<u64>,
+    yjs_store_max_delay: Option<u64>,
 }
 
 macro_rules! merge {
@@ -249,12 +283,13 @@ macro_rules! merge {
     };
 }
 
-fn load_file(args: &mut ServeArgs) -> Result<(), String> {
+pub(crate) fn load_file(args: &mut ServeArgs) -> Result<(), String> {
     let Some(path) = &args.config else {
         return Ok(());
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    check_file_keys(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
     let file: FileSettings =
         toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
     merge!(
@@ -267,7 +302,7 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         room_policy,
         rate_limit,
         rate_burst,
-        redis,
+        redis_url,
         data_dir,
         history_cache_rooms,
         history_cache_bytes,
@@ -288,10 +323,10 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         recovery_log_bytes,
         presence_grace,
         sse_ping_interval,
-        cluster_heartbeat_ms,
+        cluster_heartbeat,
         outbound_queue_frames,
         outbound_queue_bytes,
-        workers,
+        worker_threads,
         yjs_idle_unload,
         yjs_max_update_bytes,
         yjs_max_document_bytes,
@@ -306,7 +341,14 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         jwt_leeway,
         jwt_user_id_claim,
         jwt_username_claim,
-        token_expiry_warning
+        token_expiry_warning,
+        flood_disconnect_after,
+        history_limit,
+        max_message_chars,
+        max_signal_bytes,
+        max_rooms_per_connection,
+        yjs_store_debounce,
+        yjs_store_max_delay
     );
     if args.cors_origins.is_empty() {
         args.cors_origins = file.cors_origins;
@@ -322,16 +364,56 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The keys a `--config` file may hold besides the settings of the engine's table.
+const LISTEN_KEYS: [&str; 2] = ["host", "port"];
+
+/// Every key a `--config` file may hold: the table's names and their older spellings.
+fn file_keys() -> impl Iterator<Item = &'static str> {
+    let settings = switchboard::settings::SETTINGS.iter();
+    LISTEN_KEYS
+        .into_iter()
+        .chain(settings.clone().map(|s| s.name))
+        .chain(
+            settings
+                .flat_map(|s| s.aliases.iter().copied())
+                .filter(|a| {
+                    // Node-only (camelCase) and CLI-only (kebab) spellings are not TOML keys.
+                    a.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                }),
+        )
+}
+
+/// Refuses an unknown key with the nearest valid one ("did you mean"), which serde's own
+/// `deny_unknown_fields` message does not offer.
+pub(crate) fn check_file_keys(text: &str) -> Result<(), String> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+    for key in table.keys() {
+        if !file_keys().any(|k| k == key) {
+            let canonical = LISTEN_KEYS
+                .into_iter()
+                .chain(switchboard::settings::SETTINGS.iter().map(|s| s.name));
+            return Err(switchboard::settings::unknown_message(
+                "key", key, canonical,
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
 /// Turns the arguments into the engine's configuration.
-fn config_from(args: &ServeArgs) -> Result<Config, String> {
-    let e = |e: switchboard::ConfigError| e.to_string();
+pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
+    let e = |e: switchboard::ConfigError| switchboard::settings::describe(&e, Front::Cli);
     let mut config = Config::default();
-    let secret = args.jwt_secret.as_ref().filter(|s| !s.is_empty());
-    config = match (secret, &args.jwt_public_key, &args.jwks_url) {
+    if args.jwt_secret.as_ref().is_some_and(|s| s.is_empty()) {
+        return Err(
+            "`--jwt-secret` (or SWITCHBOARD_JWT_SECRET) is empty; set it or remove it".into(),
+        );
+    }
+    config = match (&args.jwt_secret, &args.jwt_public_key, &args.jwks_url) {
         (Some(secret), None, None) => {
             switchboard::config::check_jwt_secret(secret)
                 .map_err(|err| format!("--jwt-secret (or SWITCHBOARD_JWT_SECRET): {err}"))?;
@@ -365,7 +447,7 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
         config.rate_limit_burst
     });
     config = config.rate_limit(rate, burst).map_err(e)?;
-    if let Some(url) = &args.redis {
+    if let Some(url) = &args.redis_url {
         config = config.redis_url(url.clone());
     }
     if let Some(dir) = &args.data_dir {
@@ -432,7 +514,7 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     if let Some(n) = args.sse_ping_interval {
         config = config.sse_ping_interval(ms(n)).map_err(e)?;
     }
-    if let Some(n) = args.cluster_heartbeat_ms {
+    if let Some(n) = args.cluster_heartbeat {
         config = config.cluster_heartbeat(ms(n)).map_err(e)?;
     }
     if args.outbound_queue_frames.is_some() || args.outbound_queue_bytes.is_some() {
@@ -444,8 +526,32 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
             .unwrap_or(config.outbound_queue_bytes);
         config = config.outbound_queue(frames, bytes).map_err(e)?;
     }
-    if let Some(n) = args.workers {
+    if let Some(n) = args.worker_threads {
         config = config.worker_threads(n).map_err(e)?;
+    }
+    if let Some(n) = args.flood_disconnect_after {
+        config = config.flood_disconnect_after(ms(n)).map_err(e)?;
+    }
+    if let Some(n) = args.history_limit {
+        config = config.history_limit(n).map_err(e)?;
+    }
+    if let Some(n) = args.max_message_chars {
+        config = config.max_message_chars(n).map_err(e)?;
+    }
+    if let Some(n) = args.max_signal_bytes {
+        config = config.max_signal_bytes(n).map_err(e)?;
+    }
+    if let Some(n) = args.max_rooms_per_connection {
+        config = config.max_rooms_per_connection(n).map_err(e)?;
+    }
+    if args.yjs_store_debounce.is_some() || args.yjs_store_max_delay.is_some() {
+        let debounce = args
+            .yjs_store_debounce
+            .map_or(config.yjs_store_debounce, ms);
+        let max_delay = args
+            .yjs_store_max_delay
+            .map_or(config.yjs_store_max_delay, ms);
+        config = config.yjs_store_debounce(debounce, max_delay).map_err(e)?;
     }
     if let Some(n) = args.yjs_idle_unload {
         config = config.yjs_idle_unload(ms(n)).map_err(e)?;
@@ -481,6 +587,7 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
             return Err("--tls-key needs --tls-cert (the certificate it belongs to)".into())
         }
     };
+    config.validate().map_err(e)?;
     Ok(config)
 }
 
