@@ -353,7 +353,7 @@ describe('Node binding: the identity settings in camelCase (Fastify plugin)', ()
     idp.keys = [key];
     try {
       const { url } = await startApp({
-        jwtSecret: undefined, jwksUrl: idp.url, jwksCaFile: idp.caFile,
+        jwksUrl: idp.url, jwksCaFile: idp.caFile,
         jwtIssuers: ['https://issuer.test/'], jwtAudiences: ['chat'], jwtUserIdClaim: 'uid',
         tokenExpiryWarning: 1,
       });
