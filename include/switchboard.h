@@ -616,6 +616,53 @@ sb_result sb_config_set_document_update_callback(sb_config *config,
                                                  void *userdata);
 
 /**
+ * Serves every endpoint under `prefix` (`"/rt"` → `/rt/socket.io/`, `/rt/events`,
+ * `/rt/api/…`, `/rt/yjs/…`, `/rt/metrics`, `/rt/healthz`); `""` or `"/"` is the root (the
+ * default). A trailing `/` is dropped. Returns `SB_INVALID_CONFIG` when it does not start
+ * with `/` or holds `?`, `#`, `%` or whitespace.
+ *
+ * Ownership: `prefix` is borrowed (copied). Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_prefix(sb_config *config, const char *prefix);
+
+/**
+ * Serves the server-sent-event stream (`/events`) or not (default true).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_sse(sb_config *config, bool on);
+
+/**
+ * Serves the server HTTP API (`/api/…`, with `sb_config_set_api_key`) or not (default true).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_api(sb_config *config, bool on);
+
+/**
+ * Serves collaborative documents (`/yjs/…`) or not (default true).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_yjs(sb_config *config, bool on);
+
+/**
+ * Serves `/metrics` (Prometheus text) or not (default true).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_metrics(sb_config *config, bool on);
+
+/**
+ * Serves `/healthz` or not (default true). It answers `200 {"status":"ok"}`, or `503
+ * {"status":"unavailable","reason":…}` while the engine shuts down or, with Redis, once it
+ * has been cut off from Redis for longer than a cluster heartbeat.
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_healthz(sb_config *config, bool on);
+
+/**
  * Starts an engine with the chat contract on namespace `/`, server-sent events, the server
  * HTTP API and collaborative documents, with the host's hooks, on a runtime of its own. It
  * serves nothing until `sb_engine_listen` or `sb_engine_adopt`.

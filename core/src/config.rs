@@ -207,6 +207,20 @@ pub struct Config {
     /// Time between WebSocket pings on Yjs connections; a connection that has not answered the
     /// previous ping is closed. Default 30 s.
     pub yjs_ping_interval: Duration,
+    /// Path prefix of every endpoint (`/rt` serves `/rt/socket.io/`, `/rt/events`,
+    /// `/rt/api/…`, `/rt/yjs/…`, `/rt/metrics`, `/rt/healthz`); empty (the default) serves
+    /// them at the root. See [`Config::prefix`].
+    pub prefix: String,
+    /// Whether the SSE stream (`/events`) is served. Default true.
+    pub sse: bool,
+    /// Whether the server HTTP API (`/api/…`) is served (it also needs `api_key`). Default true.
+    pub api: bool,
+    /// Whether Yjs documents (`yjs_path`) are served. Default true.
+    pub yjs: bool,
+    /// Whether `/metrics` is served. Default true.
+    pub metrics: bool,
+    /// Whether `/healthz` is served. Default true.
+    pub healthz: bool,
 }
 
 impl Default for Config {
@@ -259,6 +273,12 @@ impl Default for Config {
             yjs_max_awareness_bytes: 64 * 1024,
             yjs_max_awareness_clients: 16,
             yjs_ping_interval: Duration::from_secs(30),
+            prefix: String::new(),
+            sse: true,
+            api: true,
+            yjs: true,
+            metrics: true,
+            healthz: true,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod chat;
 pub mod cluster;
 pub mod config;
+pub mod endpoints;
 mod engine;
 mod error;
 pub mod hub;

@@ -39,7 +39,7 @@ fn ms(n: u64) -> Duration {
 }
 
 /// Applies a validating setter; on failure the configuration is unchanged.
-unsafe fn update(
+pub(crate) unsafe fn update(
     config: *mut sb_config,
     set: impl FnOnce(Config) -> Result<Config, ConfigError>,
 ) -> FfiResult {

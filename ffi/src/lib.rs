@@ -30,6 +30,7 @@ macro_rules! ffi {
 
 mod args;
 pub mod config;
+pub mod endpoints;
 pub mod engine;
 pub mod events;
 pub mod json;

@@ -75,6 +75,18 @@ pub struct NativeConfig {
     pub yjs_max_update_bytes: Option<u32>,
     /// Largest Yjs document, in bytes (16 MiB).
     pub yjs_max_document_bytes: Option<u32>,
+    /// Path prefix of every endpoint (`'/rt'` → `/rt/socket.io/`, `/rt/events`, …).
+    pub prefix: Option<String>,
+    /// Serve the SSE stream (`/events`); default true.
+    pub sse: Option<bool>,
+    /// Serve the server HTTP API (`/api/…`, with `apiKey`); default true.
+    pub api: Option<bool>,
+    /// Serve Yjs documents (`/yjs/…`); default true.
+    pub yjs: Option<bool>,
+    /// Serve `/metrics`; default true.
+    pub metrics: Option<bool>,
+    /// Serve `/healthz`; default true.
+    pub healthz: Option<bool>,
 }
 
 fn ms(n: u32) -> Duration {
@@ -185,6 +197,16 @@ impl NativeConfig {
                 .map_or(c.yjs_max_document_bytes, |n| n as usize);
             c = c.yjs_limits(update, document)?;
         }
+        if let Some(p) = &self.prefix {
+            c = c.prefix(p.clone())?;
+        }
+        let on = |flag: Option<bool>| flag.unwrap_or(true);
+        c = c
+            .sse(on(self.sse))
+            .api(on(self.api))
+            .yjs(on(self.yjs))
+            .metrics(on(self.metrics))
+            .healthz(on(self.healthz));
         Ok(c)
     }
 }

@@ -231,19 +231,24 @@ pub fn install_with_handle(
         handlers::register(ns, chat)
     });
     let started = services.clone();
-    let builder = builder
-        .http_service("/events", Arc::new(service::ChatHttp(services.clone())))
-        .http_service("/api/", Arc::new(service::ChatHttp(services)))
-        .on_start(move |engine| {
-            if let Some(ns) = engine.namespace("/") {
-                let _ = started.ns.set(Arc::downgrade(&ns));
-            }
-            let _ = started.metrics.set(engine.metrics().clone());
-            if let Some(cluster) = engine.cluster() {
-                let _ = started.cluster.set(cluster.clone());
-                cluster.add_sink(Arc::new(cluster::ChatSink(Arc::downgrade(&started))));
-            }
-        });
+    // Endpoints turned off are not mounted: their paths stay free for the host's routes.
+    let mut builder = builder;
+    if services.config.sse {
+        builder = builder.http_service("/events", Arc::new(service::ChatHttp(services.clone())));
+    }
+    if services.config.api {
+        builder = builder.http_service("/api/", Arc::new(service::ChatHttp(services)));
+    }
+    let builder = builder.on_start(move |engine| {
+        if let Some(ns) = engine.namespace("/") {
+            let _ = started.ns.set(Arc::downgrade(&ns));
+        }
+        let _ = started.metrics.set(engine.metrics().clone());
+        if let Some(cluster) = engine.cluster() {
+            let _ = started.cluster.set(cluster.clone());
+            cluster.add_sink(Arc::new(cluster::ChatSink(Arc::downgrade(&started))));
+        }
+    });
     Ok((builder, handle))
 }
 

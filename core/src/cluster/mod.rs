@@ -228,6 +228,11 @@ pub trait Adapter: Send + Sync + 'static {
     fn send_to_node(&self, node: &str, envelope: &Envelope);
     /// Whether the node is connected to the cluster right now.
     fn is_connected(&self) -> bool;
+    /// How long the node has been cut off from the cluster (since start when it never
+    /// connected); `None` while connected. `/healthz` reports not-ready past a heartbeat.
+    fn disconnected_for(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Leaves the cluster: this node's presence is removed, its tasks end.
     fn shutdown(&self) -> BoxFuture<'static, ()>;
 }

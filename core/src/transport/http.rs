@@ -96,6 +96,21 @@ impl RequestHead {
         }
     }
 
+    /// The same request with another path (the query kept): the front door routes on the
+    /// path without the configured prefix. `None` when the result is no valid target.
+    fn with_path(&self, path: &str) -> Option<RequestHead> {
+        let target = match self.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        Some(RequestHead {
+            method: self.method.clone(),
+            uri: target.parse().ok()?,
+            headers: self.headers.clone(),
+            peer: self.peer,
+        })
+    }
+
     /// Whether the request asks for a WebSocket upgrade.
     pub fn is_websocket_upgrade(&self) -> bool {
         self.method == Method::GET
@@ -191,7 +206,15 @@ pub struct HttpApp {
     mounts: Vec<(String, Arc<EioServer>)>,
     services: Vec<(String, Arc<dyn WebSocketService>)>,
     http_services: Vec<(String, Arc<dyn HttpService>)>,
+    /// Set when the engine begins to shut down: `/healthz` answers 503 from then on.
+    closing: std::sync::atomic::AtomicBool,
+    /// Asked by `/healthz`: a reason when a part the engine depends on (the cluster) is not
+    /// ready; see [`HttpApp::set_readiness`].
+    readiness: std::sync::OnceLock<Readiness>,
 }
+
+/// A readiness check for `/healthz`: `Some(reason)` while not ready.
+pub type Readiness = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// An accepted WebSocket upgrade, ready to run once the connection is switched.
 pub struct Upgrade {
@@ -299,7 +322,38 @@ impl HttpApp {
             mounts,
             services,
             http_services,
+            closing: std::sync::atomic::AtomicBool::new(false),
+            readiness: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Installs the readiness check `/healthz` asks (once; later calls are ignored).
+    pub fn set_readiness(&self, check: Readiness) {
+        let _ = self.readiness.set(check);
+    }
+
+    /// Marks the engine as shutting down: `/healthz` answers 503 from now on, so a load
+    /// balancer stops sending new clients while the open ones are closed.
+    pub fn begin_shutdown(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The `/healthz` answer: `200 {"status":"ok"}`, or `503 {"status":"unavailable",
+    /// "reason":…}` while shutting down or while the readiness check fails.
+    pub fn health(&self) -> HttpReply {
+        let reason = if self.closing.load(std::sync::atomic::Ordering::Acquire) {
+            Some("shutting down".to_owned())
+        } else {
+            self.readiness.get().and_then(|check| check())
+        };
+        match reason {
+            None => HttpReply::json(StatusCode::OK, &br#"{"status":"ok"}"#[..]),
+            Some(reason) => HttpReply::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status": "unavailable", "reason": reason}).to_string(),
+            ),
+        }
     }
 
     /// The WebSocket services, with their path prefixes.
@@ -333,7 +387,11 @@ impl HttpApp {
 
     /// Whether this front door serves `path` (hosts use it to route requests to the engine).
     pub fn serves(&self, path: &str) -> bool {
-        matches!(path, "/healthz" | "/metrics")
+        let Some(path) = self.config.strip_prefix(path) else {
+            return false;
+        };
+        (path == "/healthz" && self.config.healthz)
+            || (path == "/metrics" && self.config.metrics)
             || self.mount(path).is_some()
             || self.service(path).is_some()
             || self.http_service(path).is_some()
@@ -345,6 +403,19 @@ impl HttpApp {
     where
         B: std::future::Future<Output = Result<Bytes, HttpReply>>,
     {
+        // Endpoints live under the prefix and are routed on the rest of the path.
+        let stripped;
+        let head = match self.config.strip_prefix(head.uri.path()) {
+            _ if self.config.prefix.is_empty() => head,
+            Some(rest) => match head.with_path(rest) {
+                Some(h) => {
+                    stripped = h;
+                    &stripped
+                }
+                None => return Routed::Reply(not_found()),
+            },
+            None => return Routed::Reply(not_found()),
+        };
         let path = head.uri.path();
         let origin = check_origin(&self.config.cors_origins, &head.headers);
         // Health and metrics are for operators and probes, not pages: no CORS headers, so a
@@ -372,10 +443,8 @@ impl HttpApp {
                     (_, Err(reply)) => reply,
                 }
             }
-            (&Method::GET, "/healthz") => {
-                HttpReply::json(StatusCode::OK, &br#"{"status":"ok"}"#[..])
-            }
-            (&Method::GET, "/metrics") => {
+            (&Method::GET, "/healthz") if self.config.healthz => self.health(),
+            (&Method::GET, "/metrics") if self.config.metrics => {
                 let mut text = self.metrics.render();
                 for (_, service) in &self.services {
                     service.render_metrics(&mut text);
@@ -399,10 +468,7 @@ impl HttpApp {
                 r
             }
             _ => match self.mount(path).cloned() {
-                None => HttpReply::json(
-                    StatusCode::NOT_FOUND,
-                    &br#"{"code":"NOT_FOUND","message":"Not found"}"#[..],
-                ),
+                None => not_found(),
                 Some(_) if matches!(origin, OriginCheck::Refused) => {
                     self.metrics.refusals.inc("origin");
                     EioError::Forbidden.reply()
@@ -631,6 +697,13 @@ impl HttpApp {
         let _ = writer.write_all(&reply.to_http1_bytes()).await;
         let _ = writer.shutdown().await;
     }
+}
+
+fn not_found() -> HttpReply {
+    HttpReply::json(
+        StatusCode::NOT_FOUND,
+        &br#"{"code":"NOT_FOUND","message":"Not found"}"#[..],
+    )
 }
 
 fn request_timeout() -> HttpReply {

@@ -145,6 +145,25 @@ pub struct ServeArgs {
     /// TOML file with any of these settings.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Path prefix of every endpoint, e.g. /rt for /rt/socket.io/, /rt/events, /rt/healthz
+    /// [default: none].
+    #[arg(long, value_name = "PATH")]
+    prefix: Option<String>,
+    /// Serve the SSE stream at /events [default: true].
+    #[arg(long, value_name = "BOOL")]
+    sse: Option<bool>,
+    /// Serve the server HTTP API at /api/ (with --api-key) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    api: Option<bool>,
+    /// Serve Yjs documents at /yjs/ [default: true].
+    #[arg(long, value_name = "BOOL")]
+    yjs: Option<bool>,
+    /// Serve /metrics [default: true].
+    #[arg(long, value_name = "BOOL")]
+    metrics: Option<bool>,
+    /// Serve /healthz [default: true].
+    #[arg(long, value_name = "BOOL")]
+    healthz: Option<bool>,
 }
 
 /// The settings a `--config` file may hold.
@@ -193,6 +212,12 @@ struct FileSettings {
     yjs_ping_interval: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    prefix: Option<String>,
+    sse: Option<bool>,
+    api: Option<bool>,
+    yjs: Option<bool>,
+    metrics: Option<bool>,
+    healthz: Option<bool>,
 }
 
 macro_rules! merge {
@@ -251,7 +276,13 @@ fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         yjs_max_awareness_clients,
         yjs_ping_interval,
         tls_cert,
-        tls_key
+        tls_key,
+        prefix,
+        sse,
+        api,
+        yjs,
+        metrics,
+        healthz
     );
     if args.cors_origins.is_empty() {
         args.cors_origins = file.cors_origins;
@@ -405,6 +436,16 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
     if let Some(n) = args.yjs_ping_interval {
         config = config.yjs_ping_interval(ms(n)).map_err(e)?;
     }
+    if let Some(prefix) = &args.prefix {
+        config = config.prefix(prefix.clone()).map_err(e)?;
+    }
+    let on = |flag: Option<bool>| flag.unwrap_or(true);
+    config = config
+        .sse(on(args.sse))
+        .api(on(args.api))
+        .yjs(on(args.yjs))
+        .metrics(on(args.metrics))
+        .healthz(on(args.healthz));
     config = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => config.tls_files(cert, key).map_err(e)?,
         (None, None) => config,

@@ -74,6 +74,9 @@ struct Inner {
     conn: Mutex<Option<MultiplexedConnection>>,
     next_connect: Mutex<Instant>,
     up: AtomicBool,
+    /// When the connection was lost (or the adapter started, before its first connection);
+    /// `None` while connected.
+    down_since: Mutex<Option<Instant>>,
     publish_tx: mpsc::Sender<(String, Bytes)>,
     /// Envelopes queued for publishing, and those the publisher has finished with (sent or
     /// dropped): equal when nothing is waiting or in flight.
@@ -109,6 +112,7 @@ impl RedisAdapter {
                 conn: Mutex::new(None),
                 next_connect: Mutex::new(Instant::now()),
                 up: AtomicBool::new(false),
+                down_since: Mutex::new(Some(Instant::now())),
                 publish_tx,
                 queued: AtomicU64::new(0),
                 settled: AtomicU64::new(0),
@@ -158,6 +162,7 @@ fn now_ms() -> u64 {
 impl Inner {
     fn mark_up(&self) {
         if !self.up.swap(true, Ordering::AcqRel) {
+            *self.down_since.lock() = None;
             tracing::info!(node = %self.node_id, "connected to redis: cross-node delivery is on");
         }
         self.metrics.cluster.redis_connected.set(1);
@@ -166,6 +171,7 @@ impl Inner {
     /// Logs an outage once (not once per failed command).
     fn mark_down(&self, why: &dyn std::fmt::Display) {
         if self.up.swap(false, Ordering::AcqRel) {
+            *self.down_since.lock() = Some(Instant::now());
             tracing::warn!(node = %self.node_id, error = %why,
                 "redis is unreachable: local delivery continues, cross-node delivery resumes when it is back");
         }
@@ -529,6 +535,13 @@ impl Adapter for RedisAdapter {
 
     fn is_connected(&self) -> bool {
         self.inner.up.load(Ordering::Acquire)
+    }
+
+    fn disconnected_for(&self) -> Option<Duration> {
+        if self.is_connected() {
+            return None;
+        }
+        self.inner.down_since.lock().map(|since| since.elapsed())
     }
 
     fn shutdown(&self) -> BoxFuture<'static, ()> {
