@@ -26,6 +26,7 @@ mod error;
 pub mod hub;
 pub mod metrics;
 pub mod protocol;
+pub mod server;
 pub mod socketio;
 pub mod sse;
 pub mod store;

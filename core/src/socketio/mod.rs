@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 pub use namespace::{Broadcast, ConnectRequest, Namespace, NamespaceBuilder, Refusal};
 pub use payload::Payload;
-pub use socket::{AckError, AckSender, DisconnectReason, EmitError, Socket};
+pub use socket::{AckError, AckSender, DisconnectReason, EmitError, Socket, MAX_PENDING_ACKS};
 
 use crate::auth::{AuthError, User};
 use crate::hub::recovery::SavedSession;

@@ -111,22 +111,43 @@ impl NamespaceBuilder {
         self
     }
 
-    /// Runs for every new socket, after the CONNECT answer was queued.
+    /// Runs for every new socket, after the CONNECT answer was queued. Several hooks run
+    /// one after another in the order they were added (the chat feature's first, then a
+    /// host's), each awaited before the next; the socket's events wait for them.
     pub fn on_connect<F, Fut>(mut self, f: F) -> Self
     where
         F: Fn(Arc<Socket>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.on_connect = Some(Arc::new(move |s| Box::pin(f(s))));
+        self.on_connect = Some(match self.on_connect.take() {
+            None => Arc::new(move |s| Box::pin(f(s))),
+            Some(first) => {
+                let f = Arc::new(f);
+                Arc::new(move |s: Arc<Socket>| {
+                    let (first, f) = (first.clone(), f.clone());
+                    Box::pin(async move {
+                        first(s.clone()).await;
+                        f(s).await;
+                    })
+                })
+            }
+        });
         self
     }
 
-    /// Runs when a socket disconnects, with the rooms it was in.
+    /// Runs when a socket disconnects, with the rooms it was in. Several hooks run in the
+    /// order they were added.
     pub fn on_disconnect<F>(mut self, f: F) -> Self
     where
         F: Fn(&Arc<Socket>, &[Arc<str>], DisconnectReason) + Send + Sync + 'static,
     {
-        self.on_disconnect = Some(Arc::new(f));
+        self.on_disconnect = Some(match self.on_disconnect.take() {
+            None => Arc::new(f),
+            Some(first) => Arc::new(move |s: &Arc<Socket>, rooms: &[Arc<str>], reason| {
+                first(s, rooms, reason);
+                f(s, rooms, reason);
+            }),
+        });
         self
     }
 
