@@ -141,12 +141,39 @@ export declare class HttpCall {
 
 /** The native engine behind `Engine`. */
 export declare class NativeEngine {
+  /** Starts (or stops) calling `onLifecycle` for connections and disconnections. */
+  watchLifecycle(on: boolean): void
+  /**
+   * Emits to every socket in any of `rooms` but those in any of `except`, each once
+   * (across the cluster with Redis). Runs on the engine's threads; returns immediately.
+   */
+  emitToRooms(rooms: Array<string>, except: Array<string>, event: string, data: any): void
+  /**
+   * Emits `event` to one socket with an ack id and calls `done({ok: [args]})` with the
+   * client's answer, or `done({error: {code, message}})`: `TIMEOUT` after `timeoutMs`,
+   * `DISCONNECTED`, `TOO_MANY_PENDING_ACKS` (256 outstanding on that socket).
+   */
+  socketEmitWithAck(socketId: string, event: string, data: any, timeoutMs: number, done: (arg: any) => void): void
+  /** The rooms with sockets on this node: `[{roomId, sockets}]`, sorted. */
+  rooms(): any
+  /** The sockets of this node in `room`: `[{id, user, rooms}]`. */
+  sockets(room: string): any
+  /**
+   * The `/healthz` answer, without going through HTTP (the Fastify plugin's route). It
+   * works after `close()` too: then it says `shutting down`.
+   */
+  health(): HttpAnswer
+  /**
+   * Every endpoint's path with the prefix: `{socketio, events, api, yjs, metrics,
+   * healthz}`, `null` for those turned off.
+   */
+  endpoints(): any
   /**
    * Starts an engine on its own runtime. Callbacks are normalized by `index.js` to
    * `(value) => Promise<{ok} | {error}>`; `onDocumentUpdate(docName, update)` is called
    * as is, and must not throw.
    */
-  constructor(config: NativeConfig, authenticate: ((arg: any) => Promise<any>) | undefined | null, authorizeRoom: ((arg: any) => Promise<any>) | undefined | null, storeMessage: ((arg: any) => Promise<any>) | undefined | null, onEvent: (arg: any) => Promise<any>, onActivity: (arg: boolean) => void, onDocumentUpdate?: ((arg0: string, arg1: Buffer) => void) | undefined | null)
+  constructor(config: NativeConfig, authenticate: ((arg: any) => Promise<any>) | undefined | null, authorizeRoom: ((arg: any) => Promise<any>) | undefined | null, storeMessage: ((arg: any) => Promise<any>) | undefined | null, onEvent: (arg: any) => Promise<any>, onActivity: (arg: boolean) => void, onDocumentUpdate?: ((arg0: string, arg1: Buffer) => void) | undefined | null, onLifecycle?: ((arg: any) => Promise<any>) | undefined | null)
   /**
    * Listens on `host:port` itself; returns the bound port. With `tlsCert` and `tlsKey`
    * (PEM contents) it serves HTTPS and WSS.
@@ -300,4 +327,16 @@ export interface NativeConfig {
   yjsMaxUpdateBytes?: number
   /** Largest Yjs document, in bytes (16 MiB). */
   yjsMaxDocumentBytes?: number
+  /** Path prefix of every endpoint (`'/rt'` → `/rt/socket.io/`, `/rt/events`, …). */
+  prefix?: string
+  /** Serve the SSE stream (`/events`); default true. */
+  sse?: boolean
+  /** Serve the server HTTP API (`/api/…`, with `apiKey`); default true. */
+  api?: boolean
+  /** Serve Yjs documents (`/yjs/…`); default true. */
+  yjs?: boolean
+  /** Serve `/metrics`; default true. */
+  metrics?: boolean
+  /** Serve `/healthz`; default true. */
+  healthz?: boolean
 }
