@@ -121,8 +121,8 @@ export declare class Engine {
   onDisconnect(fn: (socket: SocketApi, reason: string) => unknown): this
   /** Rooms with sockets on this process. */
   rooms(): Array<{ roomId: string; sockets: number }>
-  /** Sockets of this process in a room. */
-  sockets(room: string): Promise<SocketInfo[]>
+  /** Sockets in a room across the cluster; nodes that do not answer within `timeout` (5000 ms) are left out. */
+  sockets(room: string, options?: { timeout?: number }): Promise<SocketInfo[]>
   /** Removes the handler of a client event. */
   off(event: string): this
   /** Every endpoint's path (with `prefix`). */

@@ -121,8 +121,8 @@ export declare class Engine {
   onDisconnect(fn: (socket: SocketApi, reason: string) => unknown): this
   /** Rooms with sockets on this process. */
   rooms(): Array<{ roomId: string; sockets: number }>
-  /** Sockets of this process in a room. */
-  sockets(room: string): Promise<SocketInfo[]>
+  /** Sockets in a room across the cluster; nodes that do not answer within `timeout` (5000 ms) are left out. */
+  sockets(room: string, options?: { timeout?: number }): Promise<SocketInfo[]>
   /** Removes the handler of a client event. */
   off(event: string): this
   /** Every endpoint's path (with `prefix`). */
@@ -204,8 +204,11 @@ export declare class NativeEngine {
   socketEmitWithAck(socketId: string, event: string, data: any, timeoutMs: number, done: (arg: any) => void): void
   /** The rooms with sockets on this node: `[{roomId, sockets}]`, sorted. */
   rooms(): any
-  /** The sockets of this node in `room`: `[{id, user, rooms}]`. */
-  sockets(room: string): any
+  /**
+   * The sockets in `room` across the cluster: `done([{id, user, rooms}])`, with what
+   * the other nodes answered within `timeoutMs`.
+   */
+  fetchSockets(room: string, timeoutMs: number, done: (arg: any) => void): void
   /**
    * The `/healthz` answer, without going through HTTP (the Fastify plugin's route). It
    * works after `close()` too: then it says `shutting down`.

@@ -393,9 +393,23 @@ class Engine {
     return this._native.rooms();
   }
 
-  /** The sockets in a room (this node's; see the README): resolves `[{id, user, rooms}]`. */
-  async sockets(room) {
-    return this._native.sockets(room);
+  /**
+   * The sockets in a room across the cluster (Socket.IO's `fetchSockets`): resolves
+   * `[{id, user, rooms}]`; other nodes that do not answer within `timeout` (5000 ms) are left out.
+   */
+  sockets(room, { timeout = 5000 } = {}) {
+    if (typeof room !== 'string') return Promise.reject(new TypeError('sockets(room) takes a room name'));
+    if (!(Number.isFinite(timeout) && timeout > 0)) {
+      return Promise.reject(new TypeError('sockets: timeout must be a positive number of milliseconds'));
+    }
+    const ms = Math.min(Math.ceil(timeout), 2 ** 31 - 1);
+    return new Promise((resolve, reject) => {
+      try {
+        this._native.fetchSockets(room, ms, resolve);
+      } catch (error) {
+        reject(error);
+      }
+    });
   }
 
   /** `engine.toUser(userId).emit(event, data)`: to every connection of a user. */

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::socketio::{DisconnectReason, Socket};
 use crate::{Engine, EngineBuilder, User};
@@ -94,6 +95,25 @@ impl Engine {
                 .map(|s| SocketInfo::of(s))
                 .collect()
         })
+    }
+
+    /// The sockets in `room` across the cluster (Socket.IO's `fetchSockets`): this node's,
+    /// then those the other nodes with members in the room report within `timeout`, each
+    /// as `{id, user, rooms}`. A node that does not answer in time is left out. Without a
+    /// cluster it is [`Engine::sockets`].
+    pub async fn fetch_sockets(&self, room: &str, timeout: std::time::Duration) -> Vec<Value> {
+        let mut all: Vec<Value> = self.namespace("/").map_or_else(Vec::new, |ns| {
+            ns.sockets_in(room).iter().map(|s| s.host_json()).collect()
+        });
+        if let Some(cluster) = self.cluster() {
+            for reply in cluster.fetch_sockets("/", room, timeout).await {
+                match serde_json::from_str::<Vec<Value>>(&reply) {
+                    Ok(sockets) => all.extend(sockets),
+                    Err(e) => tracing::debug!(error = %e, "dropped a malformed sockets reply"),
+                }
+            }
+        }
+        all
     }
 
     /// The rooms that have sockets on this node, with how many (personal rooms `user:<id>`

@@ -137,10 +137,26 @@ impl NativeEngine {
         )
     }
 
-    /// The sockets of this node in `room`: `[{id, user, rooms}]`.
+    /// The sockets in `room` across the cluster: `done([{id, user, rooms}])`, with what
+    /// the other nodes answered within `timeoutMs`.
     #[napi]
-    pub fn sockets(&self, room: String) -> Value {
-        json!(self.engine.sockets(&room))
+    pub fn fetch_sockets(
+        &self,
+        room: String,
+        timeout_ms: u32,
+        done: Function<'_, Value, ()>,
+    ) -> napi::Result<()> {
+        let engine = self.live()?.clone();
+        let done = notify(&done)?;
+        engine.handle().clone().spawn(async move {
+            let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
+            let sockets = engine.fetch_sockets(&room, timeout).await;
+            let _ = done.call(
+                Value::Array(sockets),
+                ThreadsafeFunctionCallMode::NonBlocking,
+            );
+        });
+        Ok(())
     }
 
     /// The `/healthz` answer, without going through HTTP (the Fastify plugin's route). It

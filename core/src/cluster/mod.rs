@@ -233,6 +233,17 @@ pub trait Adapter: Send + Sync + 'static {
     fn disconnected_for(&self) -> Option<std::time::Duration> {
         None
     }
+    /// The sockets other nodes have in `room` of `namespace` (each node's answer a JSON
+    /// array of `{id, user, rooms}`), collected until every node listening to the room has
+    /// answered or `timeout` passes; this node's own are not included.
+    fn fetch_sockets(
+        &self,
+        _namespace: &str,
+        _room: &str,
+        _timeout: std::time::Duration,
+    ) -> BoxFuture<'static, Vec<String>> {
+        Box::pin(async { Vec::new() })
+    }
     /// Leaves the cluster: this node's presence is removed, its tasks end.
     fn shutdown(&self) -> BoxFuture<'static, ()>;
 }
