@@ -17,6 +17,7 @@ use tokio_rustls::server::TlsStream;
 pub use super::accept::{serve, serve_connection, serve_connection_with_prefix};
 use super::body::read_body;
 use super::cors::{add_cors, check_origin, preflight, OriginCheck};
+pub use super::health::Readiness;
 use super::reply::ResponseBody;
 pub use super::reply::{BodyStream, EioError, HttpReply};
 use super::websocket::{self, Mode};
@@ -207,14 +208,11 @@ pub struct HttpApp {
     services: Vec<(String, Arc<dyn WebSocketService>)>,
     http_services: Vec<(String, Arc<dyn HttpService>)>,
     /// Set when the engine begins to shut down: `/healthz` answers 503 from then on.
-    closing: std::sync::atomic::AtomicBool,
+    pub(super) closing: std::sync::atomic::AtomicBool,
     /// Asked by `/healthz`: a reason when a part the engine depends on (the cluster) is not
     /// ready; see [`HttpApp::set_readiness`].
-    readiness: std::sync::OnceLock<Readiness>,
+    pub(super) readiness: std::sync::OnceLock<Readiness>,
 }
-
-/// A readiness check for `/healthz`: `Some(reason)` while not ready.
-pub type Readiness = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// An accepted WebSocket upgrade, ready to run once the connection is switched.
 pub struct Upgrade {
@@ -325,35 +323,6 @@ impl HttpApp {
             closing: std::sync::atomic::AtomicBool::new(false),
             readiness: std::sync::OnceLock::new(),
         })
-    }
-
-    /// Installs the readiness check `/healthz` asks (once; later calls are ignored).
-    pub fn set_readiness(&self, check: Readiness) {
-        let _ = self.readiness.set(check);
-    }
-
-    /// Marks the engine as shutting down: `/healthz` answers 503 from now on, so a load
-    /// balancer stops sending new clients while the open ones are closed.
-    pub fn begin_shutdown(&self) {
-        self.closing
-            .store(true, std::sync::atomic::Ordering::Release);
-    }
-
-    /// The `/healthz` answer: `200 {"status":"ok"}`, or `503 {"status":"unavailable",
-    /// "reason":…}` while shutting down or while the readiness check fails.
-    pub fn health(&self) -> HttpReply {
-        let reason = if self.closing.load(std::sync::atomic::Ordering::Acquire) {
-            Some("shutting down".to_owned())
-        } else {
-            self.readiness.get().and_then(|check| check())
-        };
-        match reason {
-            None => HttpReply::json(StatusCode::OK, &br#"{"status":"ok"}"#[..]),
-            Some(reason) => HttpReply::json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({"status": "unavailable", "reason": reason}).to_string(),
-            ),
-        }
     }
 
     /// The WebSocket services, with their path prefixes.
