@@ -264,6 +264,18 @@ typedef void (*sb_document_update_callback)(void *userdata,
                                             const uint8_t *update,
                                             size_t len);
 
+/**
+ * Told about every socket that connects (`reason` NULL) or disconnects (`reason` is
+ * Socket.IO's: `"transport close"`, `"ping timeout"`, `"client namespace disconnect"`,
+ * `"server namespace disconnect"`, …). `socket_json` is `{"id", "user", "rooms"}` (at a
+ * disconnect, the rooms it was in).
+ *
+ * Called on the engine's threads, possibly several at once: return quickly (hand work to
+ * your own thread); the socket's events wait for the connect call. Both strings are
+ * borrowed for the duration of the call.
+ */
+typedef void (*sb_connection_callback)(void *userdata, const char *socket_json, const char *reason);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -1066,6 +1078,34 @@ const char *sb_result_message(int code);
  * the same thread; copy it to keep it. Never NULL. Thread-safety: each thread has its own.
  */
 const char *sb_last_error_message(void);
+
+/**
+ * Calls `callback` for every socket that connects and disconnects (see
+ * `sb_connection_callback`). NULL removes it.
+ *
+ * Ownership: `userdata` is the host's; it must stay valid until `sb_engine_free` returns
+ * and be usable from any thread. Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_connection_callback(sb_config *config,
+                                            sb_connection_callback callback,
+                                            void *userdata);
+
+/**
+ * Emits `event` with the JSON argument `json` to every socket in any of the rooms of
+ * `rooms_json` (a JSON array of names) but those in any room of `except_json` (a JSON array,
+ * or NULL for none), each socket once, across the cluster with Redis; encoded once. Runs on
+ * the engine's threads: the call only hands the data over.
+ *
+ * Returns `SB_INVALID_JSON` for malformed JSON, `SB_INVALID_ARGUMENT` when a list is not an
+ * array of non-empty strings, `SB_ENGINE_CLOSED` after shutdown.
+ *
+ * Ownership: the strings are borrowed. Thread-safety: any thread.
+ */
+sb_result sb_engine_emit_to_rooms(sb_engine *engine,
+                                  const char *rooms_json,
+                                  const char *except_json,
+                                  const char *event,
+                                  const char *json);
 
 #ifdef __cplusplus
 }  // extern "C"

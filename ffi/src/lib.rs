@@ -36,6 +36,7 @@ pub mod events;
 pub mod json;
 pub mod requests;
 pub mod result;
+pub mod server;
 
 use std::ffi::c_char;
 
