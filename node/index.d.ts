@@ -202,6 +202,8 @@ export declare class NativeEngine {
    * `DISCONNECTED`, `TOO_MANY_PENDING_ACKS` (256 outstanding on that socket).
    */
   socketEmitWithAck(socketId: string, event: string, data: any, timeoutMs: number, done: (arg: any) => void): void
+  /** Whether a socket is connected to this node. */
+  socketConnected(socketId: string): boolean
   /** The rooms with sockets on this node: `[{roomId, sockets}]`, sorted. */
   rooms(): any
   /**

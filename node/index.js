@@ -170,7 +170,9 @@ class Engine {
     if (data === undefined) {
       data = { ...((user && user.claims) || {}) };
       this._watch();
-      this._data.set(id, data);
+      // Kept only for a connected socket: its disconnect (reported after it is gone) removes
+      // it. A handler still running after the disconnect gets a copy nobody keeps.
+      if (!this._closed && this._native.socketConnected(id)) this._data.set(id, data);
     }
     return data;
   }
@@ -209,7 +211,7 @@ class Engine {
       },
       set data(value) {
         engine._watch();
-        engine._data.set(id, value);
+        if (!engine._closed && native.socketConnected(id)) engine._data.set(id, value);
       },
       join: (room) => native.socketJoin(id, room),
       leave: (room) => native.socketLeave(id, room),

@@ -125,6 +125,12 @@ impl NativeEngine {
         Ok(())
     }
 
+    /// Whether a socket is connected to this node.
+    #[napi]
+    pub fn socket_connected(&self, socket_id: String) -> bool {
+        self.engine.socket(&socket_id).is_some()
+    }
+
     /// The rooms with sockets on this node: `[{roomId, sockets}]`, sorted.
     #[napi]
     pub fn rooms(&self) -> Value {
