@@ -169,3 +169,36 @@ async fn hooks_multi_room_broadcasts_sockets_and_acks() {
     .await;
     engine.shutdown(Duration::from_secs(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn except_a_large_room_leaves_out_every_member() {
+    let engine = Engine::builder(Config::default().recovery_window(Duration::ZERO))
+        .namespace("/", |ns| ns)
+        .build_on(tokio::runtime::Handle::current())
+        .unwrap();
+    let addr = engine.listen("127.0.0.1:0".parse().unwrap()).unwrap().addr;
+    watchdog(async {
+        // More left-out sockets than the linear check handles (a set takes over past 16).
+        let mut crowd = Vec::new();
+        for _ in 0..24 {
+            let (ws, id) = connect(addr).await;
+            let s = engine.socket(&id).unwrap();
+            s.join("crowd");
+            s.join("all");
+            crowd.push(ws);
+        }
+        let (mut outsider, id) = connect(addr).await;
+        engine.socket(&id).unwrap().join("all");
+        assert_eq!(engine.emit_to_rooms(&["all"], &["crowd"], "n", &1), 1);
+        let wait = Duration::from_millis(200);
+        assert_eq!(drain(&mut outsider, wait).await, [r#"42["n",1]"#]);
+        for ws in &mut crowd {
+            assert_eq!(
+                drain(ws, Duration::from_millis(20)).await,
+                Vec::<String>::new()
+            );
+        }
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(1));
+}
