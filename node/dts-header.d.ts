@@ -44,7 +44,7 @@ export interface EngineOptions extends NativeConfig {
   /** Overrides the room policy. Opening the Yjs document `name` asks for the room `doc:<name>`; chat rooms cannot start with `doc:` (clients get `INVALID_ROOM`), so a `doc:` room is always a document. */
   authorizeRoom?: (user: User, roomId: string) => Promise<boolean>
   /** Persistence hook: the sender's ack waits for it; a rejection sends `INTERNAL` and nobody receives the message. */
-  storeMessage?: (message: ChatMessage) => Promise<void>
+  storeMessage?: (message: ChatMessage, sender: User) => Promise<void>
   /**
    * Told about every change a client makes to a Yjs document: `update` is what changed (a Yjs
    * update, apply it with `Y.applyUpdate`). It is already applied and broadcast, and stored

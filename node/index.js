@@ -107,7 +107,8 @@ class Engine {
     this._maxPayload = config.maxPayload ?? 1000000;
     const auth = authenticate && settle((handshake) => authenticate(handshake));
     const rooms = authorizeRoom && settle(({ user, roomId }) => authorizeRoom(user, roomId));
-    const store = storeMessage && settle((message) => storeMessage(message));
+    // The sender (`{id, username, claims}`) comes second: its claims are what `socket.data` starts as.
+    const store = storeMessage && settle(({ message, sender }) => storeMessage(message, sender));
     // Called from the engine's threads: a throw here would be an uncaught exception.
     const documentUpdate = onDocumentUpdate && ((docName, update) => {
       try {

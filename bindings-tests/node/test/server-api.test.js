@@ -66,11 +66,13 @@ describe('connection hooks', () => {
 describe('socket.data', () => {
   it("starts as the token's claims, reaches authorizeRoom and on() handlers, keeps changes, is dropped at disconnect", async () => {
     const asked = [];
+    const stored = [];
     const { url, engine } = await startApp({
       authorizeRoom: async (user, roomId) => {
         asked.push([user.claims.tenant, roomId]);
         return roomId.startsWith(`${user.claims.tenant}:`);
       },
+      storeMessage: async (message, sender) => { stored.push([message.text, sender.id, sender.claims.tenant]); },
     });
     engine.onConnection((socket) => { socket.data.visits = 1; });
     engine.on('whoami', (socket) => {
@@ -84,6 +86,8 @@ describe('socket.data', () => {
     const refused = await request(alice, 'joinRoom', 'globex:ops').catch((e) => e);
     assert.equal(refused.code, 'ACCESS_DENIED');
     assert.deepEqual(asked, [['acme', 'acme:ops'], ['acme', 'globex:ops']]);
+    await request(alice, 'sendMessage', { roomId: 'acme:ops', text: 'hi' });
+    assert.deepEqual(stored, [['hi', 'alice', 'acme']]);
 
     alice.disconnect();
     await until(() => engine._data.size === 0);

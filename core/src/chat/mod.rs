@@ -91,6 +91,17 @@ pub trait RoomAccess: Send + Sync + 'static {
 pub trait MessageStore: Send + Sync + 'static {
     /// Stores `message`; an error makes the sender's ack `INTERNAL` and nobody receives it.
     fn store(&self, message: &ChatMessage) -> BoxFuture<'static, Result<(), HookError>>;
+
+    /// Stores `message` sent by `sender` (with every claim of its credential, e.g. a tenant
+    /// to store it under). The engine calls this one; by default it is [`MessageStore::store`].
+    fn store_from(
+        &self,
+        message: &ChatMessage,
+        sender: &User,
+    ) -> BoxFuture<'static, Result<(), HookError>> {
+        let _ = sender;
+        self.store(message)
+    }
 }
 
 /// Host hooks; each one left `None` uses the built-in behaviour.
