@@ -309,6 +309,18 @@ typedef void (*sb_log_callback)(void *userdata,
                                 const char *message,
                                 const char *fields_json);
 
+/**
+ * Told about every socket that connects (`reason` NULL) or disconnects (`reason` is
+ * Socket.IO's: `"transport close"`, `"ping timeout"`, `"client namespace disconnect"`,
+ * `"server namespace disconnect"`, …). `socket_json` is `{"id", "user", "rooms"}` (at a
+ * disconnect, the rooms it was in).
+ *
+ * Called on the engine's threads, possibly several at once: return quickly (hand work to
+ * your own thread); the socket's events wait for the connect call. Both strings are
+ * borrowed for the duration of the call.
+ */
+typedef void (*sb_connection_callback)(void *userdata, const char *socket_json, const char *reason);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -659,6 +671,53 @@ sb_result sb_config_set_app_event_callback(sb_config *config,
 sb_result sb_config_set_document_update_callback(sb_config *config,
                                                  sb_document_update_callback callback,
                                                  void *userdata);
+
+/**
+ * Serves every endpoint under `prefix` (`"/rt"` → `/rt/socket.io/`, `/rt/events`,
+ * `/rt/api/…`, `/rt/yjs/…`, `/rt/metrics`, `/rt/healthz`); `""` or `"/"` is the root (the
+ * default). A trailing `/` is dropped. Returns `SB_INVALID_CONFIG` when it does not start
+ * with `/` or holds `?`, `#`, `%` or whitespace.
+ *
+ * Ownership: `prefix` is borrowed (copied). Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_prefix(sb_config *config, const char *prefix);
+
+/**
+ * Serves the server-sent-event stream (`/events`) or not (default true).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_sse(sb_config *config, bool on);
+
+/**
+ * Serves the server HTTP API (`/api/…`, with `sb_config_set_api_key`) or not (default true).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_api(sb_config *config, bool on);
+
+/**
+ * Serves collaborative documents (`/yjs/…`) or not (default true).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_yjs(sb_config *config, bool on);
+
+/**
+ * Serves `/metrics` (Prometheus text) or not (default true).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_metrics(sb_config *config, bool on);
+
+/**
+ * Serves `/healthz` or not (default true). It answers `200 {"status":"ok"}`, or `503
+ * {"status":"unavailable","reason":…}` while the engine shuts down or, with Redis, once it
+ * has been cut off from Redis for longer than a cluster heartbeat.
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_healthz(sb_config *config, bool on);
 
 /**
  * Starts an engine with the chat contract on namespace `/`, server-sent events, the server
@@ -1291,6 +1350,34 @@ sb_result sb_config_set_yjs_max_awareness_clients(sb_config *config, size_t clie
  * Thread-safety: see `sb_config`.
  */
 sb_result sb_config_set_yjs_ping_interval_ms(sb_config *config, uint64_t milliseconds);
+
+/**
+ * Calls `callback` for every socket that connects and disconnects (see
+ * `sb_connection_callback`). NULL removes it.
+ *
+ * Ownership: `userdata` is the host's; it must stay valid until `sb_engine_free` returns
+ * and be usable from any thread. Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_connection_callback(sb_config *config,
+                                            sb_connection_callback callback,
+                                            void *userdata);
+
+/**
+ * Emits `event` with the JSON argument `json` to every socket in any of the rooms of
+ * `rooms_json` (a JSON array of names) but those in any room of `except_json` (a JSON array,
+ * or NULL for none), each socket once, across the cluster with Redis; encoded once. Runs on
+ * the engine's threads: the call only hands the data over.
+ *
+ * Returns `SB_INVALID_JSON` for malformed JSON, `SB_INVALID_ARGUMENT` when a list is not an
+ * array of non-empty strings, `SB_ENGINE_CLOSED` after shutdown.
+ *
+ * Ownership: the strings are borrowed. Thread-safety: any thread.
+ */
+sb_result sb_engine_emit_to_rooms(sb_engine *engine,
+                                  const char *rooms_json,
+                                  const char *except_json,
+                                  const char *event,
+                                  const char *json);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -10,6 +10,8 @@ export interface User {
   id: string
   username: string
   rooms?: string[]
+  /** Every claim of the token, or the whole object `authenticate` returned. */
+  claims?: Record<string, unknown>
 }
 
 /** What `authenticate` receives about a connecting client. */
@@ -42,7 +44,7 @@ export interface EngineOptions extends NativeConfig {
   /** Overrides the room policy. Opening the Yjs document `name` asks for the room `doc:<name>`; chat rooms cannot start with `doc:` (clients get `INVALID_ROOM`), so a `doc:` room is always a document. */
   authorizeRoom?: (user: User, roomId: string) => Promise<boolean>
   /** Persistence hook: the sender's ack waits for it; a rejection sends `INTERNAL` and nobody receives the message. */
-  storeMessage?: (message: ChatMessage) => Promise<void>
+  storeMessage?: (message: ChatMessage, sender: User) => Promise<void>
   /**
    * Told about every change a client makes to a Yjs document: `update` is what changed (a Yjs
    * update, apply it with `Y.applyUpdate`). It is already applied and broadcast, and stored
@@ -96,10 +98,42 @@ export interface SocketApi {
   id: string
   user: User | null
   rooms: string[]
+  /** Starts as a copy of `user.claims`; keeps what handlers change until the socket disconnects. */
+  data: Record<string, any>
   join(room: string): boolean
   leave(room: string): boolean
   emit(event: string, data?: unknown): boolean
+  /**
+   * Emits with an ack and resolves the client's answer; rejects with `code` `TIMEOUT` (after
+   * `timeout`, default 5000 ms), `DISCONNECTED` or `TOO_MANY_PENDING_ACKS` (256 per socket).
+   */
+  emitWithAck(event: string, data?: unknown, options?: { timeout?: number }): Promise<any>
   disconnect(): boolean
+}
+
+/** `engine.to(rooms).except(rooms).emit(...)`: every socket in any room but those in any `except` room, once. */
+export interface BroadcastOperator {
+  to(rooms: string | string[]): BroadcastOperator
+  except(rooms: string | string[]): BroadcastOperator
+  /** Returns the room's size for one room without `except`, else `true`. */
+  emit(event: string, data?: unknown): number | boolean
+}
+
+/** A socket as `engine.sockets(room)` lists it. */
+export interface SocketInfo {
+  id: string
+  user: User | null
+  rooms: string[]
+}
+
+/** Every endpoint's path with the prefix; `null` when turned off. */
+export interface Endpoints {
+  socketio: string
+  events: string | null
+  api: string | null
+  yjs: string | null
+  metrics: string | null
+  healthz: string | null
 }
 
 /** The engine. */
@@ -120,14 +154,28 @@ export declare class Engine {
    */
   listen(options?: { host?: string; port?: number; tls?: { cert: string | Buffer; key: string | Buffer } }): Promise<number>
   /** Emits to every member of a room (encoded once, fanned out on the engine's threads); returns the room's size. */
-  to(room: string): { emit(event: string, data?: unknown): number }
+  to(rooms: string | string[]): BroadcastOperator
+  /** Runs for every connection (several run in order); the client's events wait for them. */
+  onConnection(fn: (socket: SocketApi) => unknown): this
+  /** Runs for every disconnection with Socket.IO's reason (`transport close`, `ping timeout`, …). */
+  onDisconnect(fn: (socket: SocketApi, reason: string) => unknown): this
+  /** Rooms with sockets on this process. */
+  rooms(): Array<{ roomId: string; sockets: number }>
+  /** Sockets in a room across the cluster; nodes that do not answer within `timeout` (5000 ms) are left out. */
+  sockets(room: string, options?: { timeout?: number }): Promise<SocketInfo[]>
+  /** Removes the handler of a client event. */
+  off(event: string): this
+  /** Every endpoint's path (with `prefix`). */
+  endpoints(): Endpoints
+  /** The `/healthz` answer. */
+  health(): { status: number; headers: string[]; body: Buffer }
   /** Emits to every connection of a user. */
   toUser(userId: string): { emit(event: string, data?: unknown): number }
   /** Stores and delivers a message to a room as a user (like a client's `sendMessage`). */
   publish(roomId: string, message: { text: string; userId?: string; username?: string }): Promise<{ id: string; timestamp: string }>
   /** Sends `event` (default `notification`) to every connection of a user, Socket.IO and SSE; returns how many. */
   notifyUser(userId: string, data?: unknown, event?: string): number
-  /** Handles a client event; the handler's result is the ack `cb(null, result)`. */
+  /** Handles a client event; the handler's result is the ack `cb(null, result)`. A second `on` for the same event throws. */
   on(event: string, handler: (socket: SocketApi, data: any) => unknown): this
   /** The users present in a room. */
   presence(roomId: string): Array<{ userId: string; username: string }>

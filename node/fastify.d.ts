@@ -9,7 +9,10 @@ declare module 'fastify' {
   }
 }
 
-/** Serves Socket.IO (WebSocket, long-polling, upgrade) on the app's own server and port. */
+/**
+ * Serves Socket.IO (WebSocket, long-polling, upgrade), SSE, the server API, Yjs, `/metrics` and
+ * `/healthz` on the app's own server and port, as Fastify routes under `prefix`.
+ */
 declare const switchboard: FastifyPluginAsync<EngineOptions>
 export default switchboard
 export { switchboard }

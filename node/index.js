@@ -67,6 +67,51 @@ function pemBuffer(value, name) {
   throw new TypeError(`${name} must be a PEM string or Buffer`);
 }
 
+function warnHandler(what, error) {
+  process.emitWarning(`${what} threw: ${messageOf(error)}`, 'SwitchboardWarning');
+}
+
+function roomList(rooms, what) {
+  const list = Array.isArray(rooms) ? rooms : [rooms];
+  for (const room of list) {
+    if (typeof room !== 'string' || !room) throw new TypeError(`${what} takes room names (non-empty strings)`);
+  }
+  return list;
+}
+
+/**
+ * `engine.to(['a', 'b']).except('c').emit(event, data)`: every socket in any of the rooms but
+ * those in any `except` room, each once (Socket.IO's semantics), across the cluster with Redis.
+ */
+class BroadcastOperator {
+  constructor(native, rooms, except = []) {
+    this._native = native;
+    this._rooms = rooms;
+    this._except = except;
+  }
+
+  /** Adds rooms. */
+  to(rooms) {
+    return new BroadcastOperator(this._native, [...this._rooms, ...roomList(rooms, 'to()')], this._except);
+  }
+
+  /** Leaves out every socket in these rooms. */
+  except(rooms) {
+    return new BroadcastOperator(this._native, this._rooms, [...this._except, ...roomList(rooms, 'except()')]);
+  }
+
+  /** Encoded once, queued for every recipient off Node's thread. */
+  emit(event, data) {
+    const value = data === undefined ? null : data;
+    // One room and nothing left out: the engine's single-room path (returns the room's size here).
+    if (this._rooms.length === 1 && this._except.length === 0) {
+      return this._native.emitToRoom(this._rooms[0], event, value);
+    }
+    this._native.emitToRooms(this._rooms, this._except, event, value);
+    return true;
+  }
+}
+
 function peerOf(socket) {
   return [socket.remoteAddress || '', socket.remotePort || 0];
 }
@@ -81,13 +126,20 @@ class Engine {
     const { authenticate, authorizeRoom, storeMessage, onDocumentUpdate, logger, logLevel, ...config } = checked;
     for (const name of extraOptions) delete config[name];
     this._handlers = new Map();
+    this._onConnection = [];
+    this._onDisconnect = [];
+    // socket.data by socket id, only for sockets whose data JS has read or set; removed at
+    // their disconnect. Idle sockets JS never touched cost nothing here.
+    this._data = new Map();
+    this._watching = false;
     this._keepAlive = null;
     this._closed = false;
     this._bridged = new Set();
     this._maxPayload = config.maxPayload ?? 1000000;
     const auth = authenticate && settle((handshake) => authenticate(handshake));
     const rooms = authorizeRoom && settle(({ user, roomId }) => authorizeRoom(user, roomId));
-    const store = storeMessage && settle((message) => storeMessage(message));
+    // The sender (`{id, username, claims}`) comes second: its claims are what `socket.data` starts as.
+    const store = storeMessage && settle(({ message, sender }) => storeMessage(message, sender));
     // Called from the engine's threads: a throw here would be an uncaught exception.
     const documentUpdate = onDocumentUpdate && ((docName, update) => {
       try {
@@ -110,6 +162,7 @@ class Engine {
         (call) => this._dispatch(call),
         (active) => this._activity(active),
         documentUpdate,
+        (call) => this._lifecycle(call),
       );
     } catch (error) {
       this._closeLogs();
@@ -163,6 +216,54 @@ class Engine {
     this._logSink = null;
   }
 
+  // Connections and disconnections, called only once JS watches them (see `_watch`).
+  async _lifecycle({ kind, socket, reason }) {
+    const api = this._socketApi(socket);
+    if (kind === 'connect') {
+      for (const fn of this._onConnection) {
+        try {
+          await fn(api);
+        } catch (error) {
+          warnHandler('onConnection', error);
+        }
+      }
+      return { ok: null };
+    }
+    try {
+      for (const fn of this._onDisconnect) {
+        try {
+          await fn(api, reason);
+        } catch (error) {
+          warnHandler('onDisconnect', error);
+        }
+      }
+    } finally {
+      this._data.delete(socket.id);
+    }
+    return { ok: null };
+  }
+
+  _watch() {
+    if (!this._watching) {
+      this._watching = true;
+      this._native.watchLifecycle(true);
+    }
+  }
+
+  // A socket's data: a shallow copy of its user's claims (every claim of its token, or what
+  // `authenticate` returned) until JS replaces it.
+  _dataOf(id, user) {
+    let data = this._data.get(id);
+    if (data === undefined) {
+      data = { ...((user && user.claims) || {}) };
+      this._watch();
+      // Kept only for a connected socket: its disconnect (reported after it is gone) removes
+      // it. A handler still running after the disconnect gets a copy nobody keeps.
+      if (!this._closed && this._native.socketConnected(id)) this._data.set(id, data);
+    }
+    return data;
+  }
+
   // Rust-owned connections are invisible to Node's event loop: hold a timer while any is
   // open so the process does not exit under its clients, and none when idle.
   _activity(active) {
@@ -187,15 +288,53 @@ class Engine {
 
   _socketApi({ id, user, rooms }) {
     const native = this._native;
+    const engine = this;
     return {
       id,
       user,
       rooms,
+      get data() {
+        return engine._dataOf(id, user);
+      },
+      set data(value) {
+        engine._watch();
+        if (!engine._closed && native.socketConnected(id)) engine._data.set(id, value);
+      },
       join: (room) => native.socketJoin(id, room),
       leave: (room) => native.socketLeave(id, room),
       emit: (event, data) => native.socketEmit(id, event, data === undefined ? null : data),
+      emitWithAck: (event, data, { timeout = 5000 } = {}) => engine._emitWithAck(id, event, data, timeout),
       disconnect: () => native.socketDisconnect(id),
     };
+  }
+
+  _emitWithAck(id, event, data, timeout) {
+    if (!(Number.isFinite(timeout) && timeout > 0)) {
+      return Promise.reject(new TypeError('emitWithAck: timeout must be a positive number of milliseconds'));
+    }
+    const ms = Math.min(Math.ceil(timeout), 2 ** 31 - 1);
+    return new Promise((resolve, reject) => {
+      this._native.socketEmitWithAck(id, event, data === undefined ? null : data, ms, (result) => {
+        if (result && result.ok) {
+          // Like Socket.IO: the client's one answer, or all of them when it sent several.
+          resolve(result.ok.length === 1 ? result.ok[0] : result.ok);
+          return;
+        }
+        const error = new Error((result && result.error && result.error.message) || 'emitWithAck failed');
+        error.code = result && result.error && result.error.code;
+        reject(error);
+      });
+    });
+  }
+
+  /** Every endpoint's path (with `prefix`): `{socketio, events, api, yjs, metrics, healthz}`, `null` when off. */
+  endpoints() {
+    return this._native.endpoints();
+  }
+
+  /** The `/healthz` answer `{status, headers, body}`: 200, or 503 with a JSON reason. */
+  health() {
+    return this._native.health();
   }
 
   /** Whether the engine serves this URL path (`/socket.io/`, `/yjs/…`, `/healthz`, `/metrics`). */
@@ -314,9 +453,52 @@ class Engine {
     return this._native.listen(host, port, pemBuffer(tls.cert, 'tls.cert'), pemBuffer(tls.key, 'tls.key'));
   }
 
-  /** `engine.to(room).emit(event, data)`: encoded once, queued for every member. */
-  to(room) {
-    return { emit: (event, data) => this._native.emitToRoom(room, event, data === undefined ? null : data) };
+  /**
+   * `engine.to(room).emit(event, data)`, or several rooms: `engine.to(['a', 'b']).except('c')
+   * .emit(...)` reaches each socket in a or b but not in c once. Encoded once.
+   */
+  to(rooms) {
+    return new BroadcastOperator(this._native, roomList(rooms, 'to()'));
+  }
+
+  /** Runs `fn(socket)` for every connection (several handlers run in order, awaited). */
+  onConnection(fn) {
+    if (typeof fn !== 'function') throw new TypeError('onConnection takes a function');
+    this._onConnection.push(fn);
+    this._watch();
+    return this;
+  }
+
+  /** Runs `fn(socket, reason)` for every disconnection (Socket.IO's reason names). */
+  onDisconnect(fn) {
+    if (typeof fn !== 'function') throw new TypeError('onDisconnect takes a function');
+    this._onDisconnect.push(fn);
+    this._watch();
+    return this;
+  }
+
+  /** The rooms with sockets on this node: `[{roomId, sockets}]`. */
+  rooms() {
+    return this._native.rooms();
+  }
+
+  /**
+   * The sockets in a room across the cluster (Socket.IO's `fetchSockets`): resolves
+   * `[{id, user, rooms}]`; other nodes that do not answer within `timeout` (5000 ms) are left out.
+   */
+  sockets(room, { timeout = 5000 } = {}) {
+    if (typeof room !== 'string') return Promise.reject(new TypeError('sockets(room) takes a room name'));
+    if (!(Number.isFinite(timeout) && timeout > 0)) {
+      return Promise.reject(new TypeError('sockets: timeout must be a positive number of milliseconds'));
+    }
+    const ms = Math.min(Math.ceil(timeout), 2 ** 31 - 1);
+    return new Promise((resolve, reject) => {
+      try {
+        this._native.fetchSockets(room, ms, resolve);
+      } catch (error) {
+        reject(error);
+      }
+    });
   }
 
   /** `engine.toUser(userId).emit(event, data)`: to every connection of a user. */
@@ -346,8 +528,18 @@ class Engine {
   /** Handles a client event the engine does not handle itself; the result is the ack. */
   on(event, handler) {
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    if (this._handlers.has(event)) {
+      // An ack has one answer: a second handler would either be silently ignored or race.
+      throw new Error(`engine.on('${event}'): a handler is already registered; one handler per event (its result is the ack). Call engine.off('${event}') first to replace it`);
+    }
     this._handlers.set(event, handler);
     this._native.registerEvent(event);
+    return this;
+  }
+
+  /** Removes the handler of a client event; the event is then unknown to clients again. */
+  off(event) {
+    this._handlers.delete(event);
     return this;
   }
 

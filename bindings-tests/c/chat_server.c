@@ -362,6 +362,15 @@ static uint16_t listen_myself(void) {
     return ntohs(addr.sin_port);
 }
 
+/* Connections and disconnections (sb_connection_callback): one line each. */
+static void on_connection(void *userdata, const char *socket_json, const char *reason) {
+    (void)userdata;
+    if (reason)
+        say("disconnected %s %s\n", reason, socket_json);
+    else
+        say("connected %s%s\n", socket_json, "");
+}
+
 /* ---- stdin commands ---- */
 
 static void command(char *line) {
@@ -377,6 +386,14 @@ static void command(char *line) {
         char *room = strtok(NULL, " "), *event = strtok(NULL, " "), *json = strtok(NULL, "\n");
         sb_result r = sb_engine_emit_to_room(app.engine, room, event, json);
         say("emit %s %s\n", sb_result_message(r), sb_last_error_message());
+    } else if (strcmp(cmd, "emit-rooms") == 0) {
+        /* emit-rooms ROOMS_JSON EXCEPT_JSON|- EVENT JSON */
+        char *rooms = strtok(NULL, " "), *except = strtok(NULL, " "), *event = strtok(NULL, " ");
+        char *json = strtok(NULL, "\n");
+        sb_result r = sb_engine_emit_to_rooms(app.engine, rooms,
+                                              except && strcmp(except, "-") == 0 ? NULL : except,
+                                              event, json);
+        say("emit-rooms %s %s\n", sb_result_message(r), sb_last_error_message());
     } else if (strcmp(cmd, "kick") == 0) {
         char *user = strtok(NULL, " \n");
         size_t n = 0;
@@ -424,7 +441,7 @@ int main(int argc, char **argv) {
     const char *events[] = {"presence", "shout", "poke", "echo", "fail", "quota"};
     const char *secret = getenv("SB_JWT_SECRET"), *sse_ping = getenv("SB_SSE_PING_MS");
     const char *tls_cert = getenv("SB_TLS_CERT"), *tls_key = getenv("SB_TLS_KEY");
-    const char *redis = getenv("SB_REDIS_URL");
+    const char *redis = getenv("SB_REDIS_URL"), *prefix = getenv("SB_PREFIX");
     char line[4096];
     thrd_t worker_thread, acceptor_thread;
     size_t i;
@@ -451,6 +468,10 @@ int main(int argc, char **argv) {
         check(sb_config_set_sse_ping_interval_ms(config, strtoull(sse_ping, NULL, 10)), "sse ping");
     if (tls_cert && tls_key)
         check(sb_config_set_tls(config, tls_cert, tls_key), "tls");
+    if (prefix) {
+        check(sb_config_set_prefix(config, prefix), "prefix");
+        check(sb_config_set_connection_callback(config, on_connection, NULL), "connections");
+    }
     if (redis) {
         check(sb_config_set_redis_url(config, redis), "redis");
         check(sb_config_set_cluster_heartbeat_ms(config, 500), "cluster heartbeat");

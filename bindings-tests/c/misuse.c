@@ -198,6 +198,14 @@ static void nulls(void) {
     EXPECT(sb_config_set_yjs_limits(NULL, 4096, 4096), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_api_key(NULL, "key"), SB_NULL_ARGUMENT);
     EXPECT(sb_config_set_tls(NULL, "cert.pem", "key.pem"), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_prefix(NULL, "/rt"), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_sse(NULL, false), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_api(NULL, false), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_yjs(NULL, false), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_metrics(NULL, false), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_healthz(NULL, false), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_connection_callback(NULL, NULL, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_engine_emit_to_rooms(NULL, "[\"a\"]", NULL, "event", "{}"), SB_NULL_ARGUMENT);
     EXPECT(sb_config_new(&config), SB_OK);
     EXPECT_TRUE(streq(sb_last_error_message(), ""));
     EXPECT(sb_config_set_jwt_secret(config, NULL), SB_NULL_ARGUMENT);
@@ -258,6 +266,11 @@ static void invalid_input(void) {
     EXPECT(sb_config_set_max_payload(config, 10), SB_INVALID_CONFIG);
     EXPECT(sb_config_set_rate_limit(config, 5, 0), SB_INVALID_CONFIG);
     EXPECT(sb_config_set_outbound_queue(config, 1, 1), SB_INVALID_CONFIG);
+    /* A prefix must be a path: refused with the setting named. */
+    EXPECT(sb_config_set_prefix(config, "rt"), SB_INVALID_CONFIG);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "prefix") != NULL);
+    EXPECT(sb_config_set_prefix(config, NULL), SB_NULL_ARGUMENT);
+    EXPECT(sb_config_set_prefix(config, "/rt"), SB_OK);
     EXPECT(sb_config_set_worker_threads(config, 0), SB_INVALID_CONFIG);
     EXPECT(sb_config_set_host_callback_timeout_ms(config, 0), SB_INVALID_CONFIG);
     EXPECT(sb_config_set_event_queue_capacity(config, 0), SB_INVALID_CONFIG);

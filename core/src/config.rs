@@ -237,6 +237,20 @@ pub struct Config {
     /// connections). Default false: at `exp` Socket.IO sockets are disconnected, SSE streams
     /// end with `token-expired` and Yjs connections close with 4401.
     pub allow_expired_connections: bool,
+    /// Path prefix of every endpoint (`/rt` serves `/rt/socket.io/`, `/rt/events`,
+    /// `/rt/api/…`, `/rt/yjs/…`, `/rt/metrics`, `/rt/healthz`); empty (the default) serves
+    /// them at the root. See [`Config::prefix`].
+    pub prefix: String,
+    /// Whether the SSE stream (`/events`) is served. Default true.
+    pub sse: bool,
+    /// Whether the server HTTP API (`/api/…`) is served (it also needs `api_key`). Default true.
+    pub api: bool,
+    /// Whether Yjs documents (`yjs_path`) are served. Default true.
+    pub yjs: bool,
+    /// Whether `/metrics` is served. Default true.
+    pub metrics: bool,
+    /// Whether `/healthz` is served. Default true.
+    pub healthz: bool,
 }
 
 impl Default for Config {
@@ -299,6 +313,12 @@ impl Default for Config {
             jwt_username_claim: "username".to_owned(),
             token_expiry_warning: Duration::from_secs(30),
             allow_expired_connections: false,
+            prefix: String::new(),
+            sse: true,
+            api: true,
+            yjs: true,
+            metrics: true,
+            healthz: true,
         }
     }
 }

@@ -171,6 +171,17 @@ impl EngineBuilder {
             self.services,
             self.http_services,
         );
+        if let Some(cluster) = &cluster {
+            // Not ready once cut off from Redis for longer than a heartbeat: a node that
+            // cannot reach the others delivers to its own clients only.
+            let cluster = Arc::downgrade(cluster);
+            let heartbeat = config.cluster_heartbeat;
+            http.set_readiness(Box::new(move || {
+                let down = cluster.upgrade()?.disconnected_for()?;
+                (down > heartbeat)
+                    .then(|| format!("disconnected from redis for {} s", down.as_secs()))
+            }));
+        }
         let engine = Engine {
             inner: Arc::new(EngineInner {
                 config,
@@ -385,6 +396,7 @@ impl Engine {
     /// it (waiting up to `grace` for tasks to finish). Idempotent.
     pub fn shutdown(&self, grace: Duration) {
         let _tag = crate::log::tag_scope(self.log_id);
+        self.inner.http.begin_shutdown();
         for tx in self.inner.listeners.lock().drain(..) {
             let _ = tx.send(());
         }

@@ -205,6 +205,7 @@ pub unsafe extern "C" fn sb_engine_new(
                 async move { app.handle(socket, event, payload, ack).await }
             })
         });
+        let builder = crate::server::install(builder, c.hooks.connection);
         let engine = builder.build().map_err(start_error)?;
         *out = sb_engine { engine, chat, yjs, shared, events, wake }.into_raw();
         Ok(())

@@ -30,6 +30,7 @@ macro_rules! ffi {
 
 mod args;
 pub mod config;
+pub mod endpoints;
 pub mod engine;
 pub mod events;
 pub mod identity;
@@ -37,6 +38,7 @@ pub mod json;
 pub mod log;
 pub mod requests;
 pub mod result;
+pub mod server;
 pub mod settings;
 
 use std::ffi::c_char;

@@ -190,6 +190,8 @@ pub(crate) struct HostHooks {
     pub app_events: HashSet<String>,
     /// Told about every change clients make to a document.
     pub document_update: Option<(DocUpdateFn, Userdata)>,
+    /// Told about every connection and disconnection (see `crate::server`).
+    pub connection: crate::server::ConnectionHook,
 }
 
 /// Which completion functions a request takes.

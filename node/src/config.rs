@@ -128,6 +128,18 @@ pub struct NativeConfig {
     pub yjs_max_awareness_clients: Option<u32>,
     /// Milliseconds between WebSocket pings on Yjs connections (30000).
     pub yjs_ping_interval: Option<u32>,
+    /// Path prefix of every endpoint (`'/rt'` → `/rt/socket.io/`, `/rt/events`, …).
+    pub prefix: Option<String>,
+    /// Serve the SSE stream (`/events`); default true.
+    pub sse: Option<bool>,
+    /// Serve the server HTTP API (`/api/…`, with `apiKey`); default true.
+    pub api: Option<bool>,
+    /// Serve Yjs documents (`/yjs/…`); default true.
+    pub yjs: Option<bool>,
+    /// Serve `/metrics`; default true.
+    pub metrics: Option<bool>,
+    /// Serve `/healthz`; default true.
+    pub healthz: Option<bool>,
 }
 
 fn ms(n: u32) -> Duration {
@@ -324,6 +336,16 @@ impl NativeConfig {
         if let Some(v) = self.yjs_ping_interval {
             c = c.yjs_ping_interval(ms(v))?;
         }
+        if let Some(p) = &self.prefix {
+            c = c.prefix(p.clone())?;
+        }
+        let on = |flag: Option<bool>| flag.unwrap_or(true);
+        c = c
+            .sse(on(self.sse))
+            .api(on(self.api))
+            .yjs(on(self.yjs))
+            .metrics(on(self.metrics))
+            .healthz(on(self.healthz));
         c.validate()?;
         Ok(c)
     }

@@ -194,13 +194,33 @@ impl RoomAccess for JsRoomAccess {
     }
 }
 
-/// `storeMessage(message) => Promise<void>`.
+/// `storeMessage(message, sender) => Promise<void>`; JS gets `{message, sender}` and
+/// `index.js` spreads it.
 pub struct JsMessageStore(pub Arc<JsCallback>);
 
 impl MessageStore for JsMessageStore {
     fn store(&self, message: &ChatMessage) -> BoxFuture<'static, Result<(), HookError>> {
+        self.store_with(message, Value::Null)
+    }
+
+    fn store_from(
+        &self,
+        message: &ChatMessage,
+        sender: &User,
+    ) -> BoxFuture<'static, Result<(), HookError>> {
+        self.store_with(message, serde_json::to_value(sender).unwrap_or(Value::Null))
+    }
+}
+
+impl JsMessageStore {
+    fn store_with(
+        &self,
+        message: &ChatMessage,
+        sender: Value,
+    ) -> BoxFuture<'static, Result<(), HookError>> {
         let tsfn = self.0.clone();
-        let arg = serde_json::to_value(message).unwrap_or(Value::Null);
+        let message = serde_json::to_value(message).unwrap_or(Value::Null);
+        let arg = json!({ "message": message, "sender": sender });
         Box::pin(async move { call(&tsfn, arg).await.map(|_| ()) })
     }
 }

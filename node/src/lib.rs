@@ -11,6 +11,7 @@ mod hooks;
 mod io;
 pub mod logs;
 mod pump;
+mod server;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -73,6 +74,8 @@ pub struct NativeEngine {
     yjs: Arc<Yjs>,
     events: Arc<RwLock<HashSet<String>>>,
     closed: AtomicBool,
+    /// Whether JS wants connection and disconnection calls (see `server::lifecycle`).
+    lifecycle: Arc<AtomicBool>,
 }
 
 /// A plaintext pipe between a Node TLS socket and the engine.
@@ -167,6 +170,7 @@ impl NativeEngine {
         on_event: Function<'_, Value, Promise<Value>>,
         on_activity: Function<'_, bool, ()>,
         on_document_update: Option<Function<'_, FnArgs<(String, Buffer)>, ()>>,
+        on_lifecycle: Option<Function<'_, Value, Promise<Value>>>,
     ) -> napi::Result<Self> {
         let config = config.to_config().map_err(|e| {
             err(switchboard::settings::describe(
@@ -221,6 +225,9 @@ impl NativeEngine {
                 call.run(socket, event, payload, ack)
             })
         });
+        let lifecycle = Arc::new(AtomicBool::new(false));
+        let on_lifecycle = server::lifecycle_callback(on_lifecycle)?;
+        let builder = server::lifecycle(builder, on_lifecycle, lifecycle.clone(), timeout);
         let engine = builder.build().map_err(err)?;
         Ok(NativeEngine {
             engine,
@@ -228,6 +235,7 @@ impl NativeEngine {
             yjs,
             events,
             closed: AtomicBool::new(false),
+            lifecycle,
         })
     }
 

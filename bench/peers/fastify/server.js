@@ -40,7 +40,6 @@ async function main() {
   const Fastify = require('fastify');
   const app = Fastify({ logger: false });
   await app.register(require(pluginPath), { jwtSecret, rateLimitPerSecond: 0 });
-  app.get('/healthz', async () => 'ok');
   await app.listen({ host, port });
   console.log(`switchboard listening on http://${host}:${app.server.address().port}`);
 

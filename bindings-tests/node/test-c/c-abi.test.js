@@ -498,6 +498,44 @@ describe('C ABI: the C11 host over TLS (sb_config_set_tls from SB_TLS_CERT / SB_
   });
 });
 
+describe('C ABI: prefix, connection callback and emit to several rooms (SB_PREFIX)', { timeout: 60000 }, () => {
+  let server;
+  after(async () => {
+    closeAll();
+    if (server) await server.stop();
+  });
+
+  it('serves every endpoint under the prefix, reports connects and disconnects, emits to rooms minus others once', async () => {
+    server = await startProgram(path.join(BUILD, 'chat_server'), { SB_PREFIX: '/rt' });
+    assert.equal((await fetch(`${server.url}/rt/healthz`)).status, 200);
+    assert.equal((await fetch(`${server.url}/healthz`)).status, 404);
+    const at = { path: '/rt/socket.io/' };
+    const alice = await connected(server.url, { ...at, ...auth('c:alice') });
+    const bob = await connected(server.url, { ...at, ...auth('c:bob') });
+    const carol = await connected(server.url, { ...at, ...auth('c:carol') });
+    const connectedLine = JSON.parse((await server.line(/^connected .*"alice"/)).slice('connected '.length));
+    assert.equal(connectedLine.id, alice.id);
+    assert.equal(connectedLine.user.id, 'alice');
+    await request(alice, 'joinRoom', 'ca');
+    await request(bob, 'joinRoom', 'ca');
+    await request(bob, 'joinRoom', 'cb');
+    await request(carol, 'joinRoom', 'cb');
+    await request(carol, 'joinRoom', 'cmuted');
+    const got = { alice: [], bob: [], carol: [] };
+    for (const [name, s] of Object.entries({ alice, bob, carol })) s.on('news', (n) => got[name].push(n));
+    server.send('emit-rooms ["ca","cb"] ["cmuted"] news {"n":1}');
+    assert.equal(await server.line(/^emit-rooms /), 'emit-rooms success ');
+    await sleep(300);
+    assert.deepEqual(got, { alice: [{ n: 1 }], bob: [{ n: 1 }], carol: [] });
+    server.send('emit-rooms "ca" - news {}');
+    assert.match(await server.line(/^emit-rooms /), /rooms_json/);
+
+    alice.disconnect();
+    const gone = await server.line(/^disconnected client namespace disconnect .*"alice"/);
+    assert.ok(JSON.parse(gone.replace(/^disconnected client namespace disconnect /, '')).rooms.includes('ca'));
+  });
+});
+
 describe('C ABI: the C11 host and switchboard serve in one Redis cluster (SB_REDIS_URL)', { timeout: 60000 }, () => {
   let redis;
   let host;

@@ -267,9 +267,29 @@ impl ClusterSink for ChatSink {
                 // back through counted it again first, so nobody sees it leave.
                 cluster.send_to_node(reply_to, &Envelope::RecoveryReply { id: *id, session });
             }
+            Envelope::SocketsRequest {
+                id,
+                reply_to,
+                namespace,
+                room,
+            } => {
+                let (Some(cluster), Some(ns)) = (chat.cluster.get(), chat.namespace()) else {
+                    return;
+                };
+                if ns.name() != namespace {
+                    return;
+                }
+                let sockets: Vec<serde_json::Value> =
+                    ns.sockets_in(room).iter().map(|s| s.host_json()).collect();
+                // Nodes with no member answer too: the asker counts the room's listeners.
+                let sockets = serde_json::Value::from(sockets).to_string();
+                cluster.send_to_node(reply_to, &Envelope::SocketsReply { id: *id, sockets });
+            }
             // Documents' traffic: the Yjs sink's.
             // Documents have their own sink; replies go to the adapter itself.
-            Envelope::Yjs { .. } | Envelope::RecoveryReply { .. } => {}
+            Envelope::Yjs { .. }
+            | Envelope::RecoveryReply { .. }
+            | Envelope::SocketsReply { .. } => {}
         }
     }
 

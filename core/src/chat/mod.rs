@@ -142,6 +142,17 @@ pub trait RoomAccess: Send + Sync + 'static {
 pub trait MessageStore: Send + Sync + 'static {
     /// Stores `message`; an error makes the sender's ack `INTERNAL` and nobody receives it.
     fn store(&self, message: &ChatMessage) -> BoxFuture<'static, Result<(), HookError>>;
+
+    /// Stores `message` sent by `sender` (with every claim of its credential, e.g. a tenant
+    /// to store it under). The engine calls this one; by default it is [`MessageStore::store`].
+    fn store_from(
+        &self,
+        message: &ChatMessage,
+        sender: &User,
+    ) -> BoxFuture<'static, Result<(), HookError>> {
+        let _ = sender;
+        self.store(message)
+    }
 }
 
 /// Host hooks; each one left `None` uses the built-in behaviour.
@@ -286,26 +297,31 @@ pub fn install_with_handle(
         handlers::register(ns, chat)
     });
     let started = services.clone();
-    let builder = builder
-        .http_service("/events", Arc::new(service::ChatHttp(services.clone())))
-        .http_service("/api/", Arc::new(service::ChatHttp(services)))
-        .on_start(move |engine| {
-            if let Some(ns) = engine.namespace("/") {
-                let _ = started.ns.set(Arc::downgrade(&ns));
-            }
-            let _ = started.metrics.set(engine.metrics().clone());
-            // The identity provider's keys now, so a wrong URL or CA shows in the log at
-            // start; tokens wait for them (or are refused "Unknown signing key") meanwhile.
-            let jwt = started.jwt.clone();
-            engine.handle().spawn(async move { jwt.preload().await });
-            engine
-                .handle()
-                .spawn(expiry::TokenExpiry::run(Arc::downgrade(&started)));
-            if let Some(cluster) = engine.cluster() {
-                let _ = started.cluster.set(cluster.clone());
-                cluster.add_sink(Arc::new(cluster::ChatSink(Arc::downgrade(&started))));
-            }
-        });
+    // Endpoints turned off are not mounted: their paths stay free for the host's routes.
+    let mut builder = builder;
+    if services.config.sse {
+        builder = builder.http_service("/events", Arc::new(service::ChatHttp(services.clone())));
+    }
+    if services.config.api {
+        builder = builder.http_service("/api/", Arc::new(service::ChatHttp(services)));
+    }
+    let builder = builder.on_start(move |engine| {
+        if let Some(ns) = engine.namespace("/") {
+            let _ = started.ns.set(Arc::downgrade(&ns));
+        }
+        let _ = started.metrics.set(engine.metrics().clone());
+        // The identity provider's keys now, so a wrong URL or CA shows in the log at
+        // start; tokens wait for them (or are refused "Unknown signing key") meanwhile.
+        let jwt = started.jwt.clone();
+        engine.handle().spawn(async move { jwt.preload().await });
+        engine
+            .handle()
+            .spawn(expiry::TokenExpiry::run(Arc::downgrade(&started)));
+        if let Some(cluster) = engine.cluster() {
+            let _ = started.cluster.set(cluster.clone());
+            cluster.add_sink(Arc::new(cluster::ChatSink(Arc::downgrade(&started))));
+        }
+    });
     Ok((builder, handle))
 }
 

@@ -402,8 +402,11 @@ impl Chat {
             timestamp: crate::store::iso8601_millis(ms),
         });
         if let Some(hook) = &self.hooks.message_store {
-            match tokio::time::timeout(self.config.host_callback_timeout, hook.store(&message))
-                .await
+            match tokio::time::timeout(
+                self.config.host_callback_timeout,
+                hook.store_from(&message, user),
+            )
+            .await
             {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {

@@ -16,6 +16,8 @@ const KIND_DISCONNECT_USER: u8 = 3;
 const KIND_YJS: u8 = 4;
 const KIND_RECOVERY_REQUEST: u8 = 5;
 const KIND_RECOVERY_REPLY: u8 = 6;
+const KIND_SOCKETS_REQUEST: u8 = 7;
+const KIND_SOCKETS_REPLY: u8 = 8;
 
 /// What a [`Envelope::Yjs`] carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +134,25 @@ pub enum Envelope {
         /// The session, or `None` when it is unknown, expired or its packets are gone.
         session: Option<RecoveredSession>,
     },
+    /// On a room's channel, so to every node with members in it: list them (Socket.IO's
+    /// `fetchSockets`).
+    SocketsRequest {
+        /// Matches the replies to the request.
+        id: u64,
+        /// The node waiting for the replies.
+        reply_to: String,
+        /// The namespace.
+        namespace: String,
+        /// The room.
+        room: String,
+    },
+    /// One node's answer to a [`Envelope::SocketsRequest`].
+    SocketsReply {
+        /// The request's id.
+        id: u64,
+        /// The node's sockets in the room: a JSON array of `{id, user, rooms}`.
+        sockets: String,
+    },
 }
 
 /// A malformed envelope.
@@ -232,6 +253,25 @@ impl Envelope {
                     }
                 }
             }
+            Envelope::SocketsRequest {
+                id,
+                reply_to,
+                namespace,
+                room,
+            } => {
+                out.put_u8(KIND_SOCKETS_REQUEST);
+                put_str(&mut out, origin);
+                out.put_u64(*id);
+                put_str(&mut out, reply_to);
+                put_str(&mut out, namespace);
+                put_str(&mut out, room);
+            }
+            Envelope::SocketsReply { id, sockets } => {
+                out.put_u8(KIND_SOCKETS_REPLY);
+                put_str(&mut out, origin);
+                out.put_u64(*id);
+                put_str(&mut out, sockets);
+            }
             Envelope::Yjs { doc, kind, payload } => {
                 out.put_u8(KIND_YJS);
                 put_str(&mut out, origin);
@@ -309,6 +349,16 @@ impl Envelope {
                         },
                     })
                 },
+            },
+            KIND_SOCKETS_REQUEST => Envelope::SocketsRequest {
+                id: r.u64()?,
+                reply_to: r.string()?,
+                namespace: r.string()?,
+                room: r.string()?,
+            },
+            KIND_SOCKETS_REPLY => Envelope::SocketsReply {
+                id: r.u64()?,
+                sockets: r.string()?,
             },
             KIND_YJS => {
                 let doc = r.string()?;
@@ -458,6 +508,16 @@ mod tests {
             Envelope::RecoveryReply {
                 id: 8,
                 session: None,
+            },
+            Envelope::SocketsRequest {
+                id: 9,
+                reply_to: "node-b".into(),
+                namespace: "/".into(),
+                room: "lobby".into(),
+            },
+            Envelope::SocketsReply {
+                id: 9,
+                sockets: r#"[{"id":"s1","user":null,"rooms":["lobby"]}]"#.into(),
             },
             Envelope::Yjs {
                 doc: "notes/é".into(),

@@ -228,6 +228,22 @@ pub trait Adapter: Send + Sync + 'static {
     fn send_to_node(&self, node: &str, envelope: &Envelope);
     /// Whether the node is connected to the cluster right now.
     fn is_connected(&self) -> bool;
+    /// How long the node has been cut off from the cluster (since start when it never
+    /// connected); `None` while connected. `/healthz` reports not-ready past a heartbeat.
+    fn disconnected_for(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// The sockets other nodes have in `room` of `namespace` (each node's answer a JSON
+    /// array of `{id, user, rooms}`), collected until every node listening to the room has
+    /// answered or `timeout` passes; this node's own are not included.
+    fn fetch_sockets(
+        &self,
+        _namespace: &str,
+        _room: &str,
+        _timeout: std::time::Duration,
+    ) -> BoxFuture<'static, Vec<String>> {
+        Box::pin(async { Vec::new() })
+    }
     /// Leaves the cluster: this node's presence is removed, its tasks end.
     fn shutdown(&self) -> BoxFuture<'static, ()>;
 }

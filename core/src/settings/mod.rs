@@ -90,11 +90,11 @@ pub use table::SETTINGS;
 pub const RUST_ONLY: &[(&str, &str)] = &[
     (
         "path",
-        "the Socket.IO path clients use (`/socket.io/`); the bindings' mount points are issue 18 item 3 (`prefix`)",
+        "the Socket.IO path clients use (`/socket.io/`, what socket.io-client expects); move every endpoint with `prefix`",
     ),
     (
         "yjs_path",
-        "the Yjs documents' path prefix (`/yjs/`); the bindings' mount points are issue 18 item 3 (`prefix`)",
+        "the Yjs documents' path (`/yjs/`); move every endpoint with `prefix`",
     ),
 ];
 

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 pub use host_error::HookError;
 pub use namespace::{Broadcast, ConnectRequest, Namespace, NamespaceBuilder, Refusal};
 pub use payload::Payload;
-pub use socket::{AckError, AckSender, DisconnectReason, EmitError, Socket};
+pub use socket::{AckError, AckSender, DisconnectReason, EmitError, Socket, MAX_PENDING_ACKS};
 
 use crate::auth::{AuthError, User};
 use crate::hub::recovery::SavedSession;

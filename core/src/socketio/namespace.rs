@@ -111,22 +111,43 @@ impl NamespaceBuilder {
         self
     }
 
-    /// Runs for every new socket, after the CONNECT answer was queued.
+    /// Runs for every new socket, after the CONNECT answer was queued. Several hooks run
+    /// one after another in the order they were added (the chat feature's first, then a
+    /// host's), each awaited before the next; the socket's events wait for them.
     pub fn on_connect<F, Fut>(mut self, f: F) -> Self
     where
         F: Fn(Arc<Socket>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.on_connect = Some(Arc::new(move |s| Box::pin(f(s))));
+        self.on_connect = Some(match self.on_connect.take() {
+            None => Arc::new(move |s| Box::pin(f(s))),
+            Some(first) => {
+                let f = Arc::new(f);
+                Arc::new(move |s: Arc<Socket>| {
+                    let (first, f) = (first.clone(), f.clone());
+                    Box::pin(async move {
+                        first(s.clone()).await;
+                        f(s).await;
+                    })
+                })
+            }
+        });
         self
     }
 
-    /// Runs when a socket disconnects, with the rooms it was in.
+    /// Runs when a socket disconnects, with the rooms it was in. Several hooks run in the
+    /// order they were added.
     pub fn on_disconnect<F>(mut self, f: F) -> Self
     where
         F: Fn(&Arc<Socket>, &[Arc<str>], DisconnectReason) + Send + Sync + 'static,
     {
-        self.on_disconnect = Some(Arc::new(f));
+        self.on_disconnect = Some(match self.on_disconnect.take() {
+            None => Arc::new(f),
+            Some(first) => Arc::new(move |s: &Arc<Socket>, rooms: &[Arc<str>], reason| {
+                first(s, rooms, reason);
+                f(s, rooms, reason);
+            }),
+        });
         self
     }
 
@@ -353,8 +374,16 @@ impl Namespace {
         };
         let frames = encode(offset.as_ref().map(|(_, o)| o.as_str()));
         let mut delivered = 0;
+        // `except(room)` of a large room leaves out many sockets: a set keeps the check per
+        // recipient O(1) instead of O(left out).
+        let except_set: Option<HashSet<&Arc<str>>> =
+            (except.len() > 16).then(|| except.iter().collect());
+        let left_out = |id: &Arc<str>| match &except_set {
+            Some(set) => set.contains(id),
+            None => except.contains(id),
+        };
         let mut deliver = |id: &Arc<str>, socket: &Arc<Socket>| {
-            if !except.contains(id) && socket.push_frames(&frames).is_ok() {
+            if !left_out(id) && socket.push_frames(&frames).is_ok() {
                 delivered += 1;
             }
         };

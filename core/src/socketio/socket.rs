@@ -96,7 +96,14 @@ pub enum AckError {
     /// The socket disconnected first.
     #[error("socket disconnected before acknowledging")]
     Disconnected,
+    /// The socket already has [`MAX_PENDING_ACKS`] acknowledgements outstanding: wait for
+    /// some to arrive or time out (a client that never answers cannot make them pile up).
+    #[error("too many acknowledgements pending for this socket (max {MAX_PENDING_ACKS})")]
+    TooManyPending,
 }
+
+/// Most server-to-client acknowledgements one socket may have outstanding at once.
+pub const MAX_PENDING_ACKS: usize = 256;
 
 /// One client connected to one namespace.
 pub struct Socket {
@@ -388,7 +395,16 @@ impl Socket {
     ) -> Result<Payload, AckError> {
         let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.acks.lock().insert(id, tx);
+        {
+            let mut acks = self.acks.lock();
+            if !self.connected() {
+                return Err(AckError::Disconnected);
+            }
+            if acks.len() >= MAX_PENDING_ACKS {
+                return Err(AckError::TooManyPending);
+            }
+            acks.insert(id, tx);
+        }
         let array = EventArray::<Value> {
             event,
             one: None,
@@ -535,7 +551,7 @@ impl Socket {
             .filter(|room| self.ns.rooms.leave_tracking(room, &self.id).room_changed)
             .cloned()
             .collect();
-        self.acks.lock().clear();
+        drop(std::mem::take(&mut *self.acks.lock()));
         // Events the client sent but a slow handler had not reached: nobody is there to
         // answer, so they do not run (a host hook is not called for a client that left).
         let dropped = {

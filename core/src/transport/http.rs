@@ -17,6 +17,7 @@ use tokio_rustls::server::TlsStream;
 pub use super::accept::{serve, serve_connection, serve_connection_with_prefix};
 use super::body::read_body;
 use super::cors::{add_cors, check_origin, preflight, OriginCheck};
+pub use super::health::Readiness;
 use super::reply::ResponseBody;
 pub use super::reply::{BodyStream, EioError, HttpReply};
 use super::websocket::{self, Mode};
@@ -94,6 +95,21 @@ impl RequestHead {
             query: self.query(),
             address: self.peer,
         }
+    }
+
+    /// The same request with another path (the query kept): the front door routes on the
+    /// path without the configured prefix. `None` when the result is no valid target.
+    fn with_path(&self, path: &str) -> Option<RequestHead> {
+        let target = match self.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        Some(RequestHead {
+            method: self.method.clone(),
+            uri: target.parse().ok()?,
+            headers: self.headers.clone(),
+            peer: self.peer,
+        })
     }
 
     /// Whether the request asks for a WebSocket upgrade.
@@ -191,6 +207,11 @@ pub struct HttpApp {
     mounts: Vec<(String, Arc<EioServer>)>,
     services: Vec<(String, Arc<dyn WebSocketService>)>,
     http_services: Vec<(String, Arc<dyn HttpService>)>,
+    /// Set when the engine begins to shut down: `/healthz` answers 503 from then on.
+    pub(super) closing: std::sync::atomic::AtomicBool,
+    /// Asked by `/healthz`: a reason when a part the engine depends on (the cluster) is not
+    /// ready; see [`HttpApp::set_readiness`].
+    pub(super) readiness: std::sync::OnceLock<Readiness>,
 }
 
 /// An accepted WebSocket upgrade, ready to run once the connection is switched.
@@ -299,6 +320,8 @@ impl HttpApp {
             mounts,
             services,
             http_services,
+            closing: std::sync::atomic::AtomicBool::new(false),
+            readiness: std::sync::OnceLock::new(),
         })
     }
 
@@ -333,7 +356,11 @@ impl HttpApp {
 
     /// Whether this front door serves `path` (hosts use it to route requests to the engine).
     pub fn serves(&self, path: &str) -> bool {
-        matches!(path, "/healthz" | "/metrics")
+        let Some(path) = self.config.strip_prefix(path) else {
+            return false;
+        };
+        (path == "/healthz" && self.config.healthz)
+            || (path == "/metrics" && self.config.metrics)
             || self.mount(path).is_some()
             || self.service(path).is_some()
             || self.http_service(path).is_some()
@@ -345,6 +372,19 @@ impl HttpApp {
     where
         B: std::future::Future<Output = Result<Bytes, HttpReply>>,
     {
+        // Endpoints live under the prefix and are routed on the rest of the path.
+        let stripped;
+        let head = match self.config.strip_prefix(head.uri.path()) {
+            _ if self.config.prefix.is_empty() => head,
+            Some(rest) => match head.with_path(rest) {
+                Some(h) => {
+                    stripped = h;
+                    &stripped
+                }
+                None => return Routed::Reply(not_found()),
+            },
+            None => return Routed::Reply(not_found()),
+        };
         let path = head.uri.path();
         let origin = check_origin(&self.config.cors_origins, &head.headers);
         // Health and metrics are for operators and probes, not pages: no CORS headers, so a
@@ -372,10 +412,8 @@ impl HttpApp {
                     (_, Err(reply)) => reply,
                 }
             }
-            (&Method::GET, "/healthz") => {
-                HttpReply::json(StatusCode::OK, &br#"{"status":"ok"}"#[..])
-            }
-            (&Method::GET, "/metrics") => {
+            (&Method::GET, "/healthz") if self.config.healthz => self.health(),
+            (&Method::GET, "/metrics") if self.config.metrics => {
                 let mut text = self.metrics.render();
                 for (_, service) in &self.services {
                     service.render_metrics(&mut text);
@@ -399,10 +437,7 @@ impl HttpApp {
                 r
             }
             _ => match self.mount(path).cloned() {
-                None => HttpReply::json(
-                    StatusCode::NOT_FOUND,
-                    &br#"{"code":"NOT_FOUND","message":"Not found"}"#[..],
-                ),
+                None => not_found(),
                 Some(_) if matches!(origin, OriginCheck::Refused) => {
                     self.metrics.refusals.inc("origin");
                     EioError::Forbidden.reply()
@@ -631,6 +666,13 @@ impl HttpApp {
         let _ = writer.write_all(&reply.to_http1_bytes()).await;
         let _ = writer.shutdown().await;
     }
+}
+
+fn not_found() -> HttpReply {
+    HttpReply::json(
+        StatusCode::NOT_FOUND,
+        &br#"{"code":"NOT_FOUND","message":"Not found"}"#[..],
+    )
 }
 
 fn request_timeout() -> HttpReply {

@@ -3,6 +3,7 @@
 pub mod accept;
 mod body;
 mod cors;
+mod health;
 pub mod http;
 pub mod outbox;
 pub mod polling;

@@ -460,6 +460,8 @@ impl WebSocketService for Yjs {
 ///
 /// With a cluster (`redis_url`), documents are shared by the nodes: changes cross nodes and,
 /// unless [`Hooks::store`] is set, documents are stored in Redis (not under `data_dir`).
+///
+/// With `config.yjs` off the endpoint is built but not mounted: no path is served.
 pub fn install(builder: EngineBuilder, hooks: Hooks) -> Result<(EngineBuilder, Arc<Yjs>), Error> {
     let cluster = builder
         .config()
@@ -468,6 +470,9 @@ pub fn install(builder: EngineBuilder, hooks: Hooks) -> Result<(EngineBuilder, A
         .then(|| Arc::new(cluster::DocumentCluster::default()));
     let yjs = Yjs::build(builder.config(), hooks, cluster.clone())?;
     let prefix = builder.config().yjs_path.clone();
+    if !builder.config().yjs {
+        return Ok((builder, yjs));
+    }
     let mut builder = builder.websocket_service(&prefix, yjs.clone());
     if let Some(documents) = cluster {
         let inner = Arc::downgrade(&yjs.inner);

@@ -204,6 +204,25 @@ pub struct ServeArgs {
     /// Keep connections open past their token's `exp`.
     #[arg(long)]
     allow_expired_connections: bool,
+    /// Path prefix of every endpoint, e.g. /rt for /rt/socket.io/, /rt/events, /rt/healthz
+    /// [default: none].
+    #[arg(long, value_name = "PATH")]
+    prefix: Option<String>,
+    /// Serve the SSE stream at /events [default: true].
+    #[arg(long, value_name = "BOOL")]
+    sse: Option<bool>,
+    /// Serve the server HTTP API at /api/ (with --api-key) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    api: Option<bool>,
+    /// Serve Yjs documents at /yjs/ [default: true].
+    #[arg(long, value_name = "BOOL")]
+    yjs: Option<bool>,
+    /// Serve /metrics [default: true].
+    #[arg(long, value_name = "BOOL")]
+    metrics: Option<bool>,
+    /// Serve /healthz [default: true].
+    #[arg(long, value_name = "BOOL")]
+    healthz: Option<bool>,
 }
 
 /// The settings a `--config` file may hold.
@@ -275,6 +294,12 @@ pub(crate) struct FileSettings {
     max_rooms_per_connection: Option<usize>,
     yjs_store_debounce: Option<u64>,
     yjs_store_max_delay: Option<u64>,
+    prefix: Option<String>,
+    sse: Option<bool>,
+    api: Option<bool>,
+    yjs: Option<bool>,
+    metrics: Option<bool>,
+    healthz: Option<bool>,
 }
 
 macro_rules! merge {
@@ -348,7 +373,13 @@ pub(crate) fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         max_signal_bytes,
         max_rooms_per_connection,
         yjs_store_debounce,
-        yjs_store_max_delay
+        yjs_store_max_delay,
+        prefix,
+        sse,
+        api,
+        yjs,
+        metrics,
+        healthz
     );
     if args.cors_origins.is_empty() {
         args.cors_origins = file.cors_origins;
@@ -577,6 +608,16 @@ pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
     if let Some(n) = args.yjs_ping_interval {
         config = config.yjs_ping_interval(ms(n)).map_err(e)?;
     }
+    if let Some(prefix) = &args.prefix {
+        config = config.prefix(prefix.clone()).map_err(e)?;
+    }
+    let on = |flag: Option<bool>| flag.unwrap_or(true);
+    config = config
+        .sse(on(args.sse))
+        .api(on(args.api))
+        .yjs(on(args.yjs))
+        .metrics(on(args.metrics))
+        .healthz(on(args.healthz));
     config = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => config.tls_files(cert, key).map_err(e)?,
         (None, None) => config,

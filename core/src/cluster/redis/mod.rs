@@ -27,6 +27,7 @@ use redis::{AsyncCommands, RedisResult};
 use tokio::sync::{mpsc, oneshot, watch};
 
 mod history;
+mod sockets;
 mod tasks;
 
 use history::query_history;
@@ -74,6 +75,9 @@ struct Inner {
     conn: Mutex<Option<MultiplexedConnection>>,
     next_connect: Mutex<Instant>,
     up: AtomicBool,
+    /// When the connection was lost (or the adapter started, before its first connection);
+    /// `None` while connected.
+    down_since: Mutex<Option<Instant>>,
     publish_tx: mpsc::Sender<(String, Bytes)>,
     /// Envelopes queued for publishing, and those the publisher has finished with (sent or
     /// dropped): equal when nothing is waiting or in flight.
@@ -85,6 +89,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     /// Recovery requests waiting for their reply, by request id.
     pending: Mutex<HashMap<u64, oneshot::Sender<Option<RecoveredSession>>>>,
+    /// `fetch_sockets` requests waiting for their replies, by request id.
+    pending_sockets: Mutex<HashMap<u64, mpsc::Sender<String>>>,
     runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
@@ -109,6 +115,7 @@ impl RedisAdapter {
                 conn: Mutex::new(None),
                 next_connect: Mutex::new(Instant::now()),
                 up: AtomicBool::new(false),
+                down_since: Mutex::new(Some(Instant::now())),
                 publish_tx,
                 queued: AtomicU64::new(0),
                 settled: AtomicU64::new(0),
@@ -117,6 +124,7 @@ impl RedisAdapter {
                 sinks: Arc::new(Sinks::default()),
                 stop: watch::channel(false).0,
                 pending: Mutex::new(HashMap::new()),
+                pending_sockets: Mutex::new(HashMap::new()),
                 runtime: std::sync::OnceLock::new(),
             }),
         })
@@ -158,6 +166,7 @@ fn now_ms() -> u64 {
 impl Inner {
     fn mark_up(&self) {
         if !self.up.swap(true, Ordering::AcqRel) {
+            *self.down_since.lock() = None;
             tracing::info!(node = %self.node_id, "connected to redis: cross-node delivery is on");
         }
         self.metrics.cluster.redis_connected.set(1);
@@ -166,6 +175,7 @@ impl Inner {
     /// Logs an outage once (not once per failed command).
     fn mark_down(&self, why: &dyn std::fmt::Display) {
         if self.up.swap(false, Ordering::AcqRel) {
+            *self.down_since.lock() = Some(Instant::now());
             tracing::warn!(node = %self.node_id, error = %why,
                 "redis is unreachable: local delivery continues, cross-node delivery resumes when it is back");
         }
@@ -522,6 +532,20 @@ impl Adapter for RedisAdapter {
         })
     }
 
+    fn fetch_sockets(
+        &self,
+        namespace: &str,
+        room: &str,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Vec<String>> {
+        Box::pin(sockets::fetch(
+            self.inner.clone(),
+            namespace.to_owned(),
+            room.to_owned(),
+            timeout,
+        ))
+    }
+
     fn send_to_node(&self, node: &str, envelope: &Envelope) {
         let data = envelope.encode(&self.inner.node_id);
         self.inner.enqueue(node_channel(node), data);
@@ -529,6 +553,13 @@ impl Adapter for RedisAdapter {
 
     fn is_connected(&self) -> bool {
         self.inner.up.load(Ordering::Acquire)
+    }
+
+    fn disconnected_for(&self) -> Option<Duration> {
+        if self.is_connected() {
+            return None;
+        }
+        self.inner.down_since.lock().map(|since| since.elapsed())
     }
 
     fn shutdown(&self) -> BoxFuture<'static, ()> {

@@ -98,6 +98,15 @@ fn deliver(inner: &Inner, sink: &dyn ClusterSink, data: &Bytes) {
                 let _ = waiter.send(session);
             }
         }
+        Ok(Received {
+            envelope: Envelope::SocketsReply { id, sockets },
+            ..
+        }) => {
+            if let Some(waiter) = inner.pending_sockets.lock().get(&id) {
+                // Bounded: a reply beyond the expected nodes' is dropped.
+                let _ = waiter.try_send(sockets);
+            }
+        }
         Ok(received) => {
             inner.metrics.cluster.received.inc();
             sink.deliver(&received);
