@@ -48,6 +48,6 @@ describe('switchboard serve: where the endpoints are', () => {
   it('a prefix that is no path stops start-up with the setting named', async () => {
     const r = await runCli(['serve', '--jwt-secret', 'sixteen-bytes!!!', '--port', '0', '--prefix', 'rt']);
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /invalid prefix: must start with `\/`/);
+    assert.match(r.stderr, /invalid `--prefix`: must start with `\/`/);
   });
 });
