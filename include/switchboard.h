@@ -26,6 +26,22 @@
 #include <stdint.h>
 
 /**
+ * Major version of the API this header declares (semantic versioning). The shared
+ * library's soname carries it: `libswitchboard.so.0`.
+ */
+#define SB_VERSION_MAJOR 0
+
+/**
+ * Minor version of the API this header declares.
+ */
+#define SB_VERSION_MINOR 1
+
+/**
+ * Patch version of the API this header declares.
+ */
+#define SB_VERSION_PATCH 0
+
+/**
  * What a call did. Every fallible function returns one of these; the values are stable and
  * never reused, so they may be stored, logged and compared across library versions.
  *
@@ -269,7 +285,10 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The library version as a NUL-terminated UTF-8 string with static lifetime.
+ * The version of the library linked at run time, as a NUL-terminated UTF-8 string
+ * `"MAJOR.MINOR.PATCH"` (e.g. `"0.1.0"`). Compare it with `SB_VERSION_MAJOR`,
+ * `SB_VERSION_MINOR` and `SB_VERSION_PATCH`, the version of the header a program was
+ * compiled against, to detect a mismatched installation.
  *
  * Ownership: static; do not free it. Thread-safety: any thread.
  */
