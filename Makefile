@@ -176,9 +176,12 @@ test-package: package deps-node test-crate
 	cd bindings-tests/node && node --test --test-concurrency=1 --test-timeout=600000 --test-force-exit package/
 
 # The crate as crates.io would get it (built from the packaged sources), and the library
-# without the command's dependencies.
+# without the command's dependencies. The packaged crate is built outside the workspace, so
+# it gets the workspace's dev profile here: otherwise every dependency compiles again, with
+# full DWARF (+2.4 GB in target/debug, 3 min).
 test-crate:
-	$(CARGO) package -p switchboard $(if $(CI),,--allow-dirty)
+	$(CARGO) package -p switchboard $(if $(CI),,--allow-dirty) \
+		--config 'profile.dev.debug="line-tables-only"' --config 'profile.dev.package."*".debug=false'
 	@if $(CARGO) tree -p switchboard --no-default-features -e normal | grep -E '^.* (clap|toml|tracing-subscriber) v'; then \
 		echo "switchboard --no-default-features depends on a CLI-only crate" >&2; exit 1; fi
 
