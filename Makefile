@@ -162,7 +162,7 @@ package: client-build
 	cp $(SB_TARGET_DIR)/napi-release/switchboard.$(NAPI_PLATFORM).node node/npm/$(NAPI_PLATFORM)/
 	cp LICENSE node/npm/$(NAPI_PLATFORM)/LICENSE
 	rm -rf $(NPM_PACKAGES) && mkdir -p $(NPM_PACKAGES)
-	cd node && npm pack --silent --pack-destination $(NPM_PACKAGES)
+	cd node && node scripts/pack.js $(NPM_PACKAGES)
 	cd node/npm/$(NAPI_PLATFORM) && npm pack --silent --pack-destination $(NPM_PACKAGES)
 	cd client && npm pack --silent --pack-destination $(NPM_PACKAGES)
 	@ls -l $(NPM_PACKAGES)

@@ -66,6 +66,16 @@ describe('npm packages (make package)', () => {
     assert.deepEqual(files.filter((f) => /(^|\/)test\/|\.test\.|vitest|tsconfig/.test(f)), []);
   });
 
+  it('the packed @switchboard/node pins every platform package to its version (optionalDependencies)', () => {
+    const packed = JSON.parse(execFileSync('tar', ['-xzOf', tarball('switchboard-node'), 'package/package.json'],
+      { encoding: 'utf8' }));
+    const platforms = fs.readdirSync(path.join(ROOT, 'node/npm')).sort();
+    assert.equal(platforms.length, 6);
+    assert.deepEqual(packed.optionalDependencies,
+      Object.fromEntries(platforms.map((p) => [`@switchboard/node-${p}`, VERSION])));
+    assert.deepEqual(packed.os, ['linux', 'darwin'], 'Windows is refused by npm (EBADPLATFORM) and at require');
+  });
+
   it('the tarballs are in target/npm-packages (sizes and contents)', () => {
     for (const name of ['switchboard-node', `switchboard-node-${PLATFORM}`, 'switchboard-client']) {
       const file = tarball(name);
