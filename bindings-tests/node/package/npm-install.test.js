@@ -58,6 +58,12 @@ describe('npm packages (make package)', () => {
     ]);
   });
 
+  it('the shipped addon is stripped (no symbol table: 9 MB instead of 12)', () => {
+    const addon = path.join(ROOT, 'node/npm', PLATFORM, `switchboard.${PLATFORM}.node`);
+    const sections = execFileSync('readelf', ['-S', '-W', addon], { encoding: 'utf8' });
+    assert.doesNotMatch(sections, /\.symtab|\.debug_info/);
+  });
+
   it('@switchboard/client publishes its builds, sources, README and LICENSE, and no tests', () => {
     const files = packedFiles(path.join(ROOT, 'client'));
     for (const f of ['LICENSE', 'README.md', 'package.json', 'dist/cjs/index.js', 'dist/esm/index.js', 'dist/cjs/index.d.ts']) {
