@@ -186,13 +186,14 @@ test-crate:
 		echo "switchboard --no-default-features depends on a CLI-only crate" >&2; exit 1; fi
 
 # C library install (`make install PREFIX=/usr/local DESTDIR=`): the header, the shared library
-# with its soname and symlinks, the static library and a pkg-config file. PROFILE=debug
-# installs the debug build instead of the release one (the tests do, to save a build).
+# with its soname and symlinks, the static library and a pkg-config file. Built with the
+# `dist` profile (release without debug info, Cargo.toml); PROFILE=release or PROFILE=debug
+# installs that build instead (the tests use debug, to save a build).
 PREFIX ?= /usr/local
 DESTDIR ?=
-PROFILE ?= release
-SB_PROFILE_DIR = $(if $(filter debug dev,$(PROFILE)),debug,release)
-SB_PROFILE_FLAG = $(if $(filter debug dev,$(PROFILE)),,--release)
+PROFILE ?= dist
+SB_PROFILE_DIR = $(if $(filter debug dev,$(PROFILE)),debug,$(PROFILE))
+SB_PROFILE_FLAG = --profile $(if $(filter debug dev,$(PROFILE)),dev,$(PROFILE))
 SONAME_MAJOR = $(firstword $(subst ., ,$(VERSION)))
 # What the static library needs besides libc (`cargo rustc -p switchboard-ffi --crate-type
 # staticlib -- --print native-static-libs`).
@@ -209,7 +210,7 @@ install:
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|' \
 		ffi/switchboard.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/switchboard.pc
 
-## dist: target/dist/switchboard-VERSION-TRIPLE.tar.gz: the standalone server (release build,
+## dist: target/dist/switchboard-VERSION-TRIPLE.tar.gz: the standalone server (`dist` profile,
 ## stripped), README, LICENSE, CHANGELOG, an example systemd unit and --config file
 DIST_DIR ?= $(SB_TARGET_DIR)/dist
 .PHONY: dist
