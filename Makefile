@@ -152,7 +152,7 @@ HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
 NAPI_PLATFORM ?= linux-x64-gnu
 NPM_PACKAGES := $(SB_TARGET_DIR)/npm-packages
 
-## package: the release Node addon for this machine's target, then `npm pack` of
+## package: the Node addon for this machine's target (`dist` profile), then `npm pack` of
 ## @switchboard/node, its @switchboard/node-$(NAPI_PLATFORM) platform package and
 ## @switchboard/client into target/npm-packages/ (the release workflow runs the same steps
 ## per target)
@@ -172,6 +172,7 @@ package: client-build
 ## pkg-config only; the crate packaged as crates.io would get it; the server tarball
 .PHONY: test-package test-crate
 test-package: package deps-node test-crate
+	@command -v pkg-config >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y pkg-config)
 	$(CARGO) build -p switchboard --bin switchboard
 	cd bindings-tests/node && node --test --test-concurrency=1 --test-timeout=600000 --test-force-exit package/
 
