@@ -14,7 +14,7 @@ run: node-addon deps-demo
 	cd examples/fastify-chat && HOST=127.0.0.1 PORT=$(PORT) JWT_SECRET="$(DEV_SECRET)" exec node server.js
 
 ## test: build everything and run every test (installs what is missing)
-test: lint build deps-browser deps-redis deps-demo test-rust test-c test-node test-attack test-client autobahn
+test: lint build deps-browser deps-redis deps-demo test-rust test-c test-node test-attack test-client autobahn test-package
 	@echo "make test: all suites passed"
 
 build: node-addon
@@ -140,3 +140,86 @@ bench-cluster: deps-redis
 
 clean:
 	$(CARGO) clean
+
+# ---- Packages (issue 17): npm tarballs, the C library's install, the crate, the server tarball.
+
+# One version for the workspace and the npm packages (bindings-tests/node/test/versions.test.js
+# fails when they drift).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+SB_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
+# This machine's napi platform (x86_64-unknown-linux-gnu is the only Rust target here).
+NAPI_PLATFORM ?= linux-x64-gnu
+NPM_PACKAGES := $(SB_TARGET_DIR)/npm-packages
+
+## package: the Node addon for this machine's target (`dist` profile), then `npm pack` of
+## @switchboard/node, its @switchboard/node-$(NAPI_PLATFORM) platform package and
+## @switchboard/client into target/npm-packages/ (the release workflow runs the same steps
+## per target)
+.PHONY: package
+package: client-build
+	cd node && npm ci --no-audit --no-fund && npm run build:package
+	cp $(SB_TARGET_DIR)/napi-release/switchboard.$(NAPI_PLATFORM).node node/npm/$(NAPI_PLATFORM)/
+	cp LICENSE node/npm/$(NAPI_PLATFORM)/LICENSE
+	rm -rf $(NPM_PACKAGES) && mkdir -p $(NPM_PACKAGES)
+	cd node && node scripts/pack.js $(NPM_PACKAGES)
+	cd node/npm/$(NAPI_PLATFORM) && npm pack --silent --pack-destination $(NPM_PACKAGES)
+	cd client && npm pack --silent --pack-destination $(NPM_PACKAGES)
+	@ls -l $(NPM_PACKAGES)
+
+## test-package: installs the tarballs of `make package` into a fresh Fastify app with no Rust
+## toolchain on PATH; `make install` into a temporary prefix and a C11 program built with
+## pkg-config only; the crate packaged as crates.io would get it; the server tarball
+.PHONY: test-package test-crate
+test-package: package deps-node test-crate
+	@command -v pkg-config >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y pkg-config)
+	$(CARGO) build -p switchboard --bin switchboard
+	cd bindings-tests/node && node --test --test-concurrency=1 --test-timeout=600000 --test-force-exit package/
+
+# The crate as crates.io would get it (built from the packaged sources), and the library
+# without the command's dependencies. The packaged crate is built outside the workspace, so
+# it gets the workspace's dev profile here: otherwise every dependency compiles again, with
+# full DWARF (+2.4 GB in target/debug, 3 min).
+test-crate:
+	$(CARGO) package -p switchboard $(if $(CI),,--allow-dirty) \
+		--config 'profile.dev.debug="line-tables-only"' --config 'profile.dev.package."*".debug=false'
+	@if $(CARGO) tree -p switchboard --no-default-features -e normal | grep -E '^.* (clap|toml|tracing-subscriber) v'; then \
+		echo "switchboard --no-default-features depends on a CLI-only crate" >&2; exit 1; fi
+
+# C library install (`make install PREFIX=/usr/local DESTDIR=`): the header, the shared library
+# with its soname and symlinks, the static library and a pkg-config file. Built with the
+# `dist` profile (release without debug info, Cargo.toml); PROFILE=release or PROFILE=debug
+# installs that build instead (the tests use debug, to save a build).
+PREFIX ?= /usr/local
+DESTDIR ?=
+PROFILE ?= dist
+SB_PROFILE_DIR = $(if $(filter debug dev,$(PROFILE)),debug,$(PROFILE))
+SB_PROFILE_FLAG = --profile $(if $(filter debug dev,$(PROFILE)),dev,$(PROFILE))
+SONAME_MAJOR = $(firstword $(subst ., ,$(VERSION)))
+# What the static library needs besides libc (`cargo rustc -p switchboard-ffi --crate-type
+# staticlib -- --print native-static-libs`).
+LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+.PHONY: install
+install:
+	$(CARGO) build -p switchboard-ffi $(SB_PROFILE_FLAG)
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/switchboard.h $(DESTDIR)$(PREFIX)/include/switchboard.h
+	install -m 755 $(SB_TARGET_DIR)/$(SB_PROFILE_DIR)/libswitchboard.so $(DESTDIR)$(PREFIX)/lib/libswitchboard.so.$(VERSION)
+	ln -sf libswitchboard.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libswitchboard.so.$(SONAME_MAJOR)
+	ln -sf libswitchboard.so.$(SONAME_MAJOR) $(DESTDIR)$(PREFIX)/lib/libswitchboard.so
+	install -m 644 $(SB_TARGET_DIR)/$(SB_PROFILE_DIR)/libswitchboard.a $(DESTDIR)$(PREFIX)/lib/libswitchboard.a
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|' \
+		ffi/switchboard.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/switchboard.pc
+
+## dist: target/dist/switchboard-VERSION-TRIPLE.tar.gz: the standalone server (`dist` profile,
+## stripped), README, LICENSE, CHANGELOG, an example systemd unit and --config file
+DIST_DIR ?= $(SB_TARGET_DIR)/dist
+.PHONY: dist
+dist:
+	$(CARGO) build -p switchboard --bin switchboard $(SB_PROFILE_FLAG)
+	@set -e; name=switchboard-$(VERSION)-$(HOST_TRIPLE); dir=$(DIST_DIR)/$$name; \
+	rm -rf $$dir && mkdir -p $$dir; \
+	install -m 755 -s $(SB_TARGET_DIR)/$(SB_PROFILE_DIR)/switchboard $$dir/switchboard; \
+	install -m 644 README.md LICENSE CHANGELOG.md examples/server/switchboard.service examples/server/switchboard.toml $$dir/; \
+	tar -C $(DIST_DIR) -czf $(DIST_DIR)/$$name.tar.gz $$name; rm -rf $$dir; \
+	ls -l $(DIST_DIR)/$$name.tar.gz

@@ -26,6 +26,22 @@
 #include <stdint.h>
 
 /**
+ * Major version of the API this header declares (semantic versioning). The shared
+ * library's soname carries it: `libswitchboard.so.0`.
+ */
+#define SB_VERSION_MAJOR 0
+
+/**
+ * Minor version of the API this header declares.
+ */
+#define SB_VERSION_MINOR 1
+
+/**
+ * Patch version of the API this header declares.
+ */
+#define SB_VERSION_PATCH 0
+
+/**
  * What a call did. Every fallible function returns one of these; the values are stable and
  * never reused, so they may be stored, logged and compared across library versions.
  *
@@ -326,7 +342,10 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The library version as a NUL-terminated UTF-8 string with static lifetime.
+ * The version of the library linked at run time, as a NUL-terminated UTF-8 string
+ * `"MAJOR.MINOR.PATCH"` (e.g. `"0.1.0"`). Compare it with `SB_VERSION_MAJOR`,
+ * `SB_VERSION_MINOR` and `SB_VERSION_PATCH`, the version of the header a program was
+ * compiled against, to detect a mismatched installation.
  *
  * Ownership: static; do not free it. Thread-safety: any thread.
  */
@@ -1243,6 +1262,34 @@ const char *sb_result_message(int code);
 const char *sb_last_error_message(void);
 
 /**
+ * Calls `callback` for every socket that connects and disconnects (see
+ * `sb_connection_callback`). NULL removes it.
+ *
+ * Ownership: `userdata` is the host's; it must stay valid until `sb_engine_free` returns
+ * and be usable from any thread. Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_connection_callback(sb_config *config,
+                                            sb_connection_callback callback,
+                                            void *userdata);
+
+/**
+ * Emits `event` with the JSON argument `json` to every socket in any of the rooms of
+ * `rooms_json` (a JSON array of names) but those in any room of `except_json` (a JSON array,
+ * or NULL for none), each socket once, across the cluster with Redis; encoded once. Runs on
+ * the engine's threads: the call only hands the data over.
+ *
+ * Returns `SB_INVALID_JSON` for malformed JSON, `SB_INVALID_ARGUMENT` when a list is not an
+ * array of non-empty strings, `SB_ENGINE_CLOSED` after shutdown.
+ *
+ * Ownership: the strings are borrowed. Thread-safety: any thread.
+ */
+sb_result sb_engine_emit_to_rooms(sb_engine *engine,
+                                  const char *rooms_json,
+                                  const char *except_json,
+                                  const char *event,
+                                  const char *json);
+
+/**
  * Sets how long a connection may stay over its rate limit before it is disconnected, in
  * milliseconds (> 0; default 5000).
  *
@@ -1350,34 +1397,6 @@ sb_result sb_config_set_yjs_max_awareness_clients(sb_config *config, size_t clie
  * Thread-safety: see `sb_config`.
  */
 sb_result sb_config_set_yjs_ping_interval_ms(sb_config *config, uint64_t milliseconds);
-
-/**
- * Calls `callback` for every socket that connects and disconnects (see
- * `sb_connection_callback`). NULL removes it.
- *
- * Ownership: `userdata` is the host's; it must stay valid until `sb_engine_free` returns
- * and be usable from any thread. Thread-safety: see `sb_config`.
- */
-sb_result sb_config_set_connection_callback(sb_config *config,
-                                            sb_connection_callback callback,
-                                            void *userdata);
-
-/**
- * Emits `event` with the JSON argument `json` to every socket in any of the rooms of
- * `rooms_json` (a JSON array of names) but those in any room of `except_json` (a JSON array,
- * or NULL for none), each socket once, across the cluster with Redis; encoded once. Runs on
- * the engine's threads: the call only hands the data over.
- *
- * Returns `SB_INVALID_JSON` for malformed JSON, `SB_INVALID_ARGUMENT` when a list is not an
- * array of non-empty strings, `SB_ENGINE_CLOSED` after shutdown.
- *
- * Ownership: the strings are borrowed. Thread-safety: any thread.
- */
-sb_result sb_engine_emit_to_rooms(sb_engine *engine,
-                                  const char *rooms_json,
-                                  const char *except_json,
-                                  const char *event,
-                                  const char *json);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -2,6 +2,12 @@
 // @switchboard/node: the Switchboard engine inside a Node process. The engine runs on its own
 // Rust threads; this file hands it Node's sockets and requests and adapts JS callbacks.
 
+// Windows is not a target: the engine adopts Node's TCP sockets by file descriptor, and no
+// win32 binary is built or published (package.json's `os` lists linux and darwin).
+if (process.platform === 'win32') {
+  throw new Error('@switchboard/node does not support Windows; run it on Linux or macOS (WSL 2 works).');
+}
+
 const native = require('./native.js');
 const { NativeEngine } = native;
 

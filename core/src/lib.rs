@@ -42,3 +42,8 @@ pub use config::{Config, ConfigError, JwtKey, RoomPolicy, TlsSource};
 pub use engine::{Engine, EngineBuilder, Listening};
 pub use error::Error;
 pub use socketio::{AckSender, Namespace, Payload, Socket};
+
+/// The crate README's example program, compiled and run by `cargo test` so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -31,6 +31,9 @@ int main(int argc, char **argv) {
                   ok(sb_engine_listen(engine, "127.0.0.1", port, &port), "listen");
     sb_config_free(config);
     if (started) {
+        /* The library linked at run time, and the header this program was compiled with. */
+        printf("libswitchboard %s (switchboard.h %d.%d.%d)\n", sb_version(), SB_VERSION_MAJOR,
+               SB_VERSION_MINOR, SB_VERSION_PATCH);
         printf("switchboard listening on http://127.0.0.1:%u\n", (unsigned)port);
         fflush(stdout);
         getchar();

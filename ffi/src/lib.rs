@@ -43,10 +43,36 @@ pub mod settings;
 
 use std::ffi::c_char;
 
-/// The library version as a NUL-terminated UTF-8 string with static lifetime.
+/// Major version of the API this header declares (semantic versioning). The shared
+/// library's soname carries it: `libswitchboard.so.0`.
+pub const SB_VERSION_MAJOR: u32 = 0;
+/// Minor version of the API this header declares.
+pub const SB_VERSION_MINOR: u32 = 1;
+/// Patch version of the API this header declares.
+pub const SB_VERSION_PATCH: u32 = 0;
+
+/// The version of the library linked at run time, as a NUL-terminated UTF-8 string
+/// `"MAJOR.MINOR.PATCH"` (e.g. `"0.1.0"`). Compare it with `SB_VERSION_MAJOR`,
+/// `SB_VERSION_MINOR` and `SB_VERSION_PATCH`, the version of the header a program was
+/// compiled against, to detect a mismatched installation.
 ///
 /// Ownership: static; do not free it. Thread-safety: any thread.
 #[no_mangle]
 pub extern "C" fn sb_version() -> *const c_char {
     ffi!(-> *const c_char { concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast() })
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    /// The header's constants are literals (cbindgen cannot evaluate `env!`): they must follow
+    /// the crate version, which the workspace shares with the npm packages.
+    #[test]
+    fn header_constants_follow_the_crate_version() {
+        let header = format!("{SB_VERSION_MAJOR}.{SB_VERSION_MINOR}.{SB_VERSION_PATCH}");
+        assert_eq!(header, env!("CARGO_PKG_VERSION"));
+        let runtime = unsafe { std::ffi::CStr::from_ptr(sb_version()) };
+        assert_eq!(runtime.to_str().ok(), Some(env!("CARGO_PKG_VERSION")));
+    }
 }
