@@ -120,9 +120,10 @@ describe('broadcasts', () => {
 describe('emitWithAck', () => {
   it("resolves with the client's answer, rejects with TIMEOUT or DISCONNECTED", async () => {
     const { url, engine } = await startApp();
-    let server;
-    engine.onConnection((socket) => { server = socket; });
+    // The hook runs on Node's thread after the engine accepted the client: wait for it.
+    const connection = new Promise((resolve) => engine.onConnection(resolve));
     const alice = await as(url, 'alice');
+    const server = await connection;
     alice.on('double', (n, ack) => ack(n * 2));
     assert.equal(await server.emitWithAck('double', 21, { timeout: 2000 }), 42);
 
