@@ -195,6 +195,7 @@ impl EngineBuilder {
                 cluster,
                 tls,
                 other_tls: Mutex::new(Vec::new()),
+                host_emits: std::sync::OnceLock::new(),
             }),
             runtime: Arc::new(Mutex::new(runtime)),
             log_id,
@@ -240,6 +241,8 @@ struct EngineInner {
     tls: Option<Arc<TlsAcceptor>>,
     /// Certificates given to [`Engine::listen_tls`], kept for [`Engine::reload_tls`].
     other_tls: Mutex<Vec<Arc<TlsAcceptor>>>,
+    /// The host's broadcasts, in the order it made them (see [`Engine::spawn_emit_to_rooms`]).
+    pub(crate) host_emits: std::sync::OnceLock<crate::server::HostEmitLane>,
 }
 
 /// A listener the engine serves, as [`Engine::listen`] reports it. Displays as its URL
@@ -474,11 +477,47 @@ impl Engine {
         data: serde_json::Value,
     ) -> usize {
         let members = self.namespace("/").map_or(0, |ns| ns.room_size(&room));
-        let engine = self.clone();
-        self.inner.handle.spawn(async move {
-            engine.emit_to_room(&room, &event, &data);
-        });
+        self.spawn_emit_to_rooms(vec![room], Vec::new(), event, data);
         members
+    }
+
+    /// [`Engine::emit_to_rooms`] off the caller's thread (a host's event loop must not do the
+    /// encoding and queueing), in call order: broadcasts from one caller reach each client in
+    /// the order they were made.
+    pub fn spawn_emit_to_rooms(
+        &self,
+        rooms: Vec<String>,
+        except: Vec<String>,
+        event: String,
+        data: serde_json::Value,
+    ) {
+        let lane = self.inner.host_emits.get_or_init(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<crate::server::HostEmit>();
+            let engine: std::sync::Weak<_> = Arc::downgrade(&self.inner);
+            let (runtime, log_id) = (self.runtime.clone(), self.log_id);
+            self.inner.handle.spawn(async move {
+                while let Some(e) = rx.recv().await {
+                    let Some(inner) = engine.upgrade() else {
+                        return;
+                    };
+                    let engine = Engine {
+                        inner,
+                        runtime: runtime.clone(),
+                        log_id,
+                    };
+                    let rooms: Vec<&str> = e.rooms.iter().map(String::as_str).collect();
+                    let except: Vec<&str> = e.except.iter().map(String::as_str).collect();
+                    engine.emit_to_rooms(&rooms, &except, &e.event, &e.data);
+                }
+            });
+            tx
+        });
+        let _ = lane.send(crate::server::HostEmit {
+            rooms,
+            except,
+            event,
+            data,
+        });
     }
 
     /// Disconnects every connection of a user; returns how many there were.

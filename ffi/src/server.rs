@@ -130,12 +130,7 @@ pub unsafe extern "C" fn sb_engine_emit_to_rooms(
         };
         let event = args::name(event, "event")?.to_owned();
         let data = args::json(json, "json")?;
-        let live = e.live()?.clone();
-        live.handle().clone().spawn(async move {
-            let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-            let except: Vec<&str> = except.iter().map(String::as_str).collect();
-            live.emit_to_rooms(&rooms, &except, &event, &data);
-        });
+        e.live()?.spawn_emit_to_rooms(rooms, except, event, data);
         Ok(())
     }
 }

@@ -82,12 +82,7 @@ impl NativeEngine {
         event: String,
         data: Value,
     ) -> napi::Result<()> {
-        let engine = self.live()?.clone();
-        engine.handle().clone().spawn(async move {
-            let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-            let except: Vec<&str> = except.iter().map(String::as_str).collect();
-            engine.emit_to_rooms(&rooms, &except, &event, &data);
-        });
+        self.live()?.spawn_emit_to_rooms(rooms, except, event, data);
         Ok(())
     }
 

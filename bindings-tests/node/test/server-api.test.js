@@ -115,6 +115,22 @@ describe('broadcasts', () => {
     assert.deepEqual(Object.fromEntries(got), { a: [1, 2], ab: [1, 2], bc: [2], c: [2] });
     assert.throws(() => engine.to(['a', 42]), /room names/);
   });
+
+  it("the host's broadcasts reach a client in the order they were made", async () => {
+    const { url, engine } = await startApp();
+    const alice = await as(url, 'alice');
+    await request(alice, 'joinRoom', 'a');
+    const seen = [];
+    const all = new Promise((resolve) => alice.on('seq', (n) => { seen.push(n); if (n === 299) resolve(); }));
+    // Every way a host broadcasts, interleaved: each used to be a task of its own.
+    for (let i = 0; i < 300; i++) {
+      if (i % 3 === 0) engine.to('a').emit('seq', i);
+      else if (i % 3 === 1) engine.to(['a', 'b']).except('c').emit('seq', i);
+      else engine.toUser('alice').emit('seq', i);
+    }
+    await all;
+    assert.deepEqual(seen, Array.from({ length: 300 }, (_, i) => i));
+  });
 });
 
 describe('emitWithAck', () => {
