@@ -662,8 +662,10 @@ sb_result sb_config_set_store_callback(sb_config *config,
 
 /**
  * Registers a client event the host handles itself (e.g. `"presence"`); the chat contract's
- * own events (`joinRoom`, `sendMessage`, ...) cannot be taken over. Clients sending an event
- * that nobody registered get `INVALID_MESSAGE`.
+ * own events (`joinRoom`, `sendMessage`, ...) and Socket.IO's reserved names (`connect`,
+ * `disconnect`, ...) cannot be taken over: they return `SB_INVALID_ARGUMENT` with the reason
+ * in `sb_last_error_message()`. Clients sending an event that nobody registered get
+ * `INVALID_MESSAGE`.
  *
  * Ownership: `event` is borrowed (copied). Thread-safety: see `sb_config`.
  */

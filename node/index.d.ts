@@ -353,6 +353,12 @@ export declare class NativeEngine {
   close(): void
 }
 
+/**
+ * Why `engine.on(event)` cannot take `event` (a contract event the engine answers, or a
+ * name Socket.IO reserves), or `null` when it can.
+ */
+export declare function appEventRefusal(event: string): string | null
+
 /** An HTTP answer for `res`. */
 export interface HttpAnswer {
   /** Status code. */

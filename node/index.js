@@ -534,6 +534,9 @@ class Engine {
   /** Handles a client event the engine does not handle itself; the result is the ack. */
   on(event, handler) {
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    if (typeof event !== 'string') throw new TypeError(`engine.on(event): event must be a string, got ${typeof event}`);
+    const refusal = native.appEventRefusal(event);
+    if (refusal) throw new Error(`engine.on('${event}'): ${refusal}`);
     if (this._handlers.has(event)) {
       // An ack has one answer: a second handler would either be silently ignored or race.
       throw new Error(`engine.on('${event}'): a handler is already registered; one handler per event (its result is the ack). Call engine.off('${event}') first to replace it`);

@@ -839,5 +839,6 @@ module.exports.Bridge = nativeBinding.Bridge
 module.exports.HttpCall = nativeBinding.HttpCall
 module.exports.LogSink = nativeBinding.LogSink
 module.exports.NativeEngine = nativeBinding.NativeEngine
+module.exports.appEventRefusal = nativeBinding.appEventRefusal
 module.exports.settingNames = nativeBinding.settingNames
 module.exports.suggestName = nativeBinding.suggestName

@@ -259,6 +259,11 @@ static void invalid_input(void) {
     EXPECT(sb_config_set_jwt_secret(config, "short-secret"), SB_INVALID_CONFIG);
     EXPECT_TRUE(strstr(sb_last_error_message(), "at least 16 bytes") != NULL);
     EXPECT(sb_config_add_app_event(config, ""), SB_INVALID_ARGUMENT);
+    /* A contract event or a Socket.IO reserved name would never reach the host: refused. */
+    EXPECT(sb_config_add_app_event(config, "joinRoom"), SB_INVALID_ARGUMENT);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "chat contract event") != NULL);
+    EXPECT(sb_config_add_app_event(config, "disconnect"), SB_INVALID_ARGUMENT);
+    EXPECT_TRUE(strstr(sb_last_error_message(), "reserved by Socket.IO") != NULL);
     EXPECT(sb_config_set_room_policy(config, "closed"), SB_INVALID_CONFIG);
     EXPECT_TRUE(strstr(sb_last_error_message(), "room_policy") != NULL);
     EXPECT(sb_config_set_ping_interval_ms(config, 0), SB_INVALID_CONFIG);

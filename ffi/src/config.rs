@@ -561,8 +561,10 @@ pub unsafe extern "C" fn sb_config_set_store_callback(
 }
 
 /// Registers a client event the host handles itself (e.g. `"presence"`); the chat contract's
-/// own events (`joinRoom`, `sendMessage`, ...) cannot be taken over. Clients sending an event
-/// that nobody registered get `INVALID_MESSAGE`.
+/// own events (`joinRoom`, `sendMessage`, ...) and Socket.IO's reserved names (`connect`,
+/// `disconnect`, ...) cannot be taken over: they return `SB_INVALID_ARGUMENT` with the reason
+/// in `sb_last_error_message()`. Clients sending an event that nobody registered get
+/// `INVALID_MESSAGE`.
 ///
 /// Ownership: `event` is borrowed (copied). Thread-safety: see `sb_config`.
 #[no_mangle]
@@ -572,6 +574,9 @@ pub unsafe extern "C" fn sb_config_add_app_event(
 ) -> sb_result {
     ffi! {
         let event = args::name(event, "event")?.to_owned();
+        if let Some(why) = switchboard::chat::app_event_refusal(&event) {
+            return Err(Error::new(sb_result::SB_INVALID_ARGUMENT, why));
+        }
         sb_config::borrow_mut(config, "config")?.hooks.app_events.insert(event);
         Ok(())
     }

@@ -665,3 +665,10 @@ async fn app_event(
         ack.send_result(&event, result);
     }
 }
+
+/// Why `engine.on(event)` cannot take `event` (a contract event the engine answers, or a
+/// name Socket.IO reserves), or `null` when it can.
+#[napi]
+pub fn app_event_refusal(event: String) -> Option<String> {
+    switchboard::chat::app_event_refusal(&event)
+}

@@ -189,4 +189,14 @@ describe('handlers per event', () => {
     assert.equal(await request(alice, 'ping-me'), 'second');
     await noEvent(alice, 'error', 50);
   });
+
+  it('on(event) refuses the events the engine answers itself and the names Socket.IO reserves', async () => {
+    const { engine } = await startApp();
+    // Registered, such a handler would never run: the engine answers joinRoom, and no client
+    // can send `disconnect`.
+    assert.throws(() => engine.on('joinRoom', () => 'mine'), /engine\.on\('joinRoom'\): `joinRoom` is a chat contract event/);
+    assert.throws(() => engine.on('refreshToken', () => 'mine'), /chat contract event/);
+    assert.throws(() => engine.on('disconnect', () => {}), /reserved by Socket\.IO/);
+    assert.throws(() => engine.on(42, () => {}), /event must be a string/);
+  });
 });

@@ -459,3 +459,47 @@ async fn signal_inner(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod contract_tests {
+    use crate::chat::{app_event_refusal, CONTRACT_EVENTS};
+    use crate::socketio::NamespaceBuilder;
+    use crate::{Config, Engine};
+
+    #[test]
+    fn the_contract_list_is_what_the_chat_answers() {
+        let mut registered = None;
+        let builder = Engine::builder(Config::default());
+        let (builder, _handle) =
+            crate::chat::install_with_handle(builder, Default::default()).expect("chat installs");
+        let _ = builder.namespace("/", |ns: NamespaceBuilder| {
+            registered = Some(
+                CONTRACT_EVENTS
+                    .iter()
+                    .filter(|e| !ns.handles(e))
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>(),
+            );
+            ns
+        });
+        assert_eq!(
+            registered,
+            Some(Vec::new()),
+            "contract events without a handler"
+        );
+        for e in CONTRACT_EVENTS {
+            assert!(app_event_refusal(e).is_some());
+        }
+        assert!(app_event_refusal("disconnect").is_some());
+        assert!(app_event_refusal("").is_some());
+        assert_eq!(app_event_refusal("presence"), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "already has a handler")]
+    fn a_second_handler_for_an_event_is_refused() {
+        let _ = NamespaceBuilder::default()
+            .on("ping", |_, _, _| async {})
+            .on("ping", |_, _, _| async {});
+    }
+}

@@ -560,6 +560,49 @@ struct TypingEvent<'a> {
     is_typing: bool,
 }
 
+/// The client events the engine answers itself (the chat contract).
+pub const CONTRACT_EVENTS: &[&str] = &[
+    "joinRoom",
+    "leaveRoom",
+    "sendMessage",
+    "startTyping",
+    "stopTyping",
+    "getHistory",
+    "refreshToken",
+    "signal",
+];
+
+/// Event names Socket.IO keeps for itself: a client cannot send them.
+const SOCKETIO_RESERVED_EVENTS: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// Why a host cannot handle `event` itself, or `None` when it can: a handler for a contract
+/// event would never run (the engine answers it), and one for a Socket.IO reserved name
+/// would never be called (no client can send it). Hosts refuse such registrations instead of
+/// ignoring them.
+pub fn app_event_refusal(event: &str) -> Option<String> {
+    if event.is_empty() {
+        return Some("an event name must not be empty".to_owned());
+    }
+    if CONTRACT_EVENTS.contains(&event) {
+        return Some(format!(
+            "`{event}` is a chat contract event the engine answers itself; use authorizeRoom/storeMessage, onConnection, or another event name"
+        ));
+    }
+    if SOCKETIO_RESERVED_EVENTS.contains(&event) {
+        return Some(format!(
+            "`{event}` is reserved by Socket.IO and no client can send it; use onConnection/onDisconnect, or another event name"
+        ));
+    }
+    None
+}
+
 /// The personal room of a user: every connection of the user is in it.
 pub fn personal_room(user_id: &str) -> String {
     format!("user:{user_id}")

@@ -152,16 +152,31 @@ impl NamespaceBuilder {
     }
 
     /// Handles `event`.
+    ///
+    /// # Panics
+    ///
+    /// When `event` already has a handler: an ack has one answer, so a second handler would
+    /// silently replace the first (a contract event taken over by accident). This is a
+    /// mistake in the program that builds the engine, found when it is built.
     pub fn on<F, Fut>(mut self, event: &str, f: F) -> Self
     where
         F: Fn(Arc<Socket>, Payload, Option<AckSender>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events.insert(
+        let previous = self.events.insert(
             event.to_owned(),
             Arc::new(move |s, p, a| Box::pin(f(s, p, a))),
         );
+        assert!(
+            previous.is_none(),
+            "NamespaceBuilder::on(\"{event}\"): the event already has a handler; one handler per event (its result is the ack)"
+        );
         self
+    }
+
+    /// Whether `event` has a handler of its own.
+    pub fn handles(&self, event: &str) -> bool {
+        self.events.contains_key(event)
     }
 
     /// Handles every event that has no handler of its own.
