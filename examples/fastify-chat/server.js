@@ -19,7 +19,8 @@ const PUBLIC = path.join(__dirname, 'public');
 const DEV_SECRET = 'dev-secret-change-me';
 /** A room nobody may join, to show how an access refusal looks. */
 const LOCKED_ROOM = 'locked';
-const TOKEN_TTL = '12h';
+// How long a signed-in session's token lasts (the page signs in again before it ends).
+const TOKEN_TTL = process.env.TOKEN_TTL || '12h';
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8',

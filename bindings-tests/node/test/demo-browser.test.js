@@ -35,9 +35,9 @@ const WAIT_MS = 10000;
 const START_TIMEOUT_MS = 20000;
 
 /** Starts `node server.js` on a free port with its own data dir; resolves {url, stop()}. */
-function startDemo() {
+function startDemo(extraEnv = {}) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-demo-'));
-  const env = { ...process.env, HOST: '127.0.0.1', PORT: '0', DATA_DIR: dataDir, JWT_SECRET: 'demo-browser-test-secret' };
+  const env = { ...process.env, HOST: '127.0.0.1', PORT: '0', DATA_DIR: dataDir, JWT_SECRET: 'demo-browser-test-secret', ...extraEnv };
   delete env.REDIS_URL;
   const proc = spawn(process.execPath, [path.join(APP_DIR, 'server.js')], { cwd: APP_DIR, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -132,7 +132,7 @@ describe('demo chat app in chromium (examples/fastify-chat)', { timeout: 90000 }
   });
 
   /** A new browser context (its own cookies, storage and network) with the page open. */
-  async function openPage(who, viewport = { width: 1200, height: 680 }) {
+  async function openPage(who, viewport = { width: 1200, height: 680 }, url = demo.url) {
     const context = await browser.newContext({ viewport });
     const page = await context.newPage();
     page.who = who;
@@ -144,7 +144,7 @@ describe('demo chat app in chromium (examples/fastify-chat)', { timeout: 90000 }
         pageErrors.push(`${who} console: ${message.text()}`);
       }
     });
-    await page.goto(demo.url);
+    await page.goto(url);
     return { context, page };
   }
 
@@ -280,5 +280,37 @@ describe('demo chat app in chromium (examples/fastify-chat)', { timeout: 90000 }
     await alice.context.close();
     await bob.context.close();
     t.diagnostic(`${((Date.now() - started) / 1000).toFixed(1)} s in the browser`);
+  });
+
+  test('tokens that end while the page is open are signed again: chat and notes stay live', async () => {
+    // 5 s tokens: the server warns each connection before its token ends and closes the
+    // notes at the end; the page gets a new token (getToken) for both.
+    const short = await startDemo({ TOKEN_TTL: '5s' });
+    const carol = await openPage('Carol', undefined, short.url);
+    const c = carol.page;
+    let dave = null;
+    try {
+      await signIn(c, 'Carol');
+      await c.waitForSelector('#notes:not([disabled])');
+      await sees(c, '#notes-status', 'live');
+      await c.waitForTimeout(12000); // past two token lifetimes
+      await sees(c, '#status', 'connected');
+      await send(c, 'Still here after my first token ended');
+      await sees(c, '#notes-status', 'live');
+      await c.click('#notes');
+      await c.keyboard.type('written with a later token');
+      // Another user sees the message and the notes (edits made while the notes reconnect
+      // with a new token sync once they are back).
+      dave = await openPage('Dave', undefined, short.url);
+      await signIn(dave.page, 'Dave');
+      await sees(dave.page, '#messages', 'Still here after my first token ended');
+      const text = 'written with a later token';
+      assert.equal(await waitForNotes(dave.page, (v) => v === text, 'showed Carol\'s line', 20000), text);
+      assert.deepEqual(pageErrors, [], 'no page errors');
+    } finally {
+      if (dave) await dave.context.close();
+      await carol.context.close();
+      await short.stop();
+    }
   });
 });

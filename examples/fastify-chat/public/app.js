@@ -126,6 +126,38 @@ ui.loginForm.addEventListener('submit', async (event) => {
   }
 });
 
+// The token's expiry (Unix seconds) from its payload; the page only reads it, the server
+// checks it.
+function tokenExpiry(token) {
+  try {
+    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(payload)).exp || 0;
+  } catch {
+    return 0;
+  }
+}
+
+// The session's token, signed again when less than a minute of it is left: what an app's
+// session refresh does (here, signing in again with the same name). The server warns a
+// connection 30 s before its token ends and the SDK asks for a new one, so a tab stays
+// connected past the 12 h a token lasts, and a reload of an old tab connects again.
+async function freshToken() {
+  if (!session) return '';
+  if (tokenExpiry(session.token) * 1000 - Date.now() > 60_000) return session.token;
+  try {
+    const response = await fetch('/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: session.user.username }),
+    });
+    if (response.ok) {
+      session = { ...session, token: (await response.json()).token };
+      sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+    }
+  } catch { /* offline: the old token, refused if it has ended */ }
+  return session.token;
+}
+
 ui.signOut.addEventListener('click', () => signOut());
 
 function signOut(message = '') {
@@ -160,16 +192,15 @@ function start() {
     textarea: $('notes'),
     list: $('editors'),
     status: $('notes-status'),
-    token: session.token,
+    getToken: freshToken,
     user: { id: session.user.id, name: session.user.username, color: colorOf(session.user.id) },
   });
   renderRooms();
   setStatus('connecting', 'connecting…');
   // Same origin: the page and /socket.io/ are served by the same Fastify app. getToken is asked
-  // on every connection attempt.
-  const { token } = session;
+  // on every connection attempt and when the server says the token is about to expire.
   const sb = connect(location.origin, {
-    getToken: () => token,
+    getToken: freshToken,
     autoConnect: false,
     ackTimeout: REQUEST_TIMEOUT_MS,
     typingIdle: TYPING_IDLE_MS,

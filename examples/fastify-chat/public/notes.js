@@ -39,11 +39,11 @@ function lineCol(text, index) {
 }
 
 export class Notes {
-  constructor({ textarea, list, status, token, user }) {
+  constructor({ textarea, list, status, getToken, user }) {
     this.textarea = textarea;
     this.list = list;
     this.status = status;
-    this.token = token;
+    this.getToken = getToken;
     this.user = user;
     this.room = null;
     this.doc = null;
@@ -61,7 +61,9 @@ export class Notes {
   }
 
   /** Opens the notes of a room (the Yjs document named after it). */
-  open(room) {
+  async open(room) {
+    if (room === this.room) return;
+    const token = await this.getToken();
     if (room === this.room) return;
     this.close();
     this.room = room;
@@ -74,7 +76,7 @@ export class Notes {
     // disableBc: tabs of one browser would otherwise also sync through a BroadcastChannel;
     // here everything goes through the server.
     const provider = new WebsocketProvider(`${scheme}://${location.host}/yjs`, room, this.doc, {
-      params: { token: this.token },
+      params: { token },
       disableBc: true,
     });
     this.provider = provider;
@@ -93,8 +95,19 @@ export class Notes {
       this.renderEditors();
     });
     provider.on('connection-close', (event) => {
-      // 44xx: refused (access, auth, size); y-websocket stops retrying.
-      if (provider === this.provider && event && event.code >= 4400 && event.code < 4500) {
+      if (provider !== this.provider || !event) return;
+      // 4401: the token ended (the server closes a document connection at its `exp`): connect
+      // again with a fresh one. Local edits stay in the document and sync on reconnect.
+      if (event.code === 4401 && event.reason === 'Token expired') {
+        this.getToken().then((fresh) => {
+          if (provider !== this.provider) return;
+          provider.params.token = fresh;
+          provider.connect();
+        });
+        return;
+      }
+      // Other 44xx: refused (access, size); y-websocket stops retrying.
+      if (event.code >= 4400 && event.code < 4500) {
         this.textarea.disabled = true;
         this.setStatus('error', event.reason || `closed (${event.code})`);
       }
