@@ -8,6 +8,27 @@ fn handshake_json(request: &ConnectRequest) -> String {
     request.handshake_json().to_string()
 }
 
+/// Asks the host who a connecting client is (`handshake` is the JSON its callback gets),
+/// through its callback or the event queue: Socket.IO and document connections alike.
+async fn ask_auth(
+    shared: &Shared,
+    route: Route<AuthFn>,
+    handshake: std::ffi::CString,
+) -> Result<User, String> {
+    let deliver = |id| match route {
+        // SAFETY: the callback's contract; the string outlives the call.
+        Route::Callback(f, ud) => shared.call(|| unsafe { f(ud.0, id, handshake.as_ptr()) }),
+        Route::Queue => shared.enqueue(sb_event::new(
+            sb_event_kind::SB_EVENT_AUTH,
+            id,
+            None,
+            handshake.clone(),
+            None,
+        )),
+    };
+    shared.ask(Pending::Auth, deliver).await
+}
+
 /// Authentication by the host.
 pub(crate) struct HostAuth {
     pub shared: Arc<Shared>,
@@ -20,21 +41,7 @@ impl Authenticate for HostAuth {
         let route = self.route;
         let handshake = c_string(&handshake_json(request));
         Box::pin(async move {
-            let deliver = |id| match route {
-                // SAFETY: the callback's contract; the string outlives the call.
-                Route::Callback(f, ud) => {
-                    shared.call(|| unsafe { f(ud.0, id, handshake.as_ptr()) })
-                }
-                Route::Queue => shared.enqueue(sb_event::new(
-                    sb_event_kind::SB_EVENT_AUTH,
-                    id,
-                    None,
-                    handshake.clone(),
-                    None,
-                )),
-            };
-            shared
-                .ask(Pending::Auth, deliver)
+            ask_auth(&shared, route, handshake)
                 .await
                 .map_err(|message| Refusal {
                     message,
@@ -88,21 +95,7 @@ impl yjs::Authenticate for HostDocAuth {
         let route = self.route;
         let handshake = c_string(&document_handshake_json(request));
         Box::pin(async move {
-            let deliver = |id| match route {
-                // SAFETY: the callback's contract; the string outlives the call.
-                Route::Callback(f, ud) => {
-                    shared.call(|| unsafe { f(ud.0, id, handshake.as_ptr()) })
-                }
-                Route::Queue => shared.enqueue(sb_event::new(
-                    sb_event_kind::SB_EVENT_AUTH,
-                    id,
-                    None,
-                    handshake.clone(),
-                    None,
-                )),
-            };
-            shared
-                .ask(Pending::Auth, deliver)
+            ask_auth(&shared, route, handshake)
                 .await
                 .map_err(AuthError::Refused)
         })
