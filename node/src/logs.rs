@@ -46,6 +46,18 @@ static SINKS: RwLock<Vec<Arc<Sink>>> = RwLock::new(Vec::new());
 static INSTALL: Once = Once::new();
 
 impl Sink {
+    /// An unbound sink with an empty queue.
+    fn new(filter: Directives, wake: Box<dyn Fn() -> bool + Send + Sync>) -> Self {
+        Sink {
+            filter,
+            engine: AtomicU64::new(0),
+            queue: Mutex::new(VecDeque::new()),
+            woken: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            wake,
+        }
+    }
+
     fn wants(&self, from: Option<u64>, meta: &Metadata<'_>) -> bool {
         let bound = self.engine.load(Ordering::Relaxed);
         let mine = match from {
@@ -153,20 +165,14 @@ impl LogSink {
             // there, and the sinks get nothing (documented on `logger`).
             let _ = tracing::subscriber::set_global_default(subscriber);
         });
-        let sink = Arc::new(Sink {
+        let notify: Arc<Notify<()>> = crate::notify(&on_ready)?;
+        // Non-blocking: an engine thread never waits for Node.
+        let sink = Arc::new(Sink::new(
             filter,
-            engine: AtomicU64::new(0),
-            queue: Mutex::new(VecDeque::new()),
-            woken: AtomicBool::new(false),
-            dropped: AtomicU64::new(0),
-            wake: {
-                let notify: Arc<Notify<()>> = crate::notify(&on_ready)?;
-                // Non-blocking: an engine thread never waits for Node.
-                Box::new(move || {
-                    notify.call((), ThreadsafeFunctionCallMode::NonBlocking) == napi::Status::Ok
-                })
-            },
-        });
+            Box::new(move || {
+                notify.call((), ThreadsafeFunctionCallMode::NonBlocking) == napi::Status::Ok
+            }),
+        ));
         SINKS
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -271,6 +277,10 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
+    fn info() -> Directives {
+        Directives::parse("info").unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn record(n: usize) -> Record {
         Record {
             level: "info",
@@ -284,17 +294,13 @@ mod tests {
     fn a_full_queue_drops_and_counts_and_wakes_js_once_per_batch() {
         let wakes = Arc::new(AtomicUsize::new(0));
         let counted = wakes.clone();
-        let sink = Sink {
-            filter: Directives::parse("info").unwrap_or_else(|e| panic!("{e}")),
-            engine: AtomicU64::new(0),
-            queue: Mutex::new(VecDeque::new()),
-            woken: AtomicBool::new(false),
-            dropped: AtomicU64::new(0),
-            wake: Box::new(move || {
+        let sink = Sink::new(
+            info(),
+            Box::new(move || {
                 counted.fetch_add(1, Ordering::SeqCst);
                 true
             }),
-        };
+        );
         for n in 0..QUEUE_RECORDS + 500 {
             sink.push(&record(n));
         }
@@ -315,14 +321,10 @@ mod tests {
     fn a_failed_wake_up_is_retried_by_the_next_event() {
         let tries = Arc::new(AtomicUsize::new(0));
         let counted = tries.clone();
-        let sink = Sink {
-            filter: Directives::parse("info").unwrap_or_else(|e| panic!("{e}")),
-            engine: AtomicU64::new(0),
-            queue: Mutex::new(VecDeque::new()),
-            woken: AtomicBool::new(false),
-            dropped: AtomicU64::new(0),
-            wake: Box::new(move || counted.fetch_add(1, Ordering::SeqCst) > 0),
-        };
+        let sink = Sink::new(
+            info(),
+            Box::new(move || counted.fetch_add(1, Ordering::SeqCst) > 0),
+        );
         sink.push(&record(1));
         sink.push(&record(2));
         sink.push(&record(3));
