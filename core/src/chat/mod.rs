@@ -572,16 +572,6 @@ pub const CONTRACT_EVENTS: &[&str] = &[
     "signal",
 ];
 
-/// Event names Socket.IO keeps for itself: a client cannot send them.
-const SOCKETIO_RESERVED_EVENTS: &[&str] = &[
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-];
-
 /// Why a host cannot handle `event` itself, or `None` when it can: a handler for a contract
 /// event would never run (the engine answers it), and one for a Socket.IO reserved name
 /// would never be called (no client can send it). Hosts refuse such registrations instead of
@@ -595,7 +585,7 @@ pub fn app_event_refusal(event: &str) -> Option<String> {
             "`{event}` is a chat contract event the engine answers itself; use authorizeRoom/storeMessage, onConnection, or another event name"
         ));
     }
-    if SOCKETIO_RESERVED_EVENTS.contains(&event) {
+    if crate::socketio::RESERVED_EVENTS.contains(&event) {
         return Some(format!(
             "`{event}` is reserved by Socket.IO and no client can send it; use onConnection/onDisconnect, or another event name"
         ));

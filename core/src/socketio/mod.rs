@@ -26,7 +26,7 @@ use crate::transport::{CloseReason, Message, Session, SessionHandler};
 use socket::SocketInit;
 
 /// Event names a client may not use (Socket.IO reserves them).
-const RESERVED_EVENTS: &[&str] = &[
+pub const RESERVED_EVENTS: &[&str] = &[
     "connect",
     "connect_error",
     "disconnect",
