@@ -176,12 +176,9 @@ impl TokenExpiry {
                     return;
                 };
                 {
-                    let mut ext = socket.extensions();
-                    if ext.get::<ExpiryKey>() != Some(&ExpiryKey(key))
-                        || socket.expires_at() != Some(entry.exp)
-                    {
+                    let Some(mut ext) = still_scheduled(&socket, key, entry.exp) else {
                         return;
-                    }
+                    };
                     let expire = Entry {
                         due: Due::ExpireSocket(Arc::downgrade(&socket)),
                         exp: entry.exp,
@@ -202,12 +199,9 @@ impl TokenExpiry {
                     return;
                 };
                 {
-                    let mut ext = socket.extensions();
-                    if ext.get::<ExpiryKey>() != Some(&ExpiryKey(key))
-                        || socket.expires_at() != Some(entry.exp)
-                    {
+                    let Some(mut ext) = still_scheduled(&socket, key, entry.exp) else {
                         return;
-                    }
+                    };
                     ext.remove::<ExpiryKey>();
                 }
                 let _ = socket.emit(
@@ -285,6 +279,18 @@ fn invalid() -> ChatError {
         ErrorCode::InvalidMessage,
         "refreshToken expects the new token (a string)",
     )
+}
+
+/// The socket's extensions, locked, when `key` is still its scheduled deadline for a token
+/// ending at `exp`; `None` when a refresh or a disconnect moved or removed it meanwhile.
+fn still_scheduled(
+    socket: &Socket,
+    key: DeadlineKey,
+    exp: u64,
+) -> Option<parking_lot::MutexGuard<'_, http::Extensions>> {
+    let ext = socket.extensions();
+    (ext.get::<ExpiryKey>() == Some(&ExpiryKey(key)) && socket.expires_at() == Some(exp))
+        .then_some(ext)
 }
 
 #[cfg(test)]
