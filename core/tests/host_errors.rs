@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use switchboard::chat::HookError;
 use switchboard::log::Record;
 use switchboard::{Config, Engine};
@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::span::{Attributes, Id, Record as SpanRecord};
 use tracing::{Event, Metadata};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+mod common;
+use common::next_text;
 
 /// Keeps every event of the test's thread (the engine runs on the test's current-thread
 /// runtime, so all its events are logged there).
@@ -37,16 +37,6 @@ impl tracing::Subscriber for Keep {
     }
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}
-}
-
-async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        match ws.next().await.expect("stream ended").expect("read failed") {
-            Message::Text(t) if t.as_str() == "2" => ws.send(Message::text("3")).await.unwrap(),
-            Message::Text(t) => return t.to_string(),
-            _ => {}
-        }
-    }
 }
 
 #[tokio::test]

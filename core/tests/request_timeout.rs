@@ -7,14 +7,10 @@ use switchboard::{chat, Config, Engine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const TIMEOUT: Duration = Duration::from_millis(300);
+mod common;
+use common::watchdog;
 
-/// Fails the test instead of hanging CI.
-async fn watchdog<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(20), f)
-        .await
-        .expect("test timed out")
-}
+const TIMEOUT: Duration = Duration::from_millis(300);
 
 /// Writes `head`, then one byte of `trickle` every 50 ms, while reading; returns what the
 /// server sent before it closed and how long that took.

@@ -5,32 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use parking_lot::Mutex;
 use serde_json::json;
 use switchboard::socketio::{AckError, Payload, MAX_PENDING_ACKS};
 use switchboard::{Config, Engine};
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Fails the test instead of hanging CI.
-async fn watchdog<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(20), f)
-        .await
-        .expect("test timed out")
-}
-
-async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        match ws.next().await.expect("stream ended").expect("read failed") {
-            Message::Text(t) if t.as_str() == "2" => ws.send(Message::text("3")).await.unwrap(),
-            Message::Text(t) => return t.to_string(),
-            _ => {}
-        }
-    }
-}
+mod common;
+use common::{next_text, watchdog, Ws};
 
 /// Connects to `/`; returns the socket and its id.
 async fn connect(addr: std::net::SocketAddr) -> (Ws, String) {

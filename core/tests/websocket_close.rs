@@ -12,17 +12,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+mod common;
+use common::{watchdog, Ws};
 
 const SECRET: &str = "close-test-secret";
-
-/// Fails the test instead of hanging CI.
-async fn watchdog<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(20), f)
-        .await
-        .expect("test timed out")
-}
 
 fn engine() -> (Engine, std::net::SocketAddr) {
     let config = Config::default()
