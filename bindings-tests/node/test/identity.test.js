@@ -258,6 +258,14 @@ describe('tokens refreshed while connected (issue 19 item 3)', () => {
     assert.deepEqual(err, { code: 'ACCESS_DENIED', message: 'Invalid token' });
     const expired = await new Promise((resolve) => s.emit('refreshToken', require('../helpers/tokens').expiredToken('carol'), (e) => resolve(e)));
     assert.deepEqual(expired, { code: 'ACCESS_DENIED', message: 'Token expired' });
+    // Hostile shapes: a token past 16 KiB is refused before any decoding, and a burst of
+    // refreshes meets the connection's rate limit like any other request.
+    const huge = await new Promise((resolve) => s.emit('refreshToken', 'x'.repeat(17 * 1024), (e) => resolve(e)));
+    assert.deepEqual(huge, { code: 'INVALID_MESSAGE', message: 'refreshToken expects the new token (a string)' });
+    const notText = await new Promise((resolve) => s.emit('refreshToken', { token: 42 }, (e) => resolve(e)));
+    assert.equal(notText.code, 'INVALID_MESSAGE');
+    const burst = await Promise.all(Array.from({ length: 60 }, () => new Promise((resolve) => s.emit('refreshToken', 'not-a-jwt', (e) => resolve(e && e.code)))));
+    assert.ok(burst.includes('RATE_LIMITED'), `a burst of 60 refreshes is rate limited: ${[...new Set(burst)]}`);
     const [reason] = await gone;
     assert.equal(reason, 'io server disconnect');
   });
