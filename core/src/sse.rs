@@ -110,7 +110,7 @@ impl SseHub {
     pub fn connect(&self, user_id: &str, rooms: &[Arc<str>]) -> Arc<SseClient> {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let client = Arc::new(SseClient {
-            id: format!("sse-{n}-{}", &crate::transport::new_id()[..6]).into(),
+            id: format!("sse-{n}-{}", &crate::helpers::ids::new_id()[..6]).into(),
             user_id: user_id.into(),
             outbox: Outbox::new(self.queue_frames, self.queue_bytes),
         });

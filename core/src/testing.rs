@@ -16,12 +16,13 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::auth::{bearer_token, AuthError, JwtVerifier, User};
+use crate::auth::{AuthError, JwtVerifier, User};
 use crate::config::Config;
+use crate::helpers::percent::query_param;
 use crate::protocol::frame::{Frame, FrameKind};
 use crate::protocol::{engineio, socketio};
 use crate::transport::http::{
-    query_param, BoxedReader, BoxedWriter, HttpReply, RequestHead, WebSocketService, WsSession,
+    BoxedReader, BoxedWriter, HttpReply, RequestHead, WebSocketService, WsSession,
 };
 use crate::transport::outbox::Outbox;
 use crate::transport::websocket::{write_frames, ReadSide};
@@ -95,9 +96,9 @@ pub fn yjs_apply(payload: &[u8]) -> Result<usize, String> {
 /// The secret [`token_verify`] checks signatures with.
 pub const FUZZ_SECRET: &str = "fuzz-secret";
 
-/// The token extraction paths (Socket.IO `auth.token`, `Authorization: Bearer`, SSE and Yjs
-/// `?token=`) and verification with [`FUZZ_SECRET`]: finds a token the way the endpoints do
-/// and verifies it.
+/// Finds a token with [`crate::helpers::token::find`] (what Socket.IO, SSE and Yjs call:
+/// `auth.token`, then `Authorization: Bearer`, then `?token=`) and verifies it with
+/// [`FUZZ_SECRET`].
 pub fn token_verify(
     auth_token: Option<&str>,
     authorization: &[u8],
@@ -105,17 +106,13 @@ pub fn token_verify(
 ) -> Result<User, AuthError> {
     let verifier = JwtVerifier::new(&Config::default().jwt_secret(FUZZ_SECRET))
         .map_err(|_| AuthError::Invalid)?;
-    let header = http::HeaderValue::from_bytes(authorization).ok();
-    let from_header = header
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token)
-        .map(str::to_owned);
-    let token = auth_token
-        .map(str::to_owned)
-        .or(from_header)
-        .or_else(|| query_param(query, "token"))
-        .ok_or(AuthError::Required)?;
+    let mut headers = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_bytes(authorization) {
+        headers.insert(http::header::AUTHORIZATION, v);
+    }
+    let auth = auth_token.map(|t| serde_json::json!({ "token": t }));
+    let token =
+        crate::helpers::token::find(&headers, query, auth.as_ref()).ok_or(AuthError::Required)?;
     verifier.verify_static(&token)
 }
 

@@ -102,7 +102,7 @@ async fn provider() -> Provider {
     let dir = std::env::temp_dir().join(format!(
         "sb-jwks-{}-{}",
         std::process::id(),
-        crate::transport::new_id()
+        crate::helpers::ids::new_id()
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("ca.pem");

@@ -283,14 +283,7 @@ impl JwtVerifier {
     }
 }
 
-/// Takes the token from an `Authorization: Bearer …` header value.
-pub fn bearer_token(header: &str) -> Option<&str> {
-    let (scheme, token) = header.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
+pub use crate::helpers::token::bearer as bearer_token;
 
 #[cfg(test)]
 mod tests {

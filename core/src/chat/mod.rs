@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::auth::{bearer_token, AuthError, JwtVerifier, User};
+use crate::auth::{AuthError, JwtVerifier, User};
 use crate::config::Config;
 use crate::engine::EngineBuilder;
 use crate::error::Error;
@@ -341,20 +341,10 @@ impl Chat {
                 }),
             };
         }
-        let from_auth = req
-            .auth
-            .get("token")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let from_header = req
-            .session
-            .handshake
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .map(str::to_owned);
-        let token = from_auth.or(from_header).ok_or(AuthError::Required)?;
+        let handshake = &req.session.handshake;
+        let token =
+            crate::helpers::token::find(&handshake.headers, &handshake.query, Some(&req.auth))
+                .ok_or(AuthError::Required)?;
         Ok(self.jwt.verify(&token).await?)
     }
 

@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 
 use super::{is_personal, limits, personal_room, Chat, ChatError, ErrorCode};
 use crate::auth::{bearer_token, User};
+use crate::helpers::percent::query_param;
 use crate::sse::{SseEvent, SseStream};
 use crate::store::ChatMessage;
-use crate::transport::http::{query_param, HttpReply, HttpService, RequestHead};
+use crate::transport::http::{HttpReply, HttpService, RequestHead};
 
 /// Largest API request body.
 const MAX_API_BODY: usize = 64 * 1024;
@@ -72,13 +73,7 @@ impl HttpService for ChatHttp {
 /// `GET /events?rooms=a,b` with `Authorization: Bearer` or `?token=`.
 async fn events(chat: &Arc<Chat>, head: &RequestHead) -> HttpReply {
     let query = head.uri.query().unwrap_or("");
-    let token = head
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token)
-        .map(str::to_owned)
-        .or_else(|| query_param(query, "token"));
+    let token = crate::helpers::token::find(&head.headers, query, None);
     let user = match token {
         None => Err(crate::auth::AuthError::Required),
         Some(t) => chat.jwt.verify(&t).await,
@@ -257,7 +252,7 @@ async fn api(chat: &Arc<Chat>, head: &RequestHead, body: Bytes) -> HttpReply {
         .trim_start_matches("/api/")
         .trim_end_matches('/')
         .split('/')
-        .map(crate::transport::http::percent_decode_path)
+        .map(crate::helpers::percent::path_segment_lossy)
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let json_body = || -> Result<Value, HttpReply> {

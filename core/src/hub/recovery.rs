@@ -133,7 +133,7 @@ impl RecoveryLog {
             max_packets,
             max_bytes,
             // Offsets from an earlier run of the process must not match this one's.
-            boot: crate::transport::new_id()[..8].to_owned(),
+            boot: crate::helpers::ids::new_id()[..8].to_owned(),
         }
     }
 

@@ -306,8 +306,8 @@ impl SocketIo {
                 let auth = strip_recovery_fields(auth);
                 (
                     SocketInit {
-                        id: crate::transport::new_id(),
-                        pid: crate::transport::new_id(),
+                        id: crate::helpers::ids::new_id(),
+                        pid: crate::helpers::ids::new_id(),
                         user,
                         auth,
                         recovered: false,

@@ -471,7 +471,8 @@ mod tests {
 
     #[tokio::test]
     async fn disk_history_survives_reopen_and_is_capped() {
-        let dir = std::env::temp_dir().join(format!("sb-history-{}", crate::transport::new_id()));
+        let dir =
+            std::env::temp_dir().join(format!("sb-history-{}", crate::helpers::ids::new_id()));
         {
             let h = History::open(&dir, 5, 100, 1 << 20).unwrap();
             for i in 0..8 {
@@ -508,7 +509,8 @@ mod tests {
                 .is_empty());
         }
         assert_eq!(h.cached_rooms(), 0);
-        let dir = std::env::temp_dir().join(format!("sb-history-{}", crate::transport::new_id()));
+        let dir =
+            std::env::temp_dir().join(format!("sb-history-{}", crate::helpers::ids::new_id()));
         let h = History::open(&dir, 10, 100, 1 << 20).unwrap();
         for i in 0..1000 {
             assert!(h
@@ -565,7 +567,8 @@ mod tests {
 
     #[tokio::test]
     async fn evicted_rooms_reload_from_the_data_dir() {
-        let dir = std::env::temp_dir().join(format!("sb-history-{}", crate::transport::new_id()));
+        let dir =
+            std::env::temp_dir().join(format!("sb-history-{}", crate::helpers::ids::new_id()));
         let h = History::open(&dir, 5, 2, 1 << 20).unwrap();
         for i in 0..7 {
             h.append(msg("a", &format!("{i:02}"))).await.unwrap();

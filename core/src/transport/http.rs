@@ -25,50 +25,7 @@ use super::{EioServer, HandshakeInfo, OpenError, TransportKind};
 use crate::config::Config;
 use crate::metrics::Metrics;
 
-/// A query parameter, percent-decoded.
-pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k) == name).then(|| percent_decode(v))
-    })
-}
-
-/// Decodes `%XX` escapes in a path segment (`+` stays a plus, unlike in queries).
-pub fn percent_decode_path(s: &str) -> String {
-    percent_decode(&s.replace('+', "%2B"))
-}
-
-/// Decodes `%XX` escapes and `+` (as in query strings); invalid escapes stay as they are.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match bytes.get(i + 1..i + 3).and_then(hex_byte) {
-                Some(b) => {
-                    out.push(b);
-                    i += 2;
-                }
-                None => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The byte two hex digits stand for. Only digits: `u8::from_str_radix` alone would also
-/// take a sign (`%+A` would decode as a newline).
-pub(crate) fn hex_byte(pair: &[u8]) -> Option<u8> {
-    let digit = |c: u8| (c as char).to_digit(16);
-    match pair {
-        [hi, lo] => Some((digit(*hi)? * 16 + digit(*lo)?) as u8),
-        _ => None,
-    }
-}
+pub use crate::helpers::percent::query_param;
 
 /// A request head, independent of the HTTP library that parsed it (hyper, or Node when a
 /// host hands requests over).
@@ -709,20 +666,6 @@ pub(crate) fn check_eio(query: &str, transport: &str) -> Result<(), EioError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_params_are_decoded() {
-        let q = "EIO=4&transport=polling&t=N8hyd6w&token=a%2Bb%3D&name=x+y";
-        assert_eq!(query_param(q, "EIO").as_deref(), Some("4"));
-        assert_eq!(query_param(q, "token").as_deref(), Some("a+b="));
-        assert_eq!(query_param(q, "name").as_deref(), Some("x y"));
-        assert_eq!(query_param(q, "sid"), None);
-        assert_eq!(query_param("a=%zz&b=%4", "a").as_deref(), Some("%zz"));
-        assert_eq!(query_param("b=%4", "b").as_deref(), Some("%4"));
-        // Found by the property tests: a sign is no hex digit.
-        assert_eq!(query_param("c=%+A%-1", "c").as_deref(), Some("% A%-1"));
-        assert_eq!(query_param("d=%c3%A9", "d").as_deref(), Some("\u{e9}"));
-    }
 
     #[test]
     fn eio_checks() {

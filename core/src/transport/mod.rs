@@ -18,9 +18,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
-use rand::RngCore;
 
 use crate::config::Config;
+use crate::helpers::ids::new_id;
 use crate::metrics::Metrics;
 use crate::protocol::engineio::{Handshake, Packet};
 use crate::protocol::frame::{Frame, FrameKind};
@@ -251,14 +251,4 @@ impl EioServer {
             s.close(CloseReason::ServerClose);
         }
     }
-}
-
-/// A random 20-character URL-safe id (120 bits).
-pub fn new_id() -> Arc<str> {
-    use base64::Engine as _;
-    let mut raw = [0u8; 15];
-    rand::rng().fill_bytes(&mut raw);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(raw)
-        .into()
 }

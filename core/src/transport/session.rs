@@ -73,7 +73,7 @@ pub struct HandshakeInfo {
 impl HandshakeInfo {
     /// A query parameter of the first request, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        crate::transport::http::query_param(&self.query, name)
+        crate::helpers::percent::query_param(&self.query, name)
     }
 }
 

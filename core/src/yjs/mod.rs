@@ -38,13 +38,13 @@ use yrs::updates::decoder::Decode;
 pub use document::close_code;
 pub use store::{DocumentStore, DocumentStoreError, MemoryStore, RedbStore};
 
-use crate::auth::{bearer_token, AuthError, JwtVerifier, User};
+use crate::auth::{AuthError, JwtVerifier, User};
 use crate::chat::RoomAccess;
 use crate::config::Config;
 use crate::engine::EngineBuilder;
 use crate::error::Error;
 use crate::metrics::{Counter, Gauge, LabeledCounter};
-use crate::transport::http::{query_param, HttpReply, RequestHead, WebSocketService, WsSession};
+use crate::transport::http::{HttpReply, RequestHead, WebSocketService, WsSession};
 use document::{CloseWith, Effects};
 use registry::Registry;
 
@@ -285,33 +285,10 @@ impl Yjs {
 /// The document name in a request path: what follows the prefix, percent-decoded.
 pub(crate) fn document_name(path: &str, prefix: &str) -> Option<String> {
     let raw = path.strip_prefix(prefix)?;
-    let name = percent_decode_path(raw)?;
+    let name = crate::helpers::percent::path_segment(raw)?;
     let valid =
         !name.is_empty() && name.len() <= MAX_NAME_BYTES && !name.chars().any(char::is_control);
     valid.then_some(name)
-}
-
-/// Percent-decodes a path segment (`+` stays `+`); `None` when it is not UTF-8.
-fn percent_decode_path(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(crate::transport::http::hex_byte);
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 impl WebSocketService for Yjs {
@@ -329,15 +306,8 @@ impl WebSocketService for Yjs {
                 &br#"{"code":"INVALID_DOCUMENT","message":"Invalid document name"}"#[..],
             ));
         };
-        let token = query_param(head.uri.query().unwrap_or(""), "token")
-            .filter(|t| !t.is_empty())
-            .or_else(|| {
-                head.headers
-                    .get(http::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(bearer_token)
-                    .map(str::to_owned)
-            });
+        let token =
+            crate::helpers::token::find(&head.headers, head.uri.query().unwrap_or(""), None);
         let request = DocumentRequest {
             document,
             token,

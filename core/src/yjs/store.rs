@@ -141,7 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn redb_store_survives_reopen() {
-        let dir = std::env::temp_dir().join(format!("sb-docs-{}", crate::transport::new_id()));
+        let dir = std::env::temp_dir().join(format!("sb-docs-{}", crate::helpers::ids::new_id()));
         {
             let s = RedbStore::open(&dir).unwrap();
             assert_eq!(s.load("doc").await.unwrap(), None);

@@ -108,7 +108,7 @@ impl RedisAdapter {
         metrics.cluster.enabled.store(true, Ordering::Relaxed);
         Ok(RedisAdapter {
             inner: Arc::new(Inner {
-                node_id: crate::transport::new_id().to_string(),
+                node_id: crate::helpers::ids::new_id().to_string(),
                 client,
                 heartbeat,
                 metrics,
