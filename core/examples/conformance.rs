@@ -11,14 +11,19 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use switchboard::socketio::Payload;
-use switchboard::transport::{CloseReason, Message, Session, SessionHandler};
+use switchboard::transport::{CloseReason, Message, Session, SessionData, SessionHandler};
 use switchboard::{Config, Engine};
 
 /// Echoes every Engine.IO message back unchanged.
 struct Echo;
 
-impl SessionHandler for Echo {
-    fn on_message<'a>(&'a self, session: &'a Arc<Session>, message: Message) -> BoxFuture<'a, ()> {
+// For any session data: the engine's front door attaches Socket.IO's, which the echo ignores.
+impl<D: SessionData> SessionHandler<D> for Echo {
+    fn on_message<'a>(
+        &'a self,
+        session: &'a Arc<Session<D>>,
+        message: Message,
+    ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let _ = match message {
                 Message::Text(text) => {
@@ -29,7 +34,7 @@ impl SessionHandler for Echo {
         })
     }
 
-    fn on_close(&self, _session: &Arc<Session>, _reason: CloseReason) {}
+    fn on_close(&self, _session: &Arc<Session<D>>, _reason: CloseReason) {}
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

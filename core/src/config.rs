@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use crate::transport::tls::TlsSource;
+pub(crate) mod checks;
+mod jwks;
+mod tls;
+pub use jwks::JwksSource;
+pub use tls::TlsSource;
 
 /// How room access is decided when a token carries no `rooms` claim and no host hook is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -46,7 +50,7 @@ pub enum JwtKey {
     PublicKeyPem(String),
     /// The keys an identity provider publishes at a JWKS URL, selected by the token's `kid`
     /// (RS256/384/512, PS256/384/512, ES256, ES384, EdDSA).
-    Jwks(crate::auth::jwks::JwksSource),
+    Jwks(JwksSource),
 }
 
 impl std::fmt::Debug for JwtKey {
@@ -380,7 +384,7 @@ impl Config {
         if let JwtKey::Secret(secret) = &self.jwt {
             check_jwt_secret(secret)?;
         }
-        crate::settings::validate(self)?;
+        checks::validate(self)?;
         Ok(())
     }
 

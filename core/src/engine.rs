@@ -12,10 +12,24 @@ use tokio::sync::oneshot;
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::socketio::{Namespace, NamespaceBuilder, SocketIo};
+use crate::socketio::{ConnState, Namespace, NamespaceBuilder, SocketIo};
 use crate::transport::http::{HttpApp, HttpService, WebSocketService};
 use crate::transport::tls::{TlsAcceptor, TlsSource};
 use crate::transport::{EioServer, SessionHandler};
+
+/// A broadcast a host asked for, waiting its turn.
+pub(crate) struct HostEmit {
+    pub(crate) rooms: Vec<String>,
+    pub(crate) except: Vec<String>,
+    pub(crate) event: String,
+    pub(crate) data: serde_json::Value,
+}
+
+/// The queue of an engine's host broadcasts: one task sends them in the order they came, so
+/// two `to(room).emit()` calls in a row reach a client in that order (a task each would race
+/// on the runtime's workers). Unbounded: the host is trusted, and each call already holds
+/// its data; the task ends when the engine is dropped.
+pub(crate) type HostEmitLane = tokio::sync::mpsc::UnboundedSender<HostEmit>;
 
 /// Runs once with the built engine (see [`EngineBuilder::on_start`]).
 type StartHook = Box<dyn FnOnce(&Engine) + Send>;
@@ -24,7 +38,7 @@ type StartHook = Box<dyn FnOnce(&Engine) + Send>;
 pub struct EngineBuilder {
     config: Config,
     namespaces: Vec<(String, NamespaceBuilder)>,
-    raw: Vec<(String, Arc<dyn SessionHandler>)>,
+    raw: Vec<(String, Arc<dyn SessionHandler<ConnState>>)>,
     activity: Option<crate::transport::ActivityHook>,
     services: Vec<(String, Arc<dyn WebSocketService>)>,
     http_services: Vec<(String, Arc<dyn HttpService>)>,
@@ -58,8 +72,10 @@ impl EngineBuilder {
         self
     }
 
-    /// Serves raw Engine.IO (no Socket.IO) at `path` with this handler.
-    pub fn engineio(mut self, path: &str, handler: Arc<dyn SessionHandler>) -> Self {
+    /// Serves raw Engine.IO (no Socket.IO) at `path` with this handler. Its sessions share
+    /// the front door with Socket.IO's, so they carry (and the handler ignores) a
+    /// [`ConnState`]: write the handler for any `D` (`impl<D> SessionHandler<D> for …`).
+    pub fn engineio(mut self, path: &str, handler: Arc<dyn SessionHandler<ConnState>>) -> Self {
         self.raw.push((path.to_owned(), handler));
         self
     }
@@ -231,9 +247,9 @@ struct EngineInner {
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     io: Arc<SocketIo>,
-    sio_server: Arc<EioServer>,
-    raw_servers: Vec<Arc<EioServer>>,
-    http: Arc<HttpApp>,
+    sio_server: Arc<EioServer<ConnState>>,
+    raw_servers: Vec<Arc<EioServer<ConnState>>>,
+    http: Arc<HttpApp<ConnState>>,
     handle: Handle,
     listeners: Mutex<Vec<oneshot::Sender<()>>>,
     cluster: Option<Arc<dyn crate::cluster::Adapter>>,
@@ -242,7 +258,7 @@ struct EngineInner {
     /// Certificates given to [`Engine::listen_tls`], kept for [`Engine::reload_tls`].
     other_tls: Mutex<Vec<Arc<TlsAcceptor>>>,
     /// The host's broadcasts, in the order it made them (see [`Engine::spawn_emit_to_rooms`]).
-    pub(crate) host_emits: std::sync::OnceLock<crate::server::HostEmitLane>,
+    pub(crate) host_emits: std::sync::OnceLock<HostEmitLane>,
 }
 
 /// A listener the engine serves, as [`Engine::listen`] reports it. Displays as its URL
@@ -328,7 +344,7 @@ impl Engine {
     }
 
     /// The HTTP front door, for hosts that accept connections themselves.
-    pub fn http(&self) -> &Arc<HttpApp> {
+    pub fn http(&self) -> &Arc<HttpApp<ConnState>> {
         &self.inner.http
     }
 
@@ -465,7 +481,7 @@ impl Engine {
         event: &str,
         data: &T,
     ) -> usize {
-        self.emit_to_room(&crate::chat::personal_room(user_id), event, data)
+        self.emit_to_room(&crate::hub::personal_room(user_id), event, data)
     }
 
     /// Like [`Engine::emit_to_room`], but the fan-out runs on the engine's runtime: the
@@ -492,7 +508,7 @@ impl Engine {
         data: serde_json::Value,
     ) {
         let lane = self.inner.host_emits.get_or_init(|| {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<crate::server::HostEmit>();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<HostEmit>();
             let engine: std::sync::Weak<_> = Arc::downgrade(&self.inner);
             let (runtime, log_id) = (self.runtime.clone(), self.log_id);
             self.inner.handle.spawn(async move {
@@ -512,7 +528,7 @@ impl Engine {
             });
             tx
         });
-        let _ = lane.send(crate::server::HostEmit {
+        let _ = lane.send(HostEmit {
             rooms,
             except,
             event,
@@ -525,7 +541,7 @@ impl Engine {
         let Some(ns) = self.namespace("/") else {
             return 0;
         };
-        let sockets = ns.sockets_in(&crate::chat::personal_room(user_id));
+        let sockets = ns.sockets_in(&crate::hub::personal_room(user_id));
         for s in &sockets {
             s.disconnect();
         }

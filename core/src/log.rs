@@ -26,7 +26,7 @@ thread_local! {
 
 static NEXT_ENGINE: AtomicU64 = AtomicU64::new(1);
 
-/// The engine ([`crate::Engine::log_id`]) whose runtime thread (or start-up) is logging;
+/// The engine (`Engine::log_id`) whose runtime thread (or start-up) is logging;
 /// `None` on other threads (a host's thread calling into an engine).
 pub fn current_engine() -> Option<u64> {
     let id = ENGINE.with(Cell::get);

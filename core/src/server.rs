@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::socketio::{DisconnectReason, Socket};
 use crate::{Engine, EngineBuilder, User};
@@ -55,20 +54,6 @@ impl EngineBuilder {
         self.namespace("/", |ns| ns.on_disconnect(f))
     }
 }
-
-/// A broadcast a host asked for, waiting its turn.
-pub(crate) struct HostEmit {
-    pub(crate) rooms: Vec<String>,
-    pub(crate) except: Vec<String>,
-    pub(crate) event: String,
-    pub(crate) data: Value,
-}
-
-/// The queue of an engine's host broadcasts: one task sends them in the order they came, so
-/// two `to(room).emit()` calls in a row reach a client in that order (a task each would race
-/// on the runtime's workers). Unbounded: the host is trusted, and each call already holds
-/// its data; the task ends when the engine is dropped.
-pub(crate) type HostEmitLane = mpsc::UnboundedSender<HostEmit>;
 
 impl Engine {
     /// Emits `event` with `data` to every socket in any of `rooms` but those in any of

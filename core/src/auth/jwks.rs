@@ -427,51 +427,18 @@ fn verify_key(jwk: &Jwk) -> Option<(String, VerifyKey)> {
     Some((kid, VerifyKey { key, algorithms }))
 }
 
-/// A JWKS URL as the configuration holds it. Clones of one configuration share the key set
-/// it loads, so the endpoints of one engine fetch once.
-#[derive(Clone)]
-pub struct JwksSource {
-    url: String,
-    /// The key set made for a CA file and refetch interval: a configuration changed after an
-    /// engine was built gets a set of its own.
-    shared: Arc<parking_lot::Mutex<Option<SharedJwks>>>,
-}
+pub use crate::config::JwksSource;
 
-type SharedJwks = (Option<PathBuf>, Duration, Arc<Jwks>);
-
-impl std::fmt::Debug for JwksSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Jwks({})", self.url)
-    }
-}
-
-impl JwksSource {
-    /// The key set at `url` (checked when the engine is built).
-    pub fn new(url: impl Into<String>) -> Self {
-        JwksSource {
-            url: url.into(),
-            shared: Arc::default(),
-        }
-    }
-
-    /// The JWKS URL.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The key set, prepared on first use with the configuration's CA file and interval.
-    pub(crate) fn jwks(&self, config: &crate::config::Config) -> Result<Arc<Jwks>, JwksError> {
-        let mut shared = self.shared.lock();
-        let (ca, interval) = (&config.jwks_ca_file, config.jwks_refetch_interval);
-        if let Some((c, i, jwks)) = &*shared {
-            if c == ca && *i == interval {
-                return Ok(jwks.clone());
-            }
-        }
-        let jwks = Arc::new(Jwks::new(&self.url, ca.as_deref(), interval)?);
-        *shared = Some((ca.clone(), interval, jwks.clone()));
-        Ok(jwks)
-    }
+/// The key set of a [`JwksSource`], prepared on first use with the configuration's CA file and
+/// refetch interval and shared by the clones of that configuration.
+pub(crate) fn jwks_of(
+    source: &JwksSource,
+    config: &crate::config::Config,
+) -> Result<Arc<Jwks>, JwksError> {
+    let (ca, interval) = (&config.jwks_ca_file, config.jwks_refetch_interval);
+    source.shared(ca, interval, || {
+        Ok(Arc::new(Jwks::new(source.url(), ca.as_deref(), interval)?))
+    })
 }
 
 #[cfg(test)]

@@ -206,7 +206,7 @@ impl JwtVerifier {
                     return Err(KeyError::Pem);
                 }
             }
-            JwtKey::Jwks(source) => Keys::Jwks(source.jwks(config)?),
+            JwtKey::Jwks(source) => Keys::Jwks(jwks::jwks_of(source, config)?),
         };
         Ok(JwtVerifier {
             keys,

@@ -30,7 +30,7 @@ impl Config {
     /// Verifies tokens with the keys an identity provider publishes at this JWKS URL:
     /// `https://`, or `http://` to a loopback host only (checked when the engine is built).
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
-        self.jwt = JwtKey::Jwks(crate::auth::jwks::JwksSource::new(url));
+        self.jwt = JwtKey::Jwks(crate::config::JwksSource::new(url));
         self
     }
 

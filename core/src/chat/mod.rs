@@ -583,10 +583,7 @@ pub fn app_event_refusal(event: &str) -> Option<String> {
     None
 }
 
-/// The personal room of a user: every connection of the user is in it.
-pub fn personal_room(user_id: &str) -> String {
-    format!("user:{user_id}")
-}
+pub use crate::hub::personal_room;
 
 fn is_personal(room: &str) -> bool {
     room.starts_with("user:")

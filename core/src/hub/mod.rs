@@ -5,3 +5,8 @@ pub mod presence;
 pub mod recovery;
 pub mod rooms;
 pub mod typing;
+
+/// The personal room of a user: every connection of the user is in it.
+pub fn personal_room(user_id: &str) -> String {
+    format!("user:{user_id}")
+}

@@ -22,7 +22,7 @@ use crate::auth::{AuthError, User};
 use crate::hub::recovery::SavedSession;
 use crate::protocol::frame::{Frame, FrameKind};
 use crate::protocol::socketio::{self as sio, PacketKind};
-use crate::transport::{CloseReason, Message, Session, SessionHandler};
+use crate::transport::{CloseReason, Message, SessionHandler};
 use socket::SocketInit;
 
 /// Event names a client may not use (Socket.IO reserves them).
@@ -43,12 +43,16 @@ struct Partial {
     bytes: usize,
 }
 
-/// The Socket.IO state of one Engine.IO session.
+/// The Socket.IO state of one Engine.IO session (its sockets, a packet waiting for its
+/// binary attachments): the data Socket.IO attaches to each [`Session`].
 #[derive(Default)]
-pub(crate) struct ConnState {
+pub struct ConnState {
     sockets: Mutex<Vec<Arc<Socket>>>,
     partial: Mutex<Option<Partial>>,
 }
+
+/// An Engine.IO session as Socket.IO uses it: carrying its [`ConnState`].
+pub type Session = crate::transport::Session<ConnState>;
 
 impl ConnState {
     fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
@@ -104,7 +108,7 @@ impl SocketIo {
     }
 
     async fn on_text(&self, session: &Arc<Session>, text: Bytes) {
-        if session.sio.partial.lock().is_some() {
+        if session.data.partial.lock().is_some() {
             // Text while attachments are pending: the client broke the protocol.
             return protocol_error(session, "text packet while reconstructing a binary packet");
         }
@@ -120,10 +124,10 @@ impl SocketIo {
             // Attachments are buffered until the last arrives: only for a namespace the
             // client joined, so a session that never authenticated cannot make the server
             // hold them.
-            if session.sio.socket(&packet.nsp).is_none() {
+            if session.data.socket(&packet.nsp).is_none() {
                 return protocol_error(session, "binary packet for a namespace not joined");
             }
-            *session.sio.partial.lock() = Some(Partial {
+            *session.data.partial.lock() = Some(Partial {
                 packet,
                 attachments: Vec::new(),
                 bytes: size,
@@ -135,7 +139,7 @@ impl SocketIo {
 
     async fn on_binary(&self, session: &Arc<Session>, data: Bytes) {
         let complete = {
-            let mut partial = session.sio.partial.lock();
+            let mut partial = session.data.partial.lock();
             let Some(p) = partial.as_mut() else {
                 drop(partial);
                 return protocol_error(session, "binary message without a pending packet");
@@ -178,15 +182,15 @@ impl SocketIo {
     ) {
         match packet.kind {
             PacketKind::Connect => self.connect(session, packet).await,
-            PacketKind::Disconnect => match session.sio.socket(&packet.nsp) {
+            PacketKind::Disconnect => match session.data.socket(&packet.nsp) {
                 Some(socket) => {
-                    session.sio.remove(socket.id());
+                    session.data.remove(socket.id());
                     socket.cleanup(DisconnectReason::ClientNamespaceDisconnect);
                 }
                 None => protocol_error(session, "disconnect from a namespace not joined"),
             },
             PacketKind::Event | PacketKind::BinaryEvent => {
-                let Some(socket) = session.sio.socket(&packet.nsp) else {
+                let Some(socket) = session.data.socket(&packet.nsp) else {
                     return protocol_error(session, "event for a namespace not joined");
                 };
                 let Some(Value::Array(mut args)) = packet.data else {
@@ -214,7 +218,7 @@ impl SocketIo {
                     .await;
             }
             PacketKind::Ack | PacketKind::BinaryAck => {
-                let Some(socket) = session.sio.socket(&packet.nsp) else {
+                let Some(socket) = session.data.socket(&packet.nsp) else {
                     return protocol_error(session, "ack for a namespace not joined");
                 };
                 let Some(Value::Array(args)) = packet.data else {
@@ -235,7 +239,7 @@ impl SocketIo {
             send_connect_error(session, &nsp, "Invalid namespace");
             return;
         };
-        if session.sio.socket(&nsp).is_some() {
+        if session.data.socket(&nsp).is_some() {
             return;
         }
         let auth = packet.data.unwrap_or_else(|| json!({}));
@@ -322,7 +326,7 @@ impl SocketIo {
         }
 
         let socket = Socket::new(ns.clone(), session.clone(), init);
-        session.sio.sockets.lock().push(socket.clone());
+        session.data.sockets.lock().push(socket.clone());
         session.mark_established();
         ns.add_socket(&socket);
 
@@ -448,7 +452,7 @@ fn protocol_error(session: &Session, what: &str) {
     session.close(CloseReason::TransportError);
 }
 
-impl SessionHandler for SocketIo {
+impl SessionHandler<ConnState> for SocketIo {
     fn on_message<'a>(&'a self, session: &'a Arc<Session>, message: Message) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             match message {
@@ -463,8 +467,8 @@ impl SessionHandler for SocketIo {
     }
 
     fn on_close(&self, session: &Arc<Session>, reason: CloseReason) {
-        let sockets = std::mem::take(&mut *session.sio.sockets.lock());
-        session.sio.partial.lock().take();
+        let sockets = std::mem::take(&mut *session.data.sockets.lock());
+        session.data.partial.lock().take();
         let reason = DisconnectReason::from_close(reason);
         for socket in sockets {
             socket.cleanup(reason);

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::payload::{self, EventArray, Payload};
 use super::socket::{AckSender, DisconnectReason, Socket};
+use super::Session;
 use crate::auth::User;
 use crate::cluster::envelope::{Envelope, SocketIoBroadcast};
 use crate::cluster::Adapter;
@@ -18,7 +19,6 @@ use crate::hub::recovery::{RecoveryLog, SavedSession};
 use crate::hub::rooms::Rooms;
 use crate::metrics::Metrics;
 use crate::protocol::frame::{Frame, FrameKind};
-use crate::transport::Session;
 
 /// An event handler: the socket, the event's arguments, and the ack to answer when the client
 /// asked for one.

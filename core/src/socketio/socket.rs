@@ -11,10 +11,11 @@ use tokio::sync::oneshot;
 
 use super::namespace::Namespace;
 use super::payload::{self, EventArray, Payload};
+use super::Session;
 use crate::auth::User;
 use crate::protocol::frame::Frame;
 use crate::protocol::socketio::PacketKind;
-use crate::transport::{CloseReason, Session};
+use crate::transport::CloseReason;
 
 /// Why a socket disconnected, with Socket.IO's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -536,7 +537,7 @@ impl Socket {
             0,
             None,
         ));
-        self.session.sio.remove(&self.id);
+        self.session.data.remove(&self.id);
         self.cleanup(DisconnectReason::ServerNamespaceDisconnect);
     }
 

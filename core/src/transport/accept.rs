@@ -14,11 +14,12 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::http::HttpApp;
 use super::tls::TlsAcceptor;
+use super::SessionData;
 
 /// Accepts connections until `shutdown` resolves; with `tls`, each speaks TLS.
-pub async fn serve(
+pub async fn serve<D: SessionData>(
     listener: TcpListener,
-    app: Arc<HttpApp>,
+    app: Arc<HttpApp<D>>,
     tls: Option<Arc<TlsAcceptor>>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -51,17 +52,21 @@ pub async fn serve(
 }
 
 /// Serves HTTP/1.1 on one accepted connection.
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, app: Arc<HttpApp>) {
+pub async fn serve_connection<D: SessionData>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Arc<HttpApp<D>>,
+) {
     serve_http(stream, peer, app).await;
 }
 
 /// Runs the TLS handshake on one accepted connection, then serves HTTP/1.1 over it. A failed
 /// or timed-out handshake (a plain-HTTP client, a client that does not trust the
 /// certificate, a scanner) only ends this connection.
-pub async fn serve_tls_connection(
+pub async fn serve_tls_connection<D: SessionData>(
     stream: TcpStream,
     peer: SocketAddr,
-    app: Arc<HttpApp>,
+    app: Arc<HttpApp<D>>,
     tls: Arc<TlsAcceptor>,
 ) {
     match tls.accept(stream).await {
@@ -73,10 +78,10 @@ pub async fn serve_tls_connection(
 /// Serves HTTP/1.1 on a connection a host accepted itself and may already have read from:
 /// `prefix` holds those bytes (the start of the first request, before any parsing), and is
 /// read before the socket (the C API's `sb_engine_adopt`).
-pub async fn serve_connection_with_prefix(
+pub async fn serve_connection_with_prefix<D: SessionData>(
     stream: TcpStream,
     peer: SocketAddr,
-    app: Arc<HttpApp>,
+    app: Arc<HttpApp<D>>,
     prefix: Bytes,
 ) {
     if prefix.is_empty() {
@@ -86,7 +91,7 @@ pub async fn serve_connection_with_prefix(
 }
 
 /// HTTP/1.1 with upgrades over any connection.
-async fn serve_http<I>(io: I, peer: SocketAddr, app: Arc<HttpApp>)
+async fn serve_http<D: SessionData, I>(io: I, peer: SocketAddr, app: Arc<HttpApp<D>>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -10,7 +10,7 @@ use super::http::{HttpApp, HttpReply};
 /// A readiness check for `/healthz`: `Some(reason)` while not ready.
 pub type Readiness = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
-impl HttpApp {
+impl<D> HttpApp<D> {
     /// Installs the readiness check `/healthz` asks (once; later calls are ignored).
     pub fn set_readiness(&self, check: Readiness) {
         let _ = self.readiness.set(check);

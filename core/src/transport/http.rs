@@ -21,7 +21,7 @@ pub use super::health::Readiness;
 use super::reply::ResponseBody;
 pub use super::reply::{BodyStream, EioError, HttpReply};
 use super::websocket::{self, Mode};
-use super::{EioServer, HandshakeInfo, OpenError, TransportKind};
+use super::{EioServer, HandshakeInfo, OpenError, SessionData, TransportKind};
 use crate::config::Config;
 use crate::metrics::Metrics;
 
@@ -126,7 +126,7 @@ pub type WsSession =
     Box<dyn FnOnce(BoxedReader, BoxedWriter, Bytes) -> BoxFuture<'static, ()> + Send>;
 
 /// A WebSocket endpoint other than Engine.IO (the Yjs documents at `/yjs/`), mounted on the
-/// front door by path prefix with [`crate::EngineBuilder::websocket_service`]. It serves hyper
+/// front door by path prefix with `EngineBuilder::websocket_service`. It serves hyper
 /// connections and sockets adopted from a host (Node's `handleUpgrade`) alike.
 pub trait WebSocketService: Send + Sync + 'static {
     /// Decides on a WebSocket upgrade request for a path under the service's prefix: a session
@@ -141,12 +141,12 @@ pub trait WebSocketService: Send + Sync + 'static {
     fn render_metrics(&self, _out: &mut String) {}
 
     /// Closes every connection and saves what must survive; called by
-    /// [`crate::Engine::shutdown`] before the runtime stops.
+    /// `Engine::shutdown` before the runtime stops.
     fn shutdown(&self) {}
 }
 
 /// A plain HTTP endpoint other than Engine.IO (the SSE stream and the server API), mounted
-/// on the front door by path prefix with [`crate::EngineBuilder::http_service`].
+/// on the front door by path prefix with `EngineBuilder::http_service`.
 pub trait HttpService: Send + Sync + 'static {
     /// Answers a request whose body (at most [`HttpService::max_body`] bytes) is read.
     fn serve(&self, head: &RequestHead, body: Bytes) -> BoxFuture<'static, HttpReply>;
@@ -157,11 +157,11 @@ pub trait HttpService: Send + Sync + 'static {
     }
 }
 
-/// Everything the HTTP front door serves.
-pub struct HttpApp {
+/// Everything the HTTP front door serves; its Engine.IO sessions carry a `D`.
+pub struct HttpApp<D = ()> {
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
-    mounts: Vec<(String, Arc<EioServer>)>,
+    mounts: Vec<(String, Arc<EioServer<D>>)>,
     services: Vec<(String, Arc<dyn WebSocketService>)>,
     http_services: Vec<(String, Arc<dyn HttpService>)>,
     /// Set when the engine begins to shut down: `/healthz` answers 503 from then on.
@@ -172,24 +172,24 @@ pub struct HttpApp {
 }
 
 /// An accepted WebSocket upgrade, ready to run once the connection is switched.
-pub struct Upgrade {
-    target: UpgradeTarget,
+pub struct Upgrade<D = ()> {
+    target: UpgradeTarget<D>,
     accept: String,
 }
 
 /// What runs on an accepted upgrade.
-enum UpgradeTarget {
+enum UpgradeTarget<D> {
     /// An Engine.IO WebSocket; `mode` is `None` when the upgrade is accepted only to be closed
     /// (a second upgrade of a sid).
     EngineIo {
-        server: Arc<EioServer>,
-        mode: Option<Mode>,
+        server: Arc<EioServer<D>>,
+        mode: Option<Mode<D>>,
     },
     /// A session of a [`WebSocketService`].
     Service(WsSession),
 }
 
-impl Upgrade {
+impl<D: SessionData> Upgrade<D> {
     /// The headers of the `101 Switching Protocols` answer.
     pub fn response_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
         vec![
@@ -246,19 +246,19 @@ impl Upgrade {
 }
 
 /// What the front door does with a request.
-pub enum Routed {
+pub enum Routed<D = ()> {
     /// Answer with this.
     Reply(HttpReply),
     /// Switch to WebSocket.
-    Upgrade(Upgrade),
+    Upgrade(Upgrade<D>),
 }
 
-impl HttpApp {
+impl<D: SessionData> HttpApp<D> {
     /// A front door serving `mounts` (Engine.IO servers by path prefix).
     pub fn new(
         config: Arc<Config>,
         metrics: Arc<Metrics>,
-        mounts: Vec<(String, Arc<EioServer>)>,
+        mounts: Vec<(String, Arc<EioServer<D>>)>,
     ) -> Arc<Self> {
         Self::with_services(config, metrics, mounts, Vec::new(), Vec::new())
     }
@@ -267,7 +267,7 @@ impl HttpApp {
     pub fn with_services(
         config: Arc<Config>,
         metrics: Arc<Metrics>,
-        mounts: Vec<(String, Arc<EioServer>)>,
+        mounts: Vec<(String, Arc<EioServer<D>>)>,
         services: Vec<(String, Arc<dyn WebSocketService>)>,
         http_services: Vec<(String, Arc<dyn HttpService>)>,
     ) -> Arc<Self> {
@@ -304,7 +304,7 @@ impl HttpApp {
             .map(|(_, service)| service)
     }
 
-    fn mount(&self, path: &str) -> Option<&Arc<EioServer>> {
+    fn mount(&self, path: &str) -> Option<&Arc<EioServer<D>>> {
         self.mounts
             .iter()
             .find(|(prefix, _)| path == prefix || path == prefix.trim_end_matches('/'))
@@ -325,7 +325,7 @@ impl HttpApp {
 
     /// Routes a request. `body` is read only for a POST that needs it, with the
     /// `maxPayload` limit already applied by the caller's reader.
-    pub async fn route<B>(&self, head: &RequestHead, body: B) -> Routed
+    pub async fn route<B>(&self, head: &RequestHead, body: B) -> Routed<D>
     where
         B: std::future::Future<Output = Result<Bytes, HttpReply>>,
     {
@@ -422,7 +422,7 @@ impl HttpApp {
         service: &Arc<dyn WebSocketService>,
         head: &RequestHead,
         origin: &OriginCheck,
-    ) -> Routed {
+    ) -> Routed<D> {
         let reply = if matches!(origin, OriginCheck::Refused) {
             self.metrics.refusals.inc("origin");
             HttpReply::json(
@@ -459,7 +459,7 @@ impl HttpApp {
 
     async fn engineio_http<B>(
         &self,
-        server: Arc<EioServer>,
+        server: Arc<EioServer<D>>,
         head: &RequestHead,
         body: B,
     ) -> HttpReply
@@ -496,9 +496,9 @@ impl HttpApp {
 
     fn prepare_upgrade(
         &self,
-        server: Arc<EioServer>,
+        server: Arc<EioServer<D>>,
         head: &RequestHead,
-    ) -> Result<Upgrade, HttpReply> {
+    ) -> Result<Upgrade<D>, HttpReply> {
         let query = head.query();
         check_eio(&query, "websocket").map_err(EioError::reply)?;
         let key = head

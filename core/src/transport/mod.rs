@@ -26,6 +26,12 @@ use crate::protocol::engineio::{Handshake, Packet};
 use crate::protocol::frame::{Frame, FrameKind};
 pub use session::{CloseReason, HandshakeInfo, Session, TransportKind};
 
+/// What an upper layer may attach to each session ([`Session::data`]): created empty when the
+/// session opens, shared by the session's tasks.
+pub trait SessionData: Default + Send + Sync + 'static {}
+
+impl<T: Default + Send + Sync + 'static> SessionData for T {}
+
 /// A message an Engine.IO client sent.
 #[derive(Debug, Clone)]
 pub enum Message {
@@ -37,13 +43,19 @@ pub enum Message {
 
 /// What runs on top of Engine.IO: Socket.IO, or a raw handler such as the echo server the
 /// Engine.IO conformance suite talks to.
-pub trait SessionHandler: Send + Sync + 'static {
+///
+/// `D` is the data the handler attaches to each session (`()` when it needs none).
+pub trait SessionHandler<D = ()>: Send + Sync + 'static {
     /// A message arrived. The transport reads the session's next packet only when the returned
     /// future completes, so one session's messages are handled in order.
-    fn on_message<'a>(&'a self, session: &'a Arc<Session>, message: Message) -> BoxFuture<'a, ()>;
+    fn on_message<'a>(
+        &'a self,
+        session: &'a Arc<Session<D>>,
+        message: Message,
+    ) -> BoxFuture<'a, ()>;
 
     /// The session closed. Runs once, on the session's own task.
-    fn on_close(&self, session: &Arc<Session>, reason: CloseReason);
+    fn on_close(&self, session: &Arc<Session<D>>, reason: CloseReason);
 
     /// How long a new session may take to be established (see
     /// [`Session::mark_established`]) before it is closed; `None`: no limit.
@@ -64,21 +76,21 @@ pub enum OpenError {
 /// Called with `true` when a server gets its first session and `false` when its last closes.
 pub type ActivityHook = Arc<dyn Fn(bool) + Send + Sync>;
 
-/// The sessions behind one Engine.IO path.
-pub struct EioServer {
+/// The sessions behind one Engine.IO path, each carrying a `D`.
+pub struct EioServer<D = ()> {
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
-    sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
-    handler: Arc<dyn SessionHandler>,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Session<D>>>>,
+    handler: Arc<dyn SessionHandler<D>>,
     activity: parking_lot::RwLock<Option<ActivityHook>>,
 }
 
-impl EioServer {
+impl<D: SessionData> EioServer<D> {
     /// A server that hands messages to `handler`.
     pub fn new(
         config: Arc<Config>,
         metrics: Arc<Metrics>,
-        handler: Arc<dyn SessionHandler>,
+        handler: Arc<dyn SessionHandler<D>>,
     ) -> Arc<Self> {
         Arc::new(EioServer {
             config,
@@ -100,7 +112,7 @@ impl EioServer {
     }
 
     /// The session with this id, if it is open.
-    pub fn session(&self, sid: &str) -> Option<Arc<Session>> {
+    pub fn session(&self, sid: &str) -> Option<Arc<Session<D>>> {
         let session = self.sessions.lock().get(sid).cloned()?;
         if session.pong_overdue() {
             session.close(CloseReason::PingTimeout);
@@ -117,7 +129,7 @@ impl EioServer {
     }
 
     /// Every open session.
-    pub fn sessions(&self) -> Vec<Arc<Session>> {
+    pub fn sessions(&self) -> Vec<Arc<Session<D>>> {
         self.sessions.lock().values().cloned().collect()
     }
 
@@ -126,7 +138,7 @@ impl EioServer {
         self: &Arc<Self>,
         transport: TransportKind,
         handshake: HandshakeInfo,
-    ) -> Result<Arc<Session>, OpenError> {
+    ) -> Result<Arc<Session<D>>, OpenError> {
         let sid = new_id();
         let session = Arc::new(Session::new(
             sid.clone(),
@@ -197,7 +209,7 @@ impl EioServer {
     }
 
     /// Runs a session's cleanup once it closed: forget it and tell the handler.
-    fn finalize(&self, session: &Arc<Session>) {
+    fn finalize(&self, session: &Arc<Session<D>>) {
         if !session.take_finalize() {
             return;
         }
@@ -217,7 +229,7 @@ impl EioServer {
     }
 
     /// Handles one packet a client sent on any transport.
-    pub(crate) async fn handle_packet(&self, session: &Arc<Session>, packet: Packet) {
+    pub(crate) async fn handle_packet(&self, session: &Arc<Session<D>>, packet: Packet) {
         self.metrics.packets_in.inc();
         match packet {
             Packet::Pong(_) => session.pong_received(),

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::http::{EioError, HttpReply};
-use super::{CloseReason, EioServer, Session, TransportKind};
+use super::reply::{EioError, HttpReply};
+use super::{CloseReason, EioServer, Session, SessionData, TransportKind};
 use crate::protocol::engineio::{self, decode_payload, Packet};
 use crate::protocol::frame::{Frame, FrameKind};
 
@@ -21,12 +21,12 @@ impl Drop for FlagGuard<'_> {
 
 /// Closes the session when a poll is abandoned before it answered (the client went away
 /// mid-poll): what it drained would be lost, and Engine.IO treats it as an error.
-struct PollGuard<'a> {
-    session: &'a Session,
+struct PollGuard<'a, D> {
+    session: &'a Session<D>,
     answered: bool,
 }
 
-impl Drop for PollGuard<'_> {
+impl<D> Drop for PollGuard<'_, D> {
     fn drop(&mut self) {
         if !self.answered {
             self.session.close(CloseReason::TransportError);
@@ -35,13 +35,13 @@ impl Drop for PollGuard<'_> {
 }
 
 /// The handshake of a new polling session: its `open` packet.
-pub async fn handshake(session: Arc<Session>) -> HttpReply {
+pub async fn handshake<D>(session: Arc<Session<D>>) -> HttpReply {
     // The open packet is the only thing queued; the first GET returns it.
     poll(session).await
 }
 
 /// A GET: waits until packets are queued, then returns all of them in one payload.
-pub async fn poll(session: Arc<Session>) -> HttpReply {
+pub async fn poll<D>(session: Arc<Session<D>>) -> HttpReply {
     if session.transport() != TransportKind::Polling {
         return EioError::BadRequest.reply();
     }
@@ -100,7 +100,11 @@ pub async fn poll(session: Arc<Session>) -> HttpReply {
 }
 
 /// A POST: decodes the payload and handles its packets in order.
-pub async fn post(server: &Arc<EioServer>, session: Arc<Session>, body: Bytes) -> HttpReply {
+pub async fn post<D: SessionData>(
+    server: &Arc<EioServer<D>>,
+    session: Arc<Session<D>>,
+    body: Bytes,
+) -> HttpReply {
     if session.transport() != TransportKind::Polling {
         return EioError::BadRequest.reply();
     }

@@ -77,8 +77,10 @@ impl HandshakeInfo {
     }
 }
 
-/// One Engine.IO session.
-pub struct Session {
+/// One Engine.IO session, carrying `D`: the data the layer above attaches to it (Socket.IO
+/// keeps its sockets there). `D` is a type parameter, not a trait object: reaching it costs
+/// nothing per message.
+pub struct Session<D = ()> {
     /// The session id.
     pub sid: Arc<str>,
     /// Frames waiting for the transport.
@@ -104,11 +106,11 @@ pub struct Session {
     /// Set while a polling POST is being processed, to refuse an overlapping one.
     pub(crate) post_active: AtomicBool,
     pub(crate) metrics: Arc<Metrics>,
-    /// Socket.IO state of this connection.
-    pub(crate) sio: crate::socketio::ConnState,
+    /// What the layer above keeps per session.
+    pub data: D,
 }
 
-impl Session {
+impl<D: Default> Session<D> {
     pub(crate) fn new(
         sid: Arc<str>,
         transport: TransportKind,
@@ -135,10 +137,12 @@ impl Session {
             poll_active: AtomicBool::new(false),
             post_active: AtomicBool::new(false),
             metrics,
-            sio: Default::default(),
+            data: D::default(),
         }
     }
+}
 
+impl<D> Session<D> {
     /// The transport the session sends on now.
     pub fn transport(&self) -> TransportKind {
         if self.transport.load(Ordering::Acquire) == TransportKind::WebSocket as u8 {

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 
 use super::outbox::Outbox;
-use super::{CloseReason, EioServer, Session, TransportKind};
+use super::{CloseReason, EioServer, Session, SessionData, TransportKind};
 use crate::protocol::engineio::Packet;
 use crate::protocol::frame::{Frame, FrameKind};
 
@@ -30,11 +30,11 @@ const READ_BUFFER: usize = 512;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Whether this WebSocket starts a new session or upgrades a polling one.
-pub enum Mode {
+pub enum Mode<D = ()> {
     /// A new session, already opened (its `open` packet queued).
-    New(Arc<Session>),
+    New(Arc<Session<D>>),
     /// An upgrade of this polling session.
-    Upgrade(Arc<Session>),
+    Upgrade(Arc<Session<D>>),
 }
 
 /// Closes a WebSocket that may not attach to its session (a second upgrade of one sid).
@@ -58,7 +58,7 @@ pub(crate) trait ControlQueue: Unpin {
     }
 }
 
-impl ControlQueue for Arc<Session> {
+impl<D: Send + Sync> ControlQueue for Arc<Session<D>> {
     fn outbox(&self) -> &Outbox {
         &self.outbox
     }
@@ -122,8 +122,14 @@ fn ws_config(max_payload: usize) -> WebSocketConfig {
 /// Runs a WebSocket whose HTTP upgrade is complete, until it closes.
 ///
 /// `prefix` holds bytes the client sent after its upgrade request that were already read.
-pub async fn run<R, W>(server: Arc<EioServer>, reader: R, writer: W, prefix: Bytes, mode: Mode)
-where
+pub async fn run<D, R, W>(
+    server: Arc<EioServer<D>>,
+    reader: R,
+    writer: W,
+    prefix: Bytes,
+    mode: Mode<D>,
+) where
+    D: SessionData,
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -193,9 +199,9 @@ async fn discard_input<R: AsyncRead + Unpin>(reader: &mut R) {
 
 /// The upgrade handshake: `2probe` → `3probe`, a noop to release the pending poll, then `5`.
 /// Returns the writer once the client completed the upgrade.
-async fn probe<R, W>(
-    session: &Arc<Session>,
-    ws: &mut WebSocketStream<ReadSide<R, Arc<Session>>>,
+async fn probe<D: SessionData, R, W>(
+    session: &Arc<Session<D>>,
+    ws: &mut WebSocketStream<ReadSide<R, Arc<Session<D>>>>,
     mut writer: W,
 ) -> Option<W>
 where
@@ -222,10 +228,10 @@ where
     }
 }
 
-async fn read_loop<R>(
-    server: &Arc<EioServer>,
-    session: &Arc<Session>,
-    ws: &mut WebSocketStream<ReadSide<R, Arc<Session>>>,
+async fn read_loop<D: SessionData, R>(
+    server: &Arc<EioServer<D>>,
+    session: &Arc<Session<D>>,
+    ws: &mut WebSocketStream<ReadSide<R, Arc<Session<D>>>>,
 ) where
     R: AsyncRead + Unpin,
 {
@@ -300,7 +306,7 @@ pub(crate) fn close_code_for(e: &WsError) -> Option<u16> {
 }
 
 /// Queues a close frame with `code`, then closes the session.
-fn close_with(session: &Session, code: u16, reason: CloseReason) {
+fn close_with<D>(session: &Session<D>, code: u16, reason: CloseReason) {
     let mut wire = vec![0x88, 2];
     wire.extend_from_slice(&code.to_be_bytes());
     session.outbox.push_final(Frame::control(Bytes::from(wire)));
@@ -309,8 +315,8 @@ fn close_with(session: &Session, code: u16, reason: CloseReason) {
 
 /// Drains the session's queue into the socket, one vectored write per wake-up. A client that
 /// takes no bytes for `send_timeout` while frames wait is closed as a slow reader.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    session: Arc<Session>,
+async fn write_loop<D, W: AsyncWrite + Unpin>(
+    session: Arc<Session<D>>,
     mut writer: W,
     send_timeout: Duration,
 ) {
