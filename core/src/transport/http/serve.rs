@@ -1,0 +1,119 @@
+//! Serving a request from hyper, or a connection a host already read a head from.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+use super::router::request_timeout;
+use super::{EioError, HttpApp, HttpReply, RequestHead, Routed};
+use crate::transport::body::read_body;
+use crate::transport::reply::ResponseBody;
+use crate::transport::SessionData;
+
+impl<D: SessionData> HttpApp<D> {
+    /// Serves one request from hyper.
+    pub(crate) async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody> {
+        let (parts, body) = req.into_parts();
+        let head = RequestHead {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            peer,
+        };
+        let limit = self.config.max_payload;
+        let timeout = self.config.request_timeout;
+        let headers = &head.headers;
+        let read = async move {
+            // hyper's header timeout ends with the head: a body trickled in byte by byte
+            // would hold the connection (and a polling session's POST slot) forever.
+            tokio::time::timeout(timeout, read_body(headers, body, limit))
+                .await
+                .unwrap_or_else(|_| Err(request_timeout()))
+        };
+        match self.route(&head, read).await {
+            Routed::Reply(reply) => reply.into_response(),
+            Routed::Upgrade(upgrade) => {
+                let mut reply = HttpReply::empty(StatusCode::SWITCHING_PROTOCOLS);
+                reply.headers = upgrade.response_headers();
+                let req = Request::from_parts(parts, ());
+                tokio::spawn(async move {
+                    let upgraded = match hyper::upgrade::on(req).await {
+                        Ok(u) => u,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "WebSocket upgrade failed");
+                            return upgrade.abort();
+                        }
+                    };
+                    // A task of its own for the WebSocket, so this one (with the upgrade
+                    // machinery in its state) ends and frees its memory now.
+                    // The socket itself when hyper can give it back (no extra layer per read
+                    // and write); `read_buf` holds what the client sent after its request.
+                    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                        Ok(parts) => {
+                            let (r, w) = parts.io.into_inner().into_split();
+                            tokio::spawn(upgrade.run(r, w, parts.read_buf));
+                            return;
+                        }
+                        Err(upgraded) => upgraded,
+                    };
+                    match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                        // A TLS stream has no owned halves (one session state encrypts and
+                        // decrypts): `split` shares it behind a lock taken per poll, which one
+                        // reader and one writer task hardly ever contend for.
+                        Ok(parts) => {
+                            let (r, w) = tokio::io::split(parts.io.into_inner());
+                            tokio::spawn(upgrade.run(r, w, parts.read_buf));
+                        }
+                        Err(upgraded) => {
+                            let (r, w) = tokio::io::split(TokioIo::new(upgraded));
+                            tokio::spawn(upgrade.run(r, w, Bytes::new()));
+                        }
+                    }
+                });
+                reply.into_response()
+            }
+        }
+    }
+
+    /// Serves a connection a host accepted and already read a request head from (the Node
+    /// binding's `handleUpgrade`): writes the answer itself, then runs the WebSocket.
+    /// `buffered` holds bytes the client sent after the head.
+    pub async fn serve_adopted<R, W>(
+        &self,
+        head: RequestHead,
+        reader: R,
+        mut writer: W,
+        buffered: Bytes,
+    ) where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        use tokio::io::AsyncWriteExt;
+        let no_body = async { Ok(Bytes::new()) };
+        let reply = if head.is_websocket_upgrade() {
+            match self.route(&head, no_body).await {
+                Routed::Upgrade(upgrade) => {
+                    if writer.write_all(&upgrade.response_bytes()).await.is_err() {
+                        return upgrade.abort();
+                    }
+                    return upgrade.run(reader, writer, buffered).await;
+                }
+                Routed::Reply(reply) => reply,
+            }
+        } else {
+            EioError::BadRequest.reply()
+        };
+        let _ = writer.write_all(&reply.to_http1_bytes()).await;
+        let _ = writer.shutdown().await;
+    }
+}
