@@ -29,10 +29,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("transport", &["protocol", "helpers", "config", "metrics", "log"]),
     // Access: identity, tokens, room access.
     ("auth",      &["helpers", "config"]),
-    // Pure shared state. `hub/recovery.rs` keeps Socket.IO sessions for recovery (their
-    // `auth::User` and encoded `protocol` frames): it reads as Socket.IO's, left in place
-    // because the cluster hands those sessions between nodes.
-    ("hub",       &["helpers", "auth", "protocol"]),
+    // Pure shared state.
+    ("hub",       &["helpers"]),
     ("store",     &["helpers", "config", "metrics"]),
     // The crate's error wraps the errors of the layers below (configuration, keys, TLS,
     // storage); the cluster, the features and the engine return it.

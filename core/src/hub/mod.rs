@@ -1,8 +1,7 @@
-//! Shared real-time state with no IO: rooms, presence, typing, recovery.
+//! Shared real-time state with no IO: rooms, presence, typing.
 
 pub mod deadlines;
 pub mod presence;
-pub mod recovery;
 pub mod rooms;
 pub mod typing;
 

@@ -3,6 +3,7 @@
 pub mod host_error;
 pub mod namespace;
 pub mod payload;
+pub mod recovery;
 pub mod socket;
 
 use std::collections::HashMap;
@@ -19,10 +20,10 @@ pub use payload::Payload;
 pub use socket::{AckError, AckSender, DisconnectReason, EmitError, Socket, MAX_PENDING_ACKS};
 
 use crate::auth::{AuthError, User};
-use crate::hub::recovery::SavedSession;
 use crate::protocol::frame::{Frame, FrameKind};
 use crate::protocol::socketio::{self as sio, PacketKind};
 use crate::transport::{CloseReason, Message, SessionHandler};
+use recovery::SavedSession;
 use socket::SocketInit;
 
 /// Event names a client may not use (Socket.IO reserves them).

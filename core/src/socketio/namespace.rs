@@ -10,12 +10,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::payload::{self, EventArray, Payload};
+use super::recovery::{RecoveryLog, SavedSession};
 use super::socket::{AckSender, DisconnectReason, Socket};
 use super::Session;
 use crate::auth::User;
 use crate::cluster::envelope::{Envelope, SocketIoBroadcast};
 use crate::cluster::Adapter;
-use crate::hub::recovery::{RecoveryLog, SavedSession};
 use crate::hub::rooms::Rooms;
 use crate::metrics::Metrics;
 use crate::protocol::frame::{Frame, FrameKind};
