@@ -12,10 +12,10 @@ use tokio::sync::oneshot;
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::socketio::{Namespace, NamespaceBuilder, SocketIo};
+use crate::socketio::{DisconnectReason, Namespace, NamespaceBuilder, SocketIo};
 use crate::transport::http::{HttpApp, HttpService, WebSocketService};
 use crate::transport::tls::{TlsAcceptor, TlsSource};
-use crate::transport::{EioServer, SessionHandler};
+use crate::transport::{CloseReason, EioServer, SessionHandler};
 
 /// Runs once with the built engine (see [`EngineBuilder::on_start`]).
 type StartHook = Box<dyn FnOnce(&Engine) + Send>;
@@ -411,19 +411,41 @@ impl Engine {
             service.shutdown();
         }
         if let Some(rt) = self.runtime.lock().take() {
-            // Let the sessions' own tasks run their cleanup (sockets leave their rooms and
-            // namespaces) before the runtime stops; stopping it first would leave each
-            // socket and its namespace holding each other.
-            let deadline = std::time::Instant::now() + grace;
-            while self.inner.sio_server.session_count() > 0 && std::time::Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            self.wait_for_sockets(grace);
             self.leave_cluster(grace);
             rt.shutdown_timeout(grace);
         } else if let Some(cluster) = &self.inner.cluster {
             // On the caller's runtime this thread may be one of its workers: never block it.
             self.inner.handle.spawn(cluster.shutdown());
+        }
+    }
+
+    /// Waits, up to `grace`, until every session is closed and every socket has left its
+    /// rooms and its namespace (its `on_disconnect` hooks ran), before the runtime stops:
+    /// stopping it first would leave each socket and its namespace holding each other. A
+    /// session is forgotten before its sockets are cleaned up, so no session left does not
+    /// mean no socket left; a socket whose session is gone is cleaned up here.
+    fn wait_for_sockets(&self, grace: Duration) {
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            let sessions = self.inner.sio_server.session_count();
+            let sockets = self.inner.io.all_sockets();
+            if (sessions == 0 && sockets.is_empty()) || std::time::Instant::now() >= deadline {
+                return;
+            }
+            for socket in &sockets {
+                if sessions == 0 {
+                    // Its session was finalized already (or is being): nobody else will, and
+                    // a cleanup running elsewhere makes this one do nothing. Its hooks may
+                    // spawn tasks, hence the runtime's context.
+                    let _enter = self.inner.handle.enter();
+                    socket.cleanup(DisconnectReason::ServerShuttingDown);
+                } else {
+                    socket.session().close(CloseReason::ServerClose);
+                }
+            }
+            drop(sockets);
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 

@@ -103,6 +103,15 @@ impl SocketIo {
         self.namespaces.get(name)
     }
 
+    /// Every socket still in a namespace, of every namespace (a shutdown waits until there
+    /// is none).
+    pub(crate) fn all_sockets(&self) -> Vec<Arc<Socket>> {
+        self.namespaces
+            .values()
+            .flat_map(|ns| ns.sockets())
+            .collect()
+    }
+
     async fn on_text(&self, session: &Arc<Session>, text: Bytes) {
         if session.sio.partial.lock().is_some() {
             // Text while attachments are pending: the client broke the protocol.
