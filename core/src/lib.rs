@@ -23,6 +23,7 @@ pub mod config;
 pub mod endpoints;
 mod engine;
 mod error;
+pub mod host;
 pub mod hub;
 pub mod log;
 pub mod metrics;
