@@ -542,18 +542,6 @@ impl Engine {
         });
     }
 
-    /// Disconnects every connection of a user; returns how many there were.
-    pub fn disconnect_user(&self, user_id: &str) -> usize {
-        let Some(ns) = self.namespace("/") else {
-            return 0;
-        };
-        let sockets = ns.sockets_in(&crate::chat::personal_room(user_id));
-        for s in &sockets {
-            s.disconnect();
-        }
-        sockets.len()
-    }
-
     /// Number of open Engine.IO sessions.
     pub fn connection_count(&self) -> usize {
         self.inner.sio_server.session_count()
