@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver};
 use serde_json::json;
-use switchboard::chat::{ChatError, ErrorCode, RoomAccess};
+use switchboard::chat::{ChatError, ErrorCode};
 use switchboard::host::{self, Host};
 use switchboard::Engine;
 use tokio::sync::oneshot;
@@ -17,10 +17,7 @@ use tokio::sync::oneshot;
 use crate::args::{self, Handle};
 use crate::config::sb_config;
 use crate::events::sb_event;
-use crate::requests::{
-    in_callback, purge, AppEvents, HostAuth, HostDocumentObserver, HostRoomAccess, HostStore,
-    Route, Shared,
-};
+use crate::requests::{in_callback, purge, Shared};
 use crate::result::{sb_result, Error, FfiResult};
 
 /// How long `sb_engine_free` lets tasks finish.
@@ -141,36 +138,7 @@ pub unsafe extern "C" fn sb_engine_new(
         // Nothing is ever sent on `wake`: dropping its sender at shutdown wakes the pollers.
         let (wake_pollers, wake) = bounded(1);
         let shared = Shared::new(queue, wake_pollers);
-        let hooks = host::Hooks {
-            authenticate: c.hooks.auth.map(|route| {
-                Arc::new(HostAuth { shared: shared.clone(), route }) as _
-            }),
-            room_access: c.hooks.room_access.map(|route| {
-                Arc::new(HostRoomAccess { shared: shared.clone(), route }) as Arc<dyn RoomAccess>
-            }),
-            message_store: c.hooks.store.map(|route| {
-                Arc::new(HostStore { shared: shared.clone(), route }) as _
-            }),
-            document_observers: c
-                .hooks
-                .document_update
-                .map(|(callback, userdata)| {
-                    Arc::new(HostDocumentObserver { shared: shared.clone(), callback, userdata })
-                        as _
-                })
-                .into_iter()
-                .collect(),
-            app_events: Some(Arc::new(AppEvents {
-                shared: shared.clone(),
-                route: c.hooks.app.unwrap_or(Route::Queue),
-                names: c.hooks.app_events.clone(),
-            })),
-            lifecycle: c
-                .hooks
-                .connection
-                .map(|(f, userdata)| Arc::new(crate::server::Connections(f, userdata)) as _),
-            on_activity: None,
-        };
+        let hooks = c.hooks.product_hooks(&shared);
         let host = Host::start(c.config.clone(), hooks).map_err(start_error)?;
         *out = sb_engine { host, shared, events, wake }.into_raw();
         Ok(())

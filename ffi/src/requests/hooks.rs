@@ -3,6 +3,54 @@
 
 use super::*;
 
+impl HostHooks {
+    /// The configured hooks as the product's: each callback (or the event queue) behind the
+    /// Rust trait the product calls. App events always go to the host (the queue when no
+    /// callback is set), which answers those it did not register.
+    pub(crate) fn product_hooks(&self, shared: &Arc<Shared>) -> host::Hooks {
+        host::Hooks {
+            authenticate: self.auth.map(|route| {
+                Arc::new(HostAuth {
+                    shared: shared.clone(),
+                    route,
+                }) as _
+            }),
+            room_access: self.room_access.map(|route| {
+                Arc::new(HostRoomAccess {
+                    shared: shared.clone(),
+                    route,
+                }) as Arc<dyn RoomAccess>
+            }),
+            message_store: self.store.map(|route| {
+                Arc::new(HostStore {
+                    shared: shared.clone(),
+                    route,
+                }) as _
+            }),
+            document_observers: self
+                .document_update
+                .map(|(callback, userdata)| {
+                    Arc::new(HostDocumentObserver {
+                        shared: shared.clone(),
+                        callback,
+                        userdata,
+                    }) as _
+                })
+                .into_iter()
+                .collect(),
+            app_events: Some(Arc::new(AppEvents {
+                shared: shared.clone(),
+                route: self.app.unwrap_or(Route::Queue),
+                names: self.app_events.clone(),
+            })),
+            lifecycle: self
+                .connection
+                .map(|(f, userdata)| Arc::new(crate::server::Connections(f, userdata)) as _),
+            on_activity: None,
+        }
+    }
+}
+
 /// Asks the host who a connecting client is (`handshake` is the JSON its callback gets),
 /// through its callback or the event queue: Socket.IO and document connections alike.
 async fn ask_auth(

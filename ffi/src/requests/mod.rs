@@ -407,7 +407,6 @@ mod complete;
 mod hooks;
 
 pub use complete::*;
-pub(crate) use hooks::*;
 
 #[cfg(test)]
 mod tests {
