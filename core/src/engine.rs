@@ -396,7 +396,10 @@ impl Engine {
     }
 
     /// Stops accepting, closes every connection and, when the engine owns its runtime, stops
-    /// it (waiting up to `grace` for tasks to finish). Idempotent.
+    /// it: first it waits, up to `grace`, until every socket has been cleaned up (left its
+    /// rooms and its namespace, its `on_disconnect` hooks run), then up to `grace` again for
+    /// the runtime's tasks to finish. On a runtime of the caller's it does not wait.
+    /// Idempotent.
     pub fn shutdown(&self, grace: Duration) {
         let _tag = crate::log::tag_scope(self.log_id);
         self.inner.http.begin_shutdown();
