@@ -12,10 +12,10 @@ use tokio::sync::oneshot;
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::socketio::{ConnState, Namespace, NamespaceBuilder, SocketIo};
+use crate::socketio::{ConnState, DisconnectReason, Namespace, NamespaceBuilder, SocketIo};
 use crate::transport::http::{HttpApp, HttpService, WebSocketService};
 use crate::transport::tls::{TlsAcceptor, TlsSource};
-use crate::transport::{EioServer, SessionHandler};
+use crate::transport::{CloseReason, EioServer, SessionHandler};
 
 /// A broadcast a host asked for, waiting its turn.
 pub(crate) struct HostEmit {
@@ -412,7 +412,10 @@ impl Engine {
     }
 
     /// Stops accepting, closes every connection and, when the engine owns its runtime, stops
-    /// it (waiting up to `grace` for tasks to finish). Idempotent.
+    /// it: first it waits, up to `grace`, until every socket has been cleaned up (left its
+    /// rooms and its namespace, its `on_disconnect` hooks run), then up to `grace` again for
+    /// the runtime's tasks to finish. On a runtime of the caller's it does not wait.
+    /// Idempotent.
     pub fn shutdown(&self, grace: Duration) {
         let _tag = crate::log::tag_scope(self.log_id);
         self.inner.http.begin_shutdown();
@@ -427,19 +430,41 @@ impl Engine {
             service.shutdown();
         }
         if let Some(rt) = self.runtime.lock().take() {
-            // Let the sessions' own tasks run their cleanup (sockets leave their rooms and
-            // namespaces) before the runtime stops; stopping it first would leave each
-            // socket and its namespace holding each other.
-            let deadline = std::time::Instant::now() + grace;
-            while self.inner.sio_server.session_count() > 0 && std::time::Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            self.wait_for_sockets(grace);
             self.leave_cluster(grace);
             rt.shutdown_timeout(grace);
         } else if let Some(cluster) = &self.inner.cluster {
             // On the caller's runtime this thread may be one of its workers: never block it.
             self.inner.handle.spawn(cluster.shutdown());
+        }
+    }
+
+    /// Waits, up to `grace`, until every session is closed and every socket has left its
+    /// rooms and its namespace (its `on_disconnect` hooks ran), before the runtime stops:
+    /// stopping it first would leave each socket and its namespace holding each other. A
+    /// session is forgotten before its sockets are cleaned up, so no session left does not
+    /// mean no socket left; a socket whose session is gone is cleaned up here.
+    fn wait_for_sockets(&self, grace: Duration) {
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            let sessions = self.inner.sio_server.session_count();
+            let sockets = self.inner.io.all_sockets();
+            if (sessions == 0 && sockets.is_empty()) || std::time::Instant::now() >= deadline {
+                return;
+            }
+            for socket in &sockets {
+                if sessions == 0 {
+                    // Its session was finalized already (or is being): nobody else will, and
+                    // a cleanup running elsewhere makes this one do nothing. Its hooks may
+                    // spawn tasks, hence the runtime's context.
+                    let _enter = self.inner.handle.enter();
+                    socket.cleanup(DisconnectReason::ServerShuttingDown);
+                } else {
+                    socket.session().close(CloseReason::ServerClose);
+                }
+            }
+            drop(sockets);
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -534,18 +559,6 @@ impl Engine {
             event,
             data,
         });
-    }
-
-    /// Disconnects every connection of a user; returns how many there were.
-    pub fn disconnect_user(&self, user_id: &str) -> usize {
-        let Some(ns) = self.namespace("/") else {
-            return 0;
-        };
-        let sockets = ns.sockets_in(&crate::hub::personal_room(user_id));
-        for s in &sockets {
-            s.disconnect();
-        }
-        sockets.len()
     }
 
     /// Number of open Engine.IO sessions.

@@ -24,6 +24,7 @@ pub mod endpoints;
 mod engine;
 mod error;
 pub mod helpers;
+pub mod host;
 pub mod hub;
 pub mod log;
 pub mod metrics;

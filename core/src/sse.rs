@@ -157,8 +157,9 @@ impl SseHub {
         self.users.len(user_id) > 0
     }
 
-    /// Closes every stream of a user.
-    pub fn disconnect_user(&self, user_id: &str) -> usize {
+    /// Closes every stream of a user on this node; returns how many. Part of the chat's
+    /// `disconnect_user`, which also reaches Socket.IO and the other nodes.
+    pub(crate) fn disconnect_user(&self, user_id: &str) -> usize {
         let mut n = 0;
         self.users.for_each(user_id, |_, c| {
             c.outbox.close();

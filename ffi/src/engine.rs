@@ -4,24 +4,20 @@
 use std::ffi::{c_char, c_int};
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver};
 use serde_json::json;
-use switchboard::chat::{self, ChatError, ChatHandle, ErrorCode, Hooks, RoomAccess};
-use switchboard::transport::CloseReason;
-use switchboard::yjs::{self, Yjs};
+use switchboard::chat::{ChatError, ErrorCode};
+use switchboard::host::{self, Host};
 use switchboard::Engine;
 use tokio::sync::oneshot;
 
 use crate::args::{self, Handle};
 use crate::config::sb_config;
 use crate::events::sb_event;
-use crate::requests::{
-    in_callback, purge, AppEvents, HostAuth, HostDocAuth, HostDocumentObserver, HostRoomAccess,
-    HostStore, Route, Shared,
-};
+use crate::requests::{in_callback, purge, Shared};
 use crate::result::{sb_result, Error, FfiResult};
 
 /// How long `sb_engine_free` lets tasks finish.
@@ -36,9 +32,7 @@ const FREE_GRACE: Duration = Duration::from_millis(500);
 /// concurrently, except `sb_engine_free`, which must be the last call.
 #[allow(non_camel_case_types)]
 pub struct sb_engine {
-    engine: Engine,
-    chat: ChatHandle,
-    yjs: Arc<Yjs>,
+    host: Host,
     pub(crate) shared: Arc<Shared>,
     pub(crate) events: Receiver<sb_event>,
     pub(crate) wake: Receiver<()>,
@@ -57,38 +51,21 @@ impl sb_engine {
                 "the engine is shut down; only sb_engine_free remains",
             ));
         }
-        Ok(&self.engine)
+        Ok(self.host.engine())
+    }
+
+    /// The product, unless it was shut down.
+    fn host(&self) -> Result<&Host, Error> {
+        self.live()?;
+        Ok(&self.host)
     }
 
     fn stop(&self, grace: Duration) {
         if self.shared.close() {
             purge(self.shared.tag);
-            close_sockets(&self.engine, grace);
-            self.engine.shutdown(grace);
+            self.host.shutdown(grace);
             purge(self.shared.tag);
         }
-    }
-}
-
-/// Closes the connection of every socket and waits, up to `wait`, until each socket has left
-/// its rooms and its namespace. `Engine::shutdown` stops the runtime right after asking the
-/// connections to close, before they clean up; a socket still in its namespace keeps itself
-/// and the namespace alive (a reference cycle, which AddressSanitizer reports as a leak).
-fn close_sockets(engine: &Engine, wait: Duration) {
-    let Some(ns) = engine.namespace("/") else {
-        return;
-    };
-    let deadline = Instant::now() + wait;
-    loop {
-        let sockets = ns.sockets();
-        if sockets.is_empty() || Instant::now() >= deadline {
-            return;
-        }
-        for s in &sockets {
-            s.session().close(CloseReason::ServerClose);
-        }
-        drop(sockets);
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -161,53 +138,9 @@ pub unsafe extern "C" fn sb_engine_new(
         // Nothing is ever sent on `wake`: dropping its sender at shutdown wakes the pollers.
         let (wake_pollers, wake) = bounded(1);
         let shared = Shared::new(queue, wake_pollers);
-        // One room rule for chat rooms and documents (`doc:<name>`).
-        let room_access: Option<Arc<dyn RoomAccess>> = c.hooks.room_access.map(|route| {
-            Arc::new(HostRoomAccess { shared: shared.clone(), route }) as _
-        });
-        let hooks = Hooks {
-            authenticate: c.hooks.auth.map(|route| {
-                Arc::new(HostAuth { shared: shared.clone(), route }) as _
-            }),
-            room_access: room_access.clone(),
-            message_store: c.hooks.store.map(|route| {
-                Arc::new(HostStore { shared: shared.clone(), route }) as _
-            }),
-        };
-        let doc_hooks = yjs::Hooks {
-            authenticate: c.hooks.auth.map(|route| {
-                Arc::new(HostDocAuth { shared: shared.clone(), route }) as _
-            }),
-            room_access,
-            store: None,
-            observers: c
-                .hooks
-                .document_update
-                .map(|(callback, userdata)| {
-                    Arc::new(HostDocumentObserver { shared: shared.clone(), callback, userdata })
-                        as _
-                })
-                .into_iter()
-                .collect(),
-        };
-        let app = Arc::new(AppEvents {
-            shared: shared.clone(),
-            route: c.hooks.app.unwrap_or(Route::Queue),
-            names: c.hooks.app_events.clone(),
-            timeout: c.config.host_callback_timeout,
-        });
-        let builder = Engine::builder(c.config.clone());
-        let (builder, chat) = chat::install_with_handle(builder, hooks).map_err(start_error)?;
-        let (builder, yjs) = yjs::install(builder, doc_hooks).map_err(start_error)?;
-        let builder = builder.namespace("/", |ns| {
-            ns.on_any(move |socket, event, payload, ack| {
-                let app = app.clone();
-                async move { app.handle(socket, event, payload, ack).await }
-            })
-        });
-        let builder = crate::server::install(builder, c.hooks.connection);
-        let engine = builder.build().map_err(start_error)?;
-        *out = sb_engine { engine, chat, yjs, shared, events, wake }.into_raw();
+        let hooks = c.hooks.product_hooks(&shared);
+        let host = Host::start(c.config.clone(), hooks).map_err(start_error)?;
+        *out = sb_engine { host, shared, events, wake }.into_raw();
         Ok(())
     }
 }
@@ -322,8 +255,7 @@ pub unsafe extern "C" fn sb_engine_emit_to_room(
         let e = sb_engine::borrow(engine, "engine")?;
         let (room, event) = (args::name(room, "room")?, args::name(event, "event")?);
         let data = args::json(json, "json")?;
-        e.live()?
-            .spawn_emit_to_room(room.to_owned(), event.to_owned(), data);
+        e.host()?.emit_to_room(room.to_owned(), event.to_owned(), data);
         Ok(())
     }
 }
@@ -342,24 +274,16 @@ pub unsafe extern "C" fn sb_engine_emit_to_user(
         let e = sb_engine::borrow(engine, "engine")?;
         let (user, event) = (args::name(user_id, "user_id")?, args::name(event, "event")?);
         let data = args::json(json, "json")?;
-        e.live()?.spawn_emit_to_room(
-            switchboard::chat::personal_room(user),
-            event.to_owned(),
-            data,
-        );
+        e.host()?.emit_to_user(user, event.to_owned(), data);
         Ok(())
     }
 }
 
-fn socket(e: &Engine, id: &str) -> Result<Arc<switchboard::Socket>, Error> {
-    e.namespace("/")
-        .and_then(|ns| ns.socket(id))
-        .ok_or_else(|| {
-            Error::new(
-                sb_result::SB_NOT_FOUND,
-                format!("no connected socket has id {id:?}"),
-            )
-        })
+fn no_socket(id: &str) -> Error {
+    Error::new(
+        sb_result::SB_NOT_FOUND,
+        format!("no connected socket has id {id:?}"),
+    )
 }
 
 /// Emits `event` with the JSON argument `json` to one socket (its id is in `socket_json`
@@ -379,9 +303,10 @@ pub unsafe extern "C" fn sb_engine_emit_to_socket(
         let e = sb_engine::borrow(engine, "engine")?;
         let (id, event) = (args::name(socket_id, "socket_id")?, args::name(event, "event")?);
         let data = args::json(json, "json")?;
-        socket(e.live()?, id)?.emit(event, &data).map_err(|err| {
-            Error::new(sb_result::SB_NOT_FOUND, format!("socket {id:?}: {err}"))
-        })
+        e.host()?
+            .socket_emit(id, event, &data)
+            .ok_or_else(|| no_socket(id))?
+            .map_err(|err| Error::new(sb_result::SB_NOT_FOUND, format!("socket {id:?}: {err}")))
     }
 }
 
@@ -400,8 +325,7 @@ pub unsafe extern "C" fn sb_engine_presence(
         let e = sb_engine::borrow(engine, "engine")?;
         let room = args::name(room, "room")?;
         let out = args::out(out_json, "out_json")?;
-        e.live()?;
-        *out = args::owned_string(json!(e.chat.presence(room)).to_string());
+        *out = args::owned_string(json!(e.host()?.presence(room)).to_string());
         Ok(())
     }
 }
@@ -420,18 +344,7 @@ pub unsafe extern "C" fn sb_engine_stats(
     ffi! {
         let e = sb_engine::borrow(engine, "engine")?;
         let out = args::out(out_json, "out_json")?;
-        let m = e.live()?.metrics();
-        let stats = json!({
-            "connections": m.connections.get(),
-            "sockets": m.sockets.get(),
-            "rooms": e.chat.rooms().len(),
-            "messages": m.messages.get(),
-            "packetsIn": m.packets_in.get(),
-            "packetsOut": m.packets_out.get(),
-            "documents": e.yjs.document_count(),
-            "documentConnections": e.yjs.connection_count(),
-        });
-        *out = args::owned_string(stats.to_string());
+        *out = args::owned_string(e.host()?.stats().to_string());
         Ok(())
     }
 }
@@ -451,14 +364,7 @@ pub unsafe extern "C" fn sb_engine_rooms(
         let e = sb_engine::borrow(engine, "engine")?;
         let out = args::out(out_json, "out_json")?;
         *out = std::ptr::null_mut();
-        e.live()?;
-        let mut rooms = e.chat.rooms();
-        rooms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let rooms: Vec<_> = rooms
-            .into_iter()
-            .map(|(room, members)| json!({ "roomId": &*room, "members": members }))
-            .collect();
-        *out = args::owned_string(json!(rooms).to_string());
+        *out = args::owned_string(e.host()?.presence_rooms().to_string());
         Ok(())
     }
 }
@@ -498,8 +404,7 @@ pub unsafe extern "C" fn sb_engine_notify_user(
             ));
         }
         let data = args::json(json, "json")?;
-        e.live()?;
-        let n = e.chat.notify_user(user, event, &data);
+        let n = e.host()?.notify_user(user, event, &data);
         if let Some(d) = delivered.as_mut() {
             *d = n;
         }
@@ -568,20 +473,15 @@ pub unsafe extern "C" fn sb_engine_publish(
         };
         let text = args::text(text, "text")?.to_owned();
         may_block("sb_engine_publish")?;
-        let live = e.live()?;
         let closed = || Error::new(sb_result::SB_ENGINE_CLOSED, "the engine shut down");
         let (tx, rx) = oneshot::channel();
-        let chat = e.chat.clone();
-        live.handle().spawn(async move {
-            let result = chat.publish(&room, &user, username.as_deref(), &text).await;
+        e.host()?.publish(room, user, username, text, move |result| {
             let _ = tx.send(result);
         });
         // A shutdown drops the task, and with it `tx`: the wait ends either way.
         match rx.blocking_recv() {
             Ok(Ok(m)) => {
-                *out = args::owned_string(
-                    json!({ "id": m.id, "timestamp": m.timestamp }).to_string(),
-                );
+                *out = args::owned_string(host::json::published(&m).to_string());
                 Ok(())
             }
             Ok(Err(_)) | Err(_) if e.shared.is_closed() => Err(closed()),
@@ -605,8 +505,7 @@ pub unsafe extern "C" fn sb_engine_disconnect_user(
     ffi! {
         let e = sb_engine::borrow(engine, "engine")?;
         let user = args::name(user_id, "user_id")?;
-        e.live()?;
-        let n = e.chat.disconnect_user(user);
+        let n = e.host()?.disconnect_user(user);
         if let Some(c) = count.as_mut() {
             *c = n;
         }
@@ -625,7 +524,9 @@ pub unsafe extern "C" fn sb_engine_disconnect_socket(
     ffi! {
         let e = sb_engine::borrow(engine, "engine")?;
         let id = args::name(socket_id, "socket_id")?;
-        socket(e.live()?, id)?.disconnect();
+        if !e.host()?.socket_disconnect(id) {
+            return Err(no_socket(id));
+        }
         Ok(())
     }
 }

@@ -3,7 +3,8 @@
 
 use std::ffi::{c_char, c_void, CString};
 
-use switchboard::EngineBuilder;
+use futures_util::future::BoxFuture;
+use switchboard::host;
 
 use crate::args::{self, Handle};
 use crate::config::sb_config;
@@ -24,7 +25,7 @@ pub type sb_connection_callback = Option<
     unsafe extern "C" fn(userdata: *mut c_void, socket_json: *const c_char, reason: *const c_char),
 >;
 
-type ConnectionFn = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char);
+pub(crate) type ConnectionFn = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char);
 
 /// The connection callback as configured.
 pub(crate) type ConnectionHook = Option<(ConnectionFn, Userdata)>;
@@ -46,21 +47,18 @@ fn call(hook: (ConnectionFn, Userdata), socket: &serde_json::Value, reason: Opti
     };
 }
 
-/// Installs the host's connection callback on the engine being built.
-pub(crate) fn install(builder: EngineBuilder, hook: ConnectionHook) -> EngineBuilder {
-    let Some(hook) = hook else {
-        return builder;
-    };
-    builder
-        .on_connection(move |socket| {
-            call(hook, &socket.host_json(), None);
-            async {}
-        })
-        .on_disconnect(move |socket, rooms, reason| {
-            let mut json = socket.host_json();
-            json["rooms"] = rooms.iter().map(|r| r.to_string()).collect();
-            call(hook, &json, Some(reason.as_str()));
-        })
+/// The host's connection callback as the product's [`host::Lifecycle`].
+pub(crate) struct Connections(pub ConnectionFn, pub Userdata);
+
+impl host::Lifecycle for Connections {
+    fn connected(&self, socket: serde_json::Value) -> BoxFuture<'static, ()> {
+        call((self.0, self.1), &socket, None);
+        Box::pin(async {})
+    }
+
+    fn disconnected(&self, socket: serde_json::Value, reason: &str) {
+        call((self.0, self.1), &socket, Some(reason));
+    }
 }
 
 /// Calls `callback` for every socket that connects and disconnects (see

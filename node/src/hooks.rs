@@ -13,12 +13,12 @@ use futures_util::future::BoxFuture;
 use napi::bindgen_prelude::{Buffer, FnArgs, Function, Promise};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::Status;
-use serde_json::{json, Map, Value};
-use switchboard::auth::AuthError;
-use switchboard::chat::{Authenticate, HookError, MessageStore, RoomAccess};
-use switchboard::socketio::{ConnectRequest, Refusal};
+use serde_json::{json, Value};
+use switchboard::chat::{HookError, MessageStore, RoomAccess};
+use switchboard::host;
+use switchboard::socketio::Refusal;
 use switchboard::store::ChatMessage;
-use switchboard::yjs::{self, DocumentRequest};
+use switchboard::yjs;
 use switchboard::User;
 
 /// A JS function `(value) => Promise<{ok} | {error}>` callable from any thread.
@@ -70,11 +70,6 @@ fn refusal(e: &HookError) -> Refusal {
     Refusal { message, reason }
 }
 
-/// What JS `authenticate(handshake)` receives.
-fn handshake_json(request: &ConnectRequest) -> Value {
-    request.handshake_json()
-}
-
 /// The user `authenticate` resolved: `{id, username?, rooms?}`; `null` refuses.
 fn user_from(value: &Value) -> Result<Option<User>, String> {
     if value.is_null() {
@@ -106,64 +101,22 @@ fn user_from(value: &Value) -> Result<Option<User>, String> {
     }))
 }
 
-/// `authenticate(handshake) => Promise<{id, username, rooms?} | null>`.
+/// `authenticate(handshake) => Promise<{id, username, rooms?} | null>`, for Socket.IO and
+/// document connections alike (a document's handshake has `document`, and `auth` is
+/// `{token}`).
 pub struct JsAuthenticate(pub Arc<JsCallback>);
 
-impl Authenticate for JsAuthenticate {
-    fn authenticate(&self, request: &ConnectRequest) -> BoxFuture<'static, Result<User, Refusal>> {
+impl host::Authenticate for JsAuthenticate {
+    fn authenticate(&self, handshake: Value) -> BoxFuture<'static, Result<User, Refusal>> {
         let tsfn = self.0.clone();
-        let arg = handshake_json(request);
         Box::pin(async move {
-            let value = call(&tsfn, arg).await.map_err(|e| refusal(&e))?;
+            let value = call(&tsfn, handshake).await.map_err(|e| refusal(&e))?;
             user_from(&value)
                 .map_err(|e| refusal(&HookError::failed(e)))?
                 .ok_or(Refusal {
                     message: "Invalid token".into(),
                     reason: "invalid_token",
                 })
-        })
-    }
-}
-
-/// The same `authenticate` callback for Yjs document connections: the handshake's `auth` is
-/// `{token}` (the `token` query parameter), and `document` names the document.
-pub struct JsDocAuthenticate(pub Arc<JsCallback>);
-
-impl yjs::Authenticate for JsDocAuthenticate {
-    fn authenticate(
-        &self,
-        request: &DocumentRequest,
-    ) -> BoxFuture<'static, Result<User, AuthError>> {
-        let tsfn = self.0.clone();
-        let head = &request.head;
-        let mut headers = Map::new();
-        for (name, value) in &head.headers {
-            if let Ok(v) = value.to_str() {
-                headers.insert(name.as_str().to_owned(), Value::String(v.to_owned()));
-            }
-        }
-        let mut query = Map::new();
-        let raw = head.uri.query().unwrap_or("");
-        for pair in raw.split('&').filter(|p| !p.is_empty()) {
-            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-            if let Some(v) = switchboard::transport::http::query_param(raw, key) {
-                query.insert(key.to_owned(), Value::String(v));
-            }
-        }
-        let arg = json!({
-            "auth": { "token": request.token },
-            "headers": headers,
-            "query": query,
-            "address": head.peer.ip().to_string(),
-            "document": request.document,
-        });
-        Box::pin(async move {
-            let value = call(&tsfn, arg)
-                .await
-                .map_err(|e| AuthError::Refused(refusal(&e).message))?;
-            user_from(&value)
-                .map_err(|e| AuthError::Refused(refusal(&HookError::failed(e)).message))?
-                .ok_or(AuthError::Invalid)
         })
     }
 }

@@ -15,7 +15,7 @@ mod server;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -25,16 +25,14 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
 use serde_json::{json, Value};
-use switchboard::chat::{self, ChatHandle, Hooks};
+use switchboard::host::{self, Host};
 use switchboard::transport::http::Routed;
 use switchboard::{Engine, TlsSource};
 
 pub use config::NativeConfig;
 use hooks::{
-    callback, JsAuthenticate, JsCallback, JsDocAuthenticate, JsDocumentObserver, JsMessageStore,
-    JsRoomAccess,
+    callback, JsAuthenticate, JsCallback, JsDocumentObserver, JsMessageStore, JsRoomAccess,
 };
-use switchboard::yjs::{self, Yjs};
 
 pub(crate) type Notify<T> = ThreadsafeFunction<T, (), T, Status, false, true>;
 
@@ -69,11 +67,8 @@ pub struct HttpAnswer {
 /// The native engine behind `Engine`.
 #[napi]
 pub struct NativeEngine {
-    engine: Engine,
-    chat: ChatHandle,
-    yjs: Arc<Yjs>,
+    host: Host,
     events: Arc<RwLock<HashSet<String>>>,
-    closed: AtomicBool,
     /// Whether JS wants connection and disconnection calls (see `server::lifecycle`).
     lifecycle: Arc<AtomicBool>,
 }
@@ -178,72 +173,60 @@ impl NativeEngine {
                 switchboard::settings::Front::Node,
             ))
         })?;
-        let timeout = config.host_callback_timeout;
-        let authenticate = authenticate.as_ref().map(callback).transpose()?;
-        // One room rule for chat rooms and documents (`doc:<name>`).
-        let room_access: Option<Arc<dyn switchboard::chat::RoomAccess>> = authorize_room
-            .as_ref()
-            .map(callback)
-            .transpose()?
-            .map(|t| Arc::new(JsRoomAccess(t)) as _);
-        let doc_hooks = yjs::Hooks {
+        let activity = notify(&on_activity)?;
+        let events: Arc<RwLock<HashSet<String>>> = Arc::default();
+        let lifecycle = Arc::new(AtomicBool::new(false));
+        let hooks = host::Hooks {
             authenticate: authenticate
-                .clone()
-                .map(|t| Arc::new(JsDocAuthenticate(t)) as _),
-            room_access: room_access.clone(),
-            store: None,
-            observers: match &on_document_update {
-                Some(f) => vec![Arc::new(JsDocumentObserver(notify(f)?)) as _],
-                None => Vec::new(),
-            },
-        };
-        let hooks = Hooks {
-            authenticate: authenticate.map(|t| Arc::new(JsAuthenticate(t)) as _),
-            room_access,
+                .as_ref()
+                .map(callback)
+                .transpose()?
+                .map(|t| Arc::new(JsAuthenticate(t)) as _),
+            room_access: authorize_room
+                .as_ref()
+                .map(callback)
+                .transpose()?
+                .map(|t| Arc::new(JsRoomAccess(t)) as _),
             message_store: store_message
                 .as_ref()
                 .map(callback)
                 .transpose()?
                 .map(|t| Arc::new(JsMessageStore(t)) as _),
+            document_observers: match &on_document_update {
+                Some(f) => vec![Arc::new(JsDocumentObserver(notify(f)?)) as _],
+                None => Vec::new(),
+            },
+            app_events: Some(Arc::new(AppEvents {
+                on_event: callback(&on_event)?,
+                known: events.clone(),
+            })),
+            lifecycle: server::lifecycle_callback(on_lifecycle)?.map(|tsfn| {
+                Arc::new(server::JsLifecycle {
+                    tsfn,
+                    watching: lifecycle.clone(),
+                }) as _
+            }),
+            on_activity: Some(Arc::new(move |active| {
+                let _ = activity.call(active, ThreadsafeFunctionCallMode::NonBlocking);
+            })),
         };
-        let activity = notify(&on_activity)?;
-        let on_event = callback(&on_event)?;
-        let events: Arc<RwLock<HashSet<String>>> = Arc::default();
-        let builder = Engine::builder(config).on_activity(move |active| {
-            let _ = activity.call(active, ThreadsafeFunctionCallMode::NonBlocking);
-        });
-        let (builder, chat) = chat::install_with_handle(builder, hooks).map_err(err)?;
-        let (builder, yjs) = yjs::install(builder, doc_hooks).map_err(err)?;
-        let known = events.clone();
-        let builder = builder.namespace("/", move |ns| {
-            ns.on_any(move |socket, event, payload, ack| {
-                let call = AppEvent {
-                    on_event: on_event.clone(),
-                    timeout,
-                    known: known.clone(),
-                };
-                call.run(socket, event, payload, ack)
-            })
-        });
-        let lifecycle = Arc::new(AtomicBool::new(false));
-        let on_lifecycle = server::lifecycle_callback(on_lifecycle)?;
-        let builder = server::lifecycle(builder, on_lifecycle, lifecycle.clone(), timeout);
-        let engine = builder.build().map_err(err)?;
+        let host = Host::start(config, hooks).map_err(err)?;
         Ok(NativeEngine {
-            engine,
-            chat,
-            yjs,
+            host,
             events,
-            closed: AtomicBool::new(false),
             lifecycle,
         })
     }
 
     fn live(&self) -> napi::Result<&Engine> {
-        if self.closed.load(Ordering::Acquire) {
+        Ok(self.live_host()?.engine())
+    }
+
+    fn live_host(&self) -> napi::Result<&Host> {
+        if self.host.is_closed() {
             return Err(err("the engine is closed"));
         }
-        Ok(&self.engine)
+        Ok(&self.host)
     }
 
     /// Listens on `host:port` itself; returns the bound port. With `tlsCert` and `tlsKey`
@@ -280,13 +263,13 @@ impl NativeEngine {
     /// The engine's number for routing its log events (`LogSink.bind`).
     #[napi]
     pub fn log_id(&self) -> i64 {
-        i64::try_from(self.engine.log_id()).unwrap_or(0)
+        i64::try_from(self.host.engine().log_id()).unwrap_or(0)
     }
 
     /// Whether the engine serves this path (`/socket.io/`, `/yjs/…`, `/healthz`, `/metrics`).
     #[napi]
     pub fn serves(&self, path: String) -> bool {
-        self.engine.http().serves(&path)
+        self.host.engine().http().serves(&path)
     }
 
     /// Takes over an upgraded TCP socket: duplicates `fd` now (the caller destroys its
@@ -485,13 +468,13 @@ impl NativeEngine {
     /// thread only hands the data over; returns how many sockets are in the room now.
     #[napi]
     pub fn emit_to_room(&self, room: String, event: String, data: Value) -> napi::Result<u32> {
-        Ok(self.live()?.spawn_emit_to_room(room, event, data) as u32)
+        Ok(self.live_host()?.emit_to_room(room, event, data) as u32)
     }
 
     /// Emits to every connection of a user (off Node's thread, like `emit_to_room`).
     #[napi]
     pub fn emit_to_user(&self, user_id: String, event: String, data: Value) -> napi::Result<u32> {
-        self.emit_to_room(switchboard::chat::personal_room(&user_id), event, data)
+        Ok(self.live_host()?.emit_to_user(&user_id, event, data) as u32)
     }
 
     /// Stores and delivers a message to a room as `userId` (like a client's `sendMessage`);
@@ -505,15 +488,11 @@ impl NativeEngine {
         text: String,
         done: Function<'_, Value, ()>,
     ) -> napi::Result<()> {
-        let engine = self.live()?.clone();
+        let host = self.live_host()?;
         let done = notify(&done)?;
-        let chat = self.chat.clone();
-        engine.handle().clone().spawn(async move {
-            let result = match chat
-                .publish(&room, &user_id, username.as_deref(), &text)
-                .await
-            {
-                Ok(m) => json!({ "ok": { "id": m.id, "timestamp": m.timestamp } }),
+        host.publish(room, user_id, username, text, move |result| {
+            let result = match result {
+                Ok(m) => json!({ "ok": host::json::published(&m) }),
                 Err(e) => json!({ "error": e }),
             };
             let _ = done.call(result, ThreadsafeFunctionCallMode::NonBlocking);
@@ -525,144 +504,87 @@ impl NativeEngine {
     /// returns how many connections it reached.
     #[napi]
     pub fn notify_user(&self, user_id: String, event: String, data: Value) -> napi::Result<u32> {
-        self.live()?;
-        Ok(self.chat.notify_user(&user_id, &event, &data) as u32)
+        Ok(self.live_host()?.notify_user(&user_id, &event, &data) as u32)
     }
 
     /// Joins a connected socket to a room.
     #[napi]
     pub fn socket_join(&self, socket_id: String, room: String) -> bool {
-        self.socket(&socket_id).is_some_and(|s| s.join(&room))
+        self.host.socket_join(&socket_id, &room)
     }
 
     /// Removes a connected socket from a room.
     #[napi]
     pub fn socket_leave(&self, socket_id: String, room: String) -> bool {
-        self.socket(&socket_id).is_some_and(|s| s.leave(&room))
+        self.host.socket_leave(&socket_id, &room)
     }
 
     /// Emits to one socket.
     #[napi]
     pub fn socket_emit(&self, socket_id: String, event: String, data: Value) -> bool {
-        self.socket(&socket_id)
-            .is_some_and(|s| s.emit(&event, &data).is_ok())
+        self.host
+            .socket_emit(&socket_id, &event, &data)
+            .is_some_and(|r| r.is_ok())
     }
 
     /// The rooms of a socket.
     #[napi]
     pub fn socket_rooms(&self, socket_id: String) -> Vec<String> {
-        self.socket(&socket_id)
-            .map(|s| s.rooms().iter().map(|r| r.to_string()).collect())
-            .unwrap_or_default()
+        self.host.socket_rooms(&socket_id)
     }
 
     /// Disconnects one socket.
     #[napi]
     pub fn socket_disconnect(&self, socket_id: String) -> bool {
-        self.socket(&socket_id).map(|s| s.disconnect()).is_some()
-    }
-
-    fn socket(&self, id: &str) -> Option<Arc<switchboard::Socket>> {
-        self.engine.namespace("/").and_then(|ns| ns.socket(id))
+        self.host.socket_disconnect(&socket_id)
     }
 
     /// The users present in a room: `[{userId, username}]`.
     #[napi]
     pub fn presence(&self, room: String) -> Value {
-        json!(self.chat.presence(&room))
+        json!(self.host.presence(&room))
     }
 
     /// Disconnects every connection of a user; returns how many there were.
     #[napi]
     pub fn disconnect_user(&self, user_id: String) -> napi::Result<u32> {
-        self.live()?;
-        Ok(self.chat.disconnect_user(&user_id) as u32)
+        Ok(self.live_host()?.disconnect_user(&user_id) as u32)
     }
 
     /// Counters: connections, sockets, rooms, messages.
     #[napi]
     pub fn stats(&self) -> Value {
-        let m = self.engine.metrics();
-        json!({
-            "connections": m.connections.get(),
-            "sockets": m.sockets.get(),
-            "rooms": self.chat.rooms().len(),
-            "messages": m.messages.get(),
-            "packetsIn": m.packets_in.get(),
-            "packetsOut": m.packets_out.get(),
-            "documents": self.yjs.document_count(),
-            "documentConnections": self.yjs.connection_count(),
-        })
+        self.host.stats()
     }
 
     /// Closes every connection and stops the engine's runtime. Idempotent.
     #[napi]
     pub fn close(&self) {
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            self.engine.shutdown(Duration::from_millis(500));
-        }
+        self.host.shutdown(Duration::from_millis(500));
     }
 }
 
-/// Hands a client event without a Rust handler to JS, and its result back as the ack.
-struct AppEvent {
+/// The app's events registered with `engine.on(event)`, handed to JS's `onEvent({event,
+/// args, socket})`.
+struct AppEvents {
     on_event: Arc<JsCallback>,
-    timeout: Duration,
     known: Arc<RwLock<HashSet<String>>>,
 }
 
-impl AppEvent {
-    async fn run(
-        self,
-        socket: Arc<switchboard::Socket>,
-        event: String,
-        payload: switchboard::Payload,
-        ack: Option<switchboard::AckSender>,
-    ) {
-        app_event(
-            &self.on_event,
-            self.timeout,
-            &self.known,
-            socket,
-            event,
-            payload,
-            ack,
-        )
-        .await
+impl host::AppEvents for AppEvents {
+    fn handles(&self, event: &str) -> bool {
+        self.known.read().is_ok_and(|k| k.contains(event))
     }
-}
 
-async fn app_event(
-    on_event: &JsCallback,
-    timeout: Duration,
-    known: &RwLock<HashSet<String>>,
-    socket: Arc<switchboard::Socket>,
-    event: String,
-    payload: switchboard::Payload,
-    ack: Option<switchboard::AckSender>,
-) {
-    let registered = known.read().is_ok_and(|k| k.contains(&event));
-    if !registered {
-        if let Some(ack) = ack {
-            ack.send(vec![
-                json!({"code": "INVALID_MESSAGE", "message": format!("Unknown event {event}")}),
-            ]);
-        }
-        return;
-    }
-    let arg = json!({
-        "event": event,
-        "args": payload.args,
-        "socket": socket.host_json(),
-    });
-    let result = match tokio::time::timeout(timeout, hooks::call(on_event, arg)).await {
-        Ok(r) => r,
-        Err(_) => Err(switchboard::chat::HookError::Engine(format!(
-            "handler for {event} timed out"
-        ))),
-    };
-    if let Some(ack) = ack {
-        ack.send_result(&event, result);
+    fn call(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        socket: Value,
+    ) -> futures_util::future::BoxFuture<'static, Result<Value, switchboard::chat::HookError>> {
+        let on_event = self.on_event.clone();
+        let arg = json!({ "event": event, "args": args, "socket": socket });
+        Box::pin(async move { hooks::call(&on_event, arg).await })
     }
 }
 

@@ -6,52 +6,44 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use napi::bindgen_prelude::{Function, Promise};
 use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi_derive::napi;
 use serde_json::{json, Value};
+use switchboard::host;
 use switchboard::socketio::{AckError, Payload};
-use switchboard::EngineBuilder;
 
 use crate::hooks::{self, JsCallback};
 use crate::{err, notify, HttpAnswer, NativeEngine};
 
-/// Installs the connection and disconnection hooks that call JS's `onLifecycle({kind,
-/// socket, reason?})`, only while `watching` is set (JS sets it once it has a listener or
-/// keeps data for a socket), so an engine without listeners pays nothing per connection.
-pub(crate) fn lifecycle(
-    builder: EngineBuilder,
-    on_lifecycle: Option<Arc<JsCallback>>,
-    watching: Arc<AtomicBool>,
-    timeout: Duration,
-) -> EngineBuilder {
-    let Some(tsfn) = on_lifecycle else {
-        return builder;
-    };
-    let (on_connect, on_gone, w1, w2) = (tsfn.clone(), tsfn, watching.clone(), watching);
-    builder
-        .on_connection(move |socket| {
-            let (tsfn, watching) = (on_connect.clone(), w1.clone());
-            async move {
-                if !watching.load(Ordering::Acquire) {
-                    return;
-                }
-                let arg = json!({"kind": "connect", "socket": socket.host_json()});
-                // Awaited, bounded: rooms joined in `onConnection` are joined before the
-                // client's first event is handled (as in Socket.IO).
-                let _ = tokio::time::timeout(timeout, hooks::call(&tsfn, arg)).await;
-            }
+/// JS's `onLifecycle({kind, socket, reason?})` as the product's connection callbacks,
+/// called only while `watching` is set (JS sets it once it has a listener or keeps data for
+/// a socket), so an engine without listeners pays nothing per connection.
+pub(crate) struct JsLifecycle {
+    pub tsfn: Arc<JsCallback>,
+    pub watching: Arc<AtomicBool>,
+}
+
+impl host::Lifecycle for JsLifecycle {
+    fn watching(&self) -> bool {
+        self.watching.load(Ordering::Acquire)
+    }
+
+    fn connected(&self, socket: Value) -> BoxFuture<'static, ()> {
+        let tsfn = self.tsfn.clone();
+        let arg = json!({"kind": "connect", "socket": socket});
+        // Awaited (the product bounds it by `host_callback_timeout`).
+        Box::pin(async move {
+            let _ = hooks::call(&tsfn, arg).await;
         })
-        .on_disconnect(move |socket, rooms, reason| {
-            if !w2.load(Ordering::Acquire) {
-                return;
-            }
-            let mut host = socket.host_json();
-            host["rooms"] = json!(rooms.iter().map(|r| r.to_string()).collect::<Vec<_>>());
-            let arg = json!({"kind": "disconnect", "socket": host, "reason": reason.as_str()});
-            // Not awaited: this runs inside the socket's cleanup, on any thread.
-            let _ = on_gone.call(arg, ThreadsafeFunctionCallMode::NonBlocking);
-        })
+    }
+
+    fn disconnected(&self, socket: Value, reason: &str) {
+        let arg = json!({"kind": "disconnect", "socket": socket, "reason": reason});
+        // Not awaited: this runs inside the socket's cleanup, on any thread.
+        let _ = self.tsfn.call(arg, ThreadsafeFunctionCallMode::NonBlocking);
+    }
 }
 
 /// Turns an acknowledgement failure into `{error: {code, message}}`.
@@ -123,19 +115,13 @@ impl NativeEngine {
     /// Whether a socket is connected to this node.
     #[napi]
     pub fn socket_connected(&self, socket_id: String) -> bool {
-        self.engine.socket(&socket_id).is_some()
+        self.host.engine().socket(&socket_id).is_some()
     }
 
     /// The rooms with sockets on this node: `[{roomId, sockets}]`, sorted.
     #[napi]
     pub fn rooms(&self) -> Value {
-        Value::Array(
-            self.engine
-                .rooms()
-                .into_iter()
-                .map(|(room, n)| json!({"roomId": room, "sockets": n}))
-                .collect(),
-        )
+        self.host.socket_rooms_of_node()
     }
 
     /// The sockets in `room` across the cluster: `done([{id, user, rooms}])`, with what
@@ -164,7 +150,7 @@ impl NativeEngine {
     /// works after `close()` too: then it says `shutting down`.
     #[napi]
     pub fn health(&self) -> HttpAnswer {
-        let reply = self.engine.http().health();
+        let reply = self.host.engine().http().health();
         HttpAnswer {
             status: u32::from(reply.status.as_u16()),
             headers: vec!["content-type".into(), "application/json".into()],
@@ -177,7 +163,7 @@ impl NativeEngine {
     /// healthz}`, `null` for those turned off.
     #[napi]
     pub fn endpoints(&self) -> napi::Result<Value> {
-        serde_json::to_value(self.engine.config().endpoints()).map_err(err)
+        serde_json::to_value(self.host.engine().config().endpoints()).map_err(err)
     }
 }
 

@@ -229,8 +229,9 @@ impl ChatHandle {
         self.0.notify_user(user_id, event, data)
     }
 
-    /// Disconnects every connection of a user (Socket.IO and SSE); returns how many.
-    pub fn disconnect_user(&self, user_id: &str) -> usize {
+    /// Disconnects every connection of a user (Socket.IO and SSE), on every node; returns
+    /// how many were on this one. Hosts call [`crate::host::Host::disconnect_user`].
+    pub(crate) fn disconnect_user(&self, user_id: &str) -> usize {
         self.0.disconnect_user(user_id)
     }
 }

@@ -108,6 +108,15 @@ impl SocketIo {
         self.namespaces.get(name)
     }
 
+    /// Every socket still in a namespace, of every namespace (a shutdown waits until there
+    /// is none).
+    pub(crate) fn all_sockets(&self) -> Vec<Arc<Socket>> {
+        self.namespaces
+            .values()
+            .flat_map(|ns| ns.sockets())
+            .collect()
+    }
+
     async fn on_text(&self, session: &Arc<Session>, text: Bytes) {
         if session.data.partial.lock().is_some() {
             // Text while attachments are pending: the client broke the protocol.

@@ -62,33 +62,6 @@ pub struct ConnectRequest {
     pub session: Arc<Session>,
 }
 
-impl ConnectRequest {
-    /// The handshake as hosts' authentication callbacks receive it:
-    /// `{auth, headers, query, address}` (headers and query as string maps).
-    pub fn handshake_json(&self) -> Value {
-        let hs = &self.session.handshake;
-        let mut headers = serde_json::Map::new();
-        for (name, value) in &hs.headers {
-            if let Ok(v) = value.to_str() {
-                headers.insert(name.as_str().to_owned(), Value::String(v.to_owned()));
-            }
-        }
-        let mut query = serde_json::Map::new();
-        for pair in hs.query.split('&').filter(|p| !p.is_empty()) {
-            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-            if let Some(v) = hs.query_param(key) {
-                query.insert(key.to_owned(), Value::String(v));
-            }
-        }
-        serde_json::json!({
-            "auth": self.auth,
-            "headers": headers,
-            "query": query,
-            "address": hs.address.ip().to_string(),
-        })
-    }
-}
-
 /// A namespace's handlers, fixed before the engine starts.
 #[derive(Default)]
 pub struct NamespaceBuilder {

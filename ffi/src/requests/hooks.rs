@@ -3,9 +3,52 @@
 
 use super::*;
 
-/// What the host's authentication callback gets.
-fn handshake_json(request: &ConnectRequest) -> String {
-    request.handshake_json().to_string()
+impl HostHooks {
+    /// The configured hooks as the product's: each callback (or the event queue) behind the
+    /// Rust trait the product calls. App events always go to the host (the queue when no
+    /// callback is set), which answers those it did not register.
+    pub(crate) fn product_hooks(&self, shared: &Arc<Shared>) -> host::Hooks {
+        host::Hooks {
+            authenticate: self.auth.map(|route| {
+                Arc::new(HostAuth {
+                    shared: shared.clone(),
+                    route,
+                }) as _
+            }),
+            room_access: self.room_access.map(|route| {
+                Arc::new(HostRoomAccess {
+                    shared: shared.clone(),
+                    route,
+                }) as Arc<dyn RoomAccess>
+            }),
+            message_store: self.store.map(|route| {
+                Arc::new(HostStore {
+                    shared: shared.clone(),
+                    route,
+                }) as _
+            }),
+            document_observers: self
+                .document_update
+                .map(|(callback, userdata)| {
+                    Arc::new(HostDocumentObserver {
+                        shared: shared.clone(),
+                        callback,
+                        userdata,
+                    }) as _
+                })
+                .into_iter()
+                .collect(),
+            app_events: Some(Arc::new(AppEvents {
+                shared: shared.clone(),
+                route: self.app.unwrap_or(Route::Queue),
+                names: self.app_events.clone(),
+            })),
+            lifecycle: self
+                .connection
+                .map(|(f, userdata)| Arc::new(crate::server::Connections(f, userdata)) as _),
+            on_activity: None,
+        }
+    }
 }
 
 /// Asks the host who a connecting client is (`handshake` is the JSON its callback gets),
@@ -29,17 +72,18 @@ async fn ask_auth(
     shared.ask(Pending::Auth, deliver).await
 }
 
-/// Authentication by the host.
+/// Authentication by the host, of Socket.IO and document connections alike (one request
+/// kind, so `sb_auth_request_accept`/`_refuse` complete both).
 pub(crate) struct HostAuth {
     pub shared: Arc<Shared>,
     pub route: Route<AuthFn>,
 }
 
-impl Authenticate for HostAuth {
-    fn authenticate(&self, request: &ConnectRequest) -> BoxFuture<'static, Result<User, Refusal>> {
+impl host::Authenticate for HostAuth {
+    fn authenticate(&self, handshake: Value) -> BoxFuture<'static, Result<User, Refusal>> {
         let shared = self.shared.clone();
         let route = self.route;
-        let handshake = c_string(&handshake_json(request));
+        let handshake = c_string(&handshake.to_string());
         Box::pin(async move {
             ask_auth(&shared, route, handshake)
                 .await
@@ -47,57 +91,6 @@ impl Authenticate for HostAuth {
                     message,
                     reason: "refused_by_host",
                 })
-        })
-    }
-}
-
-/// What the host's authentication callback gets for a document connection: the handshake's
-/// shape, with the token as `auth.token` and the document's name.
-fn document_handshake_json(request: &DocumentRequest) -> String {
-    let head = &request.head;
-    let mut headers = Map::new();
-    for (name, value) in &head.headers {
-        if let Ok(v) = value.to_str() {
-            headers.insert(name.as_str().to_owned(), Value::String(v.to_owned()));
-        }
-    }
-    let raw = head.uri.query().unwrap_or("");
-    let mut query = Map::new();
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-        if let Some(v) = switchboard::transport::http::query_param(raw, key) {
-            query.insert(key.to_owned(), Value::String(v));
-        }
-    }
-    json!({
-        "auth": { "token": request.token },
-        "headers": headers,
-        "query": query,
-        "address": head.peer.ip().to_string(),
-        "document": request.document,
-    })
-    .to_string()
-}
-
-/// Authentication of document connections by the host: the same callback (or queue) and the
-/// same request kind as [`HostAuth`], so `sb_auth_request_accept`/`_refuse` complete both.
-pub(crate) struct HostDocAuth {
-    pub shared: Arc<Shared>,
-    pub route: Route<AuthFn>,
-}
-
-impl yjs::Authenticate for HostDocAuth {
-    fn authenticate(
-        &self,
-        request: &DocumentRequest,
-    ) -> BoxFuture<'static, Result<User, AuthError>> {
-        let shared = self.shared.clone();
-        let route = self.route;
-        let handshake = c_string(&document_handshake_json(request));
-        Box::pin(async move {
-            ask_auth(&shared, route, handshake)
-                .await
-                .map_err(AuthError::Refused)
         })
     }
 }
@@ -186,54 +179,39 @@ pub(crate) struct AppEvents {
     pub shared: Arc<Shared>,
     pub route: Route<AppFn>,
     pub names: HashSet<String>,
-    pub timeout: Duration,
 }
 
-impl AppEvents {
-    pub(crate) async fn handle(
+impl host::AppEvents for AppEvents {
+    fn handles(&self, event: &str) -> bool {
+        self.names.contains(event)
+    }
+
+    fn call(
         &self,
-        socket: Arc<Socket>,
-        event: String,
-        payload: Payload,
-        ack: Option<AckSender>,
-    ) {
-        if !self.names.contains(&event) {
-            if let Some(ack) = ack {
-                ack.send(vec![
-                    json!({"code": "INVALID_MESSAGE", "message": format!("Unknown event {event}")}),
-                ]);
-            }
-            return;
-        }
-        let name = c_string(&event);
-        let args = c_string(&Value::Array(payload.args).to_string());
-        let socket_json = c_string(&socket.host_json().to_string());
-        let shared = &self.shared;
+        event: &str,
+        args: Vec<Value>,
+        socket: Value,
+    ) -> BoxFuture<'static, Result<Value, HookError>> {
+        let shared = self.shared.clone();
         let route = self.route;
-        let deliver = |id| match route {
-            // SAFETY: the callback's contract; the strings outlive the call.
-            Route::Callback(f, ud) => shared.call(|| unsafe {
-                f(ud.0, id, name.as_ptr(), args.as_ptr(), socket_json.as_ptr())
-            }),
-            Route::Queue => shared.enqueue(sb_event::new(
-                sb_event_kind::SB_EVENT_APP,
-                id,
-                Some(name.clone()),
-                args.clone(),
-                Some(socket_json.clone()),
-            )),
-        };
-        let result = match tokio::time::timeout(
-            self.timeout,
-            shared.ask(Pending::AppEvent, deliver),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(HookError::Engine(format!("handler for {event} timed out"))),
-        };
-        if let Some(ack) = ack {
-            ack.send_result(&event, result);
-        }
+        let name = c_string(event);
+        let args = c_string(&Value::Array(args).to_string());
+        let socket_json = c_string(&socket.to_string());
+        Box::pin(async move {
+            let deliver = |id| match route {
+                // SAFETY: the callback's contract; the strings outlive the call.
+                Route::Callback(f, ud) => shared.call(|| unsafe {
+                    f(ud.0, id, name.as_ptr(), args.as_ptr(), socket_json.as_ptr())
+                }),
+                Route::Queue => shared.enqueue(sb_event::new(
+                    sb_event_kind::SB_EVENT_APP,
+                    id,
+                    Some(name.clone()),
+                    args.clone(),
+                    Some(socket_json.clone()),
+                )),
+            };
+            shared.ask(Pending::AppEvent, deliver).await
+        })
     }
 }

@@ -19,13 +19,13 @@ use std::time::Duration;
 use crossbeam_channel::{Sender, TrySendError};
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
-use serde_json::{json, Map, Value};
-use switchboard::auth::AuthError;
-use switchboard::chat::{Authenticate, HookError, MessageStore, RoomAccess};
-use switchboard::socketio::{ConnectRequest, Refusal};
+use serde_json::Value;
+use switchboard::chat::{HookError, MessageStore, RoomAccess};
+use switchboard::host;
+use switchboard::socketio::Refusal;
 use switchboard::store::ChatMessage;
-use switchboard::yjs::{self, DocumentRequest};
-use switchboard::{AckSender, Payload, Socket, User};
+use switchboard::yjs;
+use switchboard::User;
 use tokio::sync::oneshot;
 
 use crate::args::{self, c_string};
@@ -407,7 +407,6 @@ mod complete;
 mod hooks;
 
 pub use complete::*;
-pub(crate) use hooks::*;
 
 #[cfg(test)]
 mod tests {

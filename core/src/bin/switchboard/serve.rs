@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
+use switchboard::host::{self, Host};
 use switchboard::settings::Front;
-use switchboard::{chat, yjs, Config, Engine, RoomPolicy};
+use switchboard::{Config, Engine, RoomPolicy};
 
 /// Arguments of `switchboard serve`. Each may also come from `--config FILE` (TOML, the same
 /// names with underscores); flags and environment variables win over the file.
@@ -669,10 +670,11 @@ pub fn run(mut args: ServeArgs) -> Result<(), String> {
     let config = config_from(&args)?;
     let host = args.host.unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let port = args.port.unwrap_or(3000);
-    let engine = chat::install(Engine::builder(config), chat::Hooks::default())
-        .and_then(|b| yjs::install(b, yjs::Hooks::default()))
-        .and_then(|(b, _)| b.build())
-        .map_err(|e| e.to_string())?;
+    // The product the bindings ship, with the built-in behaviour for every hook.
+    let engine = Host::start(config, host::Hooks::default())
+        .map_err(|e| e.to_string())?
+        .engine()
+        .clone();
     let listening = engine
         .listen(SocketAddr::new(host, port))
         .map_err(|e| e.to_string())?;
