@@ -32,6 +32,7 @@ pub mod settings;
 pub mod socketio;
 pub mod sse;
 pub mod store;
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
 pub mod transport;
