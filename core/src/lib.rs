@@ -35,6 +35,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
+pub mod tower;
 pub mod transport;
 pub mod yjs;
 

@@ -9,7 +9,6 @@ use futures_util::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -567,12 +566,16 @@ impl HttpApp {
         })
     }
 
-    /// Serves one request from hyper.
-    pub(crate) async fn handle(
+    /// Serves one request from hyper (the engine's listeners), or from a host's hyper stack
+    /// through [`crate::tower`]: any body type.
+    pub(crate) async fn handle<B>(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<B>,
         peer: SocketAddr,
-    ) -> Response<ResponseBody> {
+    ) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes>,
+    {
         let (parts, body) = req.into_parts();
         let head = RequestHead {
             method: parts.method.clone(),
