@@ -90,9 +90,9 @@ impl Mount {
         E: Send + 'static,
     {
         let peer = (self.peer)(req.extensions()).unwrap_or(UNKNOWN_PEER);
-        let task = self.runtime.spawn(self.app.clone().handle(req, peer));
+        let mut task = AbortOnDrop(self.runtime.spawn(self.app.clone().handle(req, peer)));
         Box::pin(async move {
-            Ok(task.await.unwrap_or_else(|e| {
+            Ok((&mut task.0).await.unwrap_or_else(|e| {
                 // Only when the engine's runtime stopped (shutdown) or the task panicked.
                 tracing::debug!(error = %e, "engine request task ended early");
                 HttpReply::json(
@@ -102,6 +102,17 @@ impl Mount {
                 .into_response()
             }))
         })
+    }
+}
+
+/// Ends the request's task when the host drops its future (the client went away), as hyper
+/// drops the request on the engine's own listener: a long-poll then ends at once instead of
+/// holding its session's GET slot until the next ping.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
