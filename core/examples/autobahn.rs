@@ -29,8 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // difference in the golden file.
     let config = Config::default()
         .jwt_secret("autobahn-test-secret")
-        .ping_interval(Duration::from_secs(600))?
-        .yjs_ping_interval(Duration::from_secs(600))?
+        .ping_interval(Duration::from_secs(600))
+        .yjs_ping_interval(Duration::from_secs(600))
         .recovery_window(Duration::ZERO);
     let builder = chat::install(Engine::builder(config), chat::Hooks::default())?;
     let (builder, _yjs) = yjs::install(builder, yjs::Hooks::default())?;

@@ -43,14 +43,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
     let config = Config::default()
-        .ping_interval(Duration::from_millis(300))?
-        .ping_timeout(Duration::from_millis(200))?
+        .ping_interval(Duration::from_millis(300))
+        .ping_timeout(Duration::from_millis(200))
         .recovery_window(Duration::ZERO)
         // Two of the suites' checks send requests on separate connections at once and expect
         // them handled in the order they were sent (a GET racing a POST `1`; a GET racing the
         // WebSocket's `5`), as single-threaded Node does. With two workers the second worker
         // may take the later connection first; one worker keeps arrival order.
-        .worker_threads(1)?;
+        .worker_threads(1);
     let engine = Engine::builder(config)
         .namespace("/", |ns| {
             ns.on_connect(|socket| async move {

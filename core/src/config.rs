@@ -87,13 +87,17 @@ pub enum ConfigError {
 
 /// Every setting of the engine, with the defaults of the wire contract.
 ///
-/// Build one with [`Config::default`] and the consuming setters, which validate:
+/// Build one with [`Config::default`] and the consuming setters. They only store their
+/// values; [`Config::validate`] checks them all, and the engine calls it once when it is
+/// built, so a bad value fails there with a [`ConfigError`] naming the setting:
 ///
 /// ```
 /// # use std::time::Duration;
 /// let config = switchboard::Config::default()
 ///     .jwt_secret("dev-secret-change-me")
-///     .ping_interval(Duration::from_secs(10)).unwrap();
+///     .ping_interval(Duration::from_secs(10));
+/// assert!(config.validate().is_ok());
+/// assert!(config.ping_interval(Duration::ZERO).validate().is_err());
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -327,28 +331,6 @@ impl Default for Config {
     }
 }
 
-fn positive(setting: &'static str, d: Duration) -> Result<Duration, ConfigError> {
-    if d.is_zero() {
-        Err(ConfigError::Invalid {
-            setting,
-            reason: "must be greater than zero".into(),
-        })
-    } else {
-        Ok(d)
-    }
-}
-
-fn at_least(setting: &'static str, n: usize, min: usize) -> Result<usize, ConfigError> {
-    if n < min {
-        Err(ConfigError::Invalid {
-            setting,
-            reason: format!("must be at least {min}, got {n}"),
-        })
-    } else {
-        Ok(n)
-    }
-}
-
 /// The shortest HS256 secret the engine accepts, in bytes. Anyone who can guess or
 /// brute-force the secret can forge tokens for any user; an empty secret makes forging
 /// trivial. RFC 7518 asks for at least 32 bytes for HS256; 16 is the floor so that existing
@@ -378,14 +360,12 @@ impl Config {
         self
     }
 
-    /// Checks the settings that their setters cannot (fields set directly, setters that do
-    /// not fail); the engine calls it before it starts, so every binding gets the same rules.
+    /// Checks every setting: the setters only store their values, and the engine calls this
+    /// once before it starts, so every binding gets the same rules and the same messages
+    /// ([`crate::settings::describe`] names the setting in each front door's spelling).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let JwtKey::Secret(secret) = &self.jwt {
-            check_jwt_secret(secret)?;
-        }
-        checks::validate(self)?;
-        Ok(())
+        checks::check_values(self)?;
+        checks::check_required(self)
     }
 
     /// Verifies RS256/ES256 tokens with this PEM public key.
@@ -395,35 +375,35 @@ impl Config {
     }
 
     /// Sets the ping interval (must be positive).
-    pub fn ping_interval(mut self, d: Duration) -> Result<Self, ConfigError> {
-        self.ping_interval = positive("ping_interval", d)?;
-        Ok(self)
+    pub fn ping_interval(mut self, d: Duration) -> Self {
+        self.ping_interval = d;
+        self
     }
 
     /// Sets how long a request's headers, then its body, may take to arrive (must be
     /// positive).
-    pub fn request_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
-        self.request_timeout = positive("request_timeout", d)?;
-        Ok(self)
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
     }
 
     /// Sets how long a polling-to-WebSocket upgrade may take (must be positive).
-    pub fn upgrade_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
-        self.upgrade_timeout = positive("upgrade_timeout", d)?;
-        Ok(self)
+    pub fn upgrade_timeout(mut self, d: Duration) -> Self {
+        self.upgrade_timeout = d;
+        self
     }
 
     /// Sets how long a new session may take to join a namespace (must be positive).
-    pub fn connect_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
-        self.connect_timeout = positive("connect_timeout", d)?;
-        Ok(self)
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
     }
 
     /// Sets how long a WebSocket client may take no bytes while frames wait (must be
     /// positive).
-    pub fn send_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
-        self.send_timeout = positive("send_timeout", d)?;
-        Ok(self)
+    pub fn send_timeout(mut self, d: Duration) -> Self {
+        self.send_timeout = d;
+        self
     }
 
     /// Caps the sessions that have not joined a namespace yet (0 = no cap).
@@ -433,28 +413,28 @@ impl Config {
     }
 
     /// Sets the largest HTTP request head (at least 8 KiB: a browser's headers must fit).
-    pub fn max_header_bytes(mut self, bytes: usize) -> Result<Self, ConfigError> {
-        self.max_header_bytes = at_least("max_header_bytes", bytes, 8 * 1024)?;
-        Ok(self)
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes;
+        self
     }
 
     /// Sets the bytes of events a socket may have waiting behind a slow handler (at least
     /// 64 KiB).
-    pub fn max_queued_event_bytes(mut self, bytes: usize) -> Result<Self, ConfigError> {
-        self.max_queued_event_bytes = at_least("max_queued_event_bytes", bytes, 64 * 1024)?;
-        Ok(self)
+    pub fn max_queued_event_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_event_bytes = bytes;
+        self
     }
 
     /// Sets the ping timeout (must be positive).
-    pub fn ping_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
-        self.ping_timeout = positive("ping_timeout", d)?;
-        Ok(self)
+    pub fn ping_timeout(mut self, d: Duration) -> Self {
+        self.ping_timeout = d;
+        self
     }
 
     /// Sets the largest accepted payload (at least 128 bytes, so a CONNECT with a token fits).
-    pub fn max_payload(mut self, bytes: usize) -> Result<Self, ConfigError> {
-        self.max_payload = at_least("max_payload", bytes, 128)?;
-        Ok(self)
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
     }
 
     /// Allows these browser origins (replaces the list).
@@ -470,29 +450,23 @@ impl Config {
     }
 
     /// Sets the per-connection rate limit (0 = off) and its burst.
-    pub fn rate_limit(mut self, per_second: u32, burst: u32) -> Result<Self, ConfigError> {
-        if per_second > 0 && burst == 0 {
-            return Err(ConfigError::Invalid {
-                setting: "rate_limit_burst",
-                reason: "must be at least 1 when rate limiting is on".into(),
-            });
-        }
+    pub fn rate_limit(mut self, per_second: u32, burst: u32) -> Self {
         self.rate_limit_per_second = per_second;
         self.rate_limit_burst = burst;
-        Ok(self)
+        self
     }
 
     /// Sets the outbound queue limits (frames and bytes) per connection.
-    pub fn outbound_queue(mut self, frames: usize, bytes: usize) -> Result<Self, ConfigError> {
-        self.outbound_queue_frames = at_least("outbound_queue_frames", frames, 16)?;
-        self.outbound_queue_bytes = at_least("outbound_queue_bytes", bytes, 64 * 1024)?;
-        Ok(self)
+    pub fn outbound_queue(mut self, frames: usize, bytes: usize) -> Self {
+        self.outbound_queue_frames = frames;
+        self.outbound_queue_bytes = bytes;
+        self
     }
 
     /// Sets how long typing indicators last without a stop.
-    pub fn typing_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
-        self.typing_timeout = positive("typing_timeout", d)?;
-        Ok(self)
+    pub fn typing_timeout(mut self, d: Duration) -> Self {
+        self.typing_timeout = d;
+        self
     }
 
     /// Sets how long a dropped connection may come back and recover its state.
@@ -502,15 +476,15 @@ impl Config {
     }
 
     /// Sets the most bytes of broadcasts the recovery log keeps (at least 64 KiB).
-    pub fn recovery_log_bytes(mut self, bytes: usize) -> Result<Self, ConfigError> {
-        self.recovery_log_bytes = at_least("recovery_log_bytes", bytes, 64 * 1024)?;
-        Ok(self)
+    pub fn recovery_log_bytes(mut self, bytes: usize) -> Self {
+        self.recovery_log_bytes = bytes;
+        self
     }
 
     /// Sets the time between `:ping` comments on idle SSE streams.
-    pub fn sse_ping_interval(mut self, d: Duration) -> Result<Self, ConfigError> {
-        self.sse_ping_interval = positive("sse_ping_interval", d)?;
-        Ok(self)
+    pub fn sse_ping_interval(mut self, d: Duration) -> Self {
+        self.sse_ping_interval = d;
+        self
     }
 
     /// Sets how long a dropped connection still counts in presence.
@@ -520,10 +494,10 @@ impl Config {
     }
 
     /// Sets the history cache bounds: rooms (at least 1) and bytes (at least 1 MiB).
-    pub fn history_cache(mut self, rooms: usize, bytes: usize) -> Result<Self, ConfigError> {
-        self.history_cache_rooms = at_least("history_cache_rooms", rooms, 1)?;
-        self.history_cache_bytes = at_least("history_cache_bytes", bytes, 1024 * 1024)?;
-        Ok(self)
+    pub fn history_cache(mut self, rooms: usize, bytes: usize) -> Self {
+        self.history_cache_rooms = rooms;
+        self.history_cache_bytes = bytes;
+        self
     }
 
     /// Stores history under this directory.
@@ -539,15 +513,9 @@ impl Config {
     }
 
     /// Sets the cluster heartbeat (at least 100 ms).
-    pub fn cluster_heartbeat(mut self, d: Duration) -> Result<Self, ConfigError> {
-        if d < Duration::from_millis(100) {
-            return Err(ConfigError::Invalid {
-                setting: "cluster_heartbeat",
-                reason: "must be at least 100 ms".into(),
-            });
-        }
+    pub fn cluster_heartbeat(mut self, d: Duration) -> Self {
         self.cluster_heartbeat = d;
-        Ok(self)
+        self
     }
 
     /// Turns on the server HTTP API with this key.
@@ -558,38 +526,18 @@ impl Config {
 
     /// Serves HTTPS and WSS with the PEM certificate chain and private key in these files
     /// (read when the engine is built, and again on [`crate::Engine::reload_tls`]).
-    pub fn tls_files(
-        mut self,
-        cert: impl Into<PathBuf>,
-        key: impl Into<PathBuf>,
-    ) -> Result<Self, ConfigError> {
+    pub fn tls_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         let (cert, key) = (cert.into(), key.into());
-        if cert.as_os_str().is_empty() || key.as_os_str().is_empty() {
-            return Err(ConfigError::Invalid {
-                setting: "tls",
-                reason: "give both a certificate file and a key file".into(),
-            });
-        }
         self.tls = Some(TlsSource::Files { cert, key });
-        Ok(self)
+        self
     }
 
     /// Serves HTTPS and WSS with this PEM certificate chain and private key (contents, not
     /// file names).
-    pub fn tls_pem(
-        mut self,
-        cert: impl Into<Vec<u8>>,
-        key: impl Into<Vec<u8>>,
-    ) -> Result<Self, ConfigError> {
+    pub fn tls_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
         let (cert, key) = (cert.into(), key.into());
-        if cert.is_empty() || key.is_empty() {
-            return Err(ConfigError::Invalid {
-                setting: "tls",
-                reason: "give both a PEM certificate and a PEM key".into(),
-            });
-        }
         self.tls = Some(TlsSource::Pem { cert, key });
-        Ok(self)
+        self
     }
 
     /// Caps simultaneous connections (0 = no cap).
@@ -599,81 +547,56 @@ impl Config {
     }
 
     /// Sets the worker threads of the engine's own runtime.
-    pub fn worker_threads(mut self, n: usize) -> Result<Self, ConfigError> {
-        self.worker_threads = Some(at_least("worker_threads", n, 1)?);
-        Ok(self)
+    pub fn worker_threads(mut self, n: usize) -> Self {
+        self.worker_threads = Some(n);
+        self
     }
 
     /// Sets how long host callbacks may take.
-    pub fn host_callback_timeout(mut self, d: Duration) -> Result<Self, ConfigError> {
-        self.host_callback_timeout = positive("host_callback_timeout", d)?;
-        Ok(self)
+    pub fn host_callback_timeout(mut self, d: Duration) -> Self {
+        self.host_callback_timeout = d;
+        self
     }
 
     /// Sets the path prefix of the Yjs documents (must start and end with `/`).
-    pub fn yjs_path(mut self, prefix: impl Into<String>) -> Result<Self, ConfigError> {
-        let prefix = prefix.into();
-        if !prefix.starts_with('/') || !prefix.ends_with('/') || prefix.len() < 2 {
-            return Err(ConfigError::Invalid {
-                setting: "yjs_path",
-                reason: format!("must start and end with `/`, like `/yjs/`, got `{prefix}`"),
-            });
-        }
-        self.yjs_path = prefix;
-        Ok(self)
+    pub fn yjs_path(mut self, prefix: impl Into<String>) -> Self {
+        self.yjs_path = prefix.into();
+        self
     }
 
     /// Sets how long a Yjs document without connections stays loaded.
-    pub fn yjs_idle_unload(mut self, d: Duration) -> Result<Self, ConfigError> {
-        self.yjs_idle_unload = positive("yjs_idle_unload", d)?;
-        Ok(self)
+    pub fn yjs_idle_unload(mut self, d: Duration) -> Self {
+        self.yjs_idle_unload = d;
+        self
     }
 
     /// Sets when changed Yjs documents are stored: after `debounce` without changes, and at
     /// the latest `max_delay` after the first unstored change.
-    pub fn yjs_store_debounce(
-        mut self,
-        debounce: Duration,
-        max_delay: Duration,
-    ) -> Result<Self, ConfigError> {
-        if max_delay < debounce {
-            return Err(ConfigError::Invalid {
-                setting: "yjs_store_max_delay",
-                reason: "must be at least the debounce".into(),
-            });
-        }
+    pub fn yjs_store_debounce(mut self, debounce: Duration, max_delay: Duration) -> Self {
         self.yjs_store_debounce = debounce;
-        self.yjs_store_max_delay = positive("yjs_store_max_delay", max_delay)?;
-        Ok(self)
+        self.yjs_store_max_delay = max_delay;
+        self
     }
 
     /// Sets the largest Yjs message a client may send and the largest Yjs document.
-    pub fn yjs_limits(
-        mut self,
-        max_update_bytes: usize,
-        max_document_bytes: usize,
-    ) -> Result<Self, ConfigError> {
-        self.yjs_max_update_bytes = at_least("yjs_max_update_bytes", max_update_bytes, 1024)?;
-        self.yjs_max_document_bytes = at_least("yjs_max_document_bytes", max_document_bytes, 1024)?;
-        Ok(self)
+    pub fn yjs_limits(mut self, max_update_bytes: usize, max_document_bytes: usize) -> Self {
+        self.yjs_max_update_bytes = max_update_bytes;
+        self.yjs_max_document_bytes = max_document_bytes;
+        self
     }
 
     /// Sets the largest awareness state of one client id and the most client ids one
     /// connection may set states for (Yjs).
-    pub fn yjs_awareness_limits(
-        mut self,
-        max_state_bytes: usize,
-        max_clients: usize,
-    ) -> Result<Self, ConfigError> {
-        self.yjs_max_awareness_bytes = at_least("yjs_max_awareness_bytes", max_state_bytes, 64)?;
-        self.yjs_max_awareness_clients = at_least("yjs_max_awareness_clients", max_clients, 1)?;
-        Ok(self)
+    pub fn yjs_awareness_limits(mut self, max_state_bytes: usize, max_clients: usize) -> Self {
+        self.yjs_max_awareness_bytes = max_state_bytes;
+        self.yjs_max_awareness_clients = max_clients;
+        self
     }
 
     /// Sets the time between WebSocket pings on Yjs connections.
-    pub fn yjs_ping_interval(mut self, d: Duration) -> Result<Self, ConfigError> {
-        self.yjs_ping_interval = positive("yjs_ping_interval", d)?;
-        Ok(self)
+    pub fn yjs_ping_interval(mut self, d: Duration) -> Self {
+        self.yjs_ping_interval = d;
+        self
     }
 }
 
@@ -697,16 +620,34 @@ mod tests {
 
     #[test]
     fn yjs_setters_validate() {
-        assert!(Config::default().yjs_path("yjs").is_err());
-        assert!(Config::default().yjs_path("/docs/").is_ok());
-        assert!(Config::default().yjs_idle_unload(Duration::ZERO).is_err());
+        assert!(Config::default().yjs_path("yjs").validate().is_err());
+        assert!(Config::default().yjs_path("/docs/").validate().is_ok());
+        assert!(Config::default()
+            .yjs_idle_unload(Duration::ZERO)
+            .validate()
+            .is_err());
         let d = Duration::from_secs(2);
-        assert!(Config::default().yjs_store_debounce(d, d / 2).is_err());
-        assert!(Config::default().yjs_store_debounce(d, d * 5).is_ok());
-        assert!(Config::default().yjs_limits(10, 1 << 20).is_err());
-        assert!(Config::default().yjs_awareness_limits(10, 16).is_err());
-        assert!(Config::default().yjs_awareness_limits(1024, 0).is_err());
-        let c = Config::default().yjs_awareness_limits(1024, 2).unwrap();
+        assert!(Config::default()
+            .yjs_store_debounce(d, d / 2)
+            .validate()
+            .is_err());
+        assert!(Config::default()
+            .yjs_store_debounce(d, d * 5)
+            .validate()
+            .is_ok());
+        assert!(Config::default()
+            .yjs_limits(10, 1 << 20)
+            .validate()
+            .is_err());
+        assert!(Config::default()
+            .yjs_awareness_limits(10, 16)
+            .validate()
+            .is_err());
+        assert!(Config::default()
+            .yjs_awareness_limits(1024, 0)
+            .validate()
+            .is_err());
+        let c = Config::default().yjs_awareness_limits(1024, 2);
         assert_eq!(
             (c.yjs_max_awareness_bytes, c.yjs_max_awareness_clients),
             (1024, 2)
@@ -720,18 +661,30 @@ mod tests {
 
     #[test]
     fn setters_validate() {
-        assert!(Config::default().ping_interval(Duration::ZERO).is_err());
-        assert!(Config::default().max_payload(10).is_err());
-        assert!(Config::default().connect_timeout(Duration::ZERO).is_err());
-        assert!(Config::default().max_header_bytes(4096).is_err());
-        assert!(Config::default().max_queued_event_bytes(1024).is_err());
-        assert!(Config::default().rate_limit(5, 0).is_err());
-        assert!(Config::default().rate_limit(0, 0).is_ok());
+        assert!(Config::default()
+            .ping_interval(Duration::ZERO)
+            .validate()
+            .is_err());
+        assert!(Config::default().max_payload(10).validate().is_err());
+        assert!(Config::default()
+            .connect_timeout(Duration::ZERO)
+            .validate()
+            .is_err());
+        assert!(Config::default().max_header_bytes(4096).validate().is_err());
+        assert!(Config::default()
+            .max_queued_event_bytes(1024)
+            .validate()
+            .is_err());
+        assert!(Config::default().rate_limit(5, 0).validate().is_err());
+        assert!(Config::default().rate_limit(0, 0).validate().is_ok());
         assert_eq!("claims".parse::<RoomPolicy>(), Ok(RoomPolicy::Claims));
         assert!("closed".parse::<RoomPolicy>().is_err());
-        assert!(Config::default().tls_files("cert.pem", "").is_err());
-        assert!(Config::default().tls_pem("", "key").is_err());
-        let c = Config::default().tls_files("cert.pem", "key.pem").unwrap();
+        assert!(Config::default()
+            .tls_files("cert.pem", "")
+            .validate()
+            .is_err());
+        assert!(Config::default().tls_pem("", "key").validate().is_err());
+        let c = Config::default().tls_files("cert.pem", "key.pem");
         assert!(matches!(c.tls, Some(TlsSource::Files { .. })));
     }
 

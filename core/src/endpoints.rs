@@ -3,10 +3,7 @@
 
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError};
-
-/// Longest accepted `prefix`, in bytes (a path segment or two, not a request head's worth).
-const MAX_PREFIX_BYTES: usize = 256;
+use crate::config::Config;
 
 /// The paths the engine answers, as a host routes them (the Fastify plugin registers one
 /// route per path). `None` is an endpoint turned off.
@@ -30,31 +27,12 @@ pub struct Endpoints {
 impl Config {
     /// Serves every endpoint under `prefix` (`/rt` → `/rt/socket.io/`, `/rt/events`, …), so
     /// that the engine shares a host's URL space without taking its root. It must start with
-    /// `/`; a trailing `/` is dropped, and `/` or an empty string means the root.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Result<Self, ConfigError> {
-        let prefix = prefix.into();
-        let trimmed = prefix.trim_end_matches('/');
-        let invalid = |reason: String| ConfigError::Invalid {
-            setting: "prefix",
-            reason,
-        };
-        if !prefix.is_empty() && !prefix.starts_with('/') {
-            return Err(invalid(format!(
-                "must start with `/`, like `/rt`, got `{prefix}`"
-            )));
-        }
-        if trimmed.len() > MAX_PREFIX_BYTES {
-            return Err(invalid(format!("must be at most {MAX_PREFIX_BYTES} bytes")));
-        }
-        // Characters that end a path or need escaping could never match a request path.
-        if let Some(c) = trimmed
-            .chars()
-            .find(|c| matches!(c, '?' | '#' | '%') || c.is_whitespace() || c.is_control())
-        {
-            return Err(invalid(format!("may not contain {c:?}, got `{prefix}`")));
-        }
-        self.prefix = trimmed.to_owned();
-        Ok(self)
+    /// `/` (checked by [`Config::validate`]); a trailing `/` is dropped, and `/` or an empty
+    /// string means the root.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        // Only normalized here; the rules are checked by [`Config::validate`].
+        self.prefix = prefix.into().trim_end_matches('/').to_owned();
+        self
     }
 
     /// Turns the SSE stream (`/events`) on or off.
@@ -121,25 +99,22 @@ mod tests {
 
     #[test]
     fn prefix_is_checked_and_normalized() {
-        assert_eq!(Config::default().prefix("/rt/").unwrap().prefix, "/rt");
-        assert_eq!(Config::default().prefix("/").unwrap().prefix, "");
-        assert_eq!(Config::default().prefix("").unwrap().prefix, "");
+        assert_eq!(Config::default().prefix("/rt/").prefix, "/rt");
+        assert_eq!(Config::default().prefix("/").prefix, "");
+        assert_eq!(Config::default().prefix("").prefix, "");
         for bad in ["rt", "/r t", "/rt?x", "/a%20b"] {
-            let err = Config::default().prefix(bad).unwrap_err();
+            let err = Config::default().prefix(bad).validate().unwrap_err();
             assert!(err.to_string().contains("invalid prefix"), "{bad}: {err}");
         }
         assert!(Config::default()
             .prefix(format!("/{}", "a".repeat(300)))
+            .validate()
             .is_err());
     }
 
     #[test]
     fn endpoints_follow_prefix_and_toggles() {
-        let c = Config::default()
-            .prefix("/rt")
-            .unwrap()
-            .sse(false)
-            .metrics(false);
+        let c = Config::default().prefix("/rt").sse(false).metrics(false);
         let e = c.endpoints();
         assert_eq!(e.socketio, "/rt/socket.io/");
         assert_eq!(e.events, None);

@@ -107,6 +107,8 @@ impl EngineBuilder {
 
     /// Starts the engine on a runtime of its own (`config.worker_threads` workers).
     pub fn build(self) -> Result<Engine, Error> {
+        // Checked before the runtime is made: it would panic on 0 worker threads.
+        self.config.validate()?;
         let log_id = crate::log::new_engine_id();
         let mut rt = tokio::runtime::Builder::new_multi_thread();
         rt.enable_all()
@@ -137,8 +139,8 @@ impl EngineBuilder {
     ) -> Result<Engine, Error> {
         // Start-up's own events (the CORS warning) are this engine's too.
         let _tag = crate::log::tag_scope(log_id);
-        // Settings a setter could not refuse (an empty JWT secret from a binding) stop
-        // start-up here, the same for every binding.
+        // The setters only store values: every setting is checked here, the same for every
+        // binding (`build` has checked already; `build_on` has not).
         self.config.validate()?;
         // Checked before anything starts: a bad certificate or key stops start-up.
         let tls = match &self.config.tls {

@@ -34,8 +34,10 @@ pub mod settings;
 pub mod socketio;
 pub mod sse;
 pub mod store;
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
+pub mod tower;
 pub mod transport;
 pub mod yjs;
 

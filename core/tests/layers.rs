@@ -46,6 +46,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Composition.
     ("engine",    &["cluster", "config", "error", "helpers", "hub", "log", "metrics", "socketio", "transport"]),
     ("server",    &["engine", "socketio", "auth", "hub", "helpers"]),
+    // The engine as a tower `Service`/`Layer` inside a host's axum or hyper app.
+    ("tower",     &["engine", "socketio", "transport"]),
     // The one product assembly the bindings and the standalone command start.
     ("host",      &["auth", "chat", "config", "engine", "error", "helpers", "hub", "log", "metrics", "server", "socketio", "sse", "store", "transport", "yjs"]),
     // The facade the fuzz targets and property tests call: above everything.

@@ -42,8 +42,7 @@ async fn slow_heads_and_slow_bodies_are_cut_off() {
     let config = Config::default()
         .jwt_secret("request-timeout-test-secret")
         .api_key("k")
-        .request_timeout(TIMEOUT)
-        .unwrap();
+        .request_timeout(TIMEOUT);
     let engine = chat::install(Engine::builder(config), chat::Hooks::default())
         .unwrap()
         .build_on(tokio::runtime::Handle::current())

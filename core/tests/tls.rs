@@ -122,11 +122,7 @@ async fn socketio_connect(ws: &mut Wss) {
 async fn https_polling_and_wss_work_for_a_client_that_trusts_the_certificate() {
     watchdog(async {
         let pair = self_signed();
-        let engine = engine(
-            Config::default()
-                .tls_pem(pair.0.as_str(), pair.1.as_str())
-                .unwrap(),
-        );
+        let engine = engine(Config::default().tls_pem(pair.0.as_str(), pair.1.as_str()));
         let listening = engine.listen("127.0.0.1:0".parse().unwrap()).unwrap();
         assert!(listening.tls);
         assert_eq!(listening.to_string(), format!("https://{}", listening.addr));
@@ -150,11 +146,7 @@ async fn untrusting_plain_and_silent_clients_get_nothing_and_others_go_on() {
     watchdog(async {
         let pair = self_signed();
         let stranger = self_signed();
-        let engine = engine(
-            Config::default()
-                .tls_pem(pair.0.as_str(), pair.1.as_str())
-                .unwrap(),
-        );
+        let engine = engine(Config::default().tls_pem(pair.0.as_str(), pair.1.as_str()));
         let addr = engine.listen("127.0.0.1:0".parse().unwrap()).unwrap().addr;
         let mut open = wss_open(addr, &pair.0).await;
 
@@ -202,7 +194,7 @@ fn a_bad_certificate_or_key_stops_start_up_naming_the_file() {
     let missing = dir.join("missing.pem");
 
     let start = |cert: &PathBuf, key: &PathBuf| -> String {
-        let config = Config::default().tls_files(cert, key).unwrap();
+        let config = Config::default().tls_files(cert, key);
         match Engine::builder(config).build() {
             Ok(engine) => {
                 engine.shutdown(Duration::from_secs(1));
@@ -248,7 +240,7 @@ async fn a_reload_serves_the_new_certificate_and_keeps_open_connections() {
         let old = self_signed();
         let new = self_signed();
         let (cert, key) = write_pair(&dir, &old);
-        let engine = engine(Config::default().tls_files(&cert, &key).unwrap());
+        let engine = engine(Config::default().tls_files(&cert, &key));
         let addr = engine.listen("127.0.0.1:0".parse().unwrap()).unwrap().addr;
         let mut open = wss_open(addr, &old.0).await;
 

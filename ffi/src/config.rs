@@ -40,13 +40,18 @@ pub(crate) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// Applies a validating setter; on failure the configuration is unchanged.
+/// Applies a setter, then checks the value right away (the Rust setters only store it, and
+/// the engine checks at build): a C setter still refuses a bad value at the call that passed
+/// it. On failure the configuration is unchanged. Every setter goes through here, so the
+/// configuration before the change passed the same checks and a failure is this value's.
 pub(crate) unsafe fn update(
     config: *mut sb_config,
     set: impl FnOnce(Config) -> Result<Config, ConfigError>,
 ) -> FfiResult {
     let c = sb_config::borrow_mut(config, "config")?;
-    c.config = set(c.config.clone()).map_err(invalid)?;
+    let updated = set(c.config.clone()).map_err(invalid)?;
+    switchboard::settings::check_values(&updated).map_err(invalid)?;
+    c.config = updated;
     Ok(())
 }
 
@@ -135,7 +140,7 @@ pub unsafe extern "C" fn sb_config_set_ping_interval_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.ping_interval(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.ping_interval(ms(milliseconds)))) }
 }
 
 /// Sets how long to wait for a pong before closing, in milliseconds (> 0; default 20000).
@@ -146,7 +151,7 @@ pub unsafe extern "C" fn sb_config_set_ping_timeout_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.ping_timeout(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.ping_timeout(ms(milliseconds)))) }
 }
 
 /// Sets the largest accepted payload in bytes (>= 128; default 1000000).
@@ -157,7 +162,7 @@ pub unsafe extern "C" fn sb_config_set_max_payload(
     config: *mut sb_config,
     bytes: usize,
 ) -> sb_result {
-    ffi! { update(config, |c| c.max_payload(bytes)) }
+    ffi! { update(config, |c| Ok(c.max_payload(bytes))) }
 }
 
 /// Allows browsers from this origin (e.g. `"https://app.example"`); call once per origin.
@@ -189,7 +194,7 @@ pub unsafe extern "C" fn sb_config_set_rate_limit(
     per_second: u32,
     burst: u32,
 ) -> sb_result {
-    ffi! { update(config, |c| c.rate_limit(per_second, burst)) }
+    ffi! { update(config, |c| Ok(c.rate_limit(per_second, burst))) }
 }
 
 /// Sets the outbound queue limits per connection: frames (>= 16) and bytes (>= 65536); a
@@ -202,7 +207,7 @@ pub unsafe extern "C" fn sb_config_set_outbound_queue(
     frames: usize,
     bytes: usize,
 ) -> sb_result {
-    ffi! { update(config, |c| c.outbound_queue(frames, bytes)) }
+    ffi! { update(config, |c| Ok(c.outbound_queue(frames, bytes))) }
 }
 
 /// Sets how long a typing indicator lasts without a stop, in milliseconds (> 0; default
@@ -214,7 +219,7 @@ pub unsafe extern "C" fn sb_config_set_typing_timeout_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.typing_timeout(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.typing_timeout(ms(milliseconds)))) }
 }
 
 /// Sets how long a dropped connection may come back and recover its rooms and missed
@@ -279,7 +284,7 @@ pub unsafe extern "C" fn sb_config_set_cluster_heartbeat_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.cluster_heartbeat(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.cluster_heartbeat(ms(milliseconds)))) }
 }
 
 /// Turns on the server HTTP API under `/api/` (publish, notify, presence, rooms, disconnect),
@@ -317,7 +322,7 @@ pub unsafe extern "C" fn sb_config_set_tls(
     ffi! {
         let cert = args::name(cert_path, "cert_path")?.to_owned();
         let key = args::name(key_path, "key_path")?.to_owned();
-        update(config, |c| c.tls_files(cert, key))
+        update(config, |c| Ok(c.tls_files(cert, key)))
     }
 }
 
@@ -330,7 +335,7 @@ pub unsafe extern "C" fn sb_config_set_sse_ping_interval_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.sse_ping_interval(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.sse_ping_interval(ms(milliseconds)))) }
 }
 
 /// Sets how long a collaborative document without connections stays in memory before it is
@@ -342,7 +347,7 @@ pub unsafe extern "C" fn sb_config_set_yjs_idle_unload_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.yjs_idle_unload(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.yjs_idle_unload(ms(milliseconds)))) }
 }
 
 /// Sets the size limits of collaborative documents, in bytes (each >= 1024): the largest
@@ -357,7 +362,7 @@ pub unsafe extern "C" fn sb_config_set_yjs_limits(
     max_update_bytes: usize,
     max_document_bytes: usize,
 ) -> sb_result {
-    ffi! { update(config, |c| c.yjs_limits(max_update_bytes, max_document_bytes)) }
+    ffi! { update(config, |c| Ok(c.yjs_limits(max_update_bytes, max_document_bytes))) }
 }
 
 /// Caps simultaneous connections (0: no cap, the default).
@@ -379,7 +384,7 @@ pub unsafe extern "C" fn sb_config_set_worker_threads(
     config: *mut sb_config,
     n: usize,
 ) -> sb_result {
-    ffi! { update(config, |c| c.worker_threads(n)) }
+    ffi! { update(config, |c| Ok(c.worker_threads(n))) }
 }
 
 /// Sets how long the engine waits for the host to complete a request, in milliseconds
@@ -392,7 +397,7 @@ pub unsafe extern "C" fn sb_config_set_host_callback_timeout_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.host_callback_timeout(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.host_callback_timeout(ms(milliseconds)))) }
 }
 
 /// Sets how long a client may take to send a request's head or body, in milliseconds (> 0;
@@ -405,7 +410,7 @@ pub unsafe extern "C" fn sb_config_set_request_timeout_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.request_timeout(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.request_timeout(ms(milliseconds)))) }
 }
 
 /// Sets how long a new connection may take to join a namespace (send its Socket.IO CONNECT),
@@ -417,7 +422,7 @@ pub unsafe extern "C" fn sb_config_set_connect_timeout_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.connect_timeout(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.connect_timeout(ms(milliseconds)))) }
 }
 
 /// Sets how long a WebSocket client may take no bytes at all while frames wait for it, in
@@ -429,7 +434,7 @@ pub unsafe extern "C" fn sb_config_set_send_timeout_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.send_timeout(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.send_timeout(ms(milliseconds)))) }
 }
 
 /// Caps the connections that have not joined a namespace yet (their clients have not
@@ -453,7 +458,7 @@ pub unsafe extern "C" fn sb_config_set_max_header_bytes(
     config: *mut sb_config,
     bytes: usize,
 ) -> sb_result {
-    ffi! { update(config, |c| c.max_header_bytes(bytes)) }
+    ffi! { update(config, |c| Ok(c.max_header_bytes(bytes))) }
 }
 
 /// Sets how many bytes of events a client may have waiting behind a slow host handler
@@ -466,7 +471,7 @@ pub unsafe extern "C" fn sb_config_set_max_queued_event_bytes(
     config: *mut sb_config,
     bytes: usize,
 ) -> sb_result {
-    ffi! { update(config, |c| c.max_queued_event_bytes(bytes)) }
+    ffi! { update(config, |c| Ok(c.max_queued_event_bytes(bytes))) }
 }
 
 /// Sets how long a long-polling session may take to finish its upgrade to WebSocket after
@@ -479,7 +484,7 @@ pub unsafe extern "C" fn sb_config_set_upgrade_timeout_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.upgrade_timeout(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.upgrade_timeout(ms(milliseconds)))) }
 }
 
 /// Sets how many requests may wait in the event queue (>= 1; default 4096). Past it, new

@@ -20,7 +20,7 @@ pub unsafe extern "C" fn sb_config_set_prefix(
 ) -> sb_result {
     ffi! {
         let prefix = args::text(prefix, "prefix")?.to_owned();
-        update(config, |c| c.prefix(prefix))
+        update(config, |c| Ok(c.prefix(prefix)))
     }
 }
 

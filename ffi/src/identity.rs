@@ -49,7 +49,7 @@ pub unsafe extern "C" fn sb_config_set_jwks_refetch_interval_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.jwks_refetch_interval(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.jwks_refetch_interval(ms(milliseconds)))) }
 }
 
 /// Accepts tokens whose `iss` is this issuer; call once per accepted issuer. Without any,
@@ -98,7 +98,7 @@ pub unsafe extern "C" fn sb_config_set_jwt_leeway_secs(
     config: *mut sb_config,
     seconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.jwt_leeway(Duration::from_secs(seconds))) }
+    ffi! { update(config, |c| Ok(c.jwt_leeway(Duration::from_secs(seconds)))) }
 }
 
 /// Accepts tokens without `exp` (they never expire) when `allow` is true; by default `exp`
@@ -123,7 +123,7 @@ pub unsafe extern "C" fn sb_config_set_jwt_user_id_claim(
 ) -> sb_result {
     ffi! {
         let claim = args::name(claim, "claim")?.to_owned();
-        update(config, |c| c.jwt_user_id_claim(claim))
+        update(config, |c| Ok(c.jwt_user_id_claim(claim)))
     }
 }
 
@@ -137,7 +137,7 @@ pub unsafe extern "C" fn sb_config_set_jwt_username_claim(
 ) -> sb_result {
     ffi! {
         let claim = args::name(claim, "claim")?.to_owned();
-        update(config, |c| c.jwt_username_claim(claim))
+        update(config, |c| Ok(c.jwt_username_claim(claim)))
     }
 }
 

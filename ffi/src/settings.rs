@@ -15,7 +15,7 @@ pub unsafe extern "C" fn sb_config_set_flood_disconnect_after_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.flood_disconnect_after(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.flood_disconnect_after(ms(milliseconds)))) }
 }
 
 /// Sets the bytes of broadcasts kept for connection state recovery (>= 65536; default
@@ -28,7 +28,7 @@ pub unsafe extern "C" fn sb_config_set_recovery_log_bytes(
     config: *mut sb_config,
     bytes: usize,
 ) -> sb_result {
-    ffi! { update(config, |c| c.recovery_log_bytes(bytes)) }
+    ffi! { update(config, |c| Ok(c.recovery_log_bytes(bytes))) }
 }
 
 /// Sets the messages kept per room in history (>= 1; default 1000).
@@ -40,7 +40,7 @@ pub unsafe extern "C" fn sb_config_set_history_limit(
     config: *mut sb_config,
     messages: usize,
 ) -> sb_result {
-    ffi! { update(config, |c| c.history_limit(messages)) }
+    ffi! { update(config, |c| Ok(c.history_limit(messages))) }
 }
 
 /// Sets the most rooms whose history is cached in memory (>= 1; default 10000).
@@ -55,7 +55,7 @@ pub unsafe extern "C" fn sb_config_set_history_cache_rooms(
     ffi! {
         update(config, |c| {
             let bytes = c.history_cache_bytes;
-            c.history_cache(rooms, bytes)
+            Ok(c.history_cache(rooms, bytes))
         })
     }
 }
@@ -72,7 +72,7 @@ pub unsafe extern "C" fn sb_config_set_history_cache_bytes(
     ffi! {
         update(config, |c| {
             let rooms = c.history_cache_rooms;
-            c.history_cache(rooms, bytes)
+            Ok(c.history_cache(rooms, bytes))
         })
     }
 }
@@ -86,7 +86,7 @@ pub unsafe extern "C" fn sb_config_set_max_message_chars(
     config: *mut sb_config,
     chars: usize,
 ) -> sb_result {
-    ffi! { update(config, |c| c.max_message_chars(chars)) }
+    ffi! { update(config, |c| Ok(c.max_message_chars(chars))) }
 }
 
 /// Sets the largest `signal` data in bytes (>= 1024; default 65536).
@@ -98,7 +98,7 @@ pub unsafe extern "C" fn sb_config_set_max_signal_bytes(
     config: *mut sb_config,
     bytes: usize,
 ) -> sb_result {
-    ffi! { update(config, |c| c.max_signal_bytes(bytes)) }
+    ffi! { update(config, |c| Ok(c.max_signal_bytes(bytes))) }
 }
 
 /// Sets the most rooms one connection may be in (>= 1; default 100).
@@ -110,7 +110,7 @@ pub unsafe extern "C" fn sb_config_set_max_rooms_per_connection(
     config: *mut sb_config,
     rooms: usize,
 ) -> sb_result {
-    ffi! { update(config, |c| c.max_rooms_per_connection(rooms)) }
+    ffi! { update(config, |c| Ok(c.max_rooms_per_connection(rooms))) }
 }
 
 /// Sets how long a changed Yjs document must be quiet before it is stored, in
@@ -126,7 +126,7 @@ pub unsafe extern "C" fn sb_config_set_yjs_store_debounce_ms(
     ffi! {
         update(config, |c| {
             let max_delay = c.yjs_store_max_delay;
-            c.yjs_store_debounce(ms(milliseconds), max_delay)
+            Ok(c.yjs_store_debounce(ms(milliseconds), max_delay))
         })
     }
 }
@@ -144,7 +144,7 @@ pub unsafe extern "C" fn sb_config_set_yjs_store_max_delay_ms(
     ffi! {
         update(config, |c| {
             let debounce = c.yjs_store_debounce;
-            c.yjs_store_debounce(debounce, ms(milliseconds))
+            Ok(c.yjs_store_debounce(debounce, ms(milliseconds)))
         })
     }
 }
@@ -161,7 +161,7 @@ pub unsafe extern "C" fn sb_config_set_yjs_max_awareness_bytes(
     ffi! {
         update(config, |c| {
             let clients = c.yjs_max_awareness_clients;
-            c.yjs_awareness_limits(bytes, clients)
+            Ok(c.yjs_awareness_limits(bytes, clients))
         })
     }
 }
@@ -178,7 +178,7 @@ pub unsafe extern "C" fn sb_config_set_yjs_max_awareness_clients(
     ffi! {
         update(config, |c| {
             let bytes = c.yjs_max_awareness_bytes;
-            c.yjs_awareness_limits(bytes, clients)
+            Ok(c.yjs_awareness_limits(bytes, clients))
         })
     }
 }
@@ -193,5 +193,5 @@ pub unsafe extern "C" fn sb_config_set_yjs_ping_interval_ms(
     config: *mut sb_config,
     milliseconds: u64,
 ) -> sb_result {
-    ffi! { update(config, |c| c.yjs_ping_interval(ms(milliseconds))) }
+    ffi! { update(config, |c| Ok(c.yjs_ping_interval(ms(milliseconds)))) }
 }

@@ -160,13 +160,13 @@ impl NativeConfig {
             c = c.room_policy(p.parse::<RoomPolicy>()?);
         }
         if let Some(n) = self.ping_interval {
-            c = c.ping_interval(ms(n))?;
+            c = c.ping_interval(ms(n));
         }
         if let Some(n) = self.ping_timeout {
-            c = c.ping_timeout(ms(n))?;
+            c = c.ping_timeout(ms(n));
         }
         if let Some(n) = self.max_payload {
-            c = c.max_payload(n as usize)?;
+            c = c.max_payload(n as usize);
         }
         if let Some(o) = &self.cors_origins {
             c = c.cors_origins(o.clone());
@@ -174,7 +174,7 @@ impl NativeConfig {
         if self.rate_limit.is_some() || self.rate_burst.is_some() {
             let rate = self.rate_limit.unwrap_or(c.rate_limit_per_second);
             let burst = self.rate_burst.unwrap_or(rate.max(1) * 2);
-            c = c.rate_limit(rate, burst)?;
+            c = c.rate_limit(rate, burst);
         }
         if self.outbound_queue_frames.is_some() || self.outbound_queue_bytes.is_some() {
             let frames = self
@@ -183,10 +183,10 @@ impl NativeConfig {
             let bytes = self
                 .outbound_queue_bytes
                 .map_or(c.outbound_queue_bytes, |n| n as usize);
-            c = c.outbound_queue(frames, bytes)?;
+            c = c.outbound_queue(frames, bytes);
         }
         if let Some(n) = self.typing_timeout {
-            c = c.typing_timeout(ms(n))?;
+            c = c.typing_timeout(ms(n));
         }
         if let Some(n) = self.recovery_window {
             c = c.recovery_window(ms(n));
@@ -201,7 +201,7 @@ impl NativeConfig {
             c = c.redis_url(u.clone());
         }
         if let Some(n) = self.cluster_heartbeat {
-            c = c.cluster_heartbeat(ms(n))?;
+            c = c.cluster_heartbeat(ms(n));
         }
         if let Some(k) = &self.api_key {
             c = c.api_key(k.clone());
@@ -210,34 +210,34 @@ impl NativeConfig {
             c = c.max_connections(n as usize);
         }
         if let Some(n) = self.worker_threads {
-            c = c.worker_threads(n as usize)?;
+            c = c.worker_threads(n as usize);
         }
         if let Some(n) = self.host_callback_timeout {
-            c = c.host_callback_timeout(ms(n))?;
+            c = c.host_callback_timeout(ms(n));
         }
         if let Some(n) = self.request_timeout {
-            c = c.request_timeout(ms(n))?;
+            c = c.request_timeout(ms(n));
         }
         if let Some(n) = self.upgrade_timeout {
-            c = c.upgrade_timeout(ms(n))?;
+            c = c.upgrade_timeout(ms(n));
         }
         if let Some(n) = self.connect_timeout {
-            c = c.connect_timeout(ms(n))?;
+            c = c.connect_timeout(ms(n));
         }
         if let Some(n) = self.send_timeout {
-            c = c.send_timeout(ms(n))?;
+            c = c.send_timeout(ms(n));
         }
         if let Some(n) = self.max_pending_connections {
             c = c.max_pending_connections(n as usize);
         }
         if let Some(n) = self.max_header_bytes {
-            c = c.max_header_bytes(n as usize)?;
+            c = c.max_header_bytes(n as usize);
         }
         if let Some(n) = self.max_queued_event_bytes {
-            c = c.max_queued_event_bytes(n as usize)?;
+            c = c.max_queued_event_bytes(n as usize);
         }
         if let Some(n) = self.yjs_idle_unload {
-            c = c.yjs_idle_unload(ms(n))?;
+            c = c.yjs_idle_unload(ms(n));
         }
         if self.yjs_max_update_bytes.is_some() || self.yjs_max_document_bytes.is_some() {
             let update = self
@@ -246,7 +246,7 @@ impl NativeConfig {
             let document = self
                 .yjs_max_document_bytes
                 .map_or(c.yjs_max_document_bytes, |n| n as usize);
-            c = c.yjs_limits(update, document)?;
+            c = c.yjs_limits(update, document);
         }
         let c = self.identity(c)?;
         self.apply_more(c)
@@ -261,7 +261,7 @@ impl NativeConfig {
             c = c.jwks_ca_file(path.clone());
         }
         if let Some(n) = self.jwks_refetch_interval {
-            c = c.jwks_refetch_interval(ms(n))?;
+            c = c.jwks_refetch_interval(ms(n));
         }
         if let Some(list) = &self.jwt_issuers {
             c = c.jwt_issuers(list.clone());
@@ -270,16 +270,16 @@ impl NativeConfig {
             c = c.jwt_audiences(list.clone());
         }
         if let Some(n) = self.jwt_leeway {
-            c = c.jwt_leeway(Duration::from_secs(u64::from(n)))?;
+            c = c.jwt_leeway(Duration::from_secs(u64::from(n)));
         }
         if let Some(allow) = self.jwt_allow_no_exp {
             c = c.jwt_allow_no_exp(allow);
         }
         if let Some(claim) = &self.jwt_user_id_claim {
-            c = c.jwt_user_id_claim(claim.clone())?;
+            c = c.jwt_user_id_claim(claim.clone());
         }
         if let Some(claim) = &self.jwt_username_claim {
-            c = c.jwt_username_claim(claim.clone())?;
+            c = c.jwt_username_claim(claim.clone());
         }
         if let Some(n) = self.token_expiry_warning {
             c = c.token_expiry_warning(Duration::from_secs(u64::from(n)));
@@ -294,35 +294,35 @@ impl NativeConfig {
     fn apply_more(&self, mut c: Config) -> Result<Config, ConfigError> {
         let n = |v: u32| v as usize;
         if let Some(v) = self.flood_disconnect_after {
-            c = c.flood_disconnect_after(ms(v))?;
+            c = c.flood_disconnect_after(ms(v));
         }
         if let Some(v) = self.recovery_log_bytes {
-            c = c.recovery_log_bytes(n(v))?;
+            c = c.recovery_log_bytes(n(v));
         }
         if let Some(v) = self.sse_ping_interval {
-            c = c.sse_ping_interval(ms(v))?;
+            c = c.sse_ping_interval(ms(v));
         }
         if let Some(v) = self.history_limit {
-            c = c.history_limit(n(v))?;
+            c = c.history_limit(n(v));
         }
         if self.history_cache_rooms.is_some() || self.history_cache_bytes.is_some() {
             let rooms = self.history_cache_rooms.map_or(c.history_cache_rooms, n);
             let bytes = self.history_cache_bytes.map_or(c.history_cache_bytes, n);
-            c = c.history_cache(rooms, bytes)?;
+            c = c.history_cache(rooms, bytes);
         }
         if let Some(v) = self.max_message_chars {
-            c = c.max_message_chars(n(v))?;
+            c = c.max_message_chars(n(v));
         }
         if let Some(v) = self.max_signal_bytes {
-            c = c.max_signal_bytes(n(v))?;
+            c = c.max_signal_bytes(n(v));
         }
         if let Some(v) = self.max_rooms_per_connection {
-            c = c.max_rooms_per_connection(n(v))?;
+            c = c.max_rooms_per_connection(n(v));
         }
         if self.yjs_store_debounce.is_some() || self.yjs_store_max_delay.is_some() {
             let debounce = self.yjs_store_debounce.map_or(c.yjs_store_debounce, ms);
             let max_delay = self.yjs_store_max_delay.map_or(c.yjs_store_max_delay, ms);
-            c = c.yjs_store_debounce(debounce, max_delay)?;
+            c = c.yjs_store_debounce(debounce, max_delay);
         }
         if self.yjs_max_awareness_bytes.is_some() || self.yjs_max_awareness_clients.is_some() {
             let bytes = self
@@ -331,13 +331,13 @@ impl NativeConfig {
             let clients = self
                 .yjs_max_awareness_clients
                 .map_or(c.yjs_max_awareness_clients, n);
-            c = c.yjs_awareness_limits(bytes, clients)?;
+            c = c.yjs_awareness_limits(bytes, clients);
         }
         if let Some(v) = self.yjs_ping_interval {
-            c = c.yjs_ping_interval(ms(v))?;
+            c = c.yjs_ping_interval(ms(v));
         }
         if let Some(p) = &self.prefix {
-            c = c.prefix(p.clone())?;
+            c = c.prefix(p.clone());
         }
         let on = |flag: Option<bool>| flag.unwrap_or(true);
         c = c

@@ -1,7 +1,8 @@
 'use strict';
 // Starting and stopping the `switchboard` binary (and the conformance example) for the tests.
 //
-// SWITCHBOARD_BIN overrides the server binary, SWITCHBOARD_CONFORMANCE_BIN the conformance one.
+// SWITCHBOARD_BIN overrides the server binary, SWITCHBOARD_CONFORMANCE_BIN the conformance one,
+// SWITCHBOARD_AXUM_BIN the axum example.
 // DEBUG_SERVER=1 forwards the servers' stderr to the test's stderr.
 
 const { spawn } = require('node:child_process');
@@ -14,6 +15,8 @@ const ROOT = path.resolve(__dirname, '../../..');
 const BIN = process.env.SWITCHBOARD_BIN || path.join(ROOT, 'target/debug/switchboard');
 const CONFORMANCE_BIN =
   process.env.SWITCHBOARD_CONFORMANCE_BIN || path.join(ROOT, 'target/debug/examples/conformance');
+const AXUM_BIN =
+  process.env.SWITCHBOARD_AXUM_BIN || path.join(ROOT, 'target/debug/examples/axum');
 
 const LISTENING = /switchboard listening on (https?:\/\/[^\s]+)/;
 const START_TIMEOUT_MS = 15000;
@@ -134,6 +137,15 @@ async function startConformance({ port } = {}) {
   return launch(CONFORMANCE_BIN, [], childEnv({ PORT: String(port) }), 'conformance server');
 }
 
+/**
+ * Starts the axum example (core/examples/axum.rs: an axum app with the engine mounted as a
+ * tower layer) on 127.0.0.1 with a picked port.
+ */
+function startAxumExample({ secret = SECRET, env = {} } = {}) {
+  const argv = ['--host', '127.0.0.1', '--port', '0', '--jwt-secret', secret];
+  return launch(AXUM_BIN, argv, childEnv(env), 'axum example');
+}
+
 /** A port that was free a moment ago (bind to 0, read it, close). */
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -189,4 +201,6 @@ function rssBytes(pid) {
   }
 }
 
-module.exports = { SECRET, BIN, CONFORMANCE_BIN, startServer, startConformance, freePort, runCli, rssBytes };
+module.exports = {
+  SECRET, BIN, CONFORMANCE_BIN, AXUM_BIN, startServer, startConformance, startAxumExample, freePort, runCli, rssBytes,
+};

@@ -166,8 +166,7 @@ mod tests {
     fn claim_names_are_configurable() {
         let config = Config::default()
             .jwt_user_id_claim("email")
-            .and_then(|c| c.jwt_username_claim("preferred_username"))
-            .unwrap();
+            .jwt_username_claim("preferred_username");
         let rules = ClaimRules::from_config(&config);
         let user = rules
             .user(map(

@@ -310,11 +310,7 @@ mod tests {
         // A 3 s token (4 s to the deadline): 2 s before, not at once.
         assert_eq!(e.warn_at_ms(exp, (exp - 3) * 1000), 1_000_001_000 - 2_000);
         // With leeway, the deadline moves by it.
-        let lenient = TokenExpiry::new(
-            &Config::default()
-                .jwt_leeway(Duration::from_secs(5))
-                .unwrap(),
-        );
+        let lenient = TokenExpiry::new(&Config::default().jwt_leeway(Duration::from_secs(5)));
         assert_eq!(lenient.deadline_ms(exp), 1_000_006_000);
     }
 }

@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use crate::config::checks::at_least;
 use crate::config::{Config, ConfigError};
 
 /// What kind of value a setting takes (the same in every front door, in its own units).
@@ -84,6 +83,8 @@ pub struct Setting {
 }
 
 mod table;
+
+pub use crate::config::checks::{check_identity, check_values};
 
 pub use table::SETTINGS;
 
@@ -210,39 +211,33 @@ pub fn describe(err: &ConfigError, front: Front) -> String {
 impl Config {
     /// Sets how long a connection may stay over its rate limit before it is disconnected
     /// (must be positive).
-    pub fn flood_disconnect_after(mut self, d: Duration) -> Result<Self, ConfigError> {
-        if d.is_zero() {
-            return Err(ConfigError::Invalid {
-                setting: "flood_disconnect_after",
-                reason: "must be greater than zero".into(),
-            });
-        }
+    pub fn flood_disconnect_after(mut self, d: Duration) -> Self {
         self.flood_disconnect_after = d;
-        Ok(self)
+        self
     }
 
     /// Sets the messages kept per room in history (at least 1).
-    pub fn history_limit(mut self, n: usize) -> Result<Self, ConfigError> {
-        self.history_limit = at_least("history_limit", n, 1)?;
-        Ok(self)
+    pub fn history_limit(mut self, n: usize) -> Self {
+        self.history_limit = n;
+        self
     }
 
     /// Sets the longest message text in characters (at least 1).
-    pub fn max_message_chars(mut self, n: usize) -> Result<Self, ConfigError> {
-        self.max_message_chars = at_least("max_message_chars", n, 1)?;
-        Ok(self)
+    pub fn max_message_chars(mut self, n: usize) -> Self {
+        self.max_message_chars = n;
+        self
     }
 
     /// Sets the largest `signal` data in bytes (at least 1024: an SDP offer must fit).
-    pub fn max_signal_bytes(mut self, n: usize) -> Result<Self, ConfigError> {
-        self.max_signal_bytes = at_least("max_signal_bytes", n, 1024)?;
-        Ok(self)
+    pub fn max_signal_bytes(mut self, n: usize) -> Self {
+        self.max_signal_bytes = n;
+        self
     }
 
     /// Sets the most rooms one connection may be in (at least 1).
-    pub fn max_rooms_per_connection(mut self, n: usize) -> Result<Self, ConfigError> {
-        self.max_rooms_per_connection = at_least("max_rooms_per_connection", n, 1)?;
-        Ok(self)
+    pub fn max_rooms_per_connection(mut self, n: usize) -> Self {
+        self.max_rooms_per_connection = n;
+        self
     }
 }
 
@@ -318,12 +313,16 @@ mod tests {
 
     #[test]
     fn new_setters_and_validate_refuse_out_of_range_values() {
-        assert!(Config::default().history_limit(0).is_err());
-        assert!(Config::default().max_message_chars(0).is_err());
-        assert!(Config::default().max_signal_bytes(10).is_err());
-        assert!(Config::default().max_rooms_per_connection(0).is_err());
+        assert!(Config::default().history_limit(0).validate().is_err());
+        assert!(Config::default().max_message_chars(0).validate().is_err());
+        assert!(Config::default().max_signal_bytes(10).validate().is_err());
+        assert!(Config::default()
+            .max_rooms_per_connection(0)
+            .validate()
+            .is_err());
         assert!(Config::default()
             .flood_disconnect_after(Duration::ZERO)
+            .validate()
             .is_err());
         let err = Config::default().api_key("").validate().unwrap_err();
         assert_eq!(
@@ -332,7 +331,7 @@ mod tests {
         );
         assert!(Config::default().redis_url(" ").validate().is_err());
         assert!(Config::default().jwt_public_key_pem("").validate().is_err());
-        let c = Config::default().max_message_chars(10).unwrap();
+        let c = Config::default().max_message_chars(10);
         assert_eq!(c.max_message_chars, 10);
     }
 

@@ -4,7 +4,6 @@
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::http::{EioError, HttpReply};
 
@@ -12,11 +11,18 @@ use super::http::{EioError, HttpReply};
 /// discarded (up to [`discard_limit`]) before the `413` goes out: answering while the client
 /// is still sending, then closing with its bytes unread, makes the kernel reset the
 /// connection, and the client sees `ECONNRESET` instead of the `413`.
-pub(super) async fn read_body(
+///
+/// Any body type: hyper's on the engine's own listeners, a host's (axum's) through
+/// [`crate::tower`].
+pub(super) async fn read_body<B>(
     headers: &HeaderMap,
-    body: Incoming,
+    body: B,
     limit: usize,
-) -> Result<Bytes, HttpReply> {
+) -> Result<Bytes, HttpReply>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let body = std::pin::pin!(body);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -54,7 +60,10 @@ fn discard_limit(limit: usize) -> usize {
 
 /// Reads and drops up to `budget` bytes of a body (the caller's request timeout bounds the
 /// time); costs no memory beyond one frame.
-async fn discard(mut body: Incoming, mut budget: usize) {
+async fn discard<B>(mut body: std::pin::Pin<&mut B>, mut budget: usize)
+where
+    B: http_body::Body<Data = Bytes>,
+{
     while let Some(Ok(frame)) = body.frame().await {
         let len = frame.data_ref().map_or(0, Bytes::len);
         if len >= budget {

@@ -472,9 +472,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_documents_are_stored_then_unloaded_and_come_back() {
-        let config = Config::default()
-            .yjs_idle_unload(Duration::from_millis(50))
-            .unwrap();
+        let config = Config::default().yjs_idle_unload(Duration::from_millis(50));
         let store = Arc::new(MemoryStore::default());
         let hooks = Hooks {
             store: Some(store.clone()),

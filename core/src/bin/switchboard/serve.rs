@@ -478,7 +478,7 @@ pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
     } else {
         config.rate_limit_burst
     });
-    config = config.rate_limit(rate, burst).map_err(e)?;
+    config = config.rate_limit(rate, burst);
     if let Some(url) = &args.redis_url {
         config = config.redis_url(url.clone());
     }
@@ -492,7 +492,7 @@ pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
         let bytes = args
             .history_cache_bytes
             .unwrap_or(config.history_cache_bytes);
-        config = config.history_cache(rooms, bytes).map_err(e)?;
+        config = config.history_cache(rooms, bytes);
     }
     config = config.cors_origins(args.cors_origins.clone());
     if let Some(key) = &args.api_key {
@@ -502,52 +502,52 @@ pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
         config = config.max_connections(n);
     }
     if let Some(n) = args.ping_interval {
-        config = config.ping_interval(ms(n)).map_err(e)?;
+        config = config.ping_interval(ms(n));
     }
     if let Some(n) = args.ping_timeout {
-        config = config.ping_timeout(ms(n)).map_err(e)?;
+        config = config.ping_timeout(ms(n));
     }
     if let Some(n) = args.max_payload {
-        config = config.max_payload(n).map_err(e)?;
+        config = config.max_payload(n);
     }
     if let Some(n) = args.typing_timeout {
-        config = config.typing_timeout(ms(n)).map_err(e)?;
+        config = config.typing_timeout(ms(n));
     }
     if let Some(n) = args.request_timeout {
-        config = config.request_timeout(ms(n)).map_err(e)?;
+        config = config.request_timeout(ms(n));
     }
     if let Some(n) = args.upgrade_timeout {
-        config = config.upgrade_timeout(ms(n)).map_err(e)?;
+        config = config.upgrade_timeout(ms(n));
     }
     if let Some(n) = args.connect_timeout {
-        config = config.connect_timeout(ms(n)).map_err(e)?;
+        config = config.connect_timeout(ms(n));
     }
     if let Some(n) = args.max_pending_connections {
         config = config.max_pending_connections(n);
     }
     if let Some(n) = args.send_timeout {
-        config = config.send_timeout(ms(n)).map_err(e)?;
+        config = config.send_timeout(ms(n));
     }
     if let Some(n) = args.max_header_bytes {
-        config = config.max_header_bytes(n).map_err(e)?;
+        config = config.max_header_bytes(n);
     }
     if let Some(n) = args.max_queued_event_bytes {
-        config = config.max_queued_event_bytes(n).map_err(e)?;
+        config = config.max_queued_event_bytes(n);
     }
     if let Some(n) = args.recovery_window {
         config = config.recovery_window(ms(n));
     }
     if let Some(n) = args.recovery_log_bytes {
-        config = config.recovery_log_bytes(n).map_err(e)?;
+        config = config.recovery_log_bytes(n);
     }
     if let Some(n) = args.presence_grace {
         config = config.presence_grace(ms(n));
     }
     if let Some(n) = args.sse_ping_interval {
-        config = config.sse_ping_interval(ms(n)).map_err(e)?;
+        config = config.sse_ping_interval(ms(n));
     }
     if let Some(n) = args.cluster_heartbeat {
-        config = config.cluster_heartbeat(ms(n)).map_err(e)?;
+        config = config.cluster_heartbeat(ms(n));
     }
     if args.outbound_queue_frames.is_some() || args.outbound_queue_bytes.is_some() {
         let frames = args
@@ -556,25 +556,25 @@ pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
         let bytes = args
             .outbound_queue_bytes
             .unwrap_or(config.outbound_queue_bytes);
-        config = config.outbound_queue(frames, bytes).map_err(e)?;
+        config = config.outbound_queue(frames, bytes);
     }
     if let Some(n) = args.worker_threads {
-        config = config.worker_threads(n).map_err(e)?;
+        config = config.worker_threads(n);
     }
     if let Some(n) = args.flood_disconnect_after {
-        config = config.flood_disconnect_after(ms(n)).map_err(e)?;
+        config = config.flood_disconnect_after(ms(n));
     }
     if let Some(n) = args.history_limit {
-        config = config.history_limit(n).map_err(e)?;
+        config = config.history_limit(n);
     }
     if let Some(n) = args.max_message_chars {
-        config = config.max_message_chars(n).map_err(e)?;
+        config = config.max_message_chars(n);
     }
     if let Some(n) = args.max_signal_bytes {
-        config = config.max_signal_bytes(n).map_err(e)?;
+        config = config.max_signal_bytes(n);
     }
     if let Some(n) = args.max_rooms_per_connection {
-        config = config.max_rooms_per_connection(n).map_err(e)?;
+        config = config.max_rooms_per_connection(n);
     }
     if args.yjs_store_debounce.is_some() || args.yjs_store_max_delay.is_some() {
         let debounce = args
@@ -583,10 +583,10 @@ pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
         let max_delay = args
             .yjs_store_max_delay
             .map_or(config.yjs_store_max_delay, ms);
-        config = config.yjs_store_debounce(debounce, max_delay).map_err(e)?;
+        config = config.yjs_store_debounce(debounce, max_delay);
     }
     if let Some(n) = args.yjs_idle_unload {
-        config = config.yjs_idle_unload(ms(n)).map_err(e)?;
+        config = config.yjs_idle_unload(ms(n));
     }
     if args.yjs_max_update_bytes.is_some() || args.yjs_max_document_bytes.is_some() {
         let update = args
@@ -595,7 +595,7 @@ pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
         let document = args
             .yjs_max_document_bytes
             .unwrap_or(config.yjs_max_document_bytes);
-        config = config.yjs_limits(update, document).map_err(e)?;
+        config = config.yjs_limits(update, document);
     }
     if args.yjs_max_awareness_bytes.is_some() || args.yjs_max_awareness_clients.is_some() {
         let bytes = args
@@ -604,13 +604,13 @@ pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
         let clients = args
             .yjs_max_awareness_clients
             .unwrap_or(config.yjs_max_awareness_clients);
-        config = config.yjs_awareness_limits(bytes, clients).map_err(e)?;
+        config = config.yjs_awareness_limits(bytes, clients);
     }
     if let Some(n) = args.yjs_ping_interval {
-        config = config.yjs_ping_interval(ms(n)).map_err(e)?;
+        config = config.yjs_ping_interval(ms(n));
     }
     if let Some(prefix) = &args.prefix {
-        config = config.prefix(prefix.clone()).map_err(e)?;
+        config = config.prefix(prefix.clone());
     }
     let on = |flag: Option<bool>| flag.unwrap_or(true);
     config = config
@@ -620,7 +620,7 @@ pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
         .metrics(on(args.metrics))
         .healthz(on(args.healthz));
     config = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => config.tls_files(cert, key).map_err(e)?,
+        (Some(cert), Some(key)) => config.tls_files(cert, key),
         (None, None) => config,
         (Some(_), None) => {
             return Err("--tls-cert needs --tls-key (the certificate's private key)".into())
@@ -641,7 +641,7 @@ fn identity_settings(mut config: Config, args: &ServeArgs) -> Result<Config, Str
         config = config.jwks_ca_file(path.clone());
     }
     if let Some(n) = args.jwks_refetch_interval {
-        config = config.jwks_refetch_interval(ms(n)).map_err(e)?;
+        config = config.jwks_refetch_interval(ms(n));
     }
     config = config
         .jwt_issuers(args.jwt_issuers.clone())
@@ -649,17 +649,20 @@ fn identity_settings(mut config: Config, args: &ServeArgs) -> Result<Config, Str
         .jwt_allow_no_exp(args.jwt_allow_no_exp)
         .allow_expired_connections(args.allow_expired_connections);
     if let Some(n) = args.jwt_leeway {
-        config = config.jwt_leeway(Duration::from_secs(n)).map_err(e)?;
+        config = config.jwt_leeway(Duration::from_secs(n));
     }
     if let Some(claim) = &args.jwt_user_id_claim {
-        config = config.jwt_user_id_claim(claim.clone()).map_err(e)?;
+        config = config.jwt_user_id_claim(claim.clone());
     }
     if let Some(claim) = &args.jwt_username_claim {
-        config = config.jwt_username_claim(claim.clone()).map_err(e)?;
+        config = config.jwt_username_claim(claim.clone());
     }
     if let Some(n) = args.token_expiry_warning {
         config = config.token_expiry_warning(Duration::from_secs(n));
     }
+    // Checked here, not only by `validate`: these errors keep their plain wording
+    // ("invalid jwt_leeway: …"), as before the setters stopped checking.
+    switchboard::settings::check_identity(&config).map_err(e)?;
     Ok(config)
 }
 

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -17,12 +16,16 @@ use crate::transport::reply::ResponseBody;
 use crate::transport::SessionData;
 
 impl<D: SessionData> HttpApp<D> {
-    /// Serves one request from hyper.
-    pub(crate) async fn handle(
+    /// Serves one request from hyper (the engine's listeners), or from a host's hyper stack
+    /// through [`crate::tower`]: any body type.
+    pub(crate) async fn handle<B>(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<B>,
         peer: SocketAddr,
-    ) -> Response<ResponseBody> {
+    ) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes>,
+    {
         let (parts, body) = req.into_parts();
         let head = RequestHead {
             method: parts.method.clone(),
