@@ -343,9 +343,12 @@ impl Chat {
             };
         }
         let handshake = &req.session.handshake;
-        let token =
-            crate::helpers::token::find(&handshake.headers, &handshake.query, Some(&req.auth))
-                .ok_or(AuthError::Required)?;
+        let token = crate::helpers::token::find_in(
+            handshake.header("authorization"),
+            handshake.query(),
+            Some(&req.auth),
+        )
+        .ok_or(AuthError::Required)?;
         Ok(self.jwt.verify(&token).await?)
     }
 

@@ -16,6 +16,17 @@ use super::percent::query_param;
 /// Socket.IO, SSE, Yjs and the fuzz facade all call this, so they accept the same places.
 /// `None`: no token anywhere (the caller answers "Authentication required").
 pub fn find(headers: &HeaderMap, query: &str, auth_payload: Option<&Value>) -> Option<String> {
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    find_in(authorization, query, auth_payload)
+}
+
+/// [`find`] given the `Authorization` header's value, for callers that keep headers in
+/// another form than a map (a session's [`crate::transport::HandshakeInfo`]).
+pub fn find_in(
+    authorization: Option<&str>,
+    query: &str,
+    auth_payload: Option<&Value>,
+) -> Option<String> {
     let from_auth = auth_payload
         .and_then(|a| a.get("token"))
         .and_then(Value::as_str)
@@ -23,11 +34,7 @@ pub fn find(headers: &HeaderMap, query: &str, auth_payload: Option<&Value>) -> O
     if let Some(token) = from_auth {
         return Some(token.to_owned());
     }
-    let from_header = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer)
-        .filter(|t| !t.is_empty());
+    let from_header = authorization.and_then(bearer).filter(|t| !t.is_empty());
     if let Some(token) = from_header {
         return Some(token.to_owned());
     }

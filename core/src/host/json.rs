@@ -23,6 +23,20 @@ fn headers(map: &http::HeaderMap) -> Map<String, Value> {
     headers
 }
 
+/// A session's handshake headers as a `{name: value}` map, as [`headers`] makes.
+fn handshake_headers(hs: &crate::transport::HandshakeInfo) -> Map<String, Value> {
+    let mut headers = Map::new();
+    for (name, value) in hs.header_pairs() {
+        if let Some(v) = http::HeaderValue::from_bytes(value)
+            .ok()
+            .and_then(|v| v.to_str().map(str::to_owned).ok())
+        {
+            headers.insert(name.to_owned(), Value::String(v));
+        }
+    }
+    headers
+}
+
 /// A query string as a `{name: value}` map, percent-decoded, the first value of a name.
 fn query(raw: &str) -> Map<String, Value> {
     let mut query = Map::new();
@@ -41,8 +55,8 @@ pub fn handshake(request: &ConnectRequest) -> Value {
     let hs = &request.session.handshake;
     json!({
         "auth": request.auth,
-        "headers": headers(&hs.headers),
-        "query": query(&hs.query),
+        "headers": handshake_headers(hs),
+        "query": query(hs.query()),
         "address": hs.address.ip().to_string(),
     })
 }

@@ -59,21 +59,106 @@ pub enum TransportKind {
     WebSocket = 1,
 }
 
-/// What the client sent when it opened the session.
-#[derive(Debug, Clone)]
+/// What the client sent when it opened the session, kept for the session's life (host
+/// hooks read it when a namespace is joined, which may happen at any time).
+///
+/// Packed into one allocation: the request's headers (`name: value` lines) and its query
+/// string. A `HeaderMap` holds a table of buckets and one allocation per value, several
+/// hundred bytes per idle connection for a few headers; [`HandshakeInfo::headers`] rebuilds
+/// one when a host hook asks.
+#[derive(Clone)]
 pub struct HandshakeInfo {
-    /// Request headers of the first request.
-    pub headers: HeaderMap,
-    /// The raw query string of the first request.
-    pub query: String,
+    /// `name: value\n` per header, then the query string.
+    packed: Box<[u8]>,
+    /// Where the query string starts in `packed`.
+    query_at: u32,
     /// The client's address.
     pub address: SocketAddr,
 }
 
 impl HandshakeInfo {
+    /// Keeps `headers` and `query`.
+    pub fn new(headers: &HeaderMap, query: &str, address: SocketAddr) -> Self {
+        Self::from_pairs(headers.iter(), query, address)
+    }
+
+    /// Keeps these headers (names are lowercase and hold no `:`, values hold no line break,
+    /// as `http` guarantees) and `query`. Headers past `u32::MAX` bytes in all cannot come
+    /// from a parsed request; they are dropped rather than mis-indexed.
+    pub fn from_pairs<'a>(
+        headers: impl Iterator<Item = (&'a http::HeaderName, &'a http::HeaderValue)>,
+        query: &str,
+        address: SocketAddr,
+    ) -> Self {
+        let mut packed = Vec::new();
+        for (name, value) in headers {
+            packed.extend_from_slice(name.as_str().as_bytes());
+            packed.extend_from_slice(b": ");
+            packed.extend_from_slice(value.as_bytes());
+            packed.push(b'\n');
+        }
+        let query_at = u32::try_from(packed.len()).unwrap_or_else(|_| {
+            packed.clear();
+            0
+        });
+        packed.extend_from_slice(query.as_bytes());
+        HandshakeInfo {
+            packed: packed.into_boxed_slice(),
+            query_at,
+            address,
+        }
+    }
+
+    /// Every header as `(name, value)`, in the order of the request.
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.packed[..self.query_at as usize]
+            .split(|b| *b == b'\n')
+            .filter_map(|line| {
+                let at = line.iter().position(|b| *b == b':')?;
+                let name = std::str::from_utf8(&line[..at]).ok()?;
+                Some((name, line.get(at + 2..).unwrap_or_default()))
+            })
+    }
+
+    /// The first value of a header (`name` in lowercase), as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.header_pairs()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// The request's headers as a map (built on each call).
+    pub fn headers(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in self.header_pairs() {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_bytes(value),
+            ) {
+                map.append(n, v);
+            }
+        }
+        map
+    }
+
+    /// The raw query string of the first request.
+    pub fn query(&self) -> &str {
+        std::str::from_utf8(&self.packed[self.query_at as usize..]).unwrap_or_default()
+    }
+
     /// A query parameter of the first request, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        crate::helpers::percent::query_param(&self.query, name)
+        crate::helpers::percent::query_param(self.query(), name)
+    }
+}
+
+impl std::fmt::Debug for HandshakeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandshakeInfo")
+            .field("headers", &self.headers())
+            .field("query", &self.query())
+            .field("address", &self.address)
+            .finish()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName};
 use http::Method;
 
 use crate::transport::HandshakeInfo;
@@ -27,11 +27,11 @@ impl RequestHead {
     }
 
     pub(super) fn handshake(&self) -> HandshakeInfo {
-        HandshakeInfo {
-            headers: compact_headers(&self.headers),
-            query: self.query(),
-            address: self.peer,
-        }
+        let kept = self
+            .headers
+            .iter()
+            .filter(|(name, _)| !TRANSIENT_HEADERS.contains(name));
+        HandshakeInfo::from_pairs(kept, self.uri.query().unwrap_or(""), self.peer)
     }
 
     /// The same request with another path (the query kept): the front door routes on the
@@ -61,7 +61,9 @@ impl RequestHead {
 }
 
 /// Headers that only serve the request they came with (the WebSocket handshake, the
-/// body's framing, caching): a session has no use for them once open.
+/// body's framing, caching): a session has no use for them once open. What a session keeps
+/// is copied out of the HTTP parser's read buffer (parsed values are slices of it, 8 KiB or
+/// more per connection otherwise), bounded by `max_header_bytes`.
 const TRANSIENT_HEADERS: &[HeaderName] = &[
     header::CONNECTION,
     header::UPGRADE,
@@ -77,20 +79,3 @@ const TRANSIENT_HEADERS: &[HeaderName] = &[
     header::ACCEPT,
     header::ACCEPT_ENCODING,
 ];
-
-/// The handshake headers a session keeps for its life (host hooks and handlers read them):
-/// every header but the transient ones, copied out of the HTTP parser's read buffer. Parsed
-/// header values are slices of that buffer (8 KiB or more), so keeping them would keep the
-/// whole buffer alive per idle connection; what is kept is bounded by `max_header_bytes`.
-fn compact_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for (name, value) in headers {
-        if TRANSIENT_HEADERS.contains(name) {
-            continue;
-        }
-        if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
-            out.append(name.clone(), v);
-        }
-    }
-    out
-}
