@@ -19,12 +19,14 @@ if (!rawDir || !outDir) {
 }
 const mode = process.env.BENCH_MODE || 'full';
 const SCENARIOS = ['fanout', 'chat', 'idle', 'connect'];
+// The idle scenario runs once per size (idle5k, idle15k: bench/run.sh's BENCH_IDLE_CLIENTS).
+const isIdle = (s) => /^idle[0-9]*k?$/.test(s);
 const ORDER = ['engine', 'fastify', 'socketio'];
 const LABEL = { engine: 'engine', fastify: 'engine in Fastify', socketio: 'Node Socket.IO' };
 const COLOR = { engine: '#2563eb', fastify: '#0d9488', socketio: '#9ca3af' };
 
 const results = {};
-for (const file of fs.readdirSync(rawDir).filter((f) => f.endsWith('.json') && /^[a-z]+-[a-z]+\.json$/.test(f))) {
+for (const file of fs.readdirSync(rawDir).filter((f) => f.endsWith('.json') && /^[a-z0-9]+-[a-z]+\.json$/.test(f))) {
   const text = fs.readFileSync(path.join(rawDir, file), 'utf8').trim();
   const [scenario, target] = file.replace('.json', '').split('-');
   let r;
@@ -41,6 +43,10 @@ const targets = (targetArgs.length ? targetArgs : ORDER).filter((t) =>
 targets.sort((a, b) => ORDER.indexOf(a) - ORDER.indexOf(b));
 
 const get = (o, p) => p.split('.').reduce((v, k) => (v == null ? undefined : v[k]), o);
+function any(scenario, p) {
+  const r = Object.values(results[scenario] || {}).find((x) => x && get(x, p) != null);
+  return r ? get(r, p) : '?';
+}
 
 // What the table shows: [scenario, label, path, better ('hi' | 'lo' | null), format].
 const num = (v, d = 0) =>
@@ -69,6 +75,7 @@ const ROWS = [
   ['chat', 'sb-load CPU-s / 1M deliveries', 'generator.cpu_s_per_1m_deliveries', null, (v) => num(v, 2)],
   ['chat', 'other cores busy (kernel, rest)', 'generator.other_cpu_util', null, (v) => num(v, 2)],
   ['idle', 'server RSS KiB / connection', 'rss_per_conn_kb', 'lo', (v) => num(v, 1)],
+  ['idle', 'server CPU cores used, held idle', 'server_idle_cpu_util', 'lo', (v) => num(v, 4)],
   ['idle', 'connected clients', 'connected', null, (v) => num(v)],
   ['idle', 'client disconnects', 'disconnects', null, (v) => num(v)],
   ['connect', 'handshakes/s', 'handshakes_per_s', 'hi', (v) => num(v)],
@@ -91,7 +98,17 @@ const cmp = targets.filter((t) => t !== base);
 const header = ['scenario', 'metric', ...targets.map((t) => LABEL[t]), ...(base ? cmp.map((t) => `${t}/socketio`) : [])];
 const lines = [];
 const ratios = {};
-for (const [scenario, label, p, better, fmt] of ROWS) {
+const idleRuns = Object.keys(results)
+  .filter(isIdle)
+  .sort((a, b) => (any(a, 'clients') || 0) - (any(b, 'clients') || 0));
+const rows = ROWS.flatMap((r) => (r[0] === 'idle' ? idleRuns.map((s) => [s, ...r.slice(1)]) : [r]));
+// Rows of one scenario together, in ROWS' order of scenarios.
+rows.sort((a, b) => scenarioRank(a[0]) - scenarioRank(b[0]));
+function scenarioRank(s) {
+  const i = SCENARIOS.indexOf(isIdle(s) ? 'idle' : s);
+  return i * 1000 + (isIdle(s) ? idleRuns.indexOf(s) : 0);
+}
+for (const [scenario, label, p, better, fmt] of rows) {
   if (!results[scenario]) continue;
   const row = [scenario, label];
   for (const t of targets) {
@@ -118,7 +135,7 @@ for (const l of lines) {
   last = l[0];
 }
 table += '(ratios: ↑ higher is better, ↓ lower is better)\n';
-for (const s of SCENARIOS) {
+for (const s of [...SCENARIOS, ...idleRuns]) {
   for (const t of targets) {
     const r = results[s] && results[s][t];
     if (r && r.error) table += `error: ${s} × ${t}: ${r.error}\n`;
@@ -161,16 +178,12 @@ fs.mkdirSync(path.dirname(stem), { recursive: true });
 fs.writeFileSync(`${stem}.json`, `${JSON.stringify(summary, null, 2)}\n`);
 
 // ---- SVG ----------------------------------------------------------------------------------
-const any = (scenario, p) => {
-  const r = Object.values(results[scenario] || {}).find((x) => x && get(x, p) != null);
-  return r ? get(r, p) : '?';
-};
 const PANELS = [
   ['fanout', 'deliveries_per_s', `Fan-out deliveries/s (${any('fanout', 'clients')} clients, 1 room)`, 'higher is better', (v) => num(v)],
   ['fanout', 'latency_ms.p99', 'Fan-out p99 latency, ms (saturated)', 'lower is better', (v) => num(v, 1)],
   ['chat', 'deliveries_per_s', `Chat deliveries/s (${any('chat', 'clients')} clients, ${any('chat', 'rooms')} rooms)`, 'higher is better', (v) => num(v)],
   ['chat', 'latency_ms.p99', 'Chat p99 latency, ms', 'lower is better', (v) => num(v, 2)],
-  ['idle', 'rss_per_conn_kb', `Idle: server RSS KiB per connection (${any('idle', 'clients')})`, 'lower is better', (v) => num(v, 1)],
+  ...idleRuns.map((s) => [s, 'rss_per_conn_kb', `Idle: server RSS KiB per connection (${num(any(s, 'clients'))} clients)`, 'lower is better', (v) => num(v, 1)]),
   ['connect', 'handshakes_per_s', 'Connect: handshakes/s (WebSocket + JWT)', 'higher is better', (v) => num(v)],
 ];
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

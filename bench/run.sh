@@ -14,7 +14,11 @@
 #   BENCH_CONNECT_SECONDS=5   BENCH_CONNECT_CONCURRENCY=50
 #   BENCH_FANOUT_CLIENTS=1000 BENCH_FANOUT_WINDOW=16
 #   BENCH_CHAT_CLIENTS=2000   BENCH_CHAT_ROOMS=200   BENCH_CHAT_RATE=20
-#   BENCH_IDLE_CLIENTS=5000   BENCH_BUILD=1 (cargo build first)   BENCH_WAIT_QUIET=20 (s per run)
+#   BENCH_IDLE_CLIENTS="5000 15000" (one idle run per size: idle5k, idle15k)
+#   BENCH_IDLE_HOLD=26 (s held after the RSS sample: spans a 25 s ping interval, so the idle CPU
+#   figure includes every connection's heartbeat)   BENCH_IDLE_SETTLE=2
+#   BENCH_BUILD=1 (cargo build first)   BENCH_WAIT_QUIET=20 (s per run)
+#   BENCH_ENGINE_BIN=target/release/switchboard (the engine binary the engine target runs)
 #   BENCH_OUT=bench/results   (latest.json, latest.svg; raw runs in $BENCH_OUT/tmp)
 set -euo pipefail
 
@@ -26,7 +30,7 @@ QUICK=${BENCH_QUICK:-0}
 if [[ "$QUICK" == 1 ]]; then
   d_seconds=2 d_warmup=1 d_connect=2 d_fanout=200 d_chat=400 d_rooms=40 d_idle=1000 d_settle=1 d_hold=1 d_quiet=0
 else
-  d_seconds=10 d_warmup=2 d_connect=5 d_fanout=1000 d_chat=2000 d_rooms=200 d_idle=5000 d_settle=2 d_hold=3 d_quiet=20
+  d_seconds=10 d_warmup=2 d_connect=5 d_fanout=1000 d_chat=2000 d_rooms=200 d_idle="5000 15000" d_settle=2 d_hold=26 d_quiet=20
 fi
 SECS=${BENCH_SECONDS:-$d_seconds}
 WARMUP=${BENCH_WARMUP:-$d_warmup}
@@ -52,7 +56,8 @@ elapsed() { local s=$(( $(date +%s) - START_TIME )); printf '%d:%02d' $((s / 60)
 
 # One fd per connection in the server and in the generator: 5000 idle clients need >5000.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-need=$(( IDLE_CLIENTS > CHAT_CLIENTS ? IDLE_CLIENTS : CHAT_CLIENTS ))
+need=$CHAT_CLIENTS
+for n in $IDLE_CLIENTS; do (( n > need )) && need=$n; done
 if (( $(ulimit -n) < need + 200 )); then
   log "bench: open files limit $(ulimit -n) is below the $((need + 200)) needed; lower BENCH_IDLE_CLIENTS / BENCH_CHAT_CLIENTS"
   exit 1
@@ -64,7 +69,8 @@ if [[ "${BENCH_BUILD:-1}" == 1 ]]; then
   log "bench [$(elapsed)] building release binaries"
   cargo build --release -p switchboard -p switchboard-bench --bin switchboard --bin sb-load >&2
 fi
-ENGINE_BIN="$ROOT/target/release/switchboard"
+# BENCH_ENGINE_BIN: another build of the engine (a before/after comparison in one run).
+ENGINE_BIN="${BENCH_ENGINE_BIN:-$ROOT/target/release/switchboard}"
 LOAD_BIN="$ROOT/target/release/sb-load"
 
 npm_deps() { # dir
@@ -183,11 +189,21 @@ wait_quiet() {
   done
 }
 
+# The idle scenario runs once per size in BENCH_IDLE_CLIENTS, named by size (idle5k, idle15k).
+idle_name() { # clients
+  if (( $1 % 1000 == 0 )); then echo "idle$(( $1 / 1000 ))k"; else echo "idle$1"; fi
+}
+idle_clients() { # name
+  local n
+  for n in $IDLE_CLIENTS; do [[ "$(idle_name "$n")" == "$1" ]] && { echo "$n"; return; }; done
+  echo "${IDLE_CLIENTS%% *}"
+}
+
 scenario_args() {
   case "$1" in
     fanout) echo "fanout --clients $FANOUT_CLIENTS --window $FANOUT_WINDOW --seconds $SECS --warmup $WARMUP" ;;
     chat) echo "chat --clients $CHAT_CLIENTS --rooms $CHAT_ROOMS --rate $CHAT_RATE --seconds $SECS --warmup $WARMUP" ;;
-    idle) echo "idle --clients $IDLE_CLIENTS --settle $IDLE_SETTLE --hold $IDLE_HOLD" ;;
+    idle*) echo "idle --clients $(idle_clients "$1") --settle $IDLE_SETTLE --hold $IDLE_HOLD" ;;
     connect) echo "connect --clients $CONNECT_CONCURRENCY --seconds $CONNECT_SECONDS" ;;
     *) log "bench: unknown scenario $1"; exit 1 ;;
   esac
@@ -196,7 +212,14 @@ scenario_args() {
 # ---- run ----------------------------------------------------------------------------------
 mkdir -p "$TMP"
 rm -f "$TMP"/*.json "$TMP"/*.log
-read -r -a scen <<<"$SCENARIOS"
+scen=()
+for s in $SCENARIOS; do
+  if [[ "$s" == idle ]]; then
+    for n in $IDLE_CLIENTS; do scen+=("$(idle_name "$n")"); done
+  else
+    scen+=("$s")
+  fi
+done
 total=$(( ${#scen[@]} * ${#ACTIVE[@]} ))
 log "bench [$(elapsed)] ${#scen[@]} scenarios × ${#ACTIVE[@]} targets (${ACTIVE[*]}); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 if awk '{ exit !($1 > 0.7) }' /proc/loadavg; then

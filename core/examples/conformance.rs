@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::builder(config)
         .namespace("/", |ns| {
             ns.on_connect(|socket| async move {
-                let _ = socket.emit("auth", socket.auth());
+                let _ = socket.emit("auth", &socket.auth());
             })
             .on("message", |socket, payload, _ack| async move {
                 let _ = socket.emit_payload("message-back", &payload);
@@ -78,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .namespace("/custom", |ns| {
             ns.on_connect(|socket| async move {
-                let _ = socket.emit("auth", socket.auth());
+                let _ = socket.emit("auth", &socket.auth());
             })
         })
         .engineio("/engine.io/", Arc::new(Echo))

@@ -11,7 +11,8 @@
 //! `IDLE_MEMORY_REPORT=1 cargo test -p switchboard --test idle_memory -- --nocapture` prints
 //! the breakdown by allocation size (bench/README.md explains what each size is);
 //! `IDLE_MEMORY_TRACE=512,768` also prints where the live allocations of those sizes (to
-//! 16 bytes) were made, from a few of the measured connections.
+//! 16 bytes) were made, from a few of the measured connections; `IDLE_MEMORY_TRACE=one`
+//! prints every allocation the first measured connection still holds, with its site.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -28,10 +29,10 @@ use common::Ws;
 
 /// Live heap bytes per idle WebSocket connection may not pass this (measured: see
 /// bench/README.md; the headroom absorbs tables growing within the measured batch).
-const WS_BUDGET: usize = 8 * 1024 + 512;
+const WS_BUDGET: usize = 7 * 1024;
 /// Live heap bytes per long-polling session between requests (its keep-alive HTTP
 /// connection included) may not pass this.
-const POLLING_BUDGET: usize = 28 * 1024;
+const POLLING_BUDGET: usize = 4 * 1024;
 
 /// The tests share the counters: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -49,6 +50,8 @@ thread_local! {
 
 /// Whether allocations of the traced sizes are recorded now (the measured batch).
 static TRACE_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether frees of recorded allocations are tracked (until the report).
+static TRACK_FREES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Size classes to trace, from `IDLE_MEMORY_TRACE` (sizes in bytes, comma-separated).
 static TRACE_CLASSES: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
 /// Live traced allocations: address → (size, where it was made).
@@ -61,7 +64,8 @@ fn trace(ptr: usize, size: usize) {
     let Some(classes) = TRACE_CLASSES.get() else {
         return;
     };
-    if !classes.contains(&class(size)) || TRACING.with(Cell::get) {
+    let all = classes.is_empty();
+    if (!all && !classes.contains(&class(size))) || TRACING.with(Cell::get) {
         return;
     }
     TRACING.with(|t| t.set(true));
@@ -73,7 +77,7 @@ fn trace(ptr: usize, size: usize) {
                 .count()
         })
         .unwrap_or(usize::MAX);
-    if seen < TRACES_PER_CLASS {
+    if all || seen < TRACES_PER_CLASS {
         let bt = std::backtrace::Backtrace::force_capture().to_string();
         // The allocating call, then the engine's own frames (`./src/`) above it.
         let locations: Vec<&str> = bt
@@ -167,7 +171,7 @@ unsafe impl GlobalAlloc for Tagging {
         if unsafe { base.read() } == 1 {
             LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
             BY_SIZE[class(layout.size())].fetch_sub(1, Ordering::Relaxed);
-            if TRACE_ON.load(Ordering::Relaxed) {
+            if TRACK_FREES.load(Ordering::Relaxed) {
                 untrace(base as usize);
             }
         }
@@ -209,6 +213,7 @@ fn per_connection(what: &str, a: &Snapshot, b: &Snapshot, n: usize) -> usize {
             }
         }
         TRACE_ON.store(false, Ordering::Relaxed);
+        TRACK_FREES.store(false, Ordering::Relaxed);
         if let Ok(traces) = TRACES.lock() {
             for (_, size, frames) in traces.iter() {
                 println!("  live {size} B allocation made at:\n{frames}");
@@ -221,6 +226,7 @@ fn per_connection(what: &str, a: &Snapshot, b: &Snapshot, n: usize) -> usize {
 /// Starts tracing the sizes `IDLE_MEMORY_TRACE` names (for the measured batch).
 fn start_tracing() {
     if let Ok(sizes) = std::env::var("IDLE_MEMORY_TRACE") {
+        TRACK_FREES.store(true, Ordering::Relaxed);
         let classes = sizes
             .split(',')
             .filter_map(|s| s.trim().parse::<usize>().ok())
@@ -303,8 +309,13 @@ async fn an_idle_websocket_connection_stays_under_its_heap_budget() {
     settle().await;
     let before = snapshot();
     start_tracing();
+    let one = std::env::var("IDLE_MEMORY_TRACE").is_ok_and(|v| v == "one");
     for user in WARMUP..WARMUP + MEASURED {
         clients.push(idle_client(addr, user).await);
+        if one && user == WARMUP {
+            settle().await;
+            TRACE_ON.store(false, Ordering::Relaxed);
+        }
     }
     settle().await;
     let after = snapshot();
@@ -319,10 +330,10 @@ async fn an_idle_websocket_connection_stays_under_its_heap_budget() {
     runtime.shutdown_background();
 }
 
-/// A raw HTTP/1.1 request on a keep-alive connection; the answer's body.
+/// A raw HTTP/1.1 request; the answer's body.
 async fn http(conn: &mut tokio::net::TcpStream, method: &str, target: &str, body: &str) -> String {
     let request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     conn.write_all(request.as_bytes()).await.unwrap();
@@ -349,12 +360,18 @@ async fn http(conn: &mut tokio::net::TcpStream, method: &str, target: &str, body
     }
 }
 
-/// A Socket.IO client over long-polling, connected and joined, between two requests: its
-/// keep-alive connection open, no GET pending.
-async fn polling_client(addr: std::net::SocketAddr, user: usize) -> tokio::net::TcpStream {
+/// One request on a connection of its own (`Connection: close`): what stays is the session's,
+/// not an idle keep-alive connection's (hyper keeps two 8 KiB buffers per connection).
+async fn request(addr: std::net::SocketAddr, method: &str, target: &str, body: &str) -> String {
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    http(&mut conn, method, target, body).await
+}
+
+/// A Socket.IO client over long-polling, connected and joined, between two requests (no GET
+/// pending, no connection open).
+async fn polling_client(addr: std::net::SocketAddr, user: usize) {
     let base = "/socket.io/?EIO=4&transport=polling";
-    let open = http(&mut conn, "GET", base, "").await;
+    let open = request(addr, "GET", base, "").await;
     let sid = open
         .split("\"sid\":\"")
         .nth(1)
@@ -363,30 +380,28 @@ async fn polling_client(addr: std::net::SocketAddr, user: usize) -> tokio::net::
         .to_owned();
     let target = format!("{base}&sid={sid}");
     let connect = format!("40{{\"token\":\"{}\"}}", token(user));
-    assert_eq!(http(&mut conn, "POST", &target, &connect).await, "ok");
-    assert!(http(&mut conn, "GET", &target, "").await.starts_with("40"));
+    assert_eq!(request(addr, "POST", &target, &connect).await, "ok");
+    assert!(request(addr, "GET", &target, "").await.starts_with("40"));
     let join = format!("420[\"joinRoom\",\"idle-{user}\"]");
-    assert_eq!(http(&mut conn, "POST", &target, &join).await, "ok");
+    assert_eq!(request(addr, "POST", &target, &join).await, "ok");
     let mut got = String::new();
     while !got.contains("430") {
-        got = http(&mut conn, "GET", &target, "").await;
+        got = request(addr, "GET", &target, "").await;
     }
-    conn
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_polling_session_between_requests_stays_under_its_heap_budget() {
     let _serial = SERIAL.lock().await;
     let (runtime, engine, addr) = server();
-    let mut clients = Vec::new();
     for user in 0..WARMUP {
-        clients.push(polling_client(addr, user).await);
+        polling_client(addr, user).await;
     }
     settle().await;
     let before = snapshot();
     start_tracing();
     for user in WARMUP..WARMUP + MEASURED {
-        clients.push(polling_client(addr, user).await);
+        polling_client(addr, user).await;
     }
     settle().await;
     let after = snapshot();
@@ -396,7 +411,6 @@ async fn a_polling_session_between_requests_stays_under_its_heap_budget() {
         "a long-polling session between requests holds {per} heap bytes, over the \
          {POLLING_BUDGET} budget (IDLE_MEMORY_REPORT=1 prints where they go)"
     );
-    drop(clients);
     engine.shutdown(Duration::ZERO);
     runtime.shutdown_background();
 }

@@ -49,7 +49,9 @@ struct Partial {
 #[derive(Default)]
 pub struct ConnState {
     sockets: Mutex<Vec<Arc<Socket>>>,
-    partial: Mutex<Option<Partial>>,
+    /// Boxed: a packet waiting for attachments is rare, and inline it would take room in
+    /// every session.
+    partial: Mutex<Option<Box<Partial>>>,
 }
 
 /// An Engine.IO session as Socket.IO uses it: carrying its [`ConnState`].
@@ -137,11 +139,11 @@ impl SocketIo {
             if session.data.socket(&packet.nsp).is_none() {
                 return protocol_error(session, "binary packet for a namespace not joined");
             }
-            *session.data.partial.lock() = Some(Partial {
+            *session.data.partial.lock() = Some(Box::new(Partial {
                 packet,
                 attachments: Vec::new(),
                 bytes: size,
-            });
+            }));
             return;
         }
         self.dispatch(session, packet, Vec::new(), size).await;
@@ -173,7 +175,7 @@ impl SocketIo {
             packet,
             attachments,
             bytes,
-        }) = complete
+        }) = complete.map(|p| *p)
         {
             if !placeholders_valid(packet.data.as_ref(), attachments.len()) {
                 return protocol_error(session, "illegal attachments");

@@ -427,7 +427,7 @@ impl Namespace {
                     rooms.clone(),
                     // A refreshed token's expiry, not the connect token's.
                     socket.user_with_expiry(),
-                    socket.auth().clone(),
+                    socket.auth(),
                     socket.connected_seq,
                 ));
             }

@@ -4,6 +4,7 @@ pub mod accept;
 mod body;
 mod cors;
 mod health;
+mod heartbeat;
 pub mod http;
 pub mod outbox;
 pub mod polling;
@@ -83,6 +84,16 @@ pub struct EioServer<D = ()> {
     sessions: Mutex<HashMap<Arc<str>, Arc<Session<D>>>>,
     handler: Arc<dyn SessionHandler<D>>,
     activity: parking_lot::RwLock<Option<ActivityHook>>,
+    /// Every session's heartbeat, connect timeout and cleanup, run by one task.
+    watch: Arc<heartbeat::Watch>,
+    /// Whether that task runs (it starts with the first session, on the runtime serving it).
+    watch_started: std::sync::atomic::AtomicBool,
+}
+
+impl<D> Drop for EioServer<D> {
+    fn drop(&mut self) {
+        self.watch.stop();
+    }
 }
 
 impl<D: SessionData> EioServer<D> {
@@ -92,12 +103,18 @@ impl<D: SessionData> EioServer<D> {
         metrics: Arc<Metrics>,
         handler: Arc<dyn SessionHandler<D>>,
     ) -> Arc<Self> {
+        let watch = Arc::new(heartbeat::Watch::new(
+            config.ping_interval,
+            config.ping_timeout,
+        ));
         Arc::new(EioServer {
             config,
             metrics,
             sessions: Mutex::new(HashMap::new()),
             handler,
             activity: parking_lot::RwLock::new(None),
+            watch,
+            watch_started: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -121,6 +138,11 @@ impl<D: SessionData> EioServer<D> {
             return None;
         }
         Some(session)
+    }
+
+    /// The session with this id, closing or not.
+    fn find(&self, sid: &str) -> Option<Arc<Session<D>>> {
+        self.sessions.lock().get(sid).cloned()
     }
 
     /// Number of open sessions.
@@ -149,6 +171,7 @@ impl<D: SessionData> EioServer<D> {
                 self.config.outbound_queue_bytes,
             ),
             self.metrics.clone(),
+            self.watch.clone(),
         ));
         {
             let mut sessions = self.sessions.lock();
@@ -195,16 +218,13 @@ impl<D: SessionData> EioServer<D> {
         .to_packet();
         let _ = session.send(Frame::from_payload(&open, FrameKind::Text));
 
-        let server = self.clone();
-        let s = session.clone();
-        let connect_timeout = self.handler.connect_timeout();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = s.heartbeat(server.config.ping_interval, server.config.ping_timeout) => {}
-                _ = s.enforce_connect_timeout(connect_timeout) => {}
-            }
-            server.finalize(&s);
-        });
+        if !self
+            .watch_started
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            tokio::spawn(heartbeat::run(Arc::downgrade(self), self.watch.clone()));
+        }
+        self.watch.opened(&sid, self.handler.connect_timeout());
         Ok(session)
     }
 

@@ -1,15 +1,15 @@
 //! An Engine.IO session: the state its transports share, its heartbeat and its close.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::heartbeat::Watch;
 use super::outbox::{Outbox, PushError};
 use crate::metrics::Metrics;
 use crate::protocol::engineio::Packet;
@@ -176,16 +176,18 @@ pub struct Session<D = ()> {
     upgrading: AtomicBool,
     probed: AtomicBool,
     probe_notify: Notify,
-    /// When the pending ping must be answered by, in ms since `born` (0: none pending).
-    pong_deadline: std::sync::atomic::AtomicU64,
-    born: std::time::Instant,
+    /// When the pending ping must be answered by, on the watch's clock (0: none pending).
+    pong_deadline: AtomicU64,
+    /// Counts the pongs that answered a ping (see [`Watch`]).
+    beat: AtomicU32,
+    /// The server's heartbeat task, which runs this session's deadlines and cleanup.
+    watch: Arc<Watch>,
     closing: AtomicBool,
     /// Set once the protocol above accepted the client (a Socket.IO CONNECT succeeded).
     established: AtomicBool,
     finalized: AtomicBool,
     close_reason: Mutex<Option<CloseReason>>,
     closed_notify: Notify,
-    pong: Notify,
     /// Set while a polling GET is waiting, to refuse an overlapping one.
     pub(crate) poll_active: AtomicBool,
     /// Set while a polling POST is being processed, to refuse an overlapping one.
@@ -202,6 +204,7 @@ impl<D: Default> Session<D> {
         handshake: HandshakeInfo,
         outbox: Outbox,
         metrics: Arc<Metrics>,
+        watch: Arc<Watch>,
     ) -> Self {
         Session {
             sid,
@@ -211,14 +214,14 @@ impl<D: Default> Session<D> {
             upgrading: AtomicBool::new(false),
             probed: AtomicBool::new(false),
             probe_notify: Notify::new(),
-            pong_deadline: std::sync::atomic::AtomicU64::new(0),
-            born: std::time::Instant::now(),
+            pong_deadline: AtomicU64::new(0),
+            beat: AtomicU32::new(0),
+            watch,
             closing: AtomicBool::new(false),
             established: AtomicBool::new(false),
             finalized: AtomicBool::new(false),
             close_reason: Mutex::new(None),
             closed_notify: Notify::new(),
-            pong: Notify::new(),
             poll_active: AtomicBool::new(false),
             post_active: AtomicBool::new(false),
             metrics,
@@ -277,7 +280,7 @@ impl<D> Session<D> {
     /// session is gone exactly at pingInterval + pingTimeout, whatever the timers' jitter).
     pub(crate) fn pong_overdue(&self) -> bool {
         let deadline = self.pong_deadline.load(Ordering::Acquire);
-        deadline != 0 && self.born.elapsed().as_millis() as u64 >= deadline
+        deadline != 0 && self.watch.now_ms() >= deadline
     }
 
     /// Queues a frame; a full queue closes the session as a slow reader.
@@ -346,6 +349,7 @@ impl<D> Session<D> {
         if !self.closing.swap(true, Ordering::AcqRel) {
             self.outbox.close();
             self.closed_notify.notify_waiters();
+            self.watch.closed(&self.sid);
         }
     }
 
@@ -384,72 +388,41 @@ impl<D> Session<D> {
         }
     }
 
-    /// Closes the session when it is not established within `timeout` (`None`: never), as
-    /// Socket.IO's `connectTimeout` does: a session that never sends CONNECT holds no more
-    /// than its handshake for that long. Never returns; run it beside the heartbeat.
-    pub(crate) async fn enforce_connect_timeout(&self, timeout: Option<Duration>) {
-        if let Some(timeout) = timeout {
-            tokio::time::sleep(timeout).await;
-            if !self.is_established() {
-                tracing::debug!(sid = %self.sid, "no CONNECT within the connect timeout; closing");
-                self.close(CloseReason::ConnectTimeout);
-            }
-        }
-        std::future::pending::<()>().await;
-    }
-
     /// Marks a session that never has to be established (no protocol above asks for it).
     pub(crate) fn mark_established_uncounted(&self) {
         self.established.store(true, Ordering::Release);
     }
 
-    fn is_established(&self) -> bool {
+    pub(crate) fn is_established(&self) -> bool {
         self.established.load(Ordering::Acquire)
     }
 
-    /// Records a pong from the client.
+    /// Records a pong from the client: when it answers the pending ping, the next ping is
+    /// due an interval from now. A pong nobody asked for changes nothing.
     pub(crate) fn pong_received(&self) {
-        self.pong_deadline.store(0, Ordering::Release);
-        self.pong.notify_one();
+        if self.pong_deadline.swap(0, Ordering::AcqRel) != 0 {
+            let beat = self.beat.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+            self.watch.ponged(&self.sid, beat);
+        }
+    }
+
+    /// A ping went out, to be answered by `deadline` (on the watch's clock).
+    pub(crate) fn ping_sent(&self, deadline: u64) {
+        self.pong_deadline.store(deadline.max(1), Ordering::Release);
+    }
+
+    /// Whether a ping waits for its pong.
+    pub(crate) fn ping_pending(&self) -> bool {
+        self.pong_deadline.load(Ordering::Acquire) != 0
+    }
+
+    /// The session's beat (see [`Watch`]).
+    pub(crate) fn beat(&self) -> u32 {
+        self.beat.load(Ordering::Acquire)
     }
 
     /// True exactly once: for the caller that runs the session's final cleanup.
     pub(crate) fn take_finalize(&self) -> bool {
         !self.finalized.swap(true, Ordering::AcqRel)
-    }
-
-    /// Sends pings and closes the session when a pong does not come back in time.
-    /// Returns when the session closes. Deadlines are absolute, so timer jitter does not add
-    /// up: the session closes at pingInterval + pingTimeout after the last pong.
-    pub(crate) async fn heartbeat(&self, interval: Duration, timeout: Duration) {
-        let mut next_ping = tokio::time::Instant::from_std(self.born) + interval;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(next_ping) => {}
-                _ = self.closed() => return,
-            }
-            // A pong left over from before this ping does not count.
-            let _ = futures_util::FutureExt::now_or_never(self.pong.notified());
-            let deadline = next_ping + timeout;
-            let deadline_ms = deadline
-                .into_std()
-                .saturating_duration_since(self.born)
-                .as_millis() as u64;
-            self.pong_deadline
-                .store(deadline_ms.max(1), Ordering::Release);
-            if self.send_packet(&Packet::Ping(Bytes::new())).is_err() {
-                return;
-            }
-            tokio::select! {
-                _ = self.pong.notified() => {
-                    next_ping = tokio::time::Instant::now() + interval;
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    self.close(CloseReason::PingTimeout);
-                    return;
-                }
-                _ = self.closed() => return,
-            }
-        }
     }
 }

@@ -144,12 +144,12 @@ pub async fn run<D, R, W>(
     // HTTP parser's whole read buffer, which would otherwise live as long as the connection.
     let part = prefix.to_vec();
     drop(prefix);
-    let mut ws = WebSocketStream::from_partially_read(
+    let mut ws = Box::pin(WebSocketStream::from_partially_read(
         side,
         part,
         Role::Server,
         Some(ws_config(server.config.max_payload)),
-    )
+    ))
     .await;
 
     match mode {
@@ -161,10 +161,12 @@ pub async fn run<D, R, W>(
             ));
         }
         Mode::Upgrade(_) => {
-            let upgraded = tokio::time::timeout(
+            // Boxed: the probe runs once, and its state would otherwise take room in the
+            // connection's task for as long as the connection lives.
+            let upgraded = Box::pin(tokio::time::timeout(
                 server.config.upgrade_timeout,
                 probe(&session, &mut ws, writer),
-            )
+            ))
             .await;
             session.end_upgrade();
             match upgraded {
@@ -188,7 +190,12 @@ pub async fn run<D, R, W>(
     // mid-stream). Closing a socket with unread input resets it, and the reset can overtake
     // the close frame just queued: read and discard for a moment first, so the client gets
     // the close code.
-    let _ = tokio::time::timeout(CLOSE_GRACE, discard_input(&mut ws.get_mut().inner)).await;
+    // Boxed for the same reason as the probe (its read buffer is on its stack).
+    let _ = Box::pin(tokio::time::timeout(
+        CLOSE_GRACE,
+        discard_input(&mut ws.get_mut().inner),
+    ))
+    .await;
 }
 
 /// Reads and drops what the client sends until it closes its side.

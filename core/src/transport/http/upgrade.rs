@@ -50,20 +50,34 @@ impl<D: SessionData> Upgrade<D> {
     }
 
     /// Runs the WebSocket on the switched connection until it closes.
-    pub async fn run<R, W>(self, reader: R, writer: W, prefix: Bytes)
+    ///
+    /// Not an `async fn`: the target is chosen before the future is made, so the future is
+    /// the target's own, and the connection's task does not also keep this upgrade and a
+    /// second copy of the arguments for its life.
+    pub fn run<R, W>(
+        self,
+        reader: R,
+        writer: W,
+        prefix: Bytes,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static
     where
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        use futures_util::future::Either;
         match self.target {
             UpgradeTarget::EngineIo {
                 server,
                 mode: Some(mode),
-            } => websocket::run(server, reader, writer, prefix, mode).await,
-            UpgradeTarget::EngineIo { mode: None, .. } => websocket::reject(writer).await,
-            UpgradeTarget::Service(session) => {
-                session(Box::new(reader), Box::new(writer), prefix).await
+            } => Either::Left(websocket::run(server, reader, writer, prefix, mode)),
+            UpgradeTarget::EngineIo { mode: None, .. } => {
+                Either::Right(Either::Left(websocket::reject(writer)))
             }
+            UpgradeTarget::Service(session) => Either::Right(Either::Right(session(
+                Box::new(reader),
+                Box::new(writer),
+                prefix,
+            ))),
         }
     }
 
