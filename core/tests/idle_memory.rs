@@ -292,6 +292,15 @@ async fn idle_client(addr: std::net::SocketAddr, user: usize) -> Ws {
     ws
 }
 
+/// Joins `room` with ack id `ack` and waits for the ack.
+async fn join(ws: &mut Ws, room: &str, ack: u32) {
+    ws.send(Message::text(format!("42{ack}[\"joinRoom\",\"{room}\"]")))
+        .await
+        .unwrap();
+    let want = format!("43{ack}");
+    while !next_text(ws).await.starts_with(&want) {}
+}
+
 /// Lets the server's tasks finish what the last client started (acks written, buffers
 /// released).
 async fn settle() {
@@ -324,6 +333,51 @@ async fn an_idle_websocket_connection_stays_under_its_heap_budget() {
         per <= WS_BUDGET,
         "an idle WebSocket connection holds {per} heap bytes, over the {WS_BUDGET} budget \
          (IDLE_MEMORY_REPORT=1 prints where they go)"
+    );
+    drop(clients);
+    engine.shutdown(Duration::ZERO);
+    runtime.shutdown_background();
+}
+
+/// Most heap one more room membership (a member of a room that exists) may cost.
+const MEMBERSHIP_BUDGET: usize = 768;
+/// Rooms each measured client joins besides its own.
+const SHARED_ROOMS: usize = 4;
+
+/// Rooms of a few members each (every join is announced to the room's members).
+fn shared_room(user: usize, room: usize) -> String {
+    format!("shared-{}-{room}", user % 50)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_membership_stays_under_its_heap_budget() {
+    let _serial = SERIAL.lock().await;
+    let (runtime, engine, addr) = server();
+    let mut clients = Vec::new();
+    for user in 0..WARMUP {
+        let mut ws = idle_client(addr, user).await;
+        for room in 0..SHARED_ROOMS {
+            join(&mut ws, &shared_room(user, room), 1 + room as u32).await;
+        }
+        clients.push(ws);
+    }
+    for user in WARMUP..WARMUP + MEASURED {
+        clients.push(idle_client(addr, user).await);
+    }
+    settle().await;
+    let before = snapshot();
+    start_tracing();
+    for (user, ws) in clients.iter_mut().enumerate().skip(WARMUP) {
+        for room in 0..SHARED_ROOMS {
+            join(ws, &shared_room(user, room), 1 + room as u32).await;
+        }
+    }
+    settle().await;
+    let after = snapshot();
+    let per = per_connection("membership", &before, &after, MEASURED * SHARED_ROOMS);
+    assert!(
+        per <= MEMBERSHIP_BUDGET,
+        "a room membership holds {per} heap bytes, over the {MEMBERSHIP_BUDGET} budget"
     );
     drop(clients);
     engine.shutdown(Duration::ZERO);
