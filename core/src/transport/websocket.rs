@@ -393,9 +393,7 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
                 .take(MAX_IOVECS - 1)
                 .map(|f| IoSlice::new(f.wire())),
         );
-        let mut written = tokio::time::timeout(send_timeout, writer.write_vectored(&slices))
-            .await
-            .map_err(|_| stalled())??;
+        let mut written = write_within(writer, &slices, send_timeout).await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -411,10 +409,35 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
             }
         }
     }
-    tokio::time::timeout(send_timeout, writer.flush())
-        .await
-        .map_err(|_| stalled())??;
+    let flushed = futures_util::FutureExt::now_or_never(writer.flush());
+    match flushed {
+        Some(result) => result?,
+        None => Box::pin(tokio::time::timeout(send_timeout, writer.flush()))
+            .await
+            .map_err(|_| stalled())??,
+    }
     Ok(total)
+}
+
+/// One vectored write, failing with [`io::ErrorKind::TimedOut`] when it makes no progress
+/// for `send_timeout`. The usual write completes at once and sets no timer; only one that
+/// must wait gets its timeout, boxed, so the timer's state is not part of every writer
+/// task's future for the connection's life.
+async fn write_within<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    slices: &[IoSlice<'_>],
+    send_timeout: Duration,
+) -> io::Result<usize> {
+    // A write that is not ready registers the task's waker again when it is polled below.
+    if let Some(result) = futures_util::FutureExt::now_or_never(writer.write_vectored(slices)) {
+        return result;
+    }
+    Box::pin(tokio::time::timeout(
+        send_timeout,
+        writer.write_vectored(slices),
+    ))
+    .await
+    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
 }
 
 /// The `Sec-WebSocket-Accept` value for a client's key.
