@@ -6,7 +6,8 @@
 //! idle session costs one or two map entries, and the pings of thousands of sessions are sent
 //! by one task that sleeps until the earliest deadline. The timing is the one Engine.IO
 //! specifies: a ping `ping_interval` after the session opened or after the last pong, a close
-//! when no pong came `ping_timeout` after a ping.
+//! when no pong came `ping_timeout` after a ping. The task runs while the server has sessions:
+//! it ends with the last one and the next session starts it again.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,8 @@ struct State {
     next: u64,
     /// Sessions that closed and wait for their cleanup.
     closed: Vec<Arc<str>>,
+    /// Sessions opened so far: tells the task that none opened while it decided to end.
+    opens: u64,
 }
 
 /// The deadlines of one server's sessions, shared by the sessions (which schedule) and the
@@ -54,6 +57,8 @@ pub(crate) struct Watch {
     wake: Notify,
     start: Instant,
     stopped: AtomicBool,
+    /// Whether the task runs.
+    running: AtomicBool,
     pub(crate) interval: Duration,
     pub(crate) timeout: Duration,
 }
@@ -65,6 +70,7 @@ impl Watch {
             wake: Notify::new(),
             start: Instant::now(),
             stopped: AtomicBool::new(false),
+            running: AtomicBool::new(false),
             interval,
             timeout,
         }
@@ -103,8 +109,15 @@ impl Watch {
         }
     }
 
-    /// A new session: its first ping, and its connect deadline when it has one.
-    pub(crate) fn opened(&self, sid: &Arc<str>, connect_timeout: Option<Duration>) {
+    /// A new session of `server` (already among its sessions): its first ping, and its
+    /// connect deadline when it has one. Starts the task when it does not run.
+    pub(crate) fn opened<D: SessionData>(
+        self: &Arc<Self>,
+        server: &Arc<EioServer<D>>,
+        sid: &Arc<str>,
+        connect_timeout: Option<Duration>,
+    ) {
+        self.state.lock().opens += 1;
         let now = self.now_ms();
         self.schedule(
             now.saturating_add(Self::ms(self.interval)),
@@ -115,6 +128,26 @@ impl Watch {
         if let Some(t) = connect_timeout {
             self.schedule(now.saturating_add(Self::ms(t)), sid, Due::Connect, 0);
         }
+        // After the session is scheduled: a task deciding to end either sees it, or has
+        // already said it no longer runs (see `end_when_idle`).
+        if !self.running.swap(true, Ordering::AcqRel) {
+            tokio::spawn(run(Arc::downgrade(server), self.clone()));
+        }
+    }
+
+    /// Ends the task when the server has no session left and none opened since `opens` was
+    /// read (before the sessions were counted); what is left in the map is stale.
+    fn end_when_idle(&self, opens: u64, sessions: usize) -> bool {
+        if sessions > 0 {
+            return false;
+        }
+        let mut state = self.state.lock();
+        if state.opens != opens || !state.closed.is_empty() {
+            return false;
+        }
+        state.deadlines.clear();
+        self.running.store(false, Ordering::Release);
+        true
     }
 
     /// A pong answered the pending ping of beat `beat`: the next ping is due an interval
@@ -153,7 +186,7 @@ impl Watch {
 }
 
 /// The task that runs a server's deadlines and cleanups, until the server is dropped.
-pub(crate) async fn run<D: SessionData>(server: Weak<EioServer<D>>, watch: Arc<Watch>) {
+async fn run<D: SessionData>(server: Weak<EioServer<D>>, watch: Arc<Watch>) {
     let mut closed = Vec::new();
     let mut due = Vec::new();
     loop {
@@ -163,11 +196,12 @@ pub(crate) async fn run<D: SessionData>(server: Weak<EioServer<D>>, watch: Arc<W
         let wake = watch.wake.notified();
         tokio::pin!(wake);
         wake.as_mut().enable();
+        let opens = watch.state.lock().opens;
         let next = watch.take_due(&mut closed, &mut due);
+        let Some(server) = server.upgrade() else {
+            return;
+        };
         if !closed.is_empty() || !due.is_empty() {
-            let Some(server) = server.upgrade() else {
-                return;
-            };
             for sid in closed.drain(..) {
                 if let Some(session) = server.find(&sid) {
                     server.finalize(&session);
@@ -179,6 +213,10 @@ pub(crate) async fn run<D: SessionData>(server: Weak<EioServer<D>>, watch: Arc<W
             // Whatever this turn scheduled or closed is looked at on the next one.
             continue;
         }
+        if watch.end_when_idle(opens, server.session_count()) {
+            return;
+        }
+        drop(server);
         match next {
             Some(at) => {
                 let at = watch.start + Duration::from_millis(at.saturating_sub(1));

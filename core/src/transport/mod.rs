@@ -84,10 +84,9 @@ pub struct EioServer<D = ()> {
     sessions: Mutex<HashMap<Arc<str>, Arc<Session<D>>>>,
     handler: Arc<dyn SessionHandler<D>>,
     activity: parking_lot::RwLock<Option<ActivityHook>>,
-    /// Every session's heartbeat, connect timeout and cleanup, run by one task.
+    /// Every session's heartbeat, connect timeout and cleanup, run by one task while the
+    /// server has sessions (started on the runtime serving them).
     watch: Arc<heartbeat::Watch>,
-    /// Whether that task runs (it starts with the first session, on the runtime serving it).
-    watch_started: std::sync::atomic::AtomicBool,
 }
 
 impl<D> Drop for EioServer<D> {
@@ -114,7 +113,6 @@ impl<D: SessionData> EioServer<D> {
             handler,
             activity: parking_lot::RwLock::new(None),
             watch,
-            watch_started: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -218,13 +216,8 @@ impl<D: SessionData> EioServer<D> {
         .to_packet();
         let _ = session.send(Frame::from_payload(&open, FrameKind::Text));
 
-        if !self
-            .watch_started
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            tokio::spawn(heartbeat::run(Arc::downgrade(self), self.watch.clone()));
-        }
-        self.watch.opened(&sid, self.handler.connect_timeout());
+        self.watch
+            .opened(self, &sid, self.handler.connect_timeout());
         Ok(session)
     }
 
