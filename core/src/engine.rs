@@ -340,6 +340,12 @@ impl Engine {
         &self.inner.io
     }
 
+    /// The Engine.IO sessions behind Socket.IO: the plain-WebSocket endpoint opens its
+    /// connections here, so they count, shut down and recover like Socket.IO's.
+    pub(crate) fn sio_server(&self) -> &Arc<EioServer<ConnState>> {
+        &self.inner.sio_server
+    }
+
     /// A namespace by name.
     pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
         self.inner.io.namespace(name).cloned()

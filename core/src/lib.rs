@@ -39,6 +39,7 @@ pub mod store;
 pub mod testing;
 pub mod tower;
 pub mod transport;
+pub mod ws;
 pub mod yjs;
 
 pub use auth::User;

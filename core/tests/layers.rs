@@ -43,13 +43,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("sse",       &["hub", "protocol", "transport", "helpers", "config", "metrics", "error"]),
     ("chat",      &["auth", "cluster", "config", "engine", "error", "helpers", "hub", "metrics", "protocol", "socketio", "sse", "store", "transport"]),
     ("yjs",       &["auth", "chat", "cluster", "config", "engine", "error", "helpers", "hub", "metrics", "protocol", "store", "transport"]),
+    // The chat contract as JSON frames at `/ws`: a wire over Socket.IO's `/` namespace.
+    ("ws",        &["config", "engine", "helpers", "protocol", "socketio", "transport"]),
     // Composition.
     ("engine",    &["cluster", "config", "error", "helpers", "hub", "log", "metrics", "socketio", "transport"]),
     ("server",    &["engine", "socketio", "auth", "hub", "helpers"]),
     // The engine as a tower `Service`/`Layer` inside a host's axum or hyper app.
     ("tower",     &["engine", "socketio", "transport"]),
     // The one product assembly the bindings and the standalone command start.
-    ("host",      &["auth", "chat", "config", "engine", "error", "helpers", "hub", "log", "metrics", "server", "socketio", "sse", "store", "transport", "yjs"]),
+    ("host",      &["auth", "chat", "config", "engine", "error", "helpers", "hub", "log", "metrics", "server", "socketio", "sse", "store", "transport", "ws", "yjs"]),
     // The facade the fuzz targets and property tests call: above everything.
     ("testing",   &["auth", "chat", "config", "helpers", "hub", "protocol", "socketio", "sse", "transport", "yjs"]),
 ];

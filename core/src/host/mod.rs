@@ -95,7 +95,9 @@ impl Host {
             observers: hooks.document_observers,
         };
         let (builder, chat) = chat::install_with_handle(builder, chat_hooks)?;
-        let (mut builder, yjs) = yjs::install(builder, doc_hooks)?;
+        let (builder, yjs) = yjs::install(builder, doc_hooks)?;
+        // Plain WebSocket speaks the `/` namespace the chat installed.
+        let mut builder = crate::ws::install(builder);
         if let Some(app) = hooks.app_events {
             builder = hooks::install_app_events(builder, app, timeout);
         }

@@ -56,7 +56,8 @@ pub struct ConnState {
 pub type Session = crate::transport::Session<ConnState>;
 
 impl ConnState {
-    fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
+    /// The session's socket in namespace `nsp`, when it joined it.
+    pub(crate) fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
         self.sockets
             .lock()
             .iter()
