@@ -741,6 +741,14 @@ sb_result sb_config_set_metrics(sb_config *config, bool on);
 sb_result sb_config_set_healthz(sb_config *config, bool on);
 
 /**
+ * Serves the plain-WebSocket endpoint (`/ws`: the chat contract as JSON frames, see
+ * docs/websocket-protocol.md) or not (default true).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_ws(sb_config *config, bool on);
+
+/**
  * Starts an engine with the chat contract on namespace `/`, server-sent events, the server
  * HTTP API and collaborative documents, with the host's hooks, on a runtime of its own. It
  * serves nothing until `sb_engine_listen` or `sb_engine_adopt`.

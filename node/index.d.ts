@@ -277,7 +277,7 @@ export declare class NativeEngine {
   health(): HttpAnswer
   /**
    * Every endpoint's path with the prefix: `{socketio, events, api, yjs, metrics,
-   * healthz}`, `null` for those turned off.
+   * healthz, ws}`, `null` for those turned off.
    */
   endpoints(): any
   /**
@@ -538,6 +538,8 @@ export interface NativeConfig {
   metrics?: boolean
   /** Serve `/healthz`; default true. */
   healthz?: boolean
+  /** Serve the plain-WebSocket endpoint (`/ws`); default true. */
+  ws?: boolean
 }
 
 /** A Node option of the settings table. */

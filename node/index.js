@@ -333,7 +333,7 @@ class Engine {
     });
   }
 
-  /** Every endpoint's path (with `prefix`): `{socketio, events, api, yjs, metrics, healthz}`, `null` when off. */
+  /** Every endpoint's path (with `prefix`): `{socketio, events, api, yjs, metrics, healthz, ws}`, `null` when off. */
   endpoints() {
     return this._native.endpoints();
   }

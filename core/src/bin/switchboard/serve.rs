@@ -218,6 +218,9 @@ pub struct ServeArgs {
     /// Serve Yjs documents at /yjs/ [default: true].
     #[arg(long, value_name = "BOOL")]
     yjs: Option<bool>,
+    /// Serve the plain-WebSocket endpoint at /ws [default: true].
+    #[arg(long, value_name = "BOOL")]
+    ws: Option<bool>,
     /// Serve /metrics [default: true].
     #[arg(long, value_name = "BOOL")]
     metrics: Option<bool>,
@@ -301,6 +304,7 @@ pub(crate) struct FileSettings {
     yjs: Option<bool>,
     metrics: Option<bool>,
     healthz: Option<bool>,
+    ws: Option<bool>,
 }
 
 macro_rules! merge {
@@ -380,7 +384,8 @@ pub(crate) fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         api,
         yjs,
         metrics,
-        healthz
+        healthz,
+        ws
     );
     if args.cors_origins.is_empty() {
         args.cors_origins = file.cors_origins;
@@ -618,7 +623,8 @@ pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
         .api(on(args.api))
         .yjs(on(args.yjs))
         .metrics(on(args.metrics))
-        .healthz(on(args.healthz));
+        .healthz(on(args.healthz))
+        .ws(on(args.ws));
     config = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => config.tls_files(cert, key),
         (None, None) => config,
