@@ -278,6 +278,15 @@ describe('plain WebSocket /ws', () => {
     });
   });
 
+  it('token expiry: tokenExpiring, then the error Socket.IO gets and close 4401', { timeout: 15000 }, async () => {
+    const c = await wsReady(srv.url, token('expiring', { expiresIn: 3 }));
+    const warning = await c.event('tokenExpiring', () => true, 5000);
+    assert.equal(typeof warning.data.expiresAt, 'number');
+    const e = await c.event('error', () => true, 5000);
+    assert.deepEqual(e.data, { code: 'ACCESS_DENIED', message: 'Token expired' });
+    assert.deepEqual(await closedWithin(c, 3000), { code: 4401, reason: 'Token expired' });
+  });
+
   it('the endpoint follows the prefix and can be turned off', async () => {
     const off = await startServer({ args: ['--ws', 'false'] });
     const prefixed = await startServer({ args: ['--prefix', '/rt'] });
