@@ -1,5 +1,6 @@
 //! The product the C and Node bindings ship, assembled once: the chat contract on `/`,
-//! server-sent events and the server HTTP API (both part of the chat), collaborative
+//! server-sent events and the server HTTP API (both part of the chat), the same contract as
+//! JSON frames at `/ws` (plain WebSocket, [`crate::ws`]), collaborative
 //! documents at `/yjs/<name>`, one room rule for chat rooms and documents (`doc:<name>`),
 //! the app's own events, connection callbacks, and the host API over all of it (emits,
 //! publish, notify, sockets, presence, disconnecting users, stats) with its JSON shapes.

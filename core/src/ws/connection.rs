@@ -27,6 +27,30 @@ use crate::transport::{
 
 type WsSession = Session<ConnState>;
 
+/// The last engine frame translated into an event frame, shared by every `/ws` connection of
+/// the engine. A room broadcast queues one frame (one buffer) for every recipient, so the
+/// first `/ws` writer to reach it translates it and the others take that translation: a
+/// broadcast is encoded once for all `/ws` members, as it is for Socket.IO's.
+#[derive(Default)]
+pub(super) struct Translations {
+    /// The engine frame (kept, so its buffer cannot be reused by another one while it is the
+    /// key), its translation, and whether it announces a token's expiry.
+    last: Mutex<Option<(Bytes, Frame, bool)>>,
+}
+
+impl Translations {
+    fn get(&self, wire: &Bytes) -> Option<(Frame, bool)> {
+        let last = self.last.lock();
+        let (key, frame, expired) = last.as_ref()?;
+        (key.as_ptr() == wire.as_ptr() && key.len() == wire.len())
+            .then(|| (frame.clone(), *expired))
+    }
+
+    fn put(&self, wire: Bytes, frame: Frame, expired: bool) {
+        *self.last.lock() = Some((wire, frame, expired));
+    }
+}
+
 /// What the reader tells the writer about the connection.
 #[derive(Default)]
 struct Shared {
@@ -39,6 +63,7 @@ struct Shared {
 pub(super) async fn run(
     server: Arc<EioServer<ConnState>>,
     io: Arc<SocketIo>,
+    translations: Arc<Translations>,
     handshake: HandshakeInfo,
     reader: BoxedReader,
     mut writer: BoxedWriter,
@@ -84,6 +109,7 @@ pub(super) async fn run(
         writer,
         server.config.send_timeout,
         shared.clone(),
+        translations,
     ));
     if let Some(resume) = upfront {
         connect(&server, &io, &session, &shared, resume).await;
@@ -285,6 +311,7 @@ async fn write_loop(
     mut writer: BoxedWriter,
     send_timeout: Duration,
     shared: Arc<Shared>,
+    translations: Arc<Translations>,
 ) {
     let mut batch: VecDeque<Frame> = VecDeque::new();
     let mut out: VecDeque<Frame> = VecDeque::new();
@@ -305,7 +332,14 @@ async fn write_loop(
             if state.closed {
                 break;
             }
-            convert(&session, &shared, frame, &mut state, &mut out);
+            convert(
+                &session,
+                &shared,
+                &translations,
+                frame,
+                &mut state,
+                &mut out,
+            );
         }
         if !out.is_empty() {
             let result = tokio::select! {
@@ -363,6 +397,7 @@ fn text_frame(text: &str) -> Frame {
 fn convert(
     session: &WsSession,
     shared: &Shared,
+    translations: &Translations,
     frame: Frame,
     state: &mut WriterState,
     out: &mut VecDeque<Frame>,
@@ -382,12 +417,19 @@ fn convert(
                 out.push_back(frame);
                 return;
             }
+            if let Some((translated, expired)) = translations.get(frame.wire()) {
+                state.expired |= expired;
+                out.push_back(translated);
+                return;
+            }
             match frames::translate(&payload) {
                 Outbound::Skip => {}
                 Outbound::Ping => out.push_back(Frame::control(Bytes::from_static(&[0x89, 0]))),
                 Outbound::Frame { text, expired } => {
                     state.expired |= expired;
-                    out.push_back(text_frame(&text));
+                    let translated = text_frame(&text);
+                    translations.put(frame.wire().clone(), translated.clone(), expired);
+                    out.push_back(translated);
                 }
                 Outbound::Ready => {
                     if let Some(text) = ready(session, shared) {
@@ -439,4 +481,27 @@ fn ready(session: &WsSession, shared: &Shared) -> Option<String> {
         offset.as_deref(),
         resumed,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_translation_is_shared_only_for_the_same_engine_frame() {
+        let t = Translations::default();
+        let engine = Frame::from_payload(br#"42["message",{"text":"hi"},"b.1"]"#, FrameKind::Text);
+        let same_text =
+            Frame::from_payload(br#"42["message",{"text":"hi"},"b.1"]"#, FrameKind::Text);
+        assert!(t.get(engine.wire()).is_none());
+        t.put(engine.wire().clone(), text_frame("{}"), false);
+        // The same queued frame (a broadcast's recipients share its buffer): the translation.
+        let shared = engine.clone();
+        assert_eq!(
+            t.get(shared.wire()).map(|(f, _)| f.payload()),
+            Some(Bytes::from_static(b"{}"))
+        );
+        // Another buffer, even with the same bytes, is translated on its own.
+        assert!(t.get(same_text.wire()).is_none());
+    }
 }

@@ -8,8 +8,8 @@
 //! share rooms, presence, typing, history, limits, recovery and the cluster with Socket.IO,
 //! SSE and every other member, through the same paths, and the host's app events reach it.
 //! Its outbound frames reuse the WebSocket writer of the transport (bounded queue, write
-//! coalescing); what changes is that a room broadcast's frame is re-encoded for each `/ws`
-//! recipient (Socket.IO recipients keep sharing the one encoded frame).
+//! coalescing); a room broadcast's engine frame is translated once into this protocol's frame
+//! and that one is shared by every `/ws` recipient (see `connection::Translations`).
 
 mod connection;
 pub(crate) mod frames;
@@ -35,6 +35,7 @@ pub mod close_code {
 /// The endpoint: reaches the Socket.IO server once the engine is built.
 struct PlainWs {
     engine: OnceLock<(Arc<EioServer<ConnState>>, Arc<SocketIo>)>,
+    translations: Arc<connection::Translations>,
 }
 
 /// Serves `/ws` (unless `Config::ws` is off). Install it after the chat contract: it speaks
@@ -45,6 +46,7 @@ pub fn install(builder: EngineBuilder) -> EngineBuilder {
     }
     let service = Arc::new(PlainWs {
         engine: OnceLock::new(),
+        translations: Arc::default(),
     });
     let started = service.clone();
     builder
@@ -72,9 +74,16 @@ impl WebSocketService for PlainWs {
             ));
         };
         let handshake = head.handshake();
+        let translations = self.translations.clone();
         Ok(Box::new(move |reader, writer, prefix| {
             Box::pin(connection::run(
-                server, io, handshake, reader, writer, prefix,
+                server,
+                io,
+                translations,
+                handshake,
+                reader,
+                writer,
+                prefix,
             ))
         }))
     }
