@@ -21,9 +21,9 @@ use crate::store::{ChatMessage, StoreError};
 
 /// A server-sent event in wire form, for a room's or a user's SSE clients (kinds are the
 /// features' own; Socket.IO's and the documents' are elsewhere).
-const KIND_SSE: u8 = 2;
+pub(crate) const KIND_SSE: u8 = 2;
 /// Disconnect every connection of a user.
-const KIND_DISCONNECT_USER: u8 = 3;
+pub(crate) const KIND_DISCONNECT_USER: u8 = 3;
 
 /// The chat's messages between nodes.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +82,10 @@ impl Chat {
     /// Counts a user's first connection on this node in `room` in the cluster; true when
     /// the user just appeared in the cluster (on a single node: always).
     pub(super) async fn cluster_join(&self, room: &str, user: &str, username: &str) -> bool {
+        if !self.in_cluster() {
+            // Per connection: a single node skips even the store's call.
+            return true;
+        }
         match self.cluster.presence().join(room, user, username).await {
             Ok(first) => first,
             Err(e) => {

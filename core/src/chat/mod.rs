@@ -4,7 +4,7 @@
 //! Event names, payload fields, ack shapes and error codes are exactly those of the wire
 //! contract in DESIGN.md.
 
-mod cluster;
+pub(crate) mod cluster;
 mod expiry;
 mod handlers;
 mod limits;

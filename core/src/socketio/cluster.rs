@@ -204,12 +204,18 @@ impl Exchange {
 
     /// This node's membership of `room` changed (see `Broker::interest_changed`).
     pub(crate) fn room_interest(&self, room: &str) -> Answer<()> {
+        // Joins and leaves are per connection: a single node skips even the broker's call.
+        if !self.has_peers() {
+            return crate::cluster::now(());
+        }
         self.cluster.broker().interest_changed(room)
     }
 
     /// A session that may recover was dropped here.
     pub(crate) fn session_dropped(&self, pid: &str, window: Duration) {
-        self.cluster.sessions().dropped(pid, window);
+        if self.has_peers() {
+            self.cluster.sessions().dropped(pid, window);
+        }
     }
 
     /// Asks the node holding the dropped session `pid` (another one) to hand it over with
@@ -221,6 +227,9 @@ impl Exchange {
         pid: &str,
         offset: Option<&str>,
     ) -> Option<RecoveredSession> {
+        if !self.has_peers() {
+            return None;
+        }
         let node = self.cluster.node_id();
         let holder = self.cluster.sessions().holder(pid).await;
         let holder = holder.filter(|n| n != node)?;

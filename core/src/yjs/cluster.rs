@@ -46,7 +46,7 @@ const EMPTY_UPDATE: [u8; 2] = [0, 0];
 
 /// A document's traffic between nodes (kinds are the features' own; chat's and
 /// Socket.IO's are elsewhere): the document's name, a [`YjsKind`], the payload.
-const KIND_YJS: u8 = 4;
+pub(crate) const KIND_YJS: u8 = 4;
 
 /// What a document message carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,7 +20,7 @@
 //! awareness), with [`Yjs::apply_remote_update`] and [`Yjs::apply_remote_awareness`] for what
 //! other nodes sent.
 
-mod cluster;
+pub(crate) mod cluster;
 mod connection;
 pub(crate) mod document;
 pub(crate) mod protocol;
