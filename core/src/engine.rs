@@ -158,7 +158,6 @@ impl EngineBuilder {
         }
         // Socket.IO's requests to other nodes and their replies, for every namespace.
         let exchange = Exchange::new(cluster.clone());
-        cluster.broker().add_sink(exchange.clone());
         let mut namespaces = HashMap::new();
         for (name, builder) in self.namespaces {
             let ns = builder.build(&name, &config, metrics.clone(), exchange.clone());
@@ -443,7 +442,7 @@ impl Engine {
             }
             self.leave_cluster(grace);
             rt.shutdown_timeout(grace);
-        } else {
+        } else if self.inner.cluster.has_peers() {
             // On the caller's runtime this thread may be one of its workers: never block it.
             self.inner
                 .handle

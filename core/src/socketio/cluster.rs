@@ -175,14 +175,18 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    /// Socket.IO on `cluster`; add it to the broker's sinks for the replies.
+    /// Socket.IO on `cluster`, listening to the other nodes' requests and replies.
     pub(crate) fn new(cluster: Arc<Cluster>) -> Arc<Self> {
-        Arc::new(Exchange {
+        let exchange = Arc::new(Exchange {
             cluster,
             io: OnceLock::new(),
             recoveries: Waiting::default(),
             sockets: Waiting::default(),
-        })
+        });
+        // Weak: the broker (through the cluster) is the exchange's own.
+        let sink = Arc::new(ExchangeSink(Arc::downgrade(&exchange)));
+        exchange.cluster.broker().add_sink(sink);
+        exchange
     }
 
     /// The namespaces whose sockets it answers for.
@@ -347,11 +351,17 @@ impl Exchange {
     }
 }
 
-impl ClusterSink for Exchange {
+/// What the broker calls back: other nodes' requests and replies.
+struct ExchangeSink(Weak<Exchange>);
+
+impl ClusterSink for ExchangeSink {
     fn deliver(&self, message: &Message) {
+        let Some(exchange) = self.0.upgrade() else {
+            return;
+        };
         let handled = match message.kind {
-            KIND_RECOVERY_REQUEST | KIND_SOCKETS_REQUEST => self.answer(message),
-            KIND_RECOVERY_REPLY | KIND_SOCKETS_REPLY => self.take_reply(message),
+            KIND_RECOVERY_REQUEST | KIND_SOCKETS_REQUEST => exchange.answer(message),
+            KIND_RECOVERY_REPLY | KIND_SOCKETS_REPLY => exchange.take_reply(message),
             // Broadcasts are delivered by the feature that listens to their rooms.
             _ => Ok(()),
         };
