@@ -169,3 +169,98 @@ impl SessionStore for RedisSessions {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::cluster::{redis_server, Cluster, RedisCluster};
+    use crate::store::ChatMessage;
+
+    fn node(url: &str) -> Cluster {
+        RedisCluster::new(url, Duration::from_secs(1), Arc::new(Default::default()))
+            .unwrap()
+            .into_cluster()
+    }
+
+    #[tokio::test]
+    async fn presence_and_typing_count_nodes_through_the_store_interface() {
+        let Some(server) = redis_server() else {
+            eprintln!("redis-server cannot be run here: skipped");
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{}", server.1);
+        let (a, b) = (node(&url), node(&url));
+        let (pa, pb) = (a.presence(), b.presence());
+        let none = || Vec::new();
+        assert!(pa.join("r", "u:1", "Ann").await.unwrap(), "first node");
+        assert!(!pb.join("r", "u:1", "Ann").await.unwrap(), "second node");
+        assert!(pa.join("r", "v", "Vic").await.unwrap());
+        let members = pb.members("r", &none).await.unwrap();
+        let ids: Vec<&str> = members.iter().map(|m| &*m.user_id).collect();
+        assert_eq!(ids, ["u:1", "v"]);
+        assert!(pb.contains("r", "u:1").await.unwrap());
+        assert!(!pa.leave("r", "u:1").await.unwrap(), "still on b");
+        assert!(pb.leave("r", "u:1").await.unwrap(), "gone");
+        assert!(!pa.contains("r", "u:1").await.unwrap());
+
+        let ttl = Duration::from_secs(5);
+        assert!(pa.typing_start("r", "v", "a.1", ttl, true).await.unwrap());
+        assert!(!pb.typing_start("r", "v", "b.1", ttl, true).await.unwrap());
+        // The latest start owns it: a's token no longer stops it, b's does.
+        assert!(!pa.typing_stop("r", "v", Some("a.1"), true).await.unwrap());
+        assert!(pb.typing_stop("r", "v", Some("b.1"), true).await.unwrap());
+        assert!(!pa.typing_stop("r", "v", None, false).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn history_is_shared_capped_and_paged_backwards() {
+        let Some(server) = redis_server() else {
+            eprintln!("redis-server cannot be run here: skipped");
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{}", server.1);
+        let (a, b) = (node(&url), node(&url));
+        assert!(a.shares_history());
+        for id in ["m1", "m2", "m3", "m4"] {
+            let message = ChatMessage {
+                id: id.into(),
+                room_id: "r".into(),
+                text: id.into(),
+                user_id: "u".into(),
+                username: "U".into(),
+                timestamp: String::new(),
+            };
+            a.history().append(&message, 3).await.unwrap();
+        }
+        let ids = |v: Vec<ChatMessage>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        let all = b.history().query("r", None, 10).await.unwrap();
+        assert_eq!(ids(all), ["m2", "m3", "m4"]);
+        let page = b.history().query("r", Some("m4"), 1).await.unwrap();
+        assert_eq!(ids(page), ["m3"]);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_session_names_its_holder_once_the_node_runs() {
+        let Some(server) = redis_server() else {
+            eprintln!("redis-server cannot be run here: skipped");
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{}", server.1);
+        let (a, b) = (node(&url), node(&url));
+        a.broker().start(&tokio::runtime::Handle::current());
+        a.sessions().dropped("pid1", Duration::from_secs(5));
+        let mut holder = None;
+        for _ in 0..100 {
+            holder = b.sessions().holder("pid1").await;
+            if holder.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(holder.as_deref(), Some(a.node_id()));
+        assert_eq!(b.sessions().holder("other").await, None);
+        a.broker().shutdown().await;
+    }
+}
