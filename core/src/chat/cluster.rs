@@ -382,6 +382,28 @@ impl ClusterSink for ChatSink {
 mod tests {
     use super::*;
 
+    /// The bytes the envelope codec of the build before the split wrote for these messages.
+    #[test]
+    fn the_wire_format_is_the_one_before_the_split() {
+        let hex = |b: Bytes| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let sse = ChatMessageKind::Sse {
+            to_user: true,
+            target: "bob".into(),
+            event: Bytes::from_static(b"data: {}\n\n"),
+        };
+        assert_eq!(
+            hex(sse.encode("node-a")),
+            "0102000000066e6f64652d610100000003626f620000000a646174613a207b7d0a0a"
+        );
+        let disconnect = ChatMessageKind::DisconnectUser {
+            user: "mallory".into(),
+        };
+        assert_eq!(
+            hex(disconnect.encode("node-a")),
+            "0103000000066e6f64652d61000000076d616c6c6f7279"
+        );
+    }
+
     #[test]
     fn chat_messages_round_trip_and_truncations_are_errors() {
         let samples = [

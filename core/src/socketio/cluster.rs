@@ -119,6 +119,33 @@ fn request(kind: u8, origin: &str, id: u64) -> Writer {
     w
 }
 
+fn encode_recovery_request(
+    origin: &str,
+    id: u64,
+    namespace: &str,
+    pid: &str,
+    offset: Option<&str>,
+) -> Bytes {
+    let mut w = request(KIND_RECOVERY_REQUEST, origin, id);
+    w.str(namespace)
+        .str(pid)
+        .u8(u8::from(offset.is_some()))
+        .str(offset.unwrap_or_default());
+    w.finish()
+}
+
+fn encode_sockets_request(origin: &str, id: u64, namespace: &str, room: &str) -> Bytes {
+    let mut w = request(KIND_SOCKETS_REQUEST, origin, id);
+    w.str(namespace).str(room);
+    w.finish()
+}
+
+fn encode_sockets_reply(origin: &str, id: u64, sockets: &str) -> Bytes {
+    let mut w = Writer::new(KIND_SOCKETS_REPLY, origin);
+    w.u64(id).str(sockets);
+    w.finish()
+}
+
 fn encode_recovery_reply(origin: &str, id: u64, session: Option<&RecoveredSession>) -> Bytes {
     let mut w = Writer::new(KIND_RECOVERY_REPLY, origin);
     w.u64(id).u8(u8::from(session.is_some()));
@@ -240,12 +267,8 @@ impl Exchange {
         let id = rand::random::<u64>();
         let (tx, rx) = oneshot::channel();
         self.recoveries.0.lock().insert(id, tx);
-        let mut w = request(KIND_RECOVERY_REQUEST, node, id);
-        w.str(namespace)
-            .str(pid)
-            .u8(u8::from(offset.is_some()))
-            .str(offset.unwrap_or_default());
-        let reply = if self.cluster.broker().send_to_node(&holder, w.finish()) {
+        let request = encode_recovery_request(node, id, namespace, pid, offset);
+        let reply = if self.cluster.broker().send_to_node(&holder, request) {
             tokio::time::timeout(RECOVERY_TIMEOUT, rx)
                 .await
                 .ok()
@@ -281,10 +304,9 @@ impl Exchange {
         let id = rand::random::<u64>();
         let (tx, mut rx) = mpsc::channel(expected.min(1024));
         self.sockets.0.lock().insert(id, tx);
-        let mut w = request(KIND_SOCKETS_REQUEST, broker.node_id(), id);
-        w.str(namespace).str(room);
+        let request = encode_sockets_request(broker.node_id(), id, namespace, room);
         let mut replies = Vec::new();
-        if broker.publish(Some(room), w.finish()) {
+        if broker.publish(Some(room), request) {
             while replies.len() < expected {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some(reply)) => replies.push(reply),
@@ -324,9 +346,7 @@ impl Exchange {
                 ns.sockets_in(&room).iter().map(|s| s.host_json()).collect();
             // Nodes with no member answer too: the asker counts the room's listeners.
             let sockets = serde_json::Value::from(sockets).to_string();
-            let mut w = Writer::new(KIND_SOCKETS_REPLY, node);
-            w.u64(id).str(&sockets);
-            w.finish()
+            encode_sockets_reply(node, id, &sockets)
         };
         self.cluster.broker().send_to_node(&reply_to, reply);
         Ok(())
@@ -403,21 +423,15 @@ mod tests {
 
     /// Every message this module sends, with a decoder that reads it whole.
     fn samples() -> Vec<Bytes> {
-        let mut recovery = request(KIND_RECOVERY_REQUEST, "node-a", 7);
-        recovery.str("/").str("pid1").u8(1).str("boot.12");
-        let mut sockets = request(KIND_SOCKETS_REQUEST, "node-a", 9);
-        sockets.str("/").str("lobby");
-        let mut sockets_reply = Writer::new(KIND_SOCKETS_REPLY, "node-a");
-        sockets_reply
-            .u64(9)
-            .str(r#"[{"id":"s1","user":null,"rooms":["lobby"]}]"#);
+        let sockets = r#"[{"id":"s1","user":null,"rooms":["lobby"]}]"#;
         vec![
             broadcast().encode("node-a"),
-            recovery.finish(),
+            encode_recovery_request("node-a", 7, "/", "pid1", Some("boot.12")),
+            encode_recovery_request("node-a", 7, "/", "pid1", None),
             encode_recovery_reply("node-a", 7, Some(&session())),
             encode_recovery_reply("node-a", 8, None),
-            sockets.finish(),
-            sockets_reply.finish(),
+            encode_sockets_request("node-a", 9, "/", "lobby"),
+            encode_sockets_reply("node-a", 9, sockets),
         ]
     }
 
@@ -454,6 +468,37 @@ mod tests {
         assert_eq!(decode_recovery_reply(&mut r).unwrap(), Some(session()));
         for wire in samples() {
             read_whole(&wire).unwrap();
+        }
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// The bytes the envelope codec of the build before the split wrote for these messages:
+    /// the split changed who encodes them, not the format.
+    #[test]
+    fn the_wire_format_is_the_one_before_the_split() {
+        let session = RecoveredSession {
+            sid: "sid1".into(),
+            rooms: vec!["lobby".into()],
+            user: "{}".into(),
+            auth: "{}".into(),
+            frames: vec![
+                (false, Bytes::from_static(b"42")),
+                (true, Bytes::from_static(&[1])),
+            ],
+        };
+        let cases = [
+            (broadcast().encode("node-a"), "0101000000066e6f64652d61000000012f00000002000000056c6f626279000000047465616d0001000000010000000473696431000000010000000a757365723a616c69636500000006747970696e67000000245b7b22726f6f6d4964223a226c6f626279222c226973547970696e67223a747275657d5d0000000100000003000102"),
+            (encode_recovery_request("node-a", 7, "/", "pid1", Some("boot.12")), "0105000000066e6f64652d610000000000000007000000066e6f64652d61000000012f00000004706964310100000007626f6f742e3132"),
+            (encode_recovery_reply("node-a", 7, Some(&session)), "0106000000066e6f64652d61000000000000000701000000047369643100000001000000056c6f626279000000027b7d000000027b7d0000000200000000023432010000000101"),
+            (encode_recovery_reply("node-a", 8, None), "0106000000066e6f64652d61000000000000000800"),
+            (encode_sockets_request("node-a", 9, "/", "lobby"), "0107000000066e6f64652d610000000000000009000000066e6f64652d61000000012f000000056c6f626279"),
+            (encode_sockets_reply("node-a", 9, "[]"), "0108000000066e6f64652d610000000000000009000000025b5d"),
+        ];
+        for (wire, before) in cases {
+            assert_eq!(hex(&wire), before);
         }
     }
 

@@ -506,6 +506,17 @@ mod tests {
         assert_eq!(text.len(), COMPACT_AT + 5);
     }
 
+    /// The bytes the envelope codec of the build before the split wrote for this message.
+    #[test]
+    fn the_wire_format_is_the_one_before_the_split() {
+        let wire = encode("node-a", "notes", YjsKind::Awareness, &[1, 2]);
+        let hex: String = wire.iter().map(|x| format!("{x:02x}")).collect();
+        assert_eq!(
+            hex,
+            "0104000000066e6f64652d61000000056e6f74657302000000020102"
+        );
+    }
+
     #[test]
     fn yjs_kinds_round_trip_and_unknown_ones_are_errors() {
         for kind in [
