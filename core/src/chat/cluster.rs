@@ -190,10 +190,20 @@ impl Chat {
         if !self.cluster.shares_history() {
             return None;
         }
-        let mut append = self
-            .cluster
-            .history()
-            .append(message, self.config.history_limit);
+        // The record is the chat's JSON; the store only reads its `id`.
+        let record = match serde_json::to_vec(&**message) {
+            Ok(json) => Bytes::from(json),
+            Err(e) => {
+                return Some(crate::cluster::now(Err(ClusterError::Protocol(
+                    e.to_string(),
+                ))))
+            }
+        };
+        let limit = self.config.history_limit;
+        let mut append =
+            self.cluster
+                .history()
+                .append(&message.room_id, &message.id, record, limit);
         let first = std::future::poll_fn(|cx| std::task::Poll::Ready(append.poll_unpin(cx))).await;
         Some(match first {
             std::task::Poll::Ready(done) => crate::cluster::now(done),
@@ -227,7 +237,12 @@ impl Chat {
         if self.cluster.shares_history() {
             let answer = self.cluster.history().query(room, before, limit);
             match answer.await {
-                Ok(messages) => return Ok(messages.into_iter().map(Arc::new).collect()),
+                Ok(records) => {
+                    // A record that is not a chat message (written by something else) is
+                    // skipped, as it always was.
+                    let read = |r: &Bytes| serde_json::from_slice::<ChatMessage>(r).ok();
+                    return Ok(records.iter().filter_map(read).map(Arc::new).collect());
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "shared history unavailable; reading this node's")
                 }

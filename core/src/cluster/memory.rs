@@ -17,7 +17,6 @@ use super::{
     SessionStore, StoredDocument,
 };
 use crate::hub::presence::Member;
-use crate::store::ChatMessage;
 
 /// A broker with no other node: publishing is a no-op, every room is "listened to" at once.
 pub struct MemoryBroker {
@@ -139,7 +138,8 @@ impl PresenceStore for MemoryPresence {
 /// its own history on a single node and does not write here.
 #[derive(Default)]
 pub struct MemoryHistory {
-    rooms: Mutex<HashMap<String, VecDeque<ChatMessage>>>,
+    /// Per room, (id, record), oldest first.
+    rooms: Mutex<HashMap<String, VecDeque<(String, Bytes)>>>,
 }
 
 impl HistoryStore for MemoryHistory {
@@ -147,10 +147,16 @@ impl HistoryStore for MemoryHistory {
         false
     }
 
-    fn append(&self, message: &ChatMessage, limit: usize) -> Answer<Result<(), ClusterError>> {
+    fn append(
+        &self,
+        room: &str,
+        id: &str,
+        record: Bytes,
+        limit: usize,
+    ) -> Answer<Result<(), ClusterError>> {
         let mut rooms = self.rooms.lock();
-        let list = rooms.entry(message.room_id.clone()).or_default();
-        list.push_back(message.clone());
+        let list = rooms.entry(room.to_owned()).or_default();
+        list.push_back((id.to_owned(), record));
         while list.len() > limit {
             list.pop_front();
         }
@@ -162,17 +168,17 @@ impl HistoryStore for MemoryHistory {
         room: &str,
         before: Option<&str>,
         limit: usize,
-    ) -> Answer<Result<Vec<ChatMessage>, ClusterError>> {
+    ) -> Answer<Result<Vec<Bytes>, ClusterError>> {
         let rooms = self.rooms.lock();
         let Some(list) = rooms.get(room) else {
             return now(Ok(Vec::new()));
         };
-        let mut found: Vec<ChatMessage> = list
+        let mut found: Vec<Bytes> = list
             .iter()
             .rev()
-            .filter(|m| before.is_none_or(|b| m.id.as_str() < b))
+            .filter(|(id, _)| before.is_none_or(|b| id.as_str() < b))
             .take(limit)
-            .cloned()
+            .map(|(_, record)| record.clone())
             .collect();
         found.reverse();
         now(Ok(found))
@@ -234,27 +240,20 @@ mod tests {
     use super::*;
     use futures_util::FutureExt;
 
-    fn message(room: &str, id: &str) -> ChatMessage {
-        ChatMessage {
-            id: id.into(),
-            room_id: room.into(),
-            text: id.into(),
-            user_id: "u".into(),
-            username: "U".into(),
-            timestamp: String::new(),
-        }
-    }
-
     #[test]
     fn memory_history_keeps_the_last_limit_and_pages_backwards() {
         let h = MemoryHistory::default();
         for id in ["a", "b", "c", "d"] {
-            h.append(&message("r", id), 3)
+            h.append("r", id, Bytes::copy_from_slice(id.as_bytes()), 3)
                 .now_or_never()
                 .unwrap()
                 .unwrap();
         }
-        let ids = |v: Vec<ChatMessage>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        let ids = |v: Vec<Bytes>| {
+            v.iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect::<Vec<_>>()
+        };
         let all = h.query("r", None, 10).now_or_never().unwrap().unwrap();
         assert_eq!(ids(all), ["b", "c", "d"]);
         let page = h.query("r", Some("d"), 1).now_or_never().unwrap().unwrap();

@@ -36,7 +36,6 @@ pub use self::memory::{
 };
 pub use self::redis::RedisCluster;
 use crate::hub::presence::Member;
-use crate::store::ChatMessage;
 use wire::Message;
 
 /// Why a cluster operation failed. The engine then falls back to what this node knows.
@@ -220,21 +219,30 @@ pub trait PresenceStore: Send + Sync + 'static {
     ) -> Answer<Result<bool, ClusterError>>;
 }
 
-/// The rooms' message history shared by the nodes.
+/// The rooms' message history shared by the nodes. A message is the feature's record (a
+/// JSON object whose string field `id` is time-sortable: pages go by it); the store keeps
+/// it as it is.
 pub trait HistoryStore: Send + Sync + 'static {
     /// Whether the history is shared with other nodes (otherwise the chat keeps its own
     /// history only, and does not write it twice).
     fn is_shared(&self) -> bool;
-    /// Appends a message to the room's history, keeping the last `limit`.
-    fn append(&self, message: &ChatMessage, limit: usize) -> Answer<Result<(), ClusterError>>;
-    /// Up to `limit` messages of the room before the message `before` (all when `None`),
-    /// oldest first.
+    /// Appends the message `id` (its JSON `record`) to the room's history, keeping the last
+    /// `limit`.
+    fn append(
+        &self,
+        room: &str,
+        id: &str,
+        record: Bytes,
+        limit: usize,
+    ) -> Answer<Result<(), ClusterError>>;
+    /// The records of up to `limit` messages of the room before the message `before` (all
+    /// when `None`), oldest first. A stored record without a readable `id` is skipped.
     fn query(
         &self,
         room: &str,
         before: Option<&str>,
         limit: usize,
-    ) -> Answer<Result<Vec<ChatMessage>, ClusterError>>;
+    ) -> Answer<Result<Vec<Bytes>, ClusterError>>;
 }
 
 /// A document's shared store as [`DocumentLog::load`] read it.

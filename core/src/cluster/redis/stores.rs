@@ -175,8 +175,9 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use bytes::Bytes;
+
     use crate::cluster::{redis_server, Cluster, RedisCluster};
-    use crate::store::ChatMessage;
 
     fn node(url: &str) -> Cluster {
         RedisCluster::new(url, Duration::from_secs(1), Arc::new(Default::default()))
@@ -223,20 +224,26 @@ mod tests {
         let url = format!("redis://127.0.0.1:{}", server.1);
         let (a, b) = (node(&url), node(&url));
         assert!(a.shares_history());
+        let record = |id: &str| Bytes::from(format!(r#"{{"id":"{id}","text":"x"}}"#));
         for id in ["m1", "m2", "m3", "m4"] {
-            let message = ChatMessage {
-                id: id.into(),
-                room_id: "r".into(),
-                text: id.into(),
-                user_id: "u".into(),
-                username: "U".into(),
-                timestamp: String::new(),
-            };
-            a.history().append(&message, 3).await.unwrap();
+            a.history().append("r", id, record(id), 3).await.unwrap();
         }
-        let ids = |v: Vec<ChatMessage>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        // Not a record: skipped by readers.
+        b.history()
+            .append("r", "", Bytes::from_static(b"nope"), 10)
+            .await
+            .unwrap();
+        let ids = |v: Vec<Bytes>| {
+            let id =
+                |b: &Bytes| serde_json::from_slice::<serde_json::Value>(b).unwrap()["id"].clone();
+            v.iter().map(id).collect::<Vec<_>>()
+        };
         let all = b.history().query("r", None, 10).await.unwrap();
         assert_eq!(ids(all), ["m2", "m3", "m4"]);
+        assert_eq!(
+            b.history().query("r", None, 1).await.unwrap(),
+            [record("m4")]
+        );
         let page = b.history().query("r", Some("m4"), 1).await.unwrap();
         assert_eq!(ids(page), ["m3"]);
     }
