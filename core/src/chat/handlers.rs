@@ -290,7 +290,7 @@ async fn start_typing(
     let started = chat.typing.lock().start(&room, &user_id, deadline);
     // Typing is per user across the cluster: another node may know the user types already.
     let changed = chat
-        .cluster_typing_start(&room, &user.id, started.generation)
+        .cluster_typing_start(&room, &user.id, started.generation, started.changed)
         .await
         .unwrap_or(started.changed);
     if changed {
@@ -328,7 +328,7 @@ async fn typing_timer(
             Wake::Done => return,
             Wake::Expired { generation } => {
                 let expired = chat
-                    .cluster_typing_stop(&room, &user.id, Some(generation))
+                    .cluster_typing_stop(&room, &user.id, Some(generation), true)
                     .await
                     .unwrap_or(true);
                 if expired {

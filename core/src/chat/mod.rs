@@ -4,7 +4,7 @@
 //! Event names, payload fields, ack shapes and error codes are exactly those of the wire
 //! contract in DESIGN.md.
 
-mod cluster;
+pub(crate) mod cluster;
 mod expiry;
 mod handlers;
 mod limits;
@@ -185,8 +185,8 @@ pub(crate) struct Chat {
     /// that own this state).
     ns: std::sync::OnceLock<std::sync::Weak<crate::socketio::Namespace>>,
     metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
-    /// The cluster, when the engine is a node of one.
-    cluster: std::sync::OnceLock<Arc<dyn crate::cluster::Adapter>>,
+    /// The cluster the engine is a node of (a single node without `redis_url`).
+    cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// Read access to the chat state for hosts (presence queries).
@@ -277,8 +277,10 @@ pub fn install_with_handle(
         expiry,
         ns: std::sync::OnceLock::new(),
         metrics: std::sync::OnceLock::new(),
-        cluster: std::sync::OnceLock::new(),
+        cluster: builder.cluster().clone(),
     });
+    let sink = Arc::new(cluster::ChatSink(Arc::downgrade(&chat)));
+    chat.cluster.broker().add_sink(sink);
     let c = |chat: &Arc<Chat>| chat.clone();
     let handle = ChatHandle(chat.clone());
     let services = chat.clone();
@@ -318,10 +320,6 @@ pub fn install_with_handle(
         engine
             .handle()
             .spawn(expiry::TokenExpiry::run(Arc::downgrade(&started)));
-        if let Some(cluster) = engine.cluster() {
-            let _ = started.cluster.set(cluster.clone());
-            cluster.add_sink(Arc::new(cluster::ChatSink(Arc::downgrade(&started))));
-        }
     });
     Ok((builder, handle))
 }
@@ -474,7 +472,8 @@ impl Chat {
         if !self.presence.lock().leave(room, &user.id) {
             return;
         }
-        if self.cluster.get().is_none() {
+        if !self.in_cluster() {
+            // One node: its hub's answer is the cluster's, and no task is needed.
             self.announce_presence("userLeft", room, &user.id, &user.username, None);
             return;
         }
@@ -506,7 +505,7 @@ impl Chat {
         let (chat, socket, user, room) = (self.clone(), socket.clone(), user.clone(), room.clone());
         tokio::spawn(async move {
             let stopped = chat
-                .cluster_typing_stop(&room, &user.id, None)
+                .cluster_typing_stop(&room, &user.id, None, here)
                 .await
                 .unwrap_or(here);
             if stopped {
