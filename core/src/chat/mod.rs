@@ -128,15 +128,7 @@ pub trait Authenticate: Send + Sync + 'static {
     fn authenticate(&self, request: &ConnectRequest) -> BoxFuture<'static, Result<User, Refusal>>;
 }
 
-/// Decides room access instead of the token claim and the room policy.
-///
-/// `room` is a chat room, or `doc:<name>` when the user opens the collaborative (Yjs)
-/// document `<name>`: chat rooms cannot start with `doc:` (clients get `INVALID_ROOM`), so
-/// the prefix always means a document.
-pub trait RoomAccess: Send + Sync + 'static {
-    /// Whether `user` may join `room`.
-    fn allow(&self, user: &User, room: &str) -> BoxFuture<'static, Result<bool, HookError>>;
-}
+pub use crate::auth::access::RoomAccess;
 
 /// Persists messages before they are delivered (the host's persistence hook).
 pub trait MessageStore: Send + Sync + 'static {
@@ -583,11 +575,8 @@ pub fn app_event_refusal(event: &str) -> Option<String> {
     None
 }
 
+use crate::hub::is_personal;
 pub use crate::hub::personal_room;
-
-fn is_personal(room: &str) -> bool {
-    room.starts_with("user:")
-}
 
 /// Answers a request: `cb(null, result?)`, or `cb({code, message})`; a failed request without
 /// a callback gets an `error` event instead.

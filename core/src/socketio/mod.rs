@@ -1,7 +1,7 @@
 //! Socket.IO v5 over Engine.IO: namespaces, sockets, events, acks, binary attachments.
 
 pub(crate) mod cluster;
-pub mod host_error;
+pub use crate::auth::host_error;
 pub mod namespace;
 pub mod payload;
 pub mod recovery;

@@ -38,8 +38,8 @@ use yrs::updates::decoder::Decode;
 pub use document::close_code;
 pub use store::{DocumentStore, DocumentStoreError, MemoryStore, RedbStore};
 
+use crate::auth::access::RoomAccess;
 use crate::auth::{AuthError, JwtVerifier, User};
-use crate::chat::RoomAccess;
 use crate::config::Config;
 use crate::engine::EngineBuilder;
 use crate::error::Error;
