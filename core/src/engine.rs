@@ -9,9 +9,11 @@ use parking_lot::Mutex;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::oneshot;
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::socketio::cluster::Exchange;
 use crate::socketio::{ConnState, DisconnectReason, Namespace, NamespaceBuilder, SocketIo};
 use crate::transport::http::{HttpApp, HttpService, WebSocketService};
 use crate::transport::tls::{TlsAcceptor, TlsSource};
@@ -43,6 +45,11 @@ pub struct EngineBuilder {
     services: Vec<(String, Arc<dyn WebSocketService>)>,
     http_services: Vec<(String, Arc<dyn HttpService>)>,
     on_start: Vec<StartHook>,
+    metrics: Arc<Metrics>,
+    /// Made with the builder so that features installing themselves share it; a bad
+    /// `redis_url` stops [`EngineBuilder::build`] (with `cluster_error`).
+    cluster: Arc<Cluster>,
+    cluster_error: Option<Error>,
 }
 
 impl EngineBuilder {
@@ -105,6 +112,12 @@ impl EngineBuilder {
         &self.config
     }
 
+    /// The cluster the engine will be a node of (a single node without `redis_url`):
+    /// features take their broker and stores from it when they install.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
     /// Starts the engine on a runtime of its own (`config.worker_threads` workers).
     pub fn build(self) -> Result<Engine, Error> {
         // Checked before the runtime is made: it would panic on 0 worker threads.
@@ -142,14 +155,16 @@ impl EngineBuilder {
         // The setters only store values: every setting is checked here, the same for every
         // binding (`build` has checked already; `build_on` has not).
         self.config.validate()?;
+        if let Some(e) = self.cluster_error {
+            return Err(e);
+        }
         // Checked before anything starts: a bad certificate or key stops start-up.
         let tls = match &self.config.tls {
             Some(source) => Some(Arc::new(TlsAcceptor::new(source.clone())?)),
             None => None,
         };
         let config = Arc::new(self.config);
-        let metrics = Arc::new(Metrics::default());
-        let cluster = crate::cluster::from_config(&config, metrics.clone())?;
+        let (metrics, cluster) = (self.metrics, self.cluster);
         if config.cors_origins.is_empty() {
             // The development default: fine on a laptop, not what production should run.
             // Said once start-up can no longer fail, so that a refused start says one thing.
@@ -159,15 +174,15 @@ impl EngineBuilder {
                  in production"
             );
         }
+        // Socket.IO's requests to other nodes and their replies, for every namespace.
+        let exchange = Exchange::new(cluster.clone());
         let mut namespaces = HashMap::new();
         for (name, builder) in self.namespaces {
-            let ns = builder.build(&name, &config, metrics.clone());
-            if let Some(c) = &cluster {
-                let _ = ns.cluster.set(c.clone());
-            }
+            let ns = builder.build(&name, &config, metrics.clone(), exchange.clone());
             namespaces.insert(name.clone(), ns);
         }
         let io = SocketIo::new(namespaces, crate::socketio::Limits::from_config(&config));
+        exchange.serve(&io);
         let sio_server = EioServer::new(config.clone(), metrics.clone(), io.clone());
         if let Some(hook) = self.activity {
             sio_server.set_activity_hook(hook);
@@ -189,13 +204,13 @@ impl EngineBuilder {
             self.services,
             self.http_services,
         );
-        if let Some(cluster) = &cluster {
+        if cluster.has_peers() {
             // Not ready once cut off from Redis for longer than a heartbeat: a node that
             // cannot reach the others delivers to its own clients only.
-            let cluster = Arc::downgrade(cluster);
+            let cluster = Arc::downgrade(&cluster);
             let heartbeat = config.cluster_heartbeat;
             http.set_readiness(Box::new(move || {
-                let down = cluster.upgrade()?.disconnected_for()?;
+                let down = cluster.upgrade()?.broker().disconnected_for()?;
                 (down > heartbeat)
                     .then(|| format!("disconnected from redis for {} s", down.as_secs()))
             }));
@@ -222,9 +237,7 @@ impl EngineBuilder {
             f(&engine);
         }
         // After the hooks: they add the cluster's sinks.
-        if let Some(cluster) = engine.cluster() {
-            cluster.start(engine.handle());
-        }
+        engine.cluster().broker().start(engine.handle());
         Ok(engine)
     }
 }
@@ -254,7 +267,7 @@ struct EngineInner {
     http: Arc<HttpApp<ConnState>>,
     handle: Handle,
     listeners: Mutex<Vec<oneshot::Sender<()>>>,
-    cluster: Option<Arc<dyn crate::cluster::Adapter>>,
+    cluster: Arc<Cluster>,
     /// The configuration's certificate, served by [`Engine::listen`].
     tls: Option<Arc<TlsAcceptor>>,
     /// Certificates given to [`Engine::listen_tls`], kept for [`Engine::reload_tls`].
@@ -309,7 +322,15 @@ impl Engine {
 
     /// Starts building an engine with this configuration.
     pub fn builder(config: Config) -> EngineBuilder {
+        let metrics = Arc::new(Metrics::default());
+        let (cluster, cluster_error) = match crate::cluster::from_config(&config, metrics.clone()) {
+            Ok(cluster) => (cluster, None),
+            Err(e) => (Cluster::single_node(), Some(e)),
+        };
         EngineBuilder {
+            metrics,
+            cluster: Arc::new(cluster),
+            cluster_error,
             config,
             namespaces: Vec::new(),
             raw: Vec::new(),
@@ -441,9 +462,11 @@ impl Engine {
             self.wait_for_sockets(grace);
             self.leave_cluster(grace);
             rt.shutdown_timeout(grace);
-        } else if let Some(cluster) = &self.inner.cluster {
+        } else if self.inner.cluster.has_peers() {
             // On the caller's runtime this thread may be one of its workers: never block it.
-            self.inner.handle.spawn(cluster.shutdown());
+            self.inner
+                .handle
+                .spawn(self.inner.cluster.broker().shutdown());
         }
     }
 
@@ -476,18 +499,18 @@ impl Engine {
         }
     }
 
-    /// The cluster this engine is a node of (`None` when it runs alone).
-    pub fn cluster(&self) -> Option<&Arc<dyn crate::cluster::Adapter>> {
-        self.inner.cluster.as_ref()
+    /// The cluster this engine is a node of (a single node without `redis_url`).
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.inner.cluster
     }
 
     /// Withdraws this node's presence from the cluster, waiting up to `grace`.
     fn leave_cluster(&self, grace: Duration) {
-        let Some(cluster) = &self.inner.cluster else {
+        if !self.inner.cluster.has_peers() {
             return;
-        };
+        }
         let (done, finished) = std::sync::mpsc::channel();
-        let leave = cluster.shutdown();
+        let leave = self.inner.cluster.broker().shutdown();
         self.inner.handle.spawn(async move {
             leave.await;
             let _ = done.send(());

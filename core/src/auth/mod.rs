@@ -1,7 +1,9 @@
 //! Who a connection is: JWT verification (one key, or an identity provider's JWKS), the
 //! claim checks, and the authenticated [`User`].
 
+pub mod access;
 mod claims;
+pub mod host_error;
 pub mod jwks;
 mod settings;
 

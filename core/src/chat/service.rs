@@ -98,9 +98,7 @@ async fn events(chat: &Arc<Chat>, head: &RequestHead) -> HttpReply {
 
     let client = chat.sse.connect(&user.id, &rooms);
     // Hear these rooms from every node before saying `connected`.
-    if let Some(applied) = chat.sse_interest(&user.id, &rooms) {
-        applied.await;
-    }
+    chat.sse_interest(&user.id, &rooms).await;
     client.send(&SseEvent::new(
         "connected",
         None,

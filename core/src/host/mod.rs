@@ -272,3 +272,26 @@ impl Host {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The features pick their own message kinds (the cluster names none): no two may
+    /// share one, or a node would hand one feature's message to another's decoder. Checked
+    /// here, where the features are assembled.
+    #[test]
+    fn the_features_message_kinds_are_distinct() {
+        use crate::socketio::cluster as sio;
+        let kinds = [
+            sio::KIND_BROADCAST,
+            sio::KIND_RECOVERY_REQUEST,
+            sio::KIND_RECOVERY_REPLY,
+            sio::KIND_SOCKETS_REQUEST,
+            sio::KIND_SOCKETS_REPLY,
+            crate::chat::cluster::KIND_SSE,
+            crate::chat::cluster::KIND_DISCONNECT_USER,
+            crate::yjs::cluster::KIND_YJS,
+        ];
+        let distinct: std::collections::HashSet<_> = kinds.iter().collect();
+        assert_eq!(distinct.len(), kinds.len(), "{kinds:?}");
+    }
+}

@@ -9,3 +9,8 @@ pub mod typing;
 pub fn personal_room(user_id: &str) -> String {
     format!("user:{user_id}")
 }
+
+/// Whether `room` is a personal room (see [`personal_room`]).
+pub fn is_personal(room: &str) -> bool {
+    room.starts_with("user:")
+}

@@ -1,6 +1,7 @@
 //! Socket.IO v5 over Engine.IO: namespaces, sockets, events, acks, binary attachments.
 
-pub mod host_error;
+pub(crate) mod cluster;
+pub use crate::auth::host_error;
 pub mod namespace;
 pub mod payload;
 pub mod recovery;
@@ -372,10 +373,9 @@ async fn recover_from_cluster(
     auth: &Value,
 ) -> Option<(SavedSession, Vec<Frame>)> {
     let log = ns.recovery.as_ref()?;
-    let cluster = ns.cluster.get()?;
     let pid = auth.get("pid")?.as_str()?;
     let offset = auth.get("offset").and_then(Value::as_str);
-    let session = cluster.recover_session(ns.name(), pid, offset).await?;
+    let session = ns.cluster.recover_session(ns.name(), pid, offset).await?;
     let user = if session.user.is_empty() {
         None
     } else {

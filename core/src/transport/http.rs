@@ -20,6 +20,7 @@ use crate::config::Config;
 pub use crate::helpers::percent::query_param;
 use crate::metrics::Metrics;
 pub use head::RequestHead;
+#[cfg(feature = "testing")]
 pub(crate) use router::check_eio;
 pub use router::Routed;
 pub use service::{BoxedReader, BoxedWriter, HttpService, WebSocketService, WsSession};

@@ -18,8 +18,9 @@ use tokio_tungstenite::WebSocketStream;
 use super::document::{close_code, CloseSignal, CloseWith, ConnEntry, Limits};
 use super::registry::Document;
 use super::{protocol, DocumentRequest, Inner};
+use crate::auth::access::{self, AccessRefused};
 use crate::auth::{AuthError, User};
-use crate::chat::ErrorCode;
+use crate::hub::personal_room;
 use crate::protocol::frame::Frame;
 use crate::transport::http::{BoxedReader, BoxedWriter};
 use crate::transport::outbox::Outbox;
@@ -209,7 +210,7 @@ async fn admit(inner: &Inner, request: &DocumentRequest) -> Result<User, CloseWi
         )
     })?;
     let room = format!("doc:{}", request.document);
-    match crate::chat::check_room_access(
+    let refused = match access::check_room_access(
         &inner.config,
         inner.hooks.room_access.as_deref(),
         &user,
@@ -217,16 +218,26 @@ async fn admit(inner: &Inner, request: &DocumentRequest) -> Result<User, CloseWi
     )
     .await
     {
-        Ok(()) => Ok(user),
-        Err(e) if e.code == ErrorCode::AccessDenied => Err(refuse(
+        Ok(()) => return Ok(user),
+        Err(refused) => refused,
+    };
+    Err(match refused {
+        AccessRefused::Denied => refuse(
             "forbidden",
-            CloseWith::new(close_code::FORBIDDEN, e.message),
-        )),
-        Err(e) => Err(refuse(
+            CloseWith::new(close_code::FORBIDDEN, format!("You may not join {room}")),
+        ),
+        AccessRefused::Hook(e) => {
+            let (_, message) = e.to_client("authorizeRoom", &personal_room(&user.id));
+            refuse(
+                "unavailable",
+                CloseWith::new(close_code::UNAVAILABLE, message),
+            )
+        }
+        AccessRefused::TimedOut => refuse(
             "unavailable",
-            CloseWith::new(close_code::UNAVAILABLE, e.message),
-        )),
-    }
+            CloseWith::new(close_code::UNAVAILABLE, "Room access check timed out"),
+        ),
+    })
 }
 
 /// Attaches an admitted client to its document and reads until the end. Returns the close

@@ -20,7 +20,7 @@
 //! awareness), with [`Yjs::apply_remote_update`] and [`Yjs::apply_remote_awareness`] for what
 //! other nodes sent.
 
-mod cluster;
+pub(crate) mod cluster;
 mod connection;
 pub(crate) mod document;
 pub(crate) mod protocol;
@@ -38,8 +38,8 @@ use yrs::updates::decoder::Decode;
 pub use document::close_code;
 pub use store::{DocumentStore, DocumentStoreError, MemoryStore, RedbStore};
 
+use crate::auth::access::RoomAccess;
 use crate::auth::{AuthError, JwtVerifier, User};
-use crate::chat::RoomAccess;
 use crate::config::Config;
 use crate::engine::EngineBuilder;
 use crate::error::Error;
@@ -433,26 +433,22 @@ impl WebSocketService for Yjs {
 ///
 /// With `config.yjs` off the endpoint is built but not mounted: no path is served.
 pub fn install(builder: EngineBuilder, hooks: Hooks) -> Result<(EngineBuilder, Arc<Yjs>), Error> {
-    let cluster = builder
-        .config()
-        .redis_url
-        .is_some()
-        .then(|| Arc::new(cluster::DocumentCluster::default()));
+    // Documents are shared when other nodes may hear this one (`redis_url`).
+    let cluster = builder.cluster().has_peers().then(|| {
+        let documents = Arc::new(cluster::DocumentCluster::default());
+        documents.attach(builder.cluster().clone());
+        documents
+    });
     let yjs = Yjs::build(builder.config(), hooks, cluster.clone())?;
     let prefix = builder.config().yjs_path.clone();
     if !builder.config().yjs {
         return Ok((builder, yjs));
     }
-    let mut builder = builder.websocket_service(&prefix, yjs.clone());
-    if let Some(documents) = cluster {
-        let inner = Arc::downgrade(&yjs.inner);
-        // The adapter exists once the engine is built; it starts after this hook.
-        builder = builder.on_start(move |engine| {
-            if let Some(adapter) = engine.cluster() {
-                documents.attach(adapter.clone());
-                adapter.add_sink(Arc::new(cluster::DocumentSink(inner)));
-            }
-        });
+    let builder = builder.websocket_service(&prefix, yjs.clone());
+    if cluster.is_some() {
+        let sink = Arc::new(cluster::DocumentSink(Arc::downgrade(&yjs.inner)));
+        // The broker starts once the engine is built, after every sink is added.
+        builder.cluster().broker().add_sink(sink);
     }
     Ok((builder, yjs))
 }
