@@ -25,7 +25,8 @@ use crate::transport::{
     CloseReason, EioServer, HandshakeInfo, Message, Session, SessionHandler, TransportKind,
 };
 
-type WsSession = Session<ConnState>;
+/// A `/ws` connection's session: Socket.IO's, with its socket of `/`.
+type PlainSession = Session<ConnState>;
 
 /// The last engine frame translated into an event frame, shared by every `/ws` connection of
 /// the engine. A room broadcast queues one frame (one buffer) for every recipient, so the
@@ -122,7 +123,7 @@ pub(super) async fn run(
 async fn connect(
     server: &EioServer<ConnState>,
     io: &SocketIo,
-    session: &Arc<WsSession>,
+    session: &Arc<PlainSession>,
     shared: &Shared,
     resume: Resume,
 ) {
@@ -139,9 +140,9 @@ async fn connect(
 async fn read_loop(
     server: &EioServer<ConnState>,
     io: &SocketIo,
-    session: &Arc<WsSession>,
+    session: &Arc<PlainSession>,
     shared: &Shared,
-    ws: &mut WebSocketStream<ReadSide<BoxedReader, Arc<WsSession>>>,
+    ws: &mut WebSocketStream<ReadSide<BoxedReader, Arc<PlainSession>>>,
 ) {
     loop {
         // As the transport's reader: read on only once what the client was sent drains.
@@ -205,7 +206,7 @@ async fn read_loop(
 async fn on_text(
     server: &EioServer<ConnState>,
     io: &SocketIo,
-    session: &Arc<WsSession>,
+    session: &Arc<PlainSession>,
     shared: &Shared,
     text: &str,
 ) {
@@ -262,7 +263,7 @@ async fn on_text(
 }
 
 /// Refuses the connection as Socket.IO refuses a CONNECT: an `error` frame, then 4401.
-fn refuse(session: &WsSession, message: &str) {
+fn refuse(session: &PlainSession, message: &str) {
     send_text(session, &frames::error_frame("UNAUTHORIZED", message));
     close_with(
         session,
@@ -273,14 +274,22 @@ fn refuse(session: &WsSession, message: &str) {
 }
 
 /// Queues a frame of the protocol (JSON, passed through by the writer as is).
-fn send_text(session: &WsSession, text: &str) {
+fn send_text(session: &PlainSession, text: &str) {
     let _ = session.send(Frame::from_payload(text.as_bytes(), FrameKind::Text));
 }
 
-/// A close frame with `code` and `reason` (cut to what a control frame holds).
+/// Most bytes of a close reason: a control frame's payload is at most 125 bytes, 2 of them
+/// the code.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// A close frame with `code` and `reason`, cut to what a control frame holds (on a character
+/// boundary: the reason must stay UTF-8).
 fn close_wire(code: u16, reason: &str) -> Frame {
-    let mut reason = reason.as_bytes();
-    reason = &reason[..reason.len().min(120)];
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason = &reason.as_bytes()[..end];
     let mut wire = vec![0x88, (2 + reason.len()) as u8];
     wire.extend_from_slice(&code.to_be_bytes());
     wire.extend_from_slice(reason);
@@ -288,7 +297,7 @@ fn close_wire(code: u16, reason: &str) -> Frame {
 }
 
 /// Queues the last frame (a close with `code`) and closes the session.
-fn close_with(session: &WsSession, code: u16, reason: &str, why: CloseReason) {
+fn close_with(session: &PlainSession, code: u16, reason: &str, why: CloseReason) {
     session.outbox.push_final(close_wire(code, reason));
     session.close(why);
 }
@@ -307,7 +316,7 @@ struct WriterState {
 /// Drains the session's queue, turns each Engine.IO packet into this protocol's frame, and
 /// writes each batch with one vectored write (the transport's writer).
 async fn write_loop(
-    session: Arc<WsSession>,
+    session: Arc<PlainSession>,
     mut writer: BoxedWriter,
     send_timeout: Duration,
     shared: Arc<Shared>,
@@ -395,7 +404,7 @@ fn text_frame(text: &str) -> Frame {
 
 /// Turns one queued frame into what goes on this wire (possibly nothing).
 fn convert(
-    session: &WsSession,
+    session: &PlainSession,
     shared: &Shared,
     translations: &Translations,
     frame: Frame,
@@ -458,7 +467,7 @@ fn convert(
 }
 
 /// The `ready` frame for the session's socket.
-fn ready(session: &WsSession, shared: &Shared) -> Option<String> {
+fn ready(session: &PlainSession, shared: &Shared) -> Option<String> {
     let socket = session.data.socket("/")?;
     let (user_id, username) = socket
         .user()
@@ -503,5 +512,16 @@ mod tests {
         );
         // Another buffer, even with the same bytes, is translated on its own.
         assert!(t.get(same_text.wire()).is_none());
+    }
+
+    #[test]
+    fn close_reasons_fit_a_control_frame_and_stay_utf8() {
+        let long = "é".repeat(100); // 200 bytes
+        let f = close_wire(4401, &long);
+        let payload = &f.wire()[2..];
+        assert_eq!(f.wire()[1] as usize, payload.len());
+        assert!(payload.len() <= 125);
+        assert_eq!(&payload[..2], &4401u16.to_be_bytes());
+        assert!(std::str::from_utf8(&payload[2..]).is_ok());
     }
 }
