@@ -82,6 +82,7 @@ impl EngineBuilder {
     /// Serves raw Engine.IO (no Socket.IO) at `path` with this handler. Its sessions share
     /// the front door with Socket.IO's, so they carry (and the handler ignores) a
     /// [`ConnState`]: write the handler for any `D` (`impl<D> SessionHandler<D> for …`).
+    #[doc(hidden)]
     pub fn engineio(mut self, path: &str, handler: Arc<dyn SessionHandler<ConnState>>) -> Self {
         self.raw.push((path.to_owned(), handler));
         self
@@ -89,6 +90,7 @@ impl EngineBuilder {
 
     /// Serves WebSocket upgrades for paths starting with `prefix` (e.g. `/yjs/`) with
     /// `service`, before the Engine.IO mounts (see [`crate::yjs::install`]).
+    #[doc(hidden)]
     pub fn websocket_service(mut self, prefix: &str, service: Arc<dyn WebSocketService>) -> Self {
         self.services.push((prefix.to_owned(), service));
         self
@@ -96,7 +98,7 @@ impl EngineBuilder {
 
     /// Serves plain HTTP requests for paths starting with `prefix` (e.g. `/api/`) with
     /// `service`, before the Engine.IO mounts.
-    pub fn http_service(mut self, prefix: &str, service: Arc<dyn HttpService>) -> Self {
+    pub(crate) fn http_service(mut self, prefix: &str, service: Arc<dyn HttpService>) -> Self {
         self.http_services.push((prefix.to_owned(), service));
         self
     }
@@ -114,7 +116,7 @@ impl EngineBuilder {
 
     /// The cluster the engine will be a node of (a single node without `redis_url`):
     /// features take their broker and stores from it when they install.
-    pub fn cluster(&self) -> &Arc<Cluster> {
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
     }
 
@@ -347,7 +349,7 @@ impl Engine {
     }
 
     /// The engine's metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }
 
@@ -356,15 +358,11 @@ impl Engine {
         &self.inner.handle
     }
 
-    /// The Socket.IO server.
-    pub fn io(&self) -> &Arc<SocketIo> {
-        &self.inner.io
-    }
-
-    /// The Engine.IO sessions behind Socket.IO: the plain-WebSocket endpoint opens its
-    /// connections here, so they count, shut down and recover like Socket.IO's.
-    pub(crate) fn sio_server(&self) -> &Arc<EioServer<ConnState>> {
-        &self.inner.sio_server
+    /// The Socket.IO server and the Engine.IO sessions behind it: the plain-WebSocket
+    /// endpoint opens its connections there and speaks to Socket.IO through it, so they count,
+    /// shut down and recover like Socket.IO's.
+    pub(crate) fn socketio_parts(&self) -> (&Arc<SocketIo>, &Arc<EioServer<ConnState>>) {
+        (&self.inner.io, &self.inner.sio_server)
     }
 
     /// A namespace by name.
@@ -373,6 +371,7 @@ impl Engine {
     }
 
     /// The HTTP front door, for hosts that accept connections themselves.
+    #[doc(hidden)]
     pub fn http(&self) -> &Arc<HttpApp<ConnState>> {
         &self.inner.http
     }
@@ -500,7 +499,7 @@ impl Engine {
     }
 
     /// The cluster this engine is a node of (a single node without `redis_url`).
-    pub fn cluster(&self) -> &Arc<Cluster> {
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
         &self.inner.cluster
     }
 

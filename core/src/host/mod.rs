@@ -17,6 +17,7 @@
 //! ```
 
 mod hooks;
+#[doc(hidden)]
 pub mod json;
 
 use std::sync::atomic::{AtomicBool, Ordering};

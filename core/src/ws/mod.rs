@@ -4,7 +4,7 @@
 //! written down in `docs/websocket-protocol.md`.
 //!
 //! A `/ws` connection is an Engine.IO session of the Socket.IO server with a socket in the
-//! `/` namespace; only its wire differs ([`frames`] translates both ways). So its members
+//! `/` namespace; only its wire differs (`frames` translates both ways). So its members
 //! share rooms, presence, typing, history, limits, recovery and the cluster with Socket.IO,
 //! SSE and every other member, through the same paths, and the host's app events reach it.
 //! Its outbound frames reuse the WebSocket writer of the transport (bounded queue, write
@@ -52,9 +52,8 @@ pub fn install(builder: EngineBuilder) -> EngineBuilder {
     builder
         .websocket_service(PATH, service)
         .on_start(move |engine| {
-            let _ = started
-                .engine
-                .set((engine.sio_server().clone(), engine.io().clone()));
+            let (io, server) = engine.socketio_parts();
+            let _ = started.engine.set((server.clone(), io.clone()));
         })
 }
 
