@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::Error;
+use crate::hub::users::{UserConnections, UserIndex};
 use crate::metrics::Metrics;
 use crate::socketio::cluster::Exchange;
 use crate::socketio::{ConnState, DisconnectReason, Namespace, NamespaceBuilder, SocketIo};
@@ -50,6 +51,8 @@ pub struct EngineBuilder {
     /// `redis_url` stops [`EngineBuilder::build`] (with `cluster_error`).
     cluster: Arc<Cluster>,
     cluster_error: Option<Error>,
+    /// Every registry of user connections: features register theirs when they install.
+    users: Arc<UserIndex>,
 }
 
 impl EngineBuilder {
@@ -118,6 +121,14 @@ impl EngineBuilder {
         &self.cluster
     }
 
+    /// Every connection of a user, across transports: a feature serving connections that
+    /// belong to users registers its registry here when it installs, so that
+    /// [`Engine::users`]`.disconnect_user` reaches them (Socket.IO's is registered by the
+    /// engine).
+    pub fn users(&self) -> &Arc<UserIndex> {
+        &self.users
+    }
+
     /// Starts the engine on a runtime of its own (`config.worker_threads` workers).
     pub fn build(self) -> Result<Engine, Error> {
         // Checked before the runtime is made: it would panic on 0 worker threads.
@@ -182,6 +193,8 @@ impl EngineBuilder {
             namespaces.insert(name.clone(), ns);
         }
         let io = SocketIo::new(namespaces, crate::socketio::Limits::from_config(&config));
+        let sockets: Arc<dyn UserConnections> = io.clone();
+        self.users.register(Arc::downgrade(&sockets));
         exchange.serve(&io);
         let sio_server = EioServer::new(config.clone(), metrics.clone(), io.clone());
         if let Some(hook) = self.activity {
@@ -226,6 +239,7 @@ impl EngineBuilder {
                 handle,
                 listeners: Mutex::new(Vec::new()),
                 cluster,
+                users: self.users,
                 tls,
                 other_tls: Mutex::new(Vec::new()),
                 host_emits: std::sync::OnceLock::new(),
@@ -268,6 +282,7 @@ struct EngineInner {
     handle: Handle,
     listeners: Mutex<Vec<oneshot::Sender<()>>>,
     cluster: Arc<Cluster>,
+    users: Arc<UserIndex>,
     /// The configuration's certificate, served by [`Engine::listen`].
     tls: Option<Arc<TlsAcceptor>>,
     /// Certificates given to [`Engine::listen_tls`], kept for [`Engine::reload_tls`].
@@ -331,6 +346,7 @@ impl Engine {
             metrics,
             cluster: Arc::new(cluster),
             cluster_error,
+            users: Arc::default(),
             config,
             namespaces: Vec::new(),
             raw: Vec::new(),
@@ -452,6 +468,9 @@ impl Engine {
         for (_, service) in self.inner.http.services() {
             service.shutdown();
         }
+        for (_, service) in self.inner.http.http_services() {
+            service.shutdown();
+        }
         if let Some(rt) = self.runtime.lock().take() {
             self.wait_for_sockets(grace);
             self.leave_cluster(grace);
@@ -496,6 +515,12 @@ impl Engine {
     /// The cluster this engine is a node of (a single node without `redis_url`).
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.inner.cluster
+    }
+
+    /// Every connection of a user on this node, whatever its transport (see
+    /// [`EngineBuilder::users`]).
+    pub fn users(&self) -> &Arc<UserIndex> {
+        &self.inner.users
     }
 
     /// Withdraws this node's presence from the cluster, waiting up to `grace`.

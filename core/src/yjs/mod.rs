@@ -43,9 +43,11 @@ use crate::auth::{AuthError, JwtVerifier, User};
 use crate::config::Config;
 use crate::engine::EngineBuilder;
 use crate::error::Error;
+use crate::hub::rooms::Rooms;
+use crate::hub::users::UserConnections;
 use crate::metrics::{Counter, Gauge, LabeledCounter};
 use crate::transport::http::{HttpReply, RequestHead, WebSocketService, WsSession};
-use document::{CloseWith, Effects};
+use document::{CloseSignal, CloseWith, Effects};
 use registry::Registry;
 
 /// Longest document name, in bytes.
@@ -122,6 +124,9 @@ pub(crate) struct Inner {
     pub(crate) metrics: YjsMetrics,
     /// The documents' side of the engine's cluster, when it has one.
     pub(crate) cluster: Option<Arc<cluster::DocumentCluster>>,
+    /// The open connections of each user, by connection id: what `disconnect_user` closes.
+    /// Only Yjs connections are listed here (Socket.IO and SSE have indexes of their own).
+    pub(crate) users: Rooms<u64, Arc<CloseSignal>>,
     runtime: OnceLock<Handle>,
     closing: AtomicBool,
     next_conn: AtomicU64,
@@ -207,6 +212,7 @@ impl Yjs {
                 registry: Registry::default(),
                 metrics: YjsMetrics::default(),
                 cluster,
+                users: Rooms::default(),
                 runtime: OnceLock::new(),
                 closing: AtomicBool::new(false),
                 next_conn: AtomicU64::new(1),
@@ -279,6 +285,21 @@ impl Yjs {
             }
         }
         result
+    }
+}
+
+/// A user's document connections close with [`close_code::DISCONNECTED`].
+impl UserConnections for Inner {
+    fn disconnect_user(&self, user_id: &str) -> usize {
+        let mut n = 0;
+        self.users.for_each(user_id, |_, close| {
+            close.fire(CloseWith::new(
+                close_code::DISCONNECTED,
+                "Disconnected by the server",
+            ));
+            n += 1;
+        });
+        n
     }
 }
 
@@ -445,6 +466,8 @@ pub fn install(builder: EngineBuilder, hooks: Hooks) -> Result<(EngineBuilder, A
         return Ok((builder, yjs));
     }
     let builder = builder.websocket_service(&prefix, yjs.clone());
+    let connections: Arc<dyn UserConnections> = yjs.inner.clone();
+    builder.users().register(Arc::downgrade(&connections));
     if cluster.is_some() {
         let sink = Arc::new(cluster::DocumentSink(Arc::downgrade(&yjs.inner)));
         // The broker starts once the engine is built, after every sink is added.

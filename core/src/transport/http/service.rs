@@ -45,4 +45,9 @@ pub trait HttpService: Send + Sync + 'static {
     fn max_body(&self) -> usize {
         64 * 1024
     }
+
+    /// Ends every long-lived response the service serves (SSE streams) and refuses new
+    /// ones; called by `Engine::shutdown`, which must not leave a response open on a runtime
+    /// that keeps running (`EngineBuilder::build_on`).
+    fn shutdown(&self) {}
 }
