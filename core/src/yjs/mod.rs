@@ -4,7 +4,8 @@
 //! The token follows the same rules as Socket.IO's, and opening a document is joining the room
 //! `doc:<docName>` under the same access rules (the token's `rooms` claim, else the room policy,
 //! a host [`RoomAccess`] hook overriding both). Refusals close the WebSocket with 4401 (auth) or
-//! 4403 (access), codes y-websocket 3.x does not reconnect after; see [`close_code`].
+//! 4403 (access), and `disconnect_user` with 4410, codes y-websocket 3.x does not reconnect
+//! after; see [`close_code`].
 //!
 //! The CRDT is [`yrs`], the Rust port of Yjs; this module is the server around it:
 //! - `protocol`: the y-websocket messages (decoding through yrs, frames built once);
