@@ -85,6 +85,7 @@ impl EngineBuilder {
     /// Serves raw Engine.IO (no Socket.IO) at `path` with this handler. Its sessions share
     /// the front door with Socket.IO's, so they carry (and the handler ignores) a
     /// [`ConnState`]: write the handler for any `D` (`impl<D> SessionHandler<D> for …`).
+    #[doc(hidden)]
     pub fn engineio(mut self, path: &str, handler: Arc<dyn SessionHandler<ConnState>>) -> Self {
         self.raw.push((path.to_owned(), handler));
         self
@@ -92,6 +93,7 @@ impl EngineBuilder {
 
     /// Serves WebSocket upgrades for paths starting with `prefix` (e.g. `/yjs/`) with
     /// `service`, before the Engine.IO mounts (see [`crate::yjs::install`]).
+    #[doc(hidden)]
     pub fn websocket_service(mut self, prefix: &str, service: Arc<dyn WebSocketService>) -> Self {
         self.services.push((prefix.to_owned(), service));
         self
@@ -99,7 +101,7 @@ impl EngineBuilder {
 
     /// Serves plain HTTP requests for paths starting with `prefix` (e.g. `/api/`) with
     /// `service`, before the Engine.IO mounts.
-    pub fn http_service(mut self, prefix: &str, service: Arc<dyn HttpService>) -> Self {
+    pub(crate) fn http_service(mut self, prefix: &str, service: Arc<dyn HttpService>) -> Self {
         self.http_services.push((prefix.to_owned(), service));
         self
     }
@@ -117,7 +119,7 @@ impl EngineBuilder {
 
     /// The cluster the engine will be a node of (a single node without `redis_url`):
     /// features take their broker and stores from it when they install.
-    pub fn cluster(&self) -> &Arc<Cluster> {
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
     }
 
@@ -363,7 +365,7 @@ impl Engine {
     }
 
     /// The engine's metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }
 
@@ -372,17 +374,13 @@ impl Engine {
         &self.inner.handle
     }
 
-    /// The Socket.IO server.
-    pub fn io(&self) -> &Arc<SocketIo> {
-        &self.inner.io
-    }
-
     /// A namespace by name.
     pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
         self.inner.io.namespace(name).cloned()
     }
 
     /// The HTTP front door, for hosts that accept connections themselves.
+    #[doc(hidden)]
     pub fn http(&self) -> &Arc<HttpApp<ConnState>> {
         &self.inner.http
     }
@@ -513,7 +511,7 @@ impl Engine {
     }
 
     /// The cluster this engine is a node of (a single node without `redis_url`).
-    pub fn cluster(&self) -> &Arc<Cluster> {
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
         &self.inner.cluster
     }
 

@@ -55,6 +55,7 @@ impl SseEvent {
         SseEvent(Frame::from_payload(&text, FrameKind::Text))
     }
 
+    #[cfg(test)]
     /// A comment line (`:ping`), which keeps proxies from closing an idle stream.
     pub fn comment(text: &str) -> Self {
         SseEvent(Frame::from_payload(

@@ -80,7 +80,7 @@ fn start_error(e: switchboard::Error) -> Error {
     };
     let detail = match &e {
         switchboard::Error::Config(c) => {
-            switchboard::settings::describe(c, switchboard::settings::Front::C)
+            switchboard::bindings::settings::describe(c, switchboard::bindings::settings::Front::C)
         }
         _ => e.to_string(),
     };
@@ -231,7 +231,7 @@ pub unsafe extern "C" fn sb_engine_adopt(
                 return;
             };
             let _ = stream.set_nodelay(true);
-            switchboard::transport::http::serve_connection_with_prefix(stream, peer, http, prefix)
+            switchboard::bindings::http::serve_connection_with_prefix(stream, peer, http, prefix)
                 .await;
         });
         Ok(())

@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::hub::presence::Presence;
 use crate::hub::typing::Typing;
 use crate::socketio::{AckSender, ConnectRequest, Refusal, Socket};
-use crate::store::{ChatMessage, History, MessageIdGenerator};
+use crate::store::{History, MessageIdGenerator};
 
 /// The error codes of the wire contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -129,6 +129,7 @@ pub trait Authenticate: Send + Sync + 'static {
 }
 
 pub use crate::auth::access::RoomAccess;
+pub use crate::store::ChatMessage;
 
 /// Persists messages before they are delivered (the host's persistence hook).
 pub trait MessageStore: Send + Sync + 'static {

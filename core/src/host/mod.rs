@@ -16,6 +16,7 @@
 //! ```
 
 mod hooks;
+#[doc(hidden)]
 pub mod json;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,10 +2,10 @@
 
 pub(crate) mod cluster;
 pub use crate::auth::host_error;
-pub mod namespace;
-pub mod payload;
-pub mod recovery;
-pub mod socket;
+mod namespace;
+mod payload;
+pub(crate) mod recovery;
+mod socket;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +47,7 @@ struct Partial {
 
 /// The Socket.IO state of one Engine.IO session (its sockets, a packet waiting for its
 /// binary attachments): the data Socket.IO attaches to each [`Session`].
+#[doc(hidden)]
 #[derive(Default)]
 pub struct ConnState {
     sockets: Mutex<Vec<Arc<Socket>>>,
@@ -54,7 +55,7 @@ pub struct ConnState {
 }
 
 /// An Engine.IO session as Socket.IO uses it: carrying its [`ConnState`].
-pub type Session = crate::transport::Session<ConnState>;
+pub(crate) type Session = crate::transport::Session<ConnState>;
 
 impl ConnState {
     fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
@@ -94,7 +95,7 @@ impl Limits {
 }
 
 /// The Socket.IO server: its namespaces, fixed at start.
-pub struct SocketIo {
+pub(crate) struct SocketIo {
     namespaces: HashMap<String, Arc<Namespace>>,
     limits: Limits,
 }

@@ -260,6 +260,7 @@ impl RecoveryLog {
         self.prune(&mut inner, now);
     }
 
+    #[cfg(test)]
     /// Whether a dropped session with this pid is still waiting for its client.
     pub fn is_pending(&self, pid: &str) -> bool {
         self.inner.lock().sessions.contains_key(pid)

@@ -12,7 +12,7 @@ mod upgrade;
 
 use std::sync::Arc;
 
-pub use super::accept::{serve, serve_connection, serve_connection_with_prefix};
+pub use super::accept::{serve, serve_connection_with_prefix};
 pub use super::health::Readiness;
 pub use super::reply::{BodyStream, EioError, HttpReply};
 use super::{EioServer, SessionData};
