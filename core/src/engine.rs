@@ -124,10 +124,10 @@ impl EngineBuilder {
     }
 
     /// Every connection of a user, across transports: a feature serving connections that
-    /// belong to users registers its registry here when it installs, so that
-    /// [`Engine::users`]`.disconnect_user` reaches them (Socket.IO's is registered by the
-    /// engine).
-    pub fn users(&self) -> &Arc<UserIndex> {
+    /// belong to users registers its registry here when it installs, so that the chat's
+    /// `disconnect_user` (the host's, the server API's, another node's) reaches them;
+    /// Socket.IO's is registered by the engine.
+    pub(crate) fn users(&self) -> &Arc<UserIndex> {
         &self.users
     }
 
@@ -241,7 +241,6 @@ impl EngineBuilder {
                 handle,
                 listeners: Mutex::new(Vec::new()),
                 cluster,
-                users: self.users,
                 tls,
                 other_tls: Mutex::new(Vec::new()),
                 host_emits: std::sync::OnceLock::new(),
@@ -284,7 +283,6 @@ struct EngineInner {
     handle: Handle,
     listeners: Mutex<Vec<oneshot::Sender<()>>>,
     cluster: Arc<Cluster>,
-    users: Arc<UserIndex>,
     /// The configuration's certificate, served by [`Engine::listen`].
     tls: Option<Arc<TlsAcceptor>>,
     /// Certificates given to [`Engine::listen_tls`], kept for [`Engine::reload_tls`].
@@ -513,12 +511,6 @@ impl Engine {
     /// The cluster this engine is a node of (a single node without `redis_url`).
     pub(crate) fn cluster(&self) -> &Arc<Cluster> {
         &self.inner.cluster
-    }
-
-    /// Every connection of a user on this node, whatever its transport (see
-    /// [`EngineBuilder::users`]).
-    pub fn users(&self) -> &Arc<UserIndex> {
-        &self.inner.users
     }
 
     /// Withdraws this node's presence from the cluster, waiting up to `grace`.
