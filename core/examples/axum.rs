@@ -10,8 +10,9 @@
 //! Flags: `--host` (default 127.0.0.1), `--port` (default `PORT` or 3000; 0 picks one),
 //! `--jwt-secret` (default `SWITCHBOARD_JWT_SECRET`). Prints
 //! `switchboard listening on http://HOST:PORT` once it accepts connections; stops on SIGINT or
-//! SIGTERM: the engine closes its connections and ends its SSE streams, then axum's graceful
-//! shutdown finishes the app's own responses.
+//! SIGTERM: the engine closes its connections and ends its SSE streams, axum's graceful
+//! shutdown finishes the app's own responses, and the app waits (at most 5 s) for the
+//! engine's WebSockets to finish their closing handshake.
 
 use std::error::Error;
 use std::io::Write;
@@ -93,8 +94,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(stopped(engine))
+    .with_graceful_shutdown(stopped(engine.clone()))
     .await?;
+    // The WebSockets axum upgraded are not its to wait for: let them finish their closing
+    // handshake, so that clients see "going away" (1001), not a cut connection (1006).
+    engine.closed(Duration::from_secs(5)).await;
     Ok(())
 }
 

@@ -449,8 +449,8 @@ impl Engine {
     /// Stops accepting, closes every connection and, when the engine owns its runtime, stops
     /// it: first it waits, up to `grace`, until every socket has been cleaned up (left its
     /// rooms and its namespace, its `on_disconnect` hooks run), then up to `grace` again for
-    /// the runtime's tasks to finish. On a runtime of the caller's it does not wait.
-    /// Idempotent.
+    /// the runtime's tasks to finish. On a runtime of the caller's it does not wait (await
+    /// [`Engine::closed`] there). Idempotent.
     pub fn shutdown(&self, grace: Duration) {
         let _tag = crate::log::tag_scope(self.log_id);
         self.inner.http.begin_shutdown();
@@ -476,6 +476,34 @@ impl Engine {
             self.inner
                 .handle
                 .spawn(self.inner.cluster.broker().shutdown());
+        }
+    }
+
+    /// Waits, up to `grace`, until the connections [`Engine::shutdown`] closed are gone: every
+    /// Engine.IO session, every socket cleaned up, every WebSocket of another endpoint (Yjs)
+    /// finished its closing handshake. On the caller's runtime (`build_on`) `shutdown` does
+    /// not wait, and a server's graceful shutdown (axum's) does not wait for connections it
+    /// upgraded: await this before the runtime ends, or clients may see their connection cut
+    /// (WebSocket 1006) instead of closed. True when everything closed in time.
+    pub async fn closed(&self, grace: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let open = self.inner.sio_server.session_count() > 0
+                || self.inner.raw_servers.iter().any(|s| s.session_count() > 0)
+                || !self.inner.io.all_sockets().is_empty()
+                || self
+                    .inner
+                    .http
+                    .services()
+                    .iter()
+                    .any(|(_, s)| s.open_connections() > 0);
+            if !open {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -2,7 +2,8 @@
 //! disconnection hooks ran, it left its rooms, and its namespace holds no socket — so nothing
 //! is left holding the namespace (a reference cycle a leak checker would report). On the
 //! caller's runtime (`build_on`) it ends every long-lived response too: SSE streams and Yjs
-//! connections, which a server's graceful shutdown (axum's) would otherwise wait on for ever.
+//! connections, which a server's graceful shutdown (axum's) would otherwise wait on for ever;
+//! `Engine::closed` then tells when they are all gone.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -120,6 +121,9 @@ async fn shutdown_on_the_callers_runtime_ends_sse_streams_and_document_connectio
             }
         };
         assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+        // Once the client has answered, nothing of the engine's is left open.
+        drop(doc);
+        assert!(engine.closed(Duration::from_secs(3)).await);
     })
     .await;
 }

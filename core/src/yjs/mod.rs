@@ -407,6 +407,10 @@ impl WebSocketService for Yjs {
         }
     }
 
+    fn open_connections(&self) -> usize {
+        self.connection_count()
+    }
+
     fn shutdown(&self) {
         let inner = &self.inner;
         if inner.closing.swap(true, Ordering::AcqRel) {

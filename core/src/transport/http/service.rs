@@ -33,6 +33,12 @@ pub trait WebSocketService: Send + Sync + 'static {
     /// Closes every connection and saves what must survive; called by
     /// `Engine::shutdown` before the runtime stops.
     fn shutdown(&self) {}
+
+    /// How many of its connections are still open (closing ones included): what
+    /// `Engine::closed` waits for after a shutdown.
+    fn open_connections(&self) -> usize {
+        0
+    }
 }
 
 /// A plain HTTP endpoint other than Engine.IO (the SSE stream and the server API), mounted
