@@ -910,9 +910,14 @@ sb_result sb_engine_publish(sb_engine *engine,
                             char **out_json);
 
 /**
- * Disconnects every connection of user `user_id`: Socket.IO clients see `io server
- * disconnect` and do not reconnect by themselves, server-sent-event streams end. Writes how
- * many connections there were to `*count` unless it is NULL.
+ * Disconnects every connection of user `user_id`, on every node of the cluster: Socket.IO
+ * clients see `io server disconnect` and do not reconnect by themselves, server-sent-event
+ * streams end, Yjs document connections close with 4410 `Disconnected by the server`.
+ * Writes how many connections there were on this node to `*count` unless it is NULL.
+ *
+ * A kick, not a ban: EventSource reconnects by itself and a y-websocket app may open its
+ * provider again; to keep the user out, also stop accepting the user's token (the auth
+ * callback).
  *
  * Ownership: `user_id` is borrowed. Thread-safety: any thread.
  */

@@ -1,9 +1,8 @@
-//! The engine: its runtime, its servers and its listeners.
+//! The engine: its runtime, its servers and its listeners; stopping it is `shutdown.rs`'s.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::runtime::{Handle, Runtime};
@@ -12,12 +11,15 @@ use tokio::sync::oneshot;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::Error;
+use crate::hub::users::{UserConnections, UserIndex};
 use crate::metrics::Metrics;
 use crate::socketio::cluster::Exchange;
-use crate::socketio::{ConnState, DisconnectReason, Namespace, NamespaceBuilder, SocketIo};
+use crate::socketio::{ConnState, Namespace, NamespaceBuilder, SocketIo};
 use crate::transport::http::{HttpApp, HttpService, WebSocketService};
 use crate::transport::tls::{TlsAcceptor, TlsSource};
-use crate::transport::{CloseReason, EioServer, SessionHandler};
+use crate::transport::{EioServer, SessionHandler};
+
+mod shutdown;
 
 /// A broadcast a host asked for, waiting its turn.
 pub(crate) struct HostEmit {
@@ -50,6 +52,8 @@ pub struct EngineBuilder {
     /// `redis_url` stops [`EngineBuilder::build`] (with `cluster_error`).
     cluster: Arc<Cluster>,
     cluster_error: Option<Error>,
+    /// Every registry of user connections: features register theirs when they install.
+    users: Arc<UserIndex>,
 }
 
 impl EngineBuilder {
@@ -120,6 +124,14 @@ impl EngineBuilder {
         &self.cluster
     }
 
+    /// Every connection of a user, across transports: a feature serving connections that
+    /// belong to users registers its registry here when it installs, so that the chat's
+    /// `disconnect_user` (the host's, the server API's, another node's) reaches them;
+    /// Socket.IO's is registered by the engine.
+    pub(crate) fn users(&self) -> &Arc<UserIndex> {
+        &self.users
+    }
+
     /// Starts the engine on a runtime of its own (`config.worker_threads` workers).
     pub fn build(self) -> Result<Engine, Error> {
         // Checked before the runtime is made: it would panic on 0 worker threads.
@@ -184,6 +196,8 @@ impl EngineBuilder {
             namespaces.insert(name.clone(), ns);
         }
         let io = SocketIo::new(namespaces, crate::socketio::Limits::from_config(&config));
+        let sockets: Arc<dyn UserConnections> = io.clone();
+        self.users.register(Arc::downgrade(&sockets));
         exchange.serve(&io);
         let sio_server = EioServer::new(config.clone(), metrics.clone(), io.clone());
         if let Some(hook) = self.activity {
@@ -333,6 +347,7 @@ impl Engine {
             metrics,
             cluster: Arc::new(cluster),
             cluster_error,
+            users: Arc::default(),
             config,
             namespaces: Vec::new(),
             raw: Vec::new(),
@@ -439,82 +454,9 @@ impl Engine {
         Ok(listening)
     }
 
-    /// Stops accepting, closes every connection and, when the engine owns its runtime, stops
-    /// it: first it waits, up to `grace`, until every socket has been cleaned up (left its
-    /// rooms and its namespace, its `on_disconnect` hooks run), then up to `grace` again for
-    /// the runtime's tasks to finish. On a runtime of the caller's it does not wait.
-    /// Idempotent.
-    pub fn shutdown(&self, grace: Duration) {
-        let _tag = crate::log::tag_scope(self.log_id);
-        self.inner.http.begin_shutdown();
-        for tx in self.inner.listeners.lock().drain(..) {
-            let _ = tx.send(());
-        }
-        self.inner.sio_server.close_all();
-        for s in &self.inner.raw_servers {
-            s.close_all();
-        }
-        for (_, service) in self.inner.http.services() {
-            service.shutdown();
-        }
-        if let Some(rt) = self.runtime.lock().take() {
-            self.wait_for_sockets(grace);
-            self.leave_cluster(grace);
-            rt.shutdown_timeout(grace);
-        } else if self.inner.cluster.has_peers() {
-            // On the caller's runtime this thread may be one of its workers: never block it.
-            self.inner
-                .handle
-                .spawn(self.inner.cluster.broker().shutdown());
-        }
-    }
-
-    /// Waits, up to `grace`, until every session is closed and every socket has left its
-    /// rooms and its namespace (its `on_disconnect` hooks ran), before the runtime stops:
-    /// stopping it first would leave each socket and its namespace holding each other. A
-    /// session is forgotten before its sockets are cleaned up, so no session left does not
-    /// mean no socket left; a socket whose session is gone is cleaned up here.
-    fn wait_for_sockets(&self, grace: Duration) {
-        let deadline = std::time::Instant::now() + grace;
-        loop {
-            let sessions = self.inner.sio_server.session_count();
-            let sockets = self.inner.io.all_sockets();
-            if (sessions == 0 && sockets.is_empty()) || std::time::Instant::now() >= deadline {
-                return;
-            }
-            for socket in &sockets {
-                if sessions == 0 {
-                    // Its session was finalized already (or is being): nobody else will, and
-                    // a cleanup running elsewhere makes this one do nothing. Its hooks may
-                    // spawn tasks, hence the runtime's context.
-                    let _enter = self.inner.handle.enter();
-                    socket.cleanup(DisconnectReason::ServerShuttingDown);
-                } else {
-                    socket.session().close(CloseReason::ServerClose);
-                }
-            }
-            drop(sockets);
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
     /// The cluster this engine is a node of (a single node without `redis_url`).
     pub(crate) fn cluster(&self) -> &Arc<Cluster> {
         &self.inner.cluster
-    }
-
-    /// Withdraws this node's presence from the cluster, waiting up to `grace`.
-    fn leave_cluster(&self, grace: Duration) {
-        if !self.inner.cluster.has_peers() {
-            return;
-        }
-        let (done, finished) = std::sync::mpsc::channel();
-        let leave = self.inner.cluster.broker().shutdown();
-        self.inner.handle.spawn(async move {
-            leave.await;
-            let _ = done.send(());
-        });
-        let _ = finished.recv_timeout(grace);
     }
 
     /// Emits `event` with `data` to every socket in `room` of the `/` namespace (encoded

@@ -545,7 +545,9 @@ impl NativeEngine {
         json!(self.host.presence(&room))
     }
 
-    /// Disconnects every connection of a user; returns how many there were.
+    /// Disconnects every connection of a user (Socket.IO, SSE, Yjs: close 4410), on every
+    /// node; returns how many there were on this one. A kick, not a ban: EventSource and
+    /// y-websocket apps may reconnect; also stop accepting the user's token to keep them out.
     #[napi]
     pub fn disconnect_user(&self, user_id: String) -> napi::Result<u32> {
         Ok(self.live_host()?.disconnect_user(&user_id) as u32)

@@ -171,7 +171,10 @@ pub(crate) struct Chat {
     /// Rooms of recoverably dropped sockets whose departure is not announced yet, by pid.
     pub pending_departures: Mutex<HashMap<Arc<str>, Vec<Arc<str>>>>,
     /// Server-sent-event clients by room and user.
-    pub sse: crate::sse::SseHub,
+    pub sse: Arc<crate::sse::SseHub>,
+    /// Every connection of a user on this node, whatever its transport: what
+    /// `disconnect_user` closes, asked here or by another node.
+    pub users: Arc<crate::hub::users::UserIndex>,
     /// Connections bound to their token's expiry.
     pub(crate) expiry: expiry::TokenExpiry,
     /// The `/` namespace, once the engine is built (weak: the namespace owns the handlers
@@ -266,12 +269,15 @@ pub fn install_with_handle(
         history,
         ids: MessageIdGenerator::default(),
         pending_departures: Mutex::new(HashMap::new()),
-        sse: crate::sse::SseHub::new(config_frames, config_bytes),
+        sse: Arc::new(crate::sse::SseHub::new(config_frames, config_bytes)),
+        users: builder.users().clone(),
         expiry,
         ns: std::sync::OnceLock::new(),
         metrics: std::sync::OnceLock::new(),
         cluster: builder.cluster().clone(),
     });
+    let streams: Arc<dyn crate::hub::users::UserConnections> = chat.sse.clone();
+    builder.users().register(Arc::downgrade(&streams));
     let sink = Arc::new(cluster::ChatSink(Arc::downgrade(&chat)));
     chat.cluster.broker().add_sink(sink);
     let c = |chat: &Arc<Chat>| chat.clone();

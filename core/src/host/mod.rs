@@ -186,9 +186,14 @@ impl Host {
         self.chat.notify_user(user_id, event, data)
     }
 
-    /// Disconnects every connection of a user — Socket.IO clients (`io server disconnect`)
-    /// and server-sent-event streams, on every node of the cluster; returns how many were
-    /// on this node.
+    /// Disconnects every connection of a user — Socket.IO clients (`io server disconnect`),
+    /// server-sent-event streams and Yjs documents (close 4410 `Disconnected by the
+    /// server`), on every node of the cluster; returns how many were on this node.
+    ///
+    /// A kick, not a ban: Socket.IO clients do not reconnect after a server disconnect, but
+    /// EventSource reconnects by itself and a y-websocket app may open its provider again.
+    /// To keep the user out, the app must also stop accepting the user's token (its
+    /// `authenticate` hook, or short-lived tokens it no longer issues).
     pub fn disconnect_user(&self, user_id: &str) -> usize {
         self.chat.disconnect_user(user_id)
     }

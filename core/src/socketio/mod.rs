@@ -101,6 +101,23 @@ pub(crate) struct SocketIo {
     limits: Limits,
 }
 
+/// A user's Socket.IO connections are the sockets in the user's personal room
+/// ([`crate::hub::personal_room`]) of each namespace: the index the rooms keep anyway.
+impl crate::hub::users::UserConnections for SocketIo {
+    fn disconnect_user(&self, user_id: &str) -> usize {
+        let room = crate::hub::personal_room(user_id);
+        let mut n = 0;
+        for ns in self.namespaces.values() {
+            for socket in ns.sockets_in(&room) {
+                // `io server disconnect`: Socket.IO clients do not reconnect after it.
+                socket.disconnect();
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
 impl SocketIo {
     pub(crate) fn new(namespaces: HashMap<String, Arc<Namespace>>, limits: Limits) -> Arc<Self> {
         Arc::new(SocketIo { namespaces, limits })

@@ -74,7 +74,12 @@ impl<D: SessionData> HttpApp<D> {
         &self.services
     }
 
-    /// The WebSocket service mounted at a prefix of `path`.
+    /// The plain HTTP services, with their path prefixes.
+    pub fn http_services(&self) -> &[(String, Arc<dyn HttpService>)] {
+        &self.http_services
+    }
+
+    /// The HTTP service mounted at a prefix of `path`.
     fn http_service(&self, path: &str) -> Option<&Arc<dyn HttpService>> {
         self.http_services
             .iter()

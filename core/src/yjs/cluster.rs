@@ -135,10 +135,17 @@ impl DocumentCluster {
     /// Listens to the document's channel (the document is in the registry already) and,
     /// while Redis is up, waits until the subscription is in place: what other nodes
     /// publish from then on reaches this node.
-    pub(crate) async fn follow(&self, doc: &str) {
+    pub(crate) async fn follow_document(&self, doc: &str) {
+        self.follow(&room(doc)).await;
+    }
+
+    /// Listens to a channel this node now wants (a document's, or a user's personal room
+    /// while the user has document connections here) and, while Redis is up, waits until
+    /// the subscription is in place.
+    pub(crate) async fn follow(&self, channel: &str) {
         if let Some(cluster) = self.cluster.get() {
             let broker = cluster.broker();
-            let subscribed = broker.interest_changed(&room(doc));
+            let subscribed = broker.interest_changed(channel);
             if broker.is_connected() {
                 subscribed.await;
             }
@@ -159,6 +166,13 @@ impl DocumentCluster {
             greeted.insert(doc.name.clone(), Arc::downgrade(doc));
         }
         self.hello(doc);
+    }
+
+    /// This node no longer wants `channel`: stop listening to it.
+    pub(crate) fn unfollow(&self, channel: &str) {
+        if let Some(cluster) = self.cluster.get() {
+            drop(cluster.broker().interest_changed(channel));
+        }
     }
 
     /// The document left memory: stop listening to it.
@@ -375,6 +389,11 @@ impl ClusterSink for DocumentSink {
         let Some(inner) = self.0.upgrade() else {
             return false;
         };
+        // A user's channel: where another node's `disconnect_user` comes (the chat's sink
+        // takes the message, through the engine's index of every user connection).
+        if let Some(user) = room.strip_prefix("user:") {
+            return inner.users.len(user) > 0;
+        }
         room.strip_prefix("doc:")
             .is_some_and(|doc| inner.registry.get(doc).is_some())
     }

@@ -84,6 +84,44 @@ impl Drop for Hold {
     }
 }
 
+/// A connection's entry in its user's list (see `Inner::users`): removed when the connection
+/// ends, however it ends; the user's last one stops this node listening for the user.
+struct Listed {
+    inner: Arc<Inner>,
+    user: Arc<str>,
+    id: u64,
+}
+
+impl Listed {
+    /// Lists connection `id` of `user`; on a cluster, waits (while Redis is up) until this
+    /// node hears the user's channel, where another node's `disconnect_user` is published.
+    async fn new(inner: &Arc<Inner>, user: &str, id: u64, close: &Arc<CloseSignal>) -> Listed {
+        let user: Arc<str> = user.into();
+        let change = inner.users.join_tracking(&user, id, close.clone());
+        if change.room_changed {
+            if let Some(cluster) = &inner.cluster {
+                cluster.follow(&personal_room(&user)).await;
+            }
+        }
+        Listed {
+            inner: inner.clone(),
+            user,
+            id,
+        }
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        let change = self.inner.users.leave_tracking(&self.user, &self.id);
+        if change.room_changed {
+            if let Some(cluster) = &self.inner.cluster {
+                cluster.unfollow(&personal_room(&self.user));
+            }
+        }
+    }
+}
+
 /// Runs one document connection until it closes.
 pub(crate) async fn run(
     inner: Arc<Inner>,
@@ -260,7 +298,7 @@ async fn serve(
     };
     if let Some(cluster) = &inner.cluster {
         // Listen before loading: what other nodes publish from here on is not missed.
-        cluster.follow(&doc.name).await;
+        cluster.follow_document(&doc.name).await;
     }
     let state = match doc.load(inner).await {
         Ok(state) => state,
@@ -279,6 +317,9 @@ async fn serve(
         return (Some(with), Rest::Raw(reader));
     }
     let id = inner.next_conn_id();
+    // Listed before the client hears anything: once it is synced, `disconnect_user` (from
+    // any node) reaches it.
+    let _listed = Listed::new(inner, &user.id, id, close).await;
     let limits = Limits::new(&inner.config);
     state
         .lock()
