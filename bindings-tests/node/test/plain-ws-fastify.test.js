@@ -41,6 +41,15 @@ describe('/ws in a Fastify app', () => {
     assert.equal(typeof notice.offset, 'string');
   });
 
+  it('engine.disconnectUser closes the user\'s /ws connections with 4000 and counts them', { timeout: 10000 }, async () => {
+    const a = await wsReady(base(), token('erin'));
+    const b = await wsReady(base(), token('erin'));
+    const other = await wsReady(base(), token('frank'));
+    assert.equal(srv.engine.disconnectUser('erin'), 2);
+    for (const c of [a, b]) assert.equal((await c.closed).code, 4000);
+    assert.equal((await other.request('joinRoom', 'still-here')).result, null);
+  });
+
   it('the plugin lists and routes the endpoint', async () => {
     assert.equal(srv.engine.endpoints().ws, '/rt/ws');
     const c = wsClient(`${base().replace(/^http/, 'ws')}/ws`, { headers: { Authorization: `Bearer ${token('bob')}` } });
