@@ -346,6 +346,29 @@ describe('plain WebSocket /ws slow reader', () => {
   });
 });
 
+describe('plain WebSocket /ws heartbeat', () => {
+  let srv;
+  before(async () => {
+    srv = await startServer({ args: ['--ping-interval', '300', '--ping-timeout', '300'] });
+  });
+  after(() => srv && srv.stop());
+  afterEach(closeAllWs);
+
+  it('the server pings; a client that answers stays, one that stops answering is closed', { timeout: 15000 }, async () => {
+    const alive = await wsReady(srv.url, token('alive'));
+    let pings = 0;
+    alive.socket.on('ping', () => { pings++; });
+    const silent = wsClient(wsUrl(srv.url, { token: token('silent') }), { autoPong: false });
+    await silent.next('ready');
+    const closed = await closedWithin(silent, 5000);
+    assert.ok([1001, 1006].includes(closed.code), `closed: ${closed.code}`);
+    await sleep(1000);
+    assert.ok(pings >= 3, `${pings} pings`);
+    assert.equal(alive.socket.readyState, 1, 'the answering client is still connected');
+    assert.equal((await alive.request('joinRoom', room('hb'))).result, null);
+  });
+});
+
 describe('plain WebSocket /ws flood', () => {
   let srv;
   before(async () => {
