@@ -94,9 +94,14 @@ cbindgen:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# The library as an embedding program builds it: no `cli`, no `testing` (the workspace
+	# build above turns both on through feature unification).
+	$(CARGO) clippy -p switchboard --lib --no-default-features -- -D warnings
+	# The crate's documentation is its guide: no broken or private links.
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p switchboard --no-deps
 
 ## autobahn: WebSocket conformance (Autobahn|Testsuite, Python 2.7; skipped without it)
-## against the engine's echo, Socket.IO and Yjs endpoints, compared with
+## against the engine's echo, Socket.IO, Yjs and plain-WebSocket endpoints, compared with
 ## bindings-tests/autobahn/golden.txt
 autobahn:
 	CARGO=$(CARGO) bindings-tests/autobahn/run.sh

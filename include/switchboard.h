@@ -741,6 +741,14 @@ sb_result sb_config_set_metrics(sb_config *config, bool on);
 sb_result sb_config_set_healthz(sb_config *config, bool on);
 
 /**
+ * Serves the plain-WebSocket endpoint (`/ws`: the chat contract as JSON frames, see
+ * docs/websocket-protocol.md) or not (default true).
+ *
+ * Thread-safety: see `sb_config`.
+ */
+sb_result sb_config_set_ws(sb_config *config, bool on);
+
+/**
  * Starts an engine with the chat contract on namespace `/`, server-sent events, the server
  * HTTP API and collaborative documents, with the host's hooks, on a runtime of its own. It
  * serves nothing until `sb_engine_listen` or `sb_engine_adopt`.
@@ -902,9 +910,14 @@ sb_result sb_engine_publish(sb_engine *engine,
                             char **out_json);
 
 /**
- * Disconnects every connection of user `user_id`: Socket.IO clients see `io server
- * disconnect` and do not reconnect by themselves, server-sent-event streams end. Writes how
- * many connections there were to `*count` unless it is NULL.
+ * Disconnects every connection of user `user_id`, on every node of the cluster: Socket.IO
+ * clients see `io server disconnect` and do not reconnect by themselves, server-sent-event
+ * streams end, Yjs document connections close with 4410 `Disconnected by the server`.
+ * Writes how many connections there were on this node to `*count` unless it is NULL.
+ *
+ * A kick, not a ban: EventSource reconnects by itself and a y-websocket app may open its
+ * provider again; to keep the user out, also stop accepting the user's token (the auth
+ * callback).
  *
  * Ownership: `user_id` is borrowed. Thread-safety: any thread.
  */

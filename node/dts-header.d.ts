@@ -179,7 +179,11 @@ export declare class Engine {
   on(event: string, handler: (socket: SocketApi, data: any) => unknown): this
   /** The users present in a room. */
   presence(roomId: string): Array<{ userId: string; username: string }>
-  /** Disconnects every connection of a user; returns how many there were. */
+  /**
+   * Disconnects every connection of a user (Socket.IO, SSE, Yjs: close 4410), on every node;
+   * returns how many there were on this one. A kick, not a ban: EventSource and y-websocket
+   * apps may reconnect; also stop accepting the user's token to keep them out.
+   */
   disconnectUser(userId: string): number
   /** Counters. */
   stats(): { connections: number; sockets: number; rooms: number; messages: number; packetsIn: number; packetsOut: number; documents: number; documentConnections: number }

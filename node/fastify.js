@@ -1,5 +1,6 @@
 'use strict';
-// Fastify plugin: serves Socket.IO, SSE, the server API, Yjs documents, /metrics and /healthz
+// Fastify plugin: serves Socket.IO, SSE, the server API, Yjs documents, plain WebSocket (/ws),
+// /metrics and /healthz
 // on the app's own server and port through the engine, every one of them as a Fastify route
 // (WebSocket upgrades included), so the app's hooks apply to them all.
 //
@@ -81,6 +82,7 @@ async function switchboard(app, options) {
     if (paths.api) scope.route({ method: methods, url: `${paths.api}*`, handler });
     if (paths.yjs) scope.route({ method: 'GET', url: `${paths.yjs}*`, handler });
     if (paths.metrics) scope.route({ method: 'GET', url: paths.metrics, handler });
+    if (paths.ws) scope.route({ method: 'GET', url: paths.ws, handler });
     if (paths.healthz) {
       // Answered from the engine's state without a request to it: it works while it closes.
       scope.route({

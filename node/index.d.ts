@@ -179,7 +179,11 @@ export declare class Engine {
   on(event: string, handler: (socket: SocketApi, data: any) => unknown): this
   /** The users present in a room. */
   presence(roomId: string): Array<{ userId: string; username: string }>
-  /** Disconnects every connection of a user; returns how many there were. */
+  /**
+   * Disconnects every connection of a user (Socket.IO, SSE, Yjs: close 4410), on every node;
+   * returns how many there were on this one. A kick, not a ban: EventSource and y-websocket
+   * apps may reconnect; also stop accepting the user's token to keep them out.
+   */
   disconnectUser(userId: string): number
   /** Counters. */
   stats(): { connections: number; sockets: number; rooms: number; messages: number; packetsIn: number; packetsOut: number; documents: number; documentConnections: number }
@@ -277,7 +281,7 @@ export declare class NativeEngine {
   health(): HttpAnswer
   /**
    * Every endpoint's path with the prefix: `{socketio, events, api, yjs, metrics,
-   * healthz}`, `null` for those turned off.
+   * healthz, ws}`, `null` for those turned off.
    */
   endpoints(): any
   /**
@@ -345,7 +349,11 @@ export declare class NativeEngine {
   socketDisconnect(socketId: string): boolean
   /** The users present in a room: `[{userId, username}]`. */
   presence(room: string): any
-  /** Disconnects every connection of a user; returns how many there were. */
+  /**
+   * Disconnects every connection of a user (Socket.IO, SSE, Yjs: close 4410), on every
+   * node; returns how many there were on this one. A kick, not a ban: EventSource and
+   * y-websocket apps may reconnect; also stop accepting the user's token to keep them out.
+   */
   disconnectUser(userId: string): number
   /** Counters: connections, sockets, rooms, messages. */
   stats(): any
@@ -538,6 +546,8 @@ export interface NativeConfig {
   metrics?: boolean
   /** Serve `/healthz`; default true. */
   healthz?: boolean
+  /** Serve the plain-WebSocket endpoint (`/ws`); default true. */
+  ws?: boolean
 }
 
 /** A Node option of the settings table. */

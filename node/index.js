@@ -333,7 +333,7 @@ class Engine {
     });
   }
 
-  /** Every endpoint's path (with `prefix`): `{socketio, events, api, yjs, metrics, healthz}`, `null` when off. */
+  /** Every endpoint's path (with `prefix`): `{socketio, events, api, yjs, metrics, healthz, ws}`, `null` when off. */
   endpoints() {
     return this._native.endpoints();
   }
@@ -557,7 +557,11 @@ class Engine {
     return this._native.presence(roomId);
   }
 
-  /** Disconnects every connection of a user; resolves how many there were. */
+  /**
+   * Disconnects every connection of a user (Socket.IO, SSE, Yjs: close 4410), on every node;
+   * returns how many there were on this one. A kick, not a ban: EventSource and y-websocket
+   * apps may reconnect; also stop accepting the user's token to keep them out.
+   */
   disconnectUser(userId) {
     return this._native.disconnectUser(userId);
   }

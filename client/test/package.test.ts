@@ -28,8 +28,8 @@ describe('package', () => {
     expect(pkg.peerDependenciesMeta.react.optional).toBe(true);
   });
 
-  it('exports . and ./react with import, require and types, all present', () => {
-    for (const entry of ['.', './react']) {
+  it('exports ., ./react and ./ws with import, require and types, all present', () => {
+    for (const entry of ['.', './react', './ws']) {
       const e = pkg.exports[entry];
       for (const cond of ['import', 'require']) {
         expect(fs.existsSync(path.join(ROOT, e[cond].default)), `${entry} ${cond}`).toBe(true);
@@ -76,6 +76,25 @@ describe('package', () => {
     expect(r.file).toBe('file://' + path.join(ROOT, 'dist/esm/index.js'));
     expect(r.state).toBe('disconnected');
     expect(r.react).toEqual(['SwitchboardProvider', 'useConnection', 'useRoom', 'useSwitchboard']);
+  });
+
+  it('./ws loads in both builds without socket.io-client', () => {
+    const out = node([
+      '-e',
+      `const w = require('@switchboard/client/ws');
+       const c = w.connect('http://127.0.0.1:1', { token: 't', autoConnect: false });
+       console.log(JSON.stringify({
+         file: require.resolve('@switchboard/client/ws'), state: c.state.get(),
+         sio: Object.keys(require.cache).some((f) => f.includes('socket.io-client')),
+       }));
+       c.close();`,
+    ]);
+    const r = JSON.parse(out);
+    expect(r.file).toBe(path.join(ROOT, 'dist/cjs/ws/index.js'));
+    expect(r.state).toBe('disconnected');
+    expect(r.sio).toBe(false);
+    const esm = node(['--input-type=module', '-e', `const w = await import('@switchboard/client/ws'); console.log(typeof w.connect)`]);
+    expect(esm).toBe('function');
   });
 
   it('the declarations type-check ESM and CJS consumers and the README component (moduleResolution node16)', () => {

@@ -10,7 +10,9 @@
 //! Flags: `--host` (default 127.0.0.1), `--port` (default `PORT` or 3000; 0 picks one),
 //! `--jwt-secret` (default `SWITCHBOARD_JWT_SECRET`). Prints
 //! `switchboard listening on http://HOST:PORT` once it accepts connections; stops on SIGINT or
-//! SIGTERM, closing the engine's connections first (SSE streams after a 2 s grace).
+//! SIGTERM: the engine closes its connections and ends its SSE streams, axum's graceful
+//! shutdown finishes the app's own responses, and the app waits (at most 5 s) for the
+//! engine's WebSockets to finish their closing handshake.
 
 use std::error::Error;
 use std::io::Write;
@@ -86,32 +88,22 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let listener = tokio::net::TcpListener::bind((args.host, args.port)).await?;
     println!("switchboard listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    let (stopping, mut stop) = tokio::sync::watch::channel(false);
-    let server = axum::serve(
+    // axum's graceful shutdown waits for every open response: the engine's shutdown ends its
+    // own (Socket.IO, Yjs, SSE streams), so nothing of the engine's keeps the app up.
+    axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        stopped(engine).await;
-        let _ = stopping.send(true);
-    });
-    // axum's graceful shutdown waits for every open response; an SSE stream only ends when
-    // its client goes, so those still open after a short grace are dropped with the runtime.
-    tokio::select! {
-        served = std::future::IntoFuture::into_future(server) => served?,
-        _ = async {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-            tokio::time::sleep(SSE_GRACE).await;
-        } => {}
-    }
+    .with_graceful_shutdown(stopped(engine.clone()))
+    .await?;
+    // The WebSockets axum upgraded are not its to wait for: let them finish their closing
+    // handshake, so that clients see "going away" (1001), not a cut connection (1006).
+    engine.closed(Duration::from_secs(5)).await;
     Ok(())
 }
 
-/// How long open SSE streams may keep the app up after a stop signal.
-const SSE_GRACE: Duration = Duration::from_secs(2);
-
-/// Resolves on SIGINT or SIGTERM, once the engine has closed its Socket.IO and Yjs
-/// connections, so that axum's graceful shutdown has only SSE streams left to wait for.
+/// Resolves on SIGINT or SIGTERM, once the engine has been told to close its connections
+/// and end its streams.
 async fn stopped(engine: Engine) {
     #[cfg(unix)]
     {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use switchboard::socketio::Payload;
-use switchboard::transport::{CloseReason, Message, Session, SessionData, SessionHandler};
+use switchboard::testing::transport::{CloseReason, Message, Session, SessionData, SessionHandler};
 use switchboard::{Config, Engine};
 
 /// Echoes every Engine.IO message back unchanged.

@@ -259,6 +259,8 @@ pub struct Config {
     pub metrics: bool,
     /// Whether `/healthz` is served. Default true.
     pub healthz: bool,
+    /// Whether the plain-WebSocket endpoint (`/ws`) is served. Default true.
+    pub ws: bool,
 }
 
 impl Default for Config {
@@ -327,6 +329,7 @@ impl Default for Config {
             yjs: true,
             metrics: true,
             healthz: true,
+            ws: true,
         }
     }
 }

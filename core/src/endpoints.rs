@@ -22,6 +22,8 @@ pub struct Endpoints {
     pub metrics: Option<String>,
     /// The readiness probe, e.g. `/rt/healthz`.
     pub healthz: Option<String>,
+    /// The plain-WebSocket endpoint, e.g. `/rt/ws`.
+    pub ws: Option<String>,
 }
 
 impl Config {
@@ -65,6 +67,12 @@ impl Config {
         self
     }
 
+    /// Turns the plain-WebSocket endpoint (`/ws`) on or off.
+    pub fn ws(mut self, on: bool) -> Self {
+        self.ws = on;
+        self
+    }
+
     /// Every endpoint's full path (with the prefix), `None` for those turned off.
     pub fn endpoints(&self) -> Endpoints {
         let p = &self.prefix;
@@ -76,6 +84,7 @@ impl Config {
             yjs: on(self.yjs, &self.yjs_path),
             metrics: on(self.metrics, "/metrics"),
             healthz: on(self.healthz, "/healthz"),
+            ws: on(self.ws, "/ws"),
         }
     }
 

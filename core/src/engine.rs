@@ -1,21 +1,25 @@
-//! The engine: its runtime, its servers and its listeners.
+//! The engine: its runtime, its servers and its listeners; stopping it is `shutdown.rs`'s.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::oneshot;
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::Error;
+use crate::hub::users::{UserConnections, UserIndex};
 use crate::metrics::Metrics;
-use crate::socketio::{ConnState, DisconnectReason, Namespace, NamespaceBuilder, SocketIo};
+use crate::socketio::cluster::Exchange;
+use crate::socketio::{ConnState, Namespace, NamespaceBuilder, SocketIo};
 use crate::transport::http::{HttpApp, HttpService, WebSocketService};
 use crate::transport::tls::{TlsAcceptor, TlsSource};
-use crate::transport::{CloseReason, EioServer, SessionHandler};
+use crate::transport::{EioServer, SessionHandler};
+
+mod shutdown;
 
 /// A broadcast a host asked for, waiting its turn.
 pub(crate) struct HostEmit {
@@ -43,6 +47,13 @@ pub struct EngineBuilder {
     services: Vec<(String, Arc<dyn WebSocketService>)>,
     http_services: Vec<(String, Arc<dyn HttpService>)>,
     on_start: Vec<StartHook>,
+    metrics: Arc<Metrics>,
+    /// Made with the builder so that features installing themselves share it; a bad
+    /// `redis_url` stops [`EngineBuilder::build`] (with `cluster_error`).
+    cluster: Arc<Cluster>,
+    cluster_error: Option<Error>,
+    /// Every registry of user connections: features register theirs when they install.
+    users: Arc<UserIndex>,
 }
 
 impl EngineBuilder {
@@ -75,6 +86,7 @@ impl EngineBuilder {
     /// Serves raw Engine.IO (no Socket.IO) at `path` with this handler. Its sessions share
     /// the front door with Socket.IO's, so they carry (and the handler ignores) a
     /// [`ConnState`]: write the handler for any `D` (`impl<D> SessionHandler<D> for …`).
+    #[doc(hidden)]
     pub fn engineio(mut self, path: &str, handler: Arc<dyn SessionHandler<ConnState>>) -> Self {
         self.raw.push((path.to_owned(), handler));
         self
@@ -82,6 +94,7 @@ impl EngineBuilder {
 
     /// Serves WebSocket upgrades for paths starting with `prefix` (e.g. `/yjs/`) with
     /// `service`, before the Engine.IO mounts (see [`crate::yjs::install`]).
+    #[doc(hidden)]
     pub fn websocket_service(mut self, prefix: &str, service: Arc<dyn WebSocketService>) -> Self {
         self.services.push((prefix.to_owned(), service));
         self
@@ -89,7 +102,7 @@ impl EngineBuilder {
 
     /// Serves plain HTTP requests for paths starting with `prefix` (e.g. `/api/`) with
     /// `service`, before the Engine.IO mounts.
-    pub fn http_service(mut self, prefix: &str, service: Arc<dyn HttpService>) -> Self {
+    pub(crate) fn http_service(mut self, prefix: &str, service: Arc<dyn HttpService>) -> Self {
         self.http_services.push((prefix.to_owned(), service));
         self
     }
@@ -103,6 +116,20 @@ impl EngineBuilder {
     /// The configuration being built with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The cluster the engine will be a node of (a single node without `redis_url`):
+    /// features take their broker and stores from it when they install.
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// Every connection of a user, across transports: a feature serving connections that
+    /// belong to users registers its registry here when it installs, so that the chat's
+    /// `disconnect_user` (the host's, the server API's, another node's) reaches them;
+    /// Socket.IO's is registered by the engine.
+    pub(crate) fn users(&self) -> &Arc<UserIndex> {
+        &self.users
     }
 
     /// Starts the engine on a runtime of its own (`config.worker_threads` workers).
@@ -142,14 +169,16 @@ impl EngineBuilder {
         // The setters only store values: every setting is checked here, the same for every
         // binding (`build` has checked already; `build_on` has not).
         self.config.validate()?;
+        if let Some(e) = self.cluster_error {
+            return Err(e);
+        }
         // Checked before anything starts: a bad certificate or key stops start-up.
         let tls = match &self.config.tls {
             Some(source) => Some(Arc::new(TlsAcceptor::new(source.clone())?)),
             None => None,
         };
         let config = Arc::new(self.config);
-        let metrics = Arc::new(Metrics::default());
-        let cluster = crate::cluster::from_config(&config, metrics.clone())?;
+        let (metrics, cluster) = (self.metrics, self.cluster);
         if config.cors_origins.is_empty() {
             // The development default: fine on a laptop, not what production should run.
             // Said once start-up can no longer fail, so that a refused start says one thing.
@@ -159,15 +188,17 @@ impl EngineBuilder {
                  in production"
             );
         }
+        // Socket.IO's requests to other nodes and their replies, for every namespace.
+        let exchange = Exchange::new(cluster.clone());
         let mut namespaces = HashMap::new();
         for (name, builder) in self.namespaces {
-            let ns = builder.build(&name, &config, metrics.clone());
-            if let Some(c) = &cluster {
-                let _ = ns.cluster.set(c.clone());
-            }
+            let ns = builder.build(&name, &config, metrics.clone(), exchange.clone());
             namespaces.insert(name.clone(), ns);
         }
         let io = SocketIo::new(namespaces, crate::socketio::Limits::from_config(&config));
+        let sockets: Arc<dyn UserConnections> = io.clone();
+        self.users.register(Arc::downgrade(&sockets));
+        exchange.serve(&io);
         let sio_server = EioServer::new(config.clone(), metrics.clone(), io.clone());
         if let Some(hook) = self.activity {
             sio_server.set_activity_hook(hook);
@@ -189,13 +220,13 @@ impl EngineBuilder {
             self.services,
             self.http_services,
         );
-        if let Some(cluster) = &cluster {
+        if cluster.has_peers() {
             // Not ready once cut off from Redis for longer than a heartbeat: a node that
             // cannot reach the others delivers to its own clients only.
-            let cluster = Arc::downgrade(cluster);
+            let cluster = Arc::downgrade(&cluster);
             let heartbeat = config.cluster_heartbeat;
             http.set_readiness(Box::new(move || {
-                let down = cluster.upgrade()?.disconnected_for()?;
+                let down = cluster.upgrade()?.broker().disconnected_for()?;
                 (down > heartbeat)
                     .then(|| format!("disconnected from redis for {} s", down.as_secs()))
             }));
@@ -222,9 +253,7 @@ impl EngineBuilder {
             f(&engine);
         }
         // After the hooks: they add the cluster's sinks.
-        if let Some(cluster) = engine.cluster() {
-            cluster.start(engine.handle());
-        }
+        engine.cluster().broker().start(engine.handle());
         Ok(engine)
     }
 }
@@ -254,7 +283,7 @@ struct EngineInner {
     http: Arc<HttpApp<ConnState>>,
     handle: Handle,
     listeners: Mutex<Vec<oneshot::Sender<()>>>,
-    cluster: Option<Arc<dyn crate::cluster::Adapter>>,
+    cluster: Arc<Cluster>,
     /// The configuration's certificate, served by [`Engine::listen`].
     tls: Option<Arc<TlsAcceptor>>,
     /// Certificates given to [`Engine::listen_tls`], kept for [`Engine::reload_tls`].
@@ -309,7 +338,16 @@ impl Engine {
 
     /// Starts building an engine with this configuration.
     pub fn builder(config: Config) -> EngineBuilder {
+        let metrics = Arc::new(Metrics::default());
+        let (cluster, cluster_error) = match crate::cluster::from_config(&config, metrics.clone()) {
+            Ok(cluster) => (cluster, None),
+            Err(e) => (Cluster::single_node(), Some(e)),
+        };
         EngineBuilder {
+            metrics,
+            cluster: Arc::new(cluster),
+            cluster_error,
+            users: Arc::default(),
             config,
             namespaces: Vec::new(),
             raw: Vec::new(),
@@ -326,7 +364,7 @@ impl Engine {
     }
 
     /// The engine's metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }
 
@@ -335,9 +373,11 @@ impl Engine {
         &self.inner.handle
     }
 
-    /// The Socket.IO server.
-    pub fn io(&self) -> &Arc<SocketIo> {
-        &self.inner.io
+    /// The Socket.IO server and the Engine.IO sessions behind it: the plain-WebSocket
+    /// endpoint opens its connections there and speaks to Socket.IO through it, so they count,
+    /// shut down and recover like Socket.IO's.
+    pub(crate) fn socketio_parts(&self) -> (&Arc<SocketIo>, &Arc<EioServer<ConnState>>) {
+        (&self.inner.io, &self.inner.sio_server)
     }
 
     /// A namespace by name.
@@ -346,6 +386,7 @@ impl Engine {
     }
 
     /// The HTTP front door, for hosts that accept connections themselves.
+    #[doc(hidden)]
     pub fn http(&self) -> &Arc<HttpApp<ConnState>> {
         &self.inner.http
     }
@@ -413,80 +454,9 @@ impl Engine {
         Ok(listening)
     }
 
-    /// Stops accepting, closes every connection and, when the engine owns its runtime, stops
-    /// it: first it waits, up to `grace`, until every socket has been cleaned up (left its
-    /// rooms and its namespace, its `on_disconnect` hooks run), then up to `grace` again for
-    /// the runtime's tasks to finish. On a runtime of the caller's it does not wait.
-    /// Idempotent.
-    pub fn shutdown(&self, grace: Duration) {
-        let _tag = crate::log::tag_scope(self.log_id);
-        self.inner.http.begin_shutdown();
-        for tx in self.inner.listeners.lock().drain(..) {
-            let _ = tx.send(());
-        }
-        self.inner.sio_server.close_all();
-        for s in &self.inner.raw_servers {
-            s.close_all();
-        }
-        for (_, service) in self.inner.http.services() {
-            service.shutdown();
-        }
-        if let Some(rt) = self.runtime.lock().take() {
-            self.wait_for_sockets(grace);
-            self.leave_cluster(grace);
-            rt.shutdown_timeout(grace);
-        } else if let Some(cluster) = &self.inner.cluster {
-            // On the caller's runtime this thread may be one of its workers: never block it.
-            self.inner.handle.spawn(cluster.shutdown());
-        }
-    }
-
-    /// Waits, up to `grace`, until every session is closed and every socket has left its
-    /// rooms and its namespace (its `on_disconnect` hooks ran), before the runtime stops:
-    /// stopping it first would leave each socket and its namespace holding each other. A
-    /// session is forgotten before its sockets are cleaned up, so no session left does not
-    /// mean no socket left; a socket whose session is gone is cleaned up here.
-    fn wait_for_sockets(&self, grace: Duration) {
-        let deadline = std::time::Instant::now() + grace;
-        loop {
-            let sessions = self.inner.sio_server.session_count();
-            let sockets = self.inner.io.all_sockets();
-            if (sessions == 0 && sockets.is_empty()) || std::time::Instant::now() >= deadline {
-                return;
-            }
-            for socket in &sockets {
-                if sessions == 0 {
-                    // Its session was finalized already (or is being): nobody else will, and
-                    // a cleanup running elsewhere makes this one do nothing. Its hooks may
-                    // spawn tasks, hence the runtime's context.
-                    let _enter = self.inner.handle.enter();
-                    socket.cleanup(DisconnectReason::ServerShuttingDown);
-                } else {
-                    socket.session().close(CloseReason::ServerClose);
-                }
-            }
-            drop(sockets);
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// The cluster this engine is a node of (`None` when it runs alone).
-    pub fn cluster(&self) -> Option<&Arc<dyn crate::cluster::Adapter>> {
-        self.inner.cluster.as_ref()
-    }
-
-    /// Withdraws this node's presence from the cluster, waiting up to `grace`.
-    fn leave_cluster(&self, grace: Duration) {
-        let Some(cluster) = &self.inner.cluster else {
-            return;
-        };
-        let (done, finished) = std::sync::mpsc::channel();
-        let leave = cluster.shutdown();
-        self.inner.handle.spawn(async move {
-            leave.await;
-            let _ = done.send(());
-        });
-        let _ = finished.recv_timeout(grace);
+    /// The cluster this engine is a node of (a single node without `redis_url`).
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
+        &self.inner.cluster
     }
 
     /// Emits `event` with `data` to every socket in `room` of the `/` namespace (encoded

@@ -102,15 +102,15 @@ impl Engine {
     /// as `{id, user, rooms}`. A node that does not answer in time is left out. Without a
     /// cluster it is [`Engine::sockets`].
     pub async fn fetch_sockets(&self, room: &str, timeout: std::time::Duration) -> Vec<Value> {
-        let mut all: Vec<Value> = self.namespace("/").map_or_else(Vec::new, |ns| {
-            ns.sockets_in(room).iter().map(|s| s.host_json()).collect()
-        });
-        if let Some(cluster) = self.cluster() {
-            for reply in cluster.fetch_sockets("/", room, timeout).await {
-                match serde_json::from_str::<Vec<Value>>(&reply) {
-                    Ok(sockets) => all.extend(sockets),
-                    Err(e) => tracing::debug!(error = %e, "dropped a malformed sockets reply"),
-                }
+        let Some(ns) = self.namespace("/") else {
+            return Vec::new();
+        };
+        let mut all: Vec<Value> = ns.sockets_in(room).iter().map(|s| s.host_json()).collect();
+        // On a single node no other node listens: nothing is asked.
+        for reply in ns.cluster.fetch_sockets("/", room, timeout).await {
+            match serde_json::from_str::<Vec<Value>>(&reply) {
+                Ok(sockets) => all.extend(sockets),
+                Err(e) => tracing::debug!(error = %e, "dropped a malformed sockets reply"),
             }
         }
         all

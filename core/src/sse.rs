@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -55,6 +55,7 @@ impl SseEvent {
         SseEvent(Frame::from_payload(&text, FrameKind::Text))
     }
 
+    #[cfg(test)]
     /// A comment line (`:ping`), which keeps proxies from closing an idle stream.
     pub fn comment(text: &str) -> Self {
         SseEvent(Frame::from_payload(
@@ -90,6 +91,8 @@ pub struct SseHub {
     rooms: Rooms<Arc<str>, Arc<SseClient>>,
     users: Rooms<Arc<str>, Arc<SseClient>>,
     next_id: AtomicU64,
+    /// Set by [`SseHub::close_all`]: a stream opened after it ends at once.
+    closing: AtomicBool,
     queue_frames: usize,
     queue_bytes: usize,
 }
@@ -101,6 +104,7 @@ impl SseHub {
             rooms: Rooms::default(),
             users: Rooms::default(),
             next_id: AtomicU64::new(1),
+            closing: AtomicBool::new(false),
             queue_frames,
             queue_bytes,
         }
@@ -119,6 +123,10 @@ impl SseHub {
         }
         self.users
             .join(&client.user_id.clone(), client.id.clone(), client.clone());
+        // After the join: `close_all` either sees this client or it sees the flag.
+        if self.closing.load(Ordering::SeqCst) {
+            client.outbox.close();
+        }
         client
     }
 
@@ -157,9 +165,21 @@ impl SseHub {
         self.users.len(user_id) > 0
     }
 
-    /// Closes every stream of a user on this node; returns how many. Part of the chat's
-    /// `disconnect_user`, which also reaches Socket.IO and the other nodes.
-    pub(crate) fn disconnect_user(&self, user_id: &str) -> usize {
+    /// Ends every stream (the engine shuts down): a stream otherwise lasts as long as its
+    /// client, and a server waiting for open responses (axum's graceful shutdown) would
+    /// wait for ever.
+    pub(crate) fn close_all(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        for (user, _) in self.users.counts() {
+            self.users.for_each(&user, |_, c| c.outbox.close());
+        }
+    }
+}
+
+/// A user's SSE connections are the streams in the hub's user index. A closed stream ends
+/// (once what is queued is written); EventSource reconnects after that.
+impl crate::hub::users::UserConnections for SseHub {
+    fn disconnect_user(&self, user_id: &str) -> usize {
         let mut n = 0;
         self.users.for_each(user_id, |_, c| {
             c.outbox.close();

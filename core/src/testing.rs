@@ -27,6 +27,18 @@ use crate::transport::http::{
 use crate::transport::outbox::Outbox;
 use crate::transport::websocket::{write_frames, ReadSide};
 
+/// The codecs, for the property tests.
+pub mod protocol {
+    pub use crate::protocol::{engineio, socketio};
+}
+
+/// Raw Engine.IO sessions, for the protocol conformance server (`examples/conformance.rs`),
+/// which mounts an echo with [`crate::EngineBuilder::engineio`].
+pub mod transport {
+    pub use crate::socketio::ConnState;
+    pub use crate::transport::{CloseReason, Message, Session, SessionData, SessionHandler};
+}
+
 /// What the Engine.IO decoders made of some bytes: as a WebSocket text frame (only when
 /// they are UTF-8, as tungstenite guarantees) and as a long-polling body.
 pub type EngineIoDecoded = (

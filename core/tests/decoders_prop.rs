@@ -6,10 +6,10 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use switchboard::protocol::engineio::{self, Packet as EioPacket};
-use switchboard::protocol::socketio::{self, PacketKind};
+use switchboard::bindings::http::query_param;
 use switchboard::testing;
-use switchboard::transport::http::query_param;
+use switchboard::testing::protocol::engineio::{self, Packet as EioPacket};
+use switchboard::testing::protocol::socketio::{self, PacketKind};
 
 fn config() -> ProptestConfig {
     ProptestConfig {

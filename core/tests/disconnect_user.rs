@@ -1,10 +1,11 @@
 //! `Host::disconnect_user`: one call disconnects every connection of a user, whatever its
-//! transport — a Socket.IO client gets `io server disconnect` (packet `41`) and an SSE stream
-//! ends — and returns how many connections there were on this node.
+//! transport — a Socket.IO client gets `io server disconnect` (packet `41`), an SSE stream
+//! ends and a Yjs connection closes with 4410 — and returns how many connections there were
+//! on this node.
 
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use switchboard::host::{Hooks, Host};
 use switchboard::Config;
@@ -41,7 +42,7 @@ async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut String, needl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_call_disconnects_socketio_and_sse_connections_of_a_user() {
+async fn one_call_disconnects_socketio_sse_and_yjs_connections_of_a_user() {
     let config = Config::default()
         .jwt_secret(SECRET)
         .recovery_window(Duration::ZERO);
@@ -71,8 +72,26 @@ async fn one_call_disconnects_socketio_and_sse_connections_of_a_user() {
         read_until(&mut sse, &mut seen, "connected").await;
         assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
 
+        // A y-websocket connection of the same user: listed once the server's sync step 1
+        // arrives.
+        let url = format!("ws://{addr}/yjs/notes?token={alice}");
+        let (mut doc, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        assert!(matches!(doc.next().await, Some(Ok(Message::Binary(_)))));
+
         assert_eq!(host.disconnect_user("nobody"), 0);
-        assert_eq!(host.disconnect_user("alice"), 2);
+        assert_eq!(host.disconnect_user("alice"), 3);
+
+        // The document connection closes with 4410 and a reason a client can show.
+        let close = loop {
+            match doc.next().await {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+        .expect("a close frame with a code");
+        assert_eq!(u16::from(close.code), 4410);
+        assert_eq!(close.reason.as_str(), "Disconnected by the server");
 
         // The socket hears `io server disconnect`; the stream ends.
         assert_eq!(next_text(&mut ws).await, "41");

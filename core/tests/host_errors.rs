@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::SinkExt;
+use switchboard::bindings::log::Record;
 use switchboard::chat::HookError;
-use switchboard::log::Record;
 use switchboard::{Config, Engine};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::span::{Attributes, Id, Record as SpanRecord};

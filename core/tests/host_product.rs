@@ -136,3 +136,68 @@ async fn app_events_authentication_and_lifecycle_go_through_the_hosts_traits() {
     let stopping = std::thread::spawn(move || host.shutdown(Duration::from_secs(2)));
     assert!(stopping.join().unwrap());
 }
+
+/// The same host traits reach plain-WebSocket clients (`/ws`): the `auth` frame's token goes
+/// to the host's `authenticate`, app events answer `request` frames, and the lifecycle hears
+/// the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_websocket_clients_go_through_the_same_host_traits() {
+    let recorder = Arc::new(Recorder::default());
+    let hooks = Hooks {
+        authenticate: Some(Arc::new(TokenIsTheUser)),
+        app_events: Some(Arc::new(Echo)),
+        lifecycle: Some(recorder.clone()),
+        ..Hooks::default()
+    };
+    let host = Host::start(Config::default().recovery_window(Duration::ZERO), hooks).unwrap();
+    let addr = host
+        .engine()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .addr;
+    watchdog(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .unwrap();
+        ws.send(Message::text(r#"{"type":"auth","token":"dave"}"#))
+            .await
+            .unwrap();
+        let ready: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        assert_eq!(
+            (&ready["type"], &ready["userId"], &ready["resumed"]),
+            (&json!("ready"), &json!("dave"), &json!(false))
+        );
+
+        let request = |id: u64, event: &str, data: Value| {
+            Message::text(
+                json!({"type": "request", "id": id, "event": event, "data": data}).to_string(),
+            )
+        };
+        ws.send(request(1, "echo", json!({"n": 1}))).await.unwrap();
+        let reply: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        assert_eq!(
+            reply,
+            json!({"type": "reply", "id": 1, "result": {"args": [{"n": 1}], "user": "dave"}})
+        );
+        ws.send(request(2, "broken", Value::Null)).await.unwrap();
+        let reply: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        assert_eq!(
+            reply,
+            json!({"type": "reply", "id": 2, "error": {"code": "QUOTA", "message": "over quota"}})
+        );
+        ws.send(request(3, "nope", Value::Null)).await.unwrap();
+        let reply: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        assert_eq!(reply["error"]["code"], "INVALID_MESSAGE");
+
+        ws.close(None).await.unwrap();
+        while recorder.0.lock().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let log = recorder.0.lock().clone();
+    assert_eq!(log[0], "connect \"dave\"");
+    assert!(log[1].starts_with("disconnect \"dave\""), "{log:?}");
+    let stopping = std::thread::spawn(move || host.shutdown(Duration::from_secs(2)));
+    assert!(stopping.join().unwrap());
+}

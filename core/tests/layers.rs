@@ -27,29 +27,34 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Engine.IO sessions (generic over what the layer above attaches), WebSocket, polling,
     // the HTTP front door, TLS.
     ("transport", &["protocol", "helpers", "config", "metrics", "log"]),
-    // Access: identity, tokens, room access.
-    ("auth",      &["helpers", "config"]),
     // Pure shared state.
     ("hub",       &["helpers"]),
     ("store",     &["helpers", "config", "metrics"]),
+    // Access: identity, tokens, room access (personal rooms are `hub`'s), host hook errors.
+    ("auth",      &["helpers", "config", "hub"]),
     // The crate's error wraps the errors of the layers below (configuration, keys, TLS,
     // storage); the cluster, the features and the engine return it.
     ("error",     &["config", "auth", "store", "transport"]),
     ("cluster",   &["hub", "store", "helpers", "config", "metrics", "protocol", "error"]),
+    // Sessions of the upper protocols: Socket.IO over Engine.IO, and server-sent event streams.
     ("socketio",  &["transport", "protocol", "hub", "cluster", "auth", "helpers", "config", "metrics", "log"]),
-    // Features. They install themselves on the `EngineBuilder` (hence `engine`); `chat`
-    // feeds `sse` and `yjs` asks `chat` for room access: features importing each other is
-    // what the `host` module (issue 20, step 4) removes; then drop those entries.
     ("sse",       &["hub", "protocol", "transport", "helpers", "config", "metrics", "error"]),
+    // Features: chat (the contract over Socket.IO, SSE and the HTTP API) and Yjs documents.
+    // They install themselves on the `EngineBuilder` (hence `engine`, which names no
+    // feature) and never import each other: the room rule they share is `auth::access`.
     ("chat",      &["auth", "cluster", "config", "engine", "error", "helpers", "hub", "metrics", "protocol", "socketio", "sse", "store", "transport"]),
-    ("yjs",       &["auth", "chat", "cluster", "config", "engine", "error", "helpers", "hub", "metrics", "protocol", "store", "transport"]),
+    ("yjs",       &["auth", "cluster", "config", "engine", "error", "helpers", "hub", "metrics", "protocol", "store", "transport"]),
+    // The chat contract as JSON frames at `/ws`: a wire over Socket.IO's `/` namespace.
+    ("ws",        &["config", "engine", "helpers", "protocol", "socketio", "transport"]),
     // Composition.
     ("engine",    &["cluster", "config", "error", "helpers", "hub", "log", "metrics", "socketio", "transport"]),
     ("server",    &["engine", "socketio", "auth", "hub", "helpers"]),
     // The engine as a tower `Service`/`Layer` inside a host's axum or hyper app.
     ("tower",     &["engine", "socketio", "transport"]),
     // The one product assembly the bindings and the standalone command start.
-    ("host",      &["auth", "chat", "config", "engine", "error", "helpers", "hub", "log", "metrics", "server", "socketio", "sse", "store", "transport", "yjs"]),
+    ("host",      &["auth", "chat", "config", "engine", "error", "helpers", "hub", "log", "metrics", "server", "socketio", "sse", "store", "transport", "ws", "yjs"]),
+    // What the bindings and the command reach beyond the public API (re-exports only).
+    ("bindings",  &["config", "helpers", "log", "settings", "transport"]),
     // The facade the fuzz targets and property tests call: above everything.
     ("testing",   &["auth", "chat", "config", "helpers", "hub", "protocol", "socketio", "sse", "transport", "yjs"]),
 ];

@@ -32,7 +32,8 @@ impl Handle for sb_config {
 
 /// A setter's refusal, naming the setting by its C setter.
 pub(crate) fn invalid(e: ConfigError) -> Error {
-    let detail = switchboard::settings::describe(&e, switchboard::settings::Front::C);
+    let detail =
+        switchboard::bindings::settings::describe(&e, switchboard::bindings::settings::Front::C);
     Error::new(sb_result::SB_INVALID_CONFIG, detail)
 }
 
@@ -50,7 +51,7 @@ pub(crate) unsafe fn update(
 ) -> FfiResult {
     let c = sb_config::borrow_mut(config, "config")?;
     let updated = set(c.config.clone()).map_err(invalid)?;
-    switchboard::settings::check_values(&updated).map_err(invalid)?;
+    switchboard::bindings::settings::check_values(&updated).map_err(invalid)?;
     c.config = updated;
     Ok(())
 }
@@ -97,7 +98,7 @@ pub unsafe extern "C" fn sb_config_set_jwt_secret(
         let secret = args::name(secret, "secret")?.to_owned();
         update(config, |c| {
             // Refused here already, not only by `sb_engine_new`: the error points at this call.
-            switchboard::config::check_jwt_secret(&secret)?;
+            switchboard::bindings::settings::check_jwt_secret(&secret)?;
             Ok(c.jwt_secret(secret))
         })
     }

@@ -65,3 +65,12 @@ pub unsafe extern "C" fn sb_config_set_metrics(config: *mut sb_config, on: bool)
 pub unsafe extern "C" fn sb_config_set_healthz(config: *mut sb_config, on: bool) -> sb_result {
     ffi! { update(config, |c| Ok(c.healthz(on))) }
 }
+
+/// Serves the plain-WebSocket endpoint (`/ws`: the chat contract as JSON frames, see
+/// docs/websocket-protocol.md) or not (default true).
+///
+/// Thread-safety: see `sb_config`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_config_set_ws(config: *mut sb_config, on: bool) -> sb_result {
+    ffi! { update(config, |c| Ok(c.ws(on))) }
+}

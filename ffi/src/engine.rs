@@ -80,7 +80,7 @@ fn start_error(e: switchboard::Error) -> Error {
     };
     let detail = match &e {
         switchboard::Error::Config(c) => {
-            switchboard::settings::describe(c, switchboard::settings::Front::C)
+            switchboard::bindings::settings::describe(c, switchboard::bindings::settings::Front::C)
         }
         _ => e.to_string(),
     };
@@ -231,7 +231,7 @@ pub unsafe extern "C" fn sb_engine_adopt(
                 return;
             };
             let _ = stream.set_nodelay(true);
-            switchboard::transport::http::serve_connection_with_prefix(stream, peer, http, prefix)
+            switchboard::bindings::http::serve_connection_with_prefix(stream, peer, http, prefix)
                 .await;
         });
         Ok(())
@@ -491,9 +491,14 @@ pub unsafe extern "C" fn sb_engine_publish(
     }
 }
 
-/// Disconnects every connection of user `user_id`: Socket.IO clients see `io server
-/// disconnect` and do not reconnect by themselves, server-sent-event streams end. Writes how
-/// many connections there were to `*count` unless it is NULL.
+/// Disconnects every connection of user `user_id`, on every node of the cluster: Socket.IO
+/// clients see `io server disconnect` and do not reconnect by themselves, server-sent-event
+/// streams end, Yjs document connections close with 4410 `Disconnected by the server`.
+/// Writes how many connections there were on this node to `*count` unless it is NULL.
+///
+/// A kick, not a ban: EventSource reconnects by itself and a y-websocket app may open its
+/// provider again; to keep the user out, also stop accepting the user's token (the auth
+/// callback).
 ///
 /// Ownership: `user_id` is borrowed. Thread-safety: any thread.
 #[no_mangle]

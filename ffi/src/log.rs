@@ -10,7 +10,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::Once;
 
 use parking_lot::RwLock;
-use switchboard::log::{Directives, Record};
+use switchboard::bindings::log::{Directives, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};

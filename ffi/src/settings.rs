@@ -1,4 +1,4 @@
-//! The C setters added with the settings table (`switchboard::settings`): every engine
+//! The C setters added with the settings table (`switchboard::bindings::settings`): every engine
 //! setting has one, named `sb_config_set_<setting>` (`_ms` for milliseconds). Written out,
 //! not made by a macro: cbindgen reads the source as it is.
 

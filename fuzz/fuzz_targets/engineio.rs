@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::protocol::engineio::Packet;
+use switchboard::testing::protocol::engineio::Packet;
 
 fuzz_target!(|data: &[u8]| {
     let (frame, _body) = switchboard::testing::engineio_decode(data);

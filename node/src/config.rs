@@ -140,6 +140,8 @@ pub struct NativeConfig {
     pub metrics: Option<bool>,
     /// Serve `/healthz`; default true.
     pub healthz: Option<bool>,
+    /// Serve the plain-WebSocket endpoint (`/ws`); default true.
+    pub ws: Option<bool>,
 }
 
 fn ms(n: u32) -> Duration {
@@ -345,7 +347,8 @@ impl NativeConfig {
             .api(on(self.api))
             .yjs(on(self.yjs))
             .metrics(on(self.metrics))
-            .healthz(on(self.healthz));
+            .healthz(on(self.healthz))
+            .ws(on(self.ws));
         c.validate()?;
         Ok(c)
     }

@@ -14,10 +14,10 @@ use napi::bindgen_prelude::{Buffer, FnArgs, Function, Promise};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::Status;
 use serde_json::{json, Value};
+use switchboard::chat::ChatMessage;
 use switchboard::chat::{HookError, MessageStore, RoomAccess};
 use switchboard::host;
 use switchboard::socketio::Refusal;
-use switchboard::store::ChatMessage;
 use switchboard::yjs;
 use switchboard::User;
 

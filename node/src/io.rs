@@ -6,7 +6,7 @@ use std::os::fd::FromRawFd;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use switchboard::transport::http::RequestHead;
+use switchboard::bindings::http::RequestHead;
 
 /// Builds a request head from what Node parsed (`req.method`, `req.url`, `req.rawHeaders`).
 pub fn request_head(

@@ -25,8 +25,8 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
 use serde_json::{json, Value};
+use switchboard::bindings::http::Routed;
 use switchboard::host::{self, Host};
-use switchboard::transport::http::Routed;
 use switchboard::{Engine, TlsSource};
 
 pub use config::NativeConfig;
@@ -168,9 +168,9 @@ impl NativeEngine {
         on_lifecycle: Option<Function<'_, Value, Promise<Value>>>,
     ) -> napi::Result<Self> {
         let config = config.to_config().map_err(|e| {
-            err(switchboard::settings::describe(
+            err(switchboard::bindings::settings::describe(
                 &e,
-                switchboard::settings::Front::Node,
+                switchboard::bindings::settings::Front::Node,
             ))
         })?;
         let activity = notify(&on_activity)?;
@@ -422,7 +422,7 @@ impl NativeEngine {
                 Routed::Reply(reply) => reply,
                 Routed::Upgrade(upgrade) => {
                     upgrade.abort();
-                    switchboard::transport::http::EioError::BadRequest.reply()
+                    switchboard::bindings::http::EioError::BadRequest.reply()
                 }
             };
             let mut headers = Vec::with_capacity(reply.headers.len() * 2);
@@ -440,7 +440,7 @@ impl NativeEngine {
                 streaming: stream.is_some(),
             };
             let _ = done.call(answer, ThreadsafeFunctionCallMode::NonBlocking);
-            if let Some(switchboard::transport::http::BodyStream(mut stream)) = stream {
+            if let Some(switchboard::bindings::http::BodyStream(mut stream)) = stream {
                 use futures_util::StreamExt;
                 while let Some(chunk) = stream.next().await {
                     if !pump_window.send(&on_chunk, chunk).await {
@@ -545,7 +545,9 @@ impl NativeEngine {
         json!(self.host.presence(&room))
     }
 
-    /// Disconnects every connection of a user; returns how many there were.
+    /// Disconnects every connection of a user (Socket.IO, SSE, Yjs: close 4410), on every
+    /// node; returns how many there were on this one. A kick, not a ban: EventSource and
+    /// y-websocket apps may reconnect; also stop accepting the user's token to keep them out.
     #[napi]
     pub fn disconnect_user(&self, user_id: String) -> napi::Result<u32> {
         Ok(self.live_host()?.disconnect_user(&user_id) as u32)

@@ -4,7 +4,7 @@
 //! A process has one global subscriber, so it is installed once, on the first `LogSink`, and
 //! every engine's sink registers in one process-wide list. Events are routed by engine: one
 //! logged on an engine's runtime threads or during its start-up carries that engine's number
-//! ([`switchboard::log::current_engine`]) and goes only to the sink bound to it (`bind`);
+//! ([`switchboard::bindings::log::current_engine`]) and goes only to the sink bound to it (`bind`);
 //! one logged elsewhere (Node's thread calling into an engine) goes to every sink; a sink not
 //! bound yet (while its engine starts) takes everything. Each sink's filter then decides.
 //! An event is queued on the thread that emits it — never blocking it: a bounded
@@ -20,7 +20,7 @@ use napi::bindgen_prelude::Function;
 use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi_derive::napi;
 use serde_json::Value;
-use switchboard::log::{Directives, Record};
+use switchboard::bindings::log::{Directives, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
@@ -108,14 +108,14 @@ impl<S: Subscriber> Layer<S> for SinksLayer {
     }
 
     fn enabled(&self, meta: &Metadata<'_>, _: Context<'_, S>) -> bool {
-        let from = switchboard::log::current_engine();
+        let from = switchboard::bindings::log::current_engine();
         meta.is_event() && sinks().iter().any(|s| s.wants(from, meta))
     }
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let sinks = sinks();
         let mut record = None;
-        let from = switchboard::log::current_engine();
+        let from = switchboard::bindings::log::current_engine();
         for sink in sinks.iter().filter(|s| s.wants(from, event.metadata())) {
             sink.push(record.get_or_insert_with(|| Record::from_event(event)));
         }
@@ -237,7 +237,7 @@ impl Drop for LogSink {
 /// aliases}]` (settings without a Node option left out).
 #[napi]
 pub fn setting_names() -> Vec<SettingName> {
-    switchboard::settings::SETTINGS
+    switchboard::bindings::settings::SETTINGS
         .iter()
         .filter_map(|s| {
             Some(SettingName {
@@ -269,7 +269,8 @@ pub struct SettingName {
 /// and `_`).
 #[napi]
 pub fn suggest_name(unknown: String, valid: Vec<String>) -> Option<String> {
-    switchboard::settings::suggest(&unknown, valid.iter().map(String::as_str)).map(str::to_owned)
+    switchboard::bindings::settings::suggest(&unknown, valid.iter().map(String::as_str))
+        .map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -160,7 +160,7 @@ impl NativeEngine {
     }
 
     /// Every endpoint's path with the prefix: `{socketio, events, api, yjs, metrics,
-    /// healthz}`, `null` for those turned off.
+    /// healthz, ws}`, `null` for those turned off.
     #[napi]
     pub fn endpoints(&self) -> napi::Result<Value> {
         serde_json::to_value(self.host.engine().config().endpoints()).map_err(err)

@@ -66,7 +66,8 @@ describe('npm packages (make package)', () => {
 
   it('@switchboard/client publishes its builds, sources, README and LICENSE, and no tests', () => {
     const files = packedFiles(path.join(ROOT, 'client'));
-    for (const f of ['LICENSE', 'README.md', 'package.json', 'dist/cjs/index.js', 'dist/esm/index.js', 'dist/cjs/index.d.ts']) {
+    for (const f of ['LICENSE', 'README.md', 'package.json', 'dist/cjs/index.js', 'dist/esm/index.js', 'dist/cjs/index.d.ts',
+      'dist/cjs/ws/index.js', 'dist/esm/ws/index.js', 'dist/cjs/ws/index.d.ts', 'dist/esm/ws/client.js', 'src/ws/client.ts']) {
       assert.ok(files.includes(f), `${f} in ${files.join(', ')}`);
     }
     assert.deepEqual(files.filter((f) => /(^|\/)test\/|\.test\.|vitest|tsconfig/.test(f)), []);

@@ -2,7 +2,8 @@
 // Issue 20, step 7: the engine mounted in an axum app (core/examples/axum.rs, through
 // `switchboard::tower`), one port for both. The app's own routes answer; real clients reach
 // the engine (socket.io-client over WebSocket and over polling then upgrade, an EventSource,
-// a y-websocket provider); a path neither serves gets axum's 404; SIGTERM stops it cleanly.
+// a y-websocket provider); a path neither serves gets axum's 404; SIGTERM stops it cleanly and
+// promptly, with an EventSource and a y-websocket client still open.
 // Built by `make build` (cargo build --all-targets) or `cargo build -p switchboard --example axum`.
 
 const { describe, it, before, after, afterEach } = require('node:test');
@@ -123,16 +124,32 @@ describe('the engine in an axum app (core/examples/axum.rs)', () => {
 describe('stopping the axum example', () => {
   it('exits 0 on SIGTERM with clients connected, and the clients see the disconnect', async () => {
     const srv = await startAxumExample();
+    let provider;
     try {
       const s = await userSocket(srv.url, 'judy');
       const sse = await sseClient(eventsUrl(srv.url), { token: token('judy') });
+      provider = new WebsocketProvider(`${srv.url.replace(/^http/, 'ws')}/yjs`, 'axum-stop', new Y.Doc(), {
+        WebSocketPolyfill: WebSocket,
+        disableBc: true,
+        params: { token: token('judy') },
+      });
+      await once(provider, 'sync', WAIT_MS);
+      const docClosed = new Promise((resolve) => provider.on('connection-close', (e) => resolve(e)));
       const gone = once(s, 'disconnect', WAIT_MS);
+      // The engine ends its SSE streams and Yjs connections itself, so axum's graceful
+      // shutdown has nothing left to wait for: the app exits at once, not after a grace.
+      const started = Date.now();
       const { code, signal } = await srv.stop();
+      const took = Date.now() - started;
       assert.equal(signal, null, `exited by itself, not killed (stderr: ${srv.stderr})`);
       assert.equal(code, 0, `exit code 0 (stderr: ${srv.stderr})`);
+      assert.ok(took < 1500, `exited within 1.5 s of SIGTERM (took ${took} ms)`);
       await gone;
+      const closed = await docClosed;
+      assert.equal(closed && closed.code, 1001, 'the document connection closed with 1001 (going away)');
       sse.close();
     } finally {
+      if (provider) { provider.destroy(); provider.doc.destroy(); }
       closeAll();
       closeAllStreams();
       await srv.stop();

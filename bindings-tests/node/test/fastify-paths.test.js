@@ -103,19 +103,20 @@ describe('prefix and endpoint toggles under Fastify', () => {
   });
 
   it('endpoints turned off register no route, so the app can take their paths', async () => {
-    const { url, engine } = await app({ sse: false, api: false, yjs: false, metrics: false, healthz: false, apiKey: 'k' }, {
+    const { url, engine } = await app({ sse: false, api: false, yjs: false, metrics: false, healthz: false, ws: false, apiKey: 'k' }, {
       // Fastify refuses a duplicate route: these would throw if the plugin had taken them.
       after: (a) => {
         a.get('/events', async () => 'app events');
         a.get('/api/*', async () => 'app api');
         a.get('/metrics', async () => 'app metrics');
         a.get('/healthz', async () => 'app healthz');
+        a.get('/ws', async () => 'app ws');
       },
     });
     assert.deepEqual(engine.endpoints(), {
-      socketio: '/socket.io/', events: null, api: null, yjs: null, metrics: null, healthz: null,
+      socketio: '/socket.io/', events: null, api: null, yjs: null, metrics: null, healthz: null, ws: null,
     });
-    for (const path of ['/events', '/api/rooms', '/metrics', '/healthz']) {
+    for (const path of ['/events', '/api/rooms', '/metrics', '/healthz', '/ws']) {
       assert.match((await get(`${url}${path}`)).text, /^app /, path);
     }
     const doc = await upgrade(`ws://127.0.0.1:${new URL(url).port}/yjs/notes?token=${token('alice')}`);

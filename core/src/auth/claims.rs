@@ -41,11 +41,6 @@ impl ClaimRules {
         }
     }
 
-    /// Seconds a token is still accepted past its `exp` (and before its `nbf`).
-    pub(crate) fn leeway(&self) -> u64 {
-        self.leeway
-    }
-
     /// What `jsonwebtoken` checks for a token signed with `alg`.
     pub(crate) fn validation(&self, alg: Algorithm) -> Validation {
         let mut v = Validation::new(alg);

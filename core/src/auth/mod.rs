@@ -1,7 +1,9 @@
 //! Who a connection is: JWT verification (one key, or an identity provider's JWKS), the
 //! claim checks, and the authenticated [`User`].
 
+pub mod access;
 mod claims;
+pub mod host_error;
 pub mod jwks;
 mod settings;
 
@@ -219,11 +221,6 @@ impl JwtVerifier {
         !matches!(self.keys, Keys::None)
     }
 
-    /// Seconds a token is still accepted past its `exp`.
-    pub fn leeway(&self) -> u64 {
-        self.rules.leeway()
-    }
-
     /// Fetches the identity provider's key set now, when there is one (at start-up: the
     /// outcome is logged, and a failure leaves tokens refused as "Unknown signing key" until
     /// a later fetch succeeds).
@@ -251,6 +248,7 @@ impl JwtVerifier {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// Verifies a token with a single configured key (no key set to fetch): for callers
     /// without a runtime, such as fuzz targets.
     pub fn verify_static(&self, token: &str) -> Result<User, AuthError> {

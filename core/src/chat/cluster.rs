@@ -1,33 +1,92 @@
 //! The chat contract across nodes: where the chat state asks the cluster (presence, history)
-//! and where the cluster hands other nodes' traffic to this node's clients.
+//! and where the cluster hands other nodes' traffic to this node's clients. The chat's own
+//! messages between nodes (SSE events, disconnecting a user) are defined here.
 //!
 //! Every operation falls back to this node's own state when the cluster fails (Redis
-//! down): local clients keep being served, and the cluster catches up when it returns.
+//! down): local clients keep being served, and the cluster catches up when it returns. On a
+//! single node the in-memory stores answer at once from this node's state.
 
 use std::sync::{Arc, Weak};
 
-use futures_util::future::BoxFuture;
+use bytes::Bytes;
+use futures_util::FutureExt;
 
 use super::Chat;
-use crate::cluster::envelope::{Envelope, Received};
-use crate::cluster::{ClusterError, ClusterSink, Departure};
+use crate::cluster::wire::{Message, WireError, Writer};
+use crate::cluster::{Answer, ClusterError, ClusterSink, Departure};
 use crate::hub::presence::Member;
+use crate::socketio::cluster::{SocketIoBroadcast, KIND_BROADCAST};
 use crate::sse::SseEvent;
 use crate::store::{ChatMessage, StoreError};
 
+/// A server-sent event in wire form, for a room's or a user's SSE clients (kinds are the
+/// features' own; Socket.IO's and the documents' are elsewhere).
+pub(crate) const KIND_SSE: u8 = 2;
+/// Disconnect every connection of a user.
+pub(crate) const KIND_DISCONNECT_USER: u8 = 3;
+
+/// The chat's messages between nodes.
+#[derive(Debug, Clone, PartialEq)]
+enum ChatMessageKind {
+    /// An SSE event: `to_user` true when `target` is a user id, false for a room.
+    Sse {
+        to_user: bool,
+        target: String,
+        event: Bytes,
+    },
+    /// Disconnect every connection of the user.
+    DisconnectUser { user: String },
+}
+
+impl ChatMessageKind {
+    fn encode(&self, origin: &str) -> Bytes {
+        match self {
+            ChatMessageKind::Sse {
+                to_user,
+                target,
+                event,
+            } => {
+                let mut w = Writer::new(KIND_SSE, origin);
+                w.u8(u8::from(*to_user)).str(target).bytes(event);
+                w.finish()
+            }
+            ChatMessageKind::DisconnectUser { user } => {
+                let mut w = Writer::new(KIND_DISCONNECT_USER, origin);
+                w.str(user);
+                w.finish()
+            }
+        }
+    }
+
+    /// The chat's message, `None` for other features' kinds.
+    fn decode(message: &Message) -> Result<Option<Self>, WireError> {
+        let mut r = message.reader();
+        Ok(Some(match message.kind {
+            KIND_SSE => ChatMessageKind::Sse {
+                to_user: r.u8()? != 0,
+                target: r.string()?,
+                event: r.bytes()?,
+            },
+            KIND_DISCONNECT_USER => ChatMessageKind::DisconnectUser { user: r.string()? },
+            _ => return Ok(None),
+        }))
+    }
+}
+
 impl Chat {
-    /// Whether this node is part of a cluster.
+    /// Whether other nodes may hear this one (false on a single node).
     pub(super) fn in_cluster(&self) -> bool {
-        self.cluster.get().is_some()
+        self.cluster.has_peers()
     }
 
     /// Counts a user's first connection on this node in `room` in the cluster; true when
-    /// the user just appeared in the cluster (or, without one, on this node).
+    /// the user just appeared in the cluster (on a single node: always).
     pub(super) async fn cluster_join(&self, room: &str, user: &str, username: &str) -> bool {
-        let Some(cluster) = self.cluster.get() else {
+        if !self.in_cluster() {
+            // Per connection: a single node skips even the store's call.
             return true;
-        };
-        match cluster.presence_join(room, user, username).await {
+        }
+        match self.cluster.presence().join(room, user, username).await {
             Ok(first) => first,
             Err(e) => {
                 tracing::debug!(error = %e, room, "cluster presence unavailable; deciding locally");
@@ -39,10 +98,7 @@ impl Chat {
     /// Uncounts a user's last connection on this node in `room`; true when the user is
     /// gone from the cluster.
     pub(super) async fn cluster_leave(&self, room: &str, user: &str) -> bool {
-        let Some(cluster) = self.cluster.get() else {
-            return true;
-        };
-        match cluster.presence_leave(room, user).await {
+        match self.cluster.presence().leave(room, user).await {
             Ok(last) => last,
             Err(e) => {
                 tracing::debug!(error = %e, room, "cluster presence unavailable; deciding locally");
@@ -51,78 +107,106 @@ impl Chat {
         }
     }
 
-    /// The users in `room`, cluster-wide when there is a cluster.
+    /// The users in `room`, cluster-wide.
     pub(crate) async fn members(&self, room: &str) -> Vec<Member> {
-        if let Some(cluster) = self.cluster.get() {
-            match cluster.presence_members(room).await {
-                Ok(members) => return members,
-                Err(e) => tracing::debug!(error = %e, room, "cluster presence unavailable"),
+        let here = || self.presence.lock().members(room);
+        let answer = self.cluster.presence().members(room, &here);
+        match answer.await {
+            Ok(members) => members,
+            Err(e) => {
+                tracing::debug!(error = %e, room, "cluster presence unavailable");
+                here()
             }
         }
-        self.presence.lock().members(room)
     }
 
-    /// Whether `user` is present in `room`, cluster-wide when there is a cluster.
+    /// Whether `user` is present in `room`, cluster-wide.
     pub(super) async fn is_present(&self, room: &str, user: &str) -> bool {
         if self.presence.lock().contains(room, user) {
             return true;
         }
-        match self.cluster.get() {
-            Some(cluster) => cluster.presence_contains(room, user).await.unwrap_or(false),
-            None => false,
-        }
+        let answer = self.cluster.presence().contains(room, user);
+        answer.await.unwrap_or(false)
     }
 
     /// Starts the user's typing in the cluster: `Some(changed)`, or `None` without a
-    /// reachable cluster (the caller then goes by this node's state).
+    /// reachable cluster (the caller then goes by this node's state, `here`).
     pub(super) async fn cluster_typing_start(
         &self,
         room: &str,
         user: &str,
         generation: u64,
+        here: bool,
     ) -> Option<bool> {
-        let cluster = self.cluster.get()?;
-        let token = format!("{}.{generation}", cluster.node_id());
-        cluster
-            .typing_start(room, user, &token, self.config.typing_timeout)
-            .await
-            .ok()
+        if !self.in_cluster() {
+            // Nobody else types here: no token to make.
+            return Some(here);
+        }
+        let token = format!("{}.{generation}", self.cluster.node_id());
+        let ttl = self.config.typing_timeout;
+        let answer = self
+            .cluster
+            .presence()
+            .typing_start(room, user, &token, ttl, here);
+        answer.await.ok()
     }
 
     /// Stops the user's typing in the cluster (only the start of `generation` on this node,
-    /// when given): `Some(was on)`, or `None` without a reachable cluster.
+    /// when given): `Some(was on)`, or `None` without a reachable cluster (the caller then
+    /// goes by this node's state, `here`).
     pub(super) async fn cluster_typing_stop(
         &self,
         room: &str,
         user: &str,
         generation: Option<u64>,
+        here: bool,
     ) -> Option<bool> {
-        let cluster = self.cluster.get()?;
-        let token = generation.map(|g| format!("{}.{g}", cluster.node_id()));
-        cluster.typing_stop(room, user, token.as_deref()).await.ok()
+        if !self.in_cluster() {
+            return Some(here);
+        }
+        let token = generation.map(|g| format!("{}.{g}", self.cluster.node_id()));
+        let answer = self
+            .cluster
+            .presence()
+            .typing_stop(room, user, token.as_deref(), here);
+        answer.await.ok()
     }
 
-    /// Waits until this node hears `room`'s broadcasts from every node (the adapter bounds
-    /// the wait while Redis is down).
+    /// Waits until this node hears `room`'s broadcasts from every node (the broker bounds
+    /// the wait while Redis is down; at once on a single node).
     pub(super) async fn await_subscription(&self, room: &str) {
-        if let Some(interest) = self.namespace().and_then(|ns| ns.room_interest(room)) {
-            interest.await;
+        if let Some(ns) = self.namespace() {
+            ns.room_interest(room).await;
         }
     }
 
-    /// Starts appending to the cluster's shared history (`None` without a cluster): the
-    /// command is on the Redis connection when this returns, ahead of anything published
-    /// after it.
+    /// Starts appending to the cluster's shared history (`None` when the history is not
+    /// shared: this node's own takes the message): the command is on the Redis connection
+    /// when this returns, ahead of anything published after it.
     pub(super) async fn begin_shared_history_append(
         &self,
         message: &Arc<ChatMessage>,
-    ) -> Option<BoxFuture<'static, Result<(), ClusterError>>> {
-        let cluster = self.cluster.get()?;
-        let mut append = cluster.history_append(message, self.config.history_limit);
-        let first =
-            std::future::poll_fn(|cx| std::task::Poll::Ready(append.as_mut().poll(cx))).await;
+    ) -> Option<Answer<Result<(), ClusterError>>> {
+        if !self.cluster.shares_history() {
+            return None;
+        }
+        // The record is the chat's JSON; the store only reads its `id`.
+        let record = match serde_json::to_vec(&**message) {
+            Ok(json) => Bytes::from(json),
+            Err(e) => {
+                return Some(crate::cluster::now(Err(ClusterError::Protocol(
+                    e.to_string(),
+                ))))
+            }
+        };
+        let limit = self.config.history_limit;
+        let mut append =
+            self.cluster
+                .history()
+                .append(&message.room_id, &message.id, record, limit);
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(append.poll_unpin(cx))).await;
         Some(match first {
-            std::task::Poll::Ready(done) => Box::pin(std::future::ready(done)),
+            std::task::Poll::Ready(done) => crate::cluster::now(done),
             std::task::Poll::Pending => append,
         })
     }
@@ -131,7 +215,7 @@ impl Chat {
     /// the message (it is served from here until Redis is back).
     pub(super) async fn finish_shared_history_append(
         &self,
-        append: BoxFuture<'static, Result<(), ClusterError>>,
+        append: Answer<Result<(), ClusterError>>,
         message: &Arc<ChatMessage>,
     ) {
         if let Err(e) = append.await {
@@ -150,9 +234,15 @@ impl Chat {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Arc<ChatMessage>>, StoreError> {
-        if let Some(cluster) = self.cluster.get() {
-            match cluster.history_query(room, before, limit).await {
-                Ok(messages) => return Ok(messages.into_iter().map(Arc::new).collect()),
+        if self.cluster.shares_history() {
+            let answer = self.cluster.history().query(room, before, limit);
+            match answer.await {
+                Ok(records) => {
+                    // A record that is not a chat message (written by something else) is
+                    // skipped, as it always was.
+                    let read = |r: &Bytes| serde_json::from_slice::<ChatMessage>(r).ok();
+                    return Ok(records.iter().filter_map(read).map(Arc::new).collect());
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "shared history unavailable; reading this node's")
                 }
@@ -174,122 +264,99 @@ impl Chat {
     }
 
     fn sse_publish(&self, to_user: bool, target: &str, event: &SseEvent) {
-        if let Some(cluster) = self.cluster.get() {
-            let channel = if to_user {
-                super::personal_room(target)
-            } else {
-                target.to_owned()
-            };
-            cluster.publish(
-                Some(&channel),
-                &Envelope::Sse {
-                    to_user,
-                    target: target.to_owned(),
-                    event: event.payload(),
-                },
-            );
+        if !self.in_cluster() {
+            return;
         }
+        let channel = if to_user {
+            super::personal_room(target)
+        } else {
+            target.to_owned()
+        };
+        self.publish_chat(
+            &channel,
+            &ChatMessageKind::Sse {
+                to_user,
+                target: target.to_owned(),
+                event: event.payload(),
+            },
+        );
+    }
+
+    fn publish_chat(&self, channel: &str, message: &ChatMessageKind) {
+        let broker = self.cluster.broker();
+        broker.publish(Some(channel), message.encode(broker.node_id()));
     }
 
     /// Asks the other nodes to disconnect a user's connections there.
     pub(super) fn disconnect_user_elsewhere(&self, user_id: &str) {
-        if let Some(cluster) = self.cluster.get() {
-            cluster.publish(
-                Some(&super::personal_room(user_id)),
-                &Envelope::DisconnectUser {
-                    user: user_id.to_owned(),
-                },
-            );
+        if !self.in_cluster() {
+            return;
         }
+        self.publish_chat(
+            &super::personal_room(user_id),
+            &ChatMessageKind::DisconnectUser {
+                user: user_id.to_owned(),
+            },
+        );
     }
 
     /// An SSE client subscribed or unsubscribed: keep the cluster subscriptions in step.
-    /// The future resolves once they follow (see [`crate::cluster::Adapter::interest_changed`]); changes are
-    /// applied in order, so the last one's completion covers them all.
-    pub(super) fn sse_interest(
-        &self,
-        user_id: &str,
-        rooms: &[Arc<str>],
-    ) -> Option<BoxFuture<'static, ()>> {
-        let cluster = self.cluster.get()?;
-        let mut applied = cluster.interest_changed(&super::personal_room(user_id));
+    /// The future resolves once they follow (see
+    /// [`crate::cluster::Broker::interest_changed`]); changes are applied in order, so the
+    /// last one's completion covers them all.
+    pub(super) fn sse_interest(&self, user_id: &str, rooms: &[Arc<str>]) -> Answer<()> {
+        let broker = self.cluster.broker();
+        let mut applied = broker.interest_changed(&super::personal_room(user_id));
         for room in rooms {
-            applied = cluster.interest_changed(room);
+            applied = broker.interest_changed(room);
         }
-        Some(applied)
+        applied
     }
 }
 
 /// The chat's side of the cluster: what other nodes send, delivered here.
 pub(super) struct ChatSink(pub Weak<Chat>);
 
-impl ClusterSink for ChatSink {
-    fn deliver(&self, received: &Received) {
-        let Some(chat) = self.0.upgrade() else {
-            return;
-        };
-        match &received.envelope {
-            Envelope::SocketIo(b) => {
-                if let Some(ns) = chat.namespace().filter(|ns| ns.name() == b.namespace) {
-                    ns.deliver_remote(b);
-                }
+impl ChatSink {
+    fn take(&self, chat: &Chat, message: &Message) -> Result<(), WireError> {
+        if message.kind == KIND_BROADCAST {
+            let b = SocketIoBroadcast::decode(message)?;
+            if let Some(ns) = chat.namespace().filter(|ns| ns.name() == b.namespace) {
+                ns.deliver_remote(&b);
             }
-            Envelope::Sse {
+            return Ok(());
+        }
+        match ChatMessageKind::decode(message)? {
+            Some(ChatMessageKind::Sse {
                 to_user,
                 target,
                 event,
-            } => {
-                let event = SseEvent::from_wire(event.clone());
-                if *to_user {
-                    chat.sse.to_user(target, &event);
+            }) => {
+                let event = SseEvent::from_wire(event);
+                if to_user {
+                    chat.sse.to_user(&target, &event);
                 } else {
-                    chat.sse.to_room(target, &event);
+                    chat.sse.to_room(&target, &event);
                 }
             }
-            Envelope::DisconnectUser { user } => {
-                chat.disconnect_local_user(user);
+            Some(ChatMessageKind::DisconnectUser { user }) => {
+                chat.disconnect_local_user(&user);
             }
-            Envelope::RecoveryRequest {
-                id,
-                reply_to,
-                namespace,
-                pid,
-                offset,
-            } => {
-                let Some(cluster) = chat.cluster.get() else {
-                    return;
-                };
-                let session = chat
-                    .namespace()
-                    .filter(|ns| ns.name() == namespace)
-                    .and_then(|ns| ns.hand_over(pid, offset.as_deref()));
-                // A pending departure of the user here still runs: the node the client came
-                // back through counted it again first, so nobody sees it leave.
-                cluster.send_to_node(reply_to, &Envelope::RecoveryReply { id: *id, session });
-            }
-            Envelope::SocketsRequest {
-                id,
-                reply_to,
-                namespace,
-                room,
-            } => {
-                let (Some(cluster), Some(ns)) = (chat.cluster.get(), chat.namespace()) else {
-                    return;
-                };
-                if ns.name() != namespace {
-                    return;
-                }
-                let sockets: Vec<serde_json::Value> =
-                    ns.sockets_in(room).iter().map(|s| s.host_json()).collect();
-                // Nodes with no member answer too: the asker counts the room's listeners.
-                let sockets = serde_json::Value::from(sockets).to_string();
-                cluster.send_to_node(reply_to, &Envelope::SocketsReply { id: *id, sockets });
-            }
-            // Documents' traffic: the Yjs sink's.
-            // Documents have their own sink; replies go to the adapter itself.
-            Envelope::Yjs { .. }
-            | Envelope::RecoveryReply { .. }
-            | Envelope::SocketsReply { .. } => {}
+            // Documents' traffic is the Yjs sink's; Socket.IO's requests and replies are
+            // the namespaces' exchange's.
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+impl ClusterSink for ChatSink {
+    fn deliver(&self, message: &Message) {
+        let Some(chat) = self.0.upgrade() else {
+            return;
+        };
+        if let Err(e) = self.take(&chat, message) {
+            tracing::debug!(error = %e, "dropped a malformed cluster envelope");
         }
     }
 
@@ -322,6 +389,58 @@ impl ClusterSink for ChatSink {
         };
         for d in departures {
             chat.announce_presence("userLeft", &d.room, &d.user_id, &d.username, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes the envelope codec of the build before the split wrote for these messages.
+    #[test]
+    fn the_wire_format_is_the_one_before_the_split() {
+        let hex = |b: Bytes| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let sse = ChatMessageKind::Sse {
+            to_user: true,
+            target: "bob".into(),
+            event: Bytes::from_static(b"data: {}\n\n"),
+        };
+        assert_eq!(
+            hex(sse.encode("node-a")),
+            "0102000000066e6f64652d610100000003626f620000000a646174613a207b7d0a0a"
+        );
+        let disconnect = ChatMessageKind::DisconnectUser {
+            user: "mallory".into(),
+        };
+        assert_eq!(
+            hex(disconnect.encode("node-a")),
+            "0103000000066e6f64652d61000000076d616c6c6f7279"
+        );
+    }
+
+    #[test]
+    fn chat_messages_round_trip_and_truncations_are_errors() {
+        let samples = [
+            ChatMessageKind::Sse {
+                to_user: true,
+                target: "bob".into(),
+                event: Bytes::from_static(b"event: notification\ndata: {}\n\n"),
+            },
+            ChatMessageKind::DisconnectUser {
+                user: "mallory".into(),
+            },
+        ];
+        for m in samples {
+            let wire = m.encode("node-a");
+            let back = Message::parse(&wire).unwrap();
+            assert_eq!(back.origin, "node-a");
+            assert_eq!(ChatMessageKind::decode(&back).unwrap(), Some(m));
+            for len in 0..wire.len() {
+                let cut = wire.slice(..len);
+                let read = Message::parse(&cut).and_then(|m| ChatMessageKind::decode(&m));
+                assert!(read.is_err(), "len {len}");
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::limits::{self, RateLimiter, Verdict};
 use super::{emit_typing, is_personal, personal_room, reply, Chat, ChatError, ErrorCode};
+use crate::auth::access::{self, AccessRefused};
 use crate::auth::User;
 use crate::hub::typing::Wake;
 use crate::socketio::{AckSender, NamespaceBuilder, Payload, Socket};
@@ -92,52 +93,28 @@ async fn may_join(chat: &Chat, user: &User, room: &str) -> Result<(), ChatError>
     check_room_access(&chat.config, chat.hooks.room_access.as_deref(), user, room).await
 }
 
-/// The room access rules: personal rooms are their user's; else the host hook decides; else
-/// the token's `rooms` claim; else the room policy. Shared with Yjs documents: opening the
-/// document `<name>` asks about the room `doc:<name>`, a prefix chat rooms may not use
-/// ([`limits::DOCUMENT_ROOM_PREFIX`]), so a `doc:` room here is always a document.
+/// The room access rules ([`crate::auth::access`]), worded for chat clients. Shared with
+/// Yjs documents: opening the document `<name>` asks about the room `doc:<name>`, a prefix
+/// chat rooms may not use ([`limits::DOCUMENT_ROOM_PREFIX`]).
 pub(crate) async fn check_room_access(
     config: &crate::config::Config,
     hook: Option<&dyn super::RoomAccess>,
     user: &User,
     room: &str,
 ) -> Result<(), ChatError> {
-    let denied = || ChatError::new(ErrorCode::AccessDenied, format!("You may not join {room}"));
-    if is_personal(room) {
-        return if room == personal_room(&user.id) {
-            Ok(())
-        } else {
-            Err(denied())
-        };
-    }
-    let allowed = if let Some(hook) = hook {
-        match tokio::time::timeout(config.host_callback_timeout, hook.allow(user, room)).await {
-            Ok(Ok(allowed)) => allowed,
-            Ok(Err(e)) => {
-                return Err(ChatError::from_hook(
-                    &e,
-                    "authorizeRoom",
-                    &format!("user:{}", user.id),
-                ))
+    access::check_room_access(config, hook, user, room)
+        .await
+        .map_err(|refused| match refused {
+            AccessRefused::Denied => {
+                ChatError::new(ErrorCode::AccessDenied, format!("You may not join {room}"))
             }
-            Err(_) => {
-                return Err(ChatError::new(
-                    ErrorCode::Internal,
-                    "Room access check timed out",
-                ))
+            AccessRefused::Hook(e) => {
+                ChatError::from_hook(&e, "authorizeRoom", &personal_room(&user.id))
             }
-        }
-    } else {
-        match user.claim_allows(room) {
-            Some(allowed) => allowed,
-            None => config.room_policy == crate::RoomPolicy::Open,
-        }
-    };
-    if allowed {
-        Ok(())
-    } else {
-        Err(denied())
-    }
+            AccessRefused::TimedOut => {
+                ChatError::new(ErrorCode::Internal, "Room access check timed out")
+            }
+        })
 }
 
 async fn join_room(
@@ -290,7 +267,7 @@ async fn start_typing(
     let started = chat.typing.lock().start(&room, &user_id, deadline);
     // Typing is per user across the cluster: another node may know the user types already.
     let changed = chat
-        .cluster_typing_start(&room, &user.id, started.generation)
+        .cluster_typing_start(&room, &user.id, started.generation, started.changed)
         .await
         .unwrap_or(started.changed);
     if changed {
@@ -328,7 +305,7 @@ async fn typing_timer(
             Wake::Done => return,
             Wake::Expired { generation } => {
                 let expired = chat
-                    .cluster_typing_stop(&room, &user.id, Some(generation))
+                    .cluster_typing_stop(&room, &user.id, Some(generation), true)
                     .await
                     .unwrap_or(true);
                 if expired {

@@ -4,7 +4,7 @@
 //! Event names, payload fields, ack shapes and error codes are exactly those of the wire
 //! contract in DESIGN.md.
 
-mod cluster;
+pub(crate) mod cluster;
 mod expiry;
 mod handlers;
 mod limits;
@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::hub::presence::Presence;
 use crate::hub::typing::Typing;
 use crate::socketio::{AckSender, ConnectRequest, Refusal, Socket};
-use crate::store::{ChatMessage, History, MessageIdGenerator};
+use crate::store::{History, MessageIdGenerator};
 
 /// The error codes of the wire contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,15 +128,8 @@ pub trait Authenticate: Send + Sync + 'static {
     fn authenticate(&self, request: &ConnectRequest) -> BoxFuture<'static, Result<User, Refusal>>;
 }
 
-/// Decides room access instead of the token claim and the room policy.
-///
-/// `room` is a chat room, or `doc:<name>` when the user opens the collaborative (Yjs)
-/// document `<name>`: chat rooms cannot start with `doc:` (clients get `INVALID_ROOM`), so
-/// the prefix always means a document.
-pub trait RoomAccess: Send + Sync + 'static {
-    /// Whether `user` may join `room`.
-    fn allow(&self, user: &User, room: &str) -> BoxFuture<'static, Result<bool, HookError>>;
-}
+pub use crate::auth::access::RoomAccess;
+pub use crate::store::ChatMessage;
 
 /// Persists messages before they are delivered (the host's persistence hook).
 pub trait MessageStore: Send + Sync + 'static {
@@ -178,15 +171,18 @@ pub(crate) struct Chat {
     /// Rooms of recoverably dropped sockets whose departure is not announced yet, by pid.
     pub pending_departures: Mutex<HashMap<Arc<str>, Vec<Arc<str>>>>,
     /// Server-sent-event clients by room and user.
-    pub sse: crate::sse::SseHub,
+    pub sse: Arc<crate::sse::SseHub>,
+    /// Every connection of a user on this node, whatever its transport: what
+    /// `disconnect_user` closes, asked here or by another node.
+    pub users: Arc<crate::hub::users::UserIndex>,
     /// Connections bound to their token's expiry.
     pub(crate) expiry: expiry::TokenExpiry,
     /// The `/` namespace, once the engine is built (weak: the namespace owns the handlers
     /// that own this state).
     ns: std::sync::OnceLock<std::sync::Weak<crate::socketio::Namespace>>,
     metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
-    /// The cluster, when the engine is a node of one.
-    cluster: std::sync::OnceLock<Arc<dyn crate::cluster::Adapter>>,
+    /// The cluster the engine is a node of (a single node without `redis_url`).
+    cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// Read access to the chat state for hosts (presence queries).
@@ -273,12 +269,17 @@ pub fn install_with_handle(
         history,
         ids: MessageIdGenerator::default(),
         pending_departures: Mutex::new(HashMap::new()),
-        sse: crate::sse::SseHub::new(config_frames, config_bytes),
+        sse: Arc::new(crate::sse::SseHub::new(config_frames, config_bytes)),
+        users: builder.users().clone(),
         expiry,
         ns: std::sync::OnceLock::new(),
         metrics: std::sync::OnceLock::new(),
-        cluster: std::sync::OnceLock::new(),
+        cluster: builder.cluster().clone(),
     });
+    let streams: Arc<dyn crate::hub::users::UserConnections> = chat.sse.clone();
+    builder.users().register(Arc::downgrade(&streams));
+    let sink = Arc::new(cluster::ChatSink(Arc::downgrade(&chat)));
+    chat.cluster.broker().add_sink(sink);
     let c = |chat: &Arc<Chat>| chat.clone();
     let handle = ChatHandle(chat.clone());
     let services = chat.clone();
@@ -318,10 +319,6 @@ pub fn install_with_handle(
         engine
             .handle()
             .spawn(expiry::TokenExpiry::run(Arc::downgrade(&started)));
-        if let Some(cluster) = engine.cluster() {
-            let _ = started.cluster.set(cluster.clone());
-            cluster.add_sink(Arc::new(cluster::ChatSink(Arc::downgrade(&started))));
-        }
     });
     Ok((builder, handle))
 }
@@ -477,7 +474,8 @@ impl Chat {
         if !self.presence.lock().leave(room, &user.id) {
             return;
         }
-        if self.cluster.get().is_none() {
+        if !self.in_cluster() {
+            // One node: its hub's answer is the cluster's, and no task is needed.
             self.announce_presence("userLeft", room, &user.id, &user.username, None);
             return;
         }
@@ -509,7 +507,7 @@ impl Chat {
         let (chat, socket, user, room) = (self.clone(), socket.clone(), user.clone(), room.clone());
         tokio::spawn(async move {
             let stopped = chat
-                .cluster_typing_stop(&room, &user.id, None)
+                .cluster_typing_stop(&room, &user.id, None, here)
                 .await
                 .unwrap_or(here);
             if stopped {
@@ -587,11 +585,8 @@ pub fn app_event_refusal(event: &str) -> Option<String> {
     None
 }
 
+use crate::hub::is_personal;
 pub use crate::hub::personal_room;
-
-fn is_personal(room: &str) -> bool {
-    room.starts_with("user:")
-}
 
 /// Answers a request: `cb(null, result?)`, or `cb({code, message})`; a failed request without
 /// a callback gets an `error` event instead.

@@ -68,6 +68,10 @@ impl HttpService for ChatHttp {
     fn max_body(&self) -> usize {
         MAX_API_BODY
     }
+
+    fn shutdown(&self) {
+        self.0.sse.close_all();
+    }
 }
 
 /// `GET /events?rooms=a,b` with `Authorization: Bearer` or `?token=`.
@@ -98,9 +102,7 @@ async fn events(chat: &Arc<Chat>, head: &RequestHead) -> HttpReply {
 
     let client = chat.sse.connect(&user.id, &rooms);
     // Hear these rooms from every node before saying `connected`.
-    if let Some(applied) = chat.sse_interest(&user.id, &rooms) {
-        applied.await;
-    }
+    chat.sse_interest(&user.id, &rooms).await;
     client.send(&SseEvent::new(
         "connected",
         None,
@@ -457,23 +459,17 @@ impl Chat {
         sockets + self.sse_to_user(user_id, &SseEvent::new(event, None, data))
     }
 
-    /// Disconnects every connection of a user (Socket.IO and SSE), on every node; returns
-    /// how many were on this one.
+    /// Disconnects every connection of a user (every transport registered with the engine:
+    /// Socket.IO, SSE, Yjs), on every node; returns how many were on this one.
     pub(crate) fn disconnect_user(&self, user_id: &str) -> usize {
         self.disconnect_user_elsewhere(user_id);
         self.disconnect_local_user(user_id)
     }
 
-    /// Disconnects the user's connections on this node.
+    /// Disconnects the user's connections on this node: what the other nodes' "disconnect
+    /// user" message does here too, through the same index.
     pub(crate) fn disconnect_local_user(&self, user_id: &str) -> usize {
-        let sockets = self.namespace().map_or(0, |ns| {
-            let sockets = ns.sockets_in(&personal_room(user_id));
-            for s in &sockets {
-                s.disconnect();
-            }
-            sockets.len()
-        });
-        sockets + self.sse.disconnect_user(user_id)
+        self.users.disconnect_user(user_id)
     }
 }
 

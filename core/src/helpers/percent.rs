@@ -59,7 +59,7 @@ pub fn path_segment(s: &str) -> Option<String> {
 }
 
 /// The first value of query parameter `name` in a raw query string, decoded with
-/// [`query_component`] (the key is decoded before it is compared).
+/// `query_component` (the key is decoded before it is compared).
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));

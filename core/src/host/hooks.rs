@@ -26,7 +26,7 @@ pub trait Authenticate: Send + Sync + 'static {
 /// The app's own client events: those without a handler of the chat contract.
 pub trait AppEvents: Send + Sync + 'static {
     /// Whether the host registered `event`; unregistered ones are answered
-    /// `INVALID_MESSAGE` "Unknown event <name>" without asking the host.
+    /// `INVALID_MESSAGE` "Unknown event `<name>`" without asking the host.
     fn handles(&self, event: &str) -> bool;
 
     /// Handles a registered event: `args` are its arguments (binary ones as placeholders),

@@ -86,7 +86,7 @@ pub fn socket_gone(socket: &Socket, rooms: &[Arc<str>]) -> Value {
     json
 }
 
-/// The ack of an app event nobody registered: `INVALID_MESSAGE` "Unknown event <name>".
+/// The ack of an app event nobody registered: `INVALID_MESSAGE` "Unknown event `<name>`".
 pub fn unknown_event(event: &str) -> Value {
     json!({"code": "INVALID_MESSAGE", "message": format!("Unknown event {event}")})
 }

@@ -1,5 +1,6 @@
 //! The product the C and Node bindings ship, assembled once: the chat contract on `/`,
-//! server-sent events and the server HTTP API (both part of the chat), collaborative
+//! server-sent events and the server HTTP API (both part of the chat), the same contract as
+//! JSON frames at `/ws` (plain WebSocket, [`crate::ws`]), collaborative
 //! documents at `/yjs/<name>`, one room rule for chat rooms and documents (`doc:<name>`),
 //! the app's own events, connection callbacks, and the host API over all of it (emits,
 //! publish, notify, sockets, presence, disconnecting users, stats) with its JSON shapes.
@@ -16,6 +17,7 @@
 //! ```
 
 mod hooks;
+#[doc(hidden)]
 pub mod json;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,7 +97,9 @@ impl Host {
             observers: hooks.document_observers,
         };
         let (builder, chat) = chat::install_with_handle(builder, chat_hooks)?;
-        let (mut builder, yjs) = yjs::install(builder, doc_hooks)?;
+        let (builder, yjs) = yjs::install(builder, doc_hooks)?;
+        // Plain WebSocket speaks the `/` namespace the chat installed.
+        let mut builder = crate::ws::install(builder);
         if let Some(app) = hooks.app_events {
             builder = hooks::install_app_events(builder, app, timeout);
         }
@@ -182,9 +186,14 @@ impl Host {
         self.chat.notify_user(user_id, event, data)
     }
 
-    /// Disconnects every connection of a user — Socket.IO clients (`io server disconnect`)
-    /// and server-sent-event streams, on every node of the cluster; returns how many were
-    /// on this node.
+    /// Disconnects every connection of a user — Socket.IO clients (`io server disconnect`),
+    /// server-sent-event streams and Yjs documents (close 4410 `Disconnected by the
+    /// server`), on every node of the cluster; returns how many were on this node.
+    ///
+    /// A kick, not a ban: Socket.IO clients do not reconnect after a server disconnect, but
+    /// EventSource reconnects by itself and a y-websocket app may open its provider again.
+    /// To keep the user out, the app must also stop accepting the user's token (its
+    /// `authenticate` hook, or short-lived tokens it no longer issues).
     pub fn disconnect_user(&self, user_id: &str) -> usize {
         self.chat.disconnect_user(user_id)
     }
@@ -267,5 +276,28 @@ impl Host {
             "documents": self.yjs.document_count(),
             "documentConnections": self.yjs.connection_count(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The features pick their own message kinds (the cluster names none): no two may
+    /// share one, or a node would hand one feature's message to another's decoder. Checked
+    /// here, where the features are assembled.
+    #[test]
+    fn the_features_message_kinds_are_distinct() {
+        use crate::socketio::cluster as sio;
+        let kinds = [
+            sio::KIND_BROADCAST,
+            sio::KIND_RECOVERY_REQUEST,
+            sio::KIND_RECOVERY_REPLY,
+            sio::KIND_SOCKETS_REQUEST,
+            sio::KIND_SOCKETS_REPLY,
+            crate::chat::cluster::KIND_SSE,
+            crate::chat::cluster::KIND_DISCONNECT_USER,
+            crate::yjs::cluster::KIND_YJS,
+        ];
+        let distinct: std::collections::HashSet<_> = kinds.iter().collect();
+        assert_eq!(distinct.len(), kinds.len(), "{kinds:?}");
     }
 }

@@ -49,11 +49,7 @@ impl<T> Deadlines<T> {
             .collect()
     }
 
-    /// How many items are scheduled.
-    pub fn len(&self) -> usize {
-        self.queue.len()
-    }
-
+    #[cfg(test)]
     /// Whether nothing is scheduled.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()

@@ -105,14 +105,6 @@ impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
         self.map.read().get(room).map_or(0, HashMap::len)
     }
 
-    /// Whether `key` is in `room`.
-    pub fn contains(&self, room: &str, key: &K) -> bool {
-        self.map
-            .read()
-            .get(room)
-            .is_some_and(|m| m.contains_key(key))
-    }
-
     /// Every room with its member count.
     pub fn counts(&self) -> Vec<(Arc<str>, usize)> {
         self.map
@@ -122,6 +114,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
             .collect()
     }
 
+    #[cfg(test)]
     /// Whether no room has members.
     pub fn is_empty(&self) -> bool {
         self.map.read().is_empty()

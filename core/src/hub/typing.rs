@@ -115,11 +115,13 @@ impl Typing {
         Wake::Expired { generation }
     }
 
+    #[cfg(test)]
     /// How many (room, user) entries exist (each has one timer).
     pub fn len(&self) -> usize {
         self.active.len()
     }
 
+    #[cfg(test)]
     /// Whether no entry exists.
     pub fn is_empty(&self) -> bool {
         self.active.is_empty()

@@ -91,9 +91,6 @@ pub enum DecodeError {
     /// The attachment count was missing, not a number, or too large.
     #[error("invalid attachment count")]
     InvalidAttachments,
-    /// The namespace did not start with `/` or was not terminated.
-    #[error("invalid namespace")]
-    InvalidNamespace,
     /// The ack id was out of range.
     #[error("invalid ack id")]
     InvalidAckId,

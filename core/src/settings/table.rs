@@ -123,6 +123,8 @@ pub const SETTINGS: &[Setting] = &[
         [], "", "serve Prometheus metrics (`/metrics`)"),
     s!("healthz", ["healthz"], Flag, "true", Some("healthz"), Some("healthz"), Some("sb_config_set_healthz"),
         [], "", "serve `/healthz` (503 while shutting down or cut off from Redis past a heartbeat)"),
+    s!("ws", ["ws"], Flag, "true", Some("ws"), Some("ws"), Some("sb_config_set_ws"),
+        [], "", "serve the plain-WebSocket endpoint (`/ws`, docs/websocket-protocol.md)"),
     s!("data_dir", ["data_dir"], Path, "none (memory)", Some("data-dir"), Some("dataDir"), Some("sb_config_set_data_dir"),
         [], "", "directory of the history and Yjs store"),
     s!("redis_url", ["redis_url"], Text, "none (one node)", Some("redis-url"), Some("redisUrl"), Some("sb_config_set_redis_url"),

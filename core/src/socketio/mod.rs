@@ -1,10 +1,11 @@
 //! Socket.IO v5 over Engine.IO: namespaces, sockets, events, acks, binary attachments.
 
-pub mod host_error;
-pub mod namespace;
-pub mod payload;
-pub mod recovery;
-pub mod socket;
+pub(crate) mod cluster;
+pub use crate::auth::host_error;
+mod namespace;
+mod payload;
+pub(crate) mod recovery;
+mod socket;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ struct Partial {
 
 /// The Socket.IO state of one Engine.IO session (its sockets, a packet waiting for its
 /// binary attachments): the data Socket.IO attaches to each [`Session`].
+#[doc(hidden)]
 #[derive(Default)]
 pub struct ConnState {
     sockets: Mutex<Vec<Arc<Socket>>>,
@@ -55,10 +57,11 @@ pub struct ConnState {
 }
 
 /// An Engine.IO session as Socket.IO uses it: carrying its [`ConnState`].
-pub type Session = crate::transport::Session<ConnState>;
+pub(crate) type Session = crate::transport::Session<ConnState>;
 
 impl ConnState {
-    fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
+    /// The session's socket in namespace `nsp`, when it joined it.
+    pub(crate) fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
         self.sockets
             .lock()
             .iter()
@@ -95,9 +98,26 @@ impl Limits {
 }
 
 /// The Socket.IO server: its namespaces, fixed at start.
-pub struct SocketIo {
+pub(crate) struct SocketIo {
     namespaces: HashMap<String, Arc<Namespace>>,
     limits: Limits,
+}
+
+/// A user's Socket.IO connections are the sockets in the user's personal room
+/// ([`crate::hub::personal_room`]) of each namespace: the index the rooms keep anyway.
+impl crate::hub::users::UserConnections for SocketIo {
+    fn disconnect_user(&self, user_id: &str) -> usize {
+        let room = crate::hub::personal_room(user_id);
+        let mut n = 0;
+        for ns in self.namespaces.values() {
+            for socket in ns.sockets_in(&room) {
+                // `io server disconnect`: Socket.IO clients do not reconnect after it.
+                socket.disconnect();
+                n += 1;
+            }
+        }
+        n
+    }
 }
 
 impl SocketIo {
@@ -373,10 +393,9 @@ async fn recover_from_cluster(
     auth: &Value,
 ) -> Option<(SavedSession, Vec<Frame>)> {
     let log = ns.recovery.as_ref()?;
-    let cluster = ns.cluster.get()?;
     let pid = auth.get("pid")?.as_str()?;
     let offset = auth.get("offset").and_then(Value::as_str);
-    let session = cluster.recover_session(ns.name(), pid, offset).await?;
+    let session = ns.cluster.recover_session(ns.name(), pid, offset).await?;
     let user = if session.user.is_empty() {
         None
     } else {

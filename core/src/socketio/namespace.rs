@@ -2,20 +2,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use parking_lot::RwLock;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::cluster::{Exchange, RecoveredSession, SocketIoBroadcast};
 use super::payload::{self, EventArray, Payload};
 use super::recovery::{RecoveryLog, SavedSession};
 use super::socket::{AckSender, DisconnectReason, Socket};
 use super::Session;
 use crate::auth::User;
-use crate::cluster::envelope::{Envelope, SocketIoBroadcast};
-use crate::cluster::Adapter;
 use crate::hub::rooms::Rooms;
 use crate::metrics::Metrics;
 use crate::protocol::frame::{Frame, FrameKind};
@@ -173,6 +172,7 @@ impl NamespaceBuilder {
         name: &str,
         config: &crate::Config,
         metrics: Arc<Metrics>,
+        cluster: Arc<Exchange>,
     ) -> Arc<Namespace> {
         Arc::new(Namespace {
             name: name.to_owned(),
@@ -191,7 +191,7 @@ impl NamespaceBuilder {
             events: self.events,
             fallback: self.fallback,
             metrics,
-            cluster: OnceLock::new(),
+            cluster,
         })
     }
 }
@@ -211,8 +211,8 @@ pub struct Namespace {
     events: HashMap<String, EventHandler>,
     fallback: Option<FallbackHandler>,
     pub(crate) metrics: Arc<Metrics>,
-    /// The cluster broadcasts also go to, when the engine runs in one.
-    pub(crate) cluster: OnceLock<Arc<dyn Adapter>>,
+    /// The other nodes broadcasts also go to (none on a single node).
+    pub(crate) cluster: Arc<Exchange>,
 }
 
 impl Namespace {
@@ -276,9 +276,9 @@ impl Namespace {
     }
 
     /// Tells the cluster that this node's membership of `room` appeared or disappeared; the
-    /// future resolves when the cluster subscription follows. `None` without a cluster.
-    pub(crate) fn room_interest(&self, room: &str) -> Option<BoxFuture<'static, ()>> {
-        self.cluster.get().map(|c| c.interest_changed(room))
+    /// future resolves when the cluster subscription follows (at once on a single node).
+    pub(crate) fn room_interest(&self, room: &str) -> crate::cluster::Answer<()> {
+        self.cluster.room_interest(room)
     }
 
     /// Whether a dropped session of this namespace that may still recover was in `room`.
@@ -290,13 +290,9 @@ impl Namespace {
 
     /// Hands a dropped session over to another node the client came back through: its
     /// state and the packets it missed after `offset` (see [`RecoveryLog::restore`]).
-    pub(crate) fn hand_over(
-        &self,
-        pid: &str,
-        offset: Option<&str>,
-    ) -> Option<crate::cluster::envelope::RecoveredSession> {
+    pub(crate) fn hand_over(&self, pid: &str, offset: Option<&str>) -> Option<RecoveredSession> {
         let (saved, missed) = self.recovery.as_ref()?.restore(pid, offset)?;
-        Some(crate::cluster::envelope::RecoveredSession {
+        Some(RecoveredSession {
             sid: saved.sid.to_string(),
             rooms: saved.rooms.iter().map(|r| r.to_string()).collect(),
             // With the credential's expiry: the other node refuses the session past it too.
@@ -418,9 +414,7 @@ impl Namespace {
         }
         if let Some(log) = &self.recovery {
             if reason.is_recoverable() {
-                if let Some(cluster) = self.cluster.get() {
-                    cluster.session_dropped(socket.pid(), log.window());
-                }
+                self.cluster.session_dropped(socket.pid(), log.window());
                 log.save(SavedSession::new(
                     socket.id().clone(),
                     socket.pid().clone(),
@@ -498,8 +492,8 @@ impl Broadcast<'_> {
         attachments: &[bytes::Bytes],
     ) -> usize {
         let ns = self.ns;
-        if let Some(cluster) = ns.cluster.get() {
-            self.publish(&**cluster, event, one, rest, attachments);
+        if ns.cluster.has_peers() {
+            self.publish(&ns.cluster, event, one, rest, attachments);
         }
         ns.fan_out(self.rooms, self.except, self.logged, |offset| {
             let array = EventArray {
@@ -516,7 +510,7 @@ impl Broadcast<'_> {
     /// [`SocketIoBroadcast::channel`]), or one to every node for a namespace-wide one.
     fn publish<T: Serialize + ?Sized>(
         &self,
-        cluster: &dyn Adapter,
+        cluster: &Exchange,
         event: &str,
         one: Option<&T>,
         rest: &[Value],
@@ -538,12 +532,12 @@ impl Broadcast<'_> {
             attachments: attachments.to_vec(),
         };
         if self.rooms.is_empty() {
-            cluster.publish(None, &Envelope::SocketIo(b));
+            cluster.publish(None, &b);
             return;
         }
         for (i, room) in self.rooms.iter().enumerate().take(usize::from(u16::MAX)) {
             b.channel = i as u16;
-            cluster.publish(Some(room), &Envelope::SocketIo(b.clone()));
+            cluster.publish(Some(room), &b);
         }
     }
 }

@@ -155,6 +155,12 @@ impl RecoveryLog {
         self.inner.lock().next_seq
     }
 
+    /// The offset of the broadcast just before `seq` (what a client that saw everything up
+    /// to position `seq` resumes from); `None` at the very start of the log.
+    pub(crate) fn offset_before(&self, seq: u64) -> Option<String> {
+        seq.checked_sub(1).map(|s| format!("{}.{}", self.boot, s))
+    }
+
     /// Reserves the offset of the next broadcast; the caller encodes it into the packet and
     /// then calls [`RecoveryLog::record`].
     pub fn next_offset(&self) -> (u64, String) {
@@ -260,6 +266,7 @@ impl RecoveryLog {
         self.prune(&mut inner, now);
     }
 
+    #[cfg(test)]
     /// Whether a dropped session with this pid is still waiting for its client.
     pub fn is_pending(&self, pid: &str) -> bool {
         self.inner.lock().sessions.contains_key(pid)

@@ -127,6 +127,7 @@ impl Cache {
         }
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.rooms.len()
     }
@@ -293,6 +294,7 @@ impl History {
         .await
     }
 
+    #[cfg(test)]
     /// How many rooms are cached in memory.
     pub fn cached_rooms(&self) -> usize {
         self.cache.lock().len()

@@ -12,7 +12,7 @@ mod upgrade;
 
 use std::sync::Arc;
 
-pub use super::accept::{serve, serve_connection, serve_connection_with_prefix};
+pub use super::accept::{serve, serve_connection_with_prefix};
 pub use super::health::Readiness;
 pub use super::reply::{BodyStream, EioError, HttpReply};
 use super::{EioServer, SessionData};
@@ -20,6 +20,7 @@ use crate::config::Config;
 pub use crate::helpers::percent::query_param;
 use crate::metrics::Metrics;
 pub use head::RequestHead;
+#[cfg(feature = "testing")]
 pub(crate) use router::check_eio;
 pub use router::Routed;
 pub use service::{BoxedReader, BoxedWriter, HttpService, WebSocketService, WsSession};
@@ -73,7 +74,12 @@ impl<D: SessionData> HttpApp<D> {
         &self.services
     }
 
-    /// The WebSocket service mounted at a prefix of `path`.
+    /// The plain HTTP services, with their path prefixes.
+    pub fn http_services(&self) -> &[(String, Arc<dyn HttpService>)] {
+        &self.http_services
+    }
+
+    /// The HTTP service mounted at a prefix of `path`.
     fn http_service(&self, path: &str) -> Option<&Arc<dyn HttpService>> {
         self.http_services
             .iter()

@@ -27,7 +27,7 @@ use crate::protocol::frame::{Frame, FrameKind};
 /// Bytes tungstenite reads per call; small, because every idle connection holds one.
 const READ_BUFFER: usize = 512;
 /// How long a closing connection gets to flush what is queued.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Whether this WebSocket starts a new session or upgrades a polling one.
 pub enum Mode<D = ()> {
@@ -110,7 +110,7 @@ impl<R: Unpin, Q: ControlQueue> AsyncWrite for ReadSide<R, Q> {
     }
 }
 
-fn ws_config(max_payload: usize) -> WebSocketConfig {
+pub(crate) fn ws_config(max_payload: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
@@ -199,7 +199,7 @@ pub async fn run<D, R, W>(
 }
 
 /// Reads and drops what the client sends until it closes its side.
-async fn discard_input<R: AsyncRead + Unpin>(reader: &mut R) {
+pub(crate) async fn discard_input<R: AsyncRead + Unpin>(reader: &mut R) {
     let mut buf = [0u8; 512];
     while matches!(tokio::io::AsyncReadExt::read(reader, &mut buf).await, Ok(n) if n > 0) {}
 }

@@ -32,8 +32,8 @@ use super::document::{DocState, Effects};
 use super::registry::Document;
 use super::store::{DocumentStore, DocumentStoreError};
 use super::{DocumentObserver, Inner, Yjs};
-use crate::cluster::envelope::{Envelope, Received, YjsKind};
-use crate::cluster::{Adapter, ClusterSink};
+use crate::cluster::wire::{Message, WireError, Writer};
+use crate::cluster::{Cluster, ClusterSink};
 
 /// More stored updates than this and a store compacts the document's list.
 const COMPACT_AT: usize = 100;
@@ -44,6 +44,57 @@ const RESYNC_RETRY: Duration = Duration::from_millis(250);
 /// An empty update (no structs, empty delete set) in v1 encoding.
 const EMPTY_UPDATE: [u8; 2] = [0, 0];
 
+/// A document's traffic between nodes (kinds are the features' own; chat's and
+/// Socket.IO's are elsewhere): the document's name, a [`YjsKind`], the payload.
+pub(crate) const KIND_YJS: u8 = 4;
+
+/// What a document message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum YjsKind {
+    /// A Yjs update (v1 encoding) that changed the document on the sending node.
+    Update = 1,
+    /// A y-protocols awareness update.
+    Awareness = 2,
+    /// "I just loaded the document (or got back to the cluster)": the payload is the
+    /// sender's state vector (v1). Holders answer with the update it misses, their
+    /// awareness, and a [`YjsKind::Query`] of their own.
+    Hello = 3,
+    /// "Send me what I miss": the payload is the sender's state vector (v1); holders answer
+    /// with an update only (no query back, so an exchange always ends).
+    Query = 4,
+}
+
+impl YjsKind {
+    fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => YjsKind::Update,
+            2 => YjsKind::Awareness,
+            3 => YjsKind::Hello,
+            4 => YjsKind::Query,
+            _ => return None,
+        })
+    }
+}
+
+fn encode(origin: &str, doc: &str, kind: YjsKind, payload: &[u8]) -> Bytes {
+    let mut w = Writer::new(KIND_YJS, origin);
+    w.str(doc).u8(kind as u8).bytes(payload);
+    w.finish()
+}
+
+/// A document message: (document, kind, payload); `None` for other features' kinds.
+fn decode(message: &Message) -> Result<Option<(String, YjsKind, Bytes)>, WireError> {
+    if message.kind != KIND_YJS {
+        return Ok(None);
+    }
+    let mut r = message.reader();
+    let doc = r.string()?;
+    let sub = r.u8()?;
+    // An unknown sub-kind (a newer node's) is reported with its own byte.
+    let kind = YjsKind::from_u8(sub).ok_or(message.unknown(sub))?;
+    Ok(Some((doc, kind, r.bytes()?)))
+}
+
 /// The room (and cluster channel) of a document.
 fn room(doc: &str) -> String {
     format!("doc:{doc}")
@@ -52,33 +103,31 @@ fn room(doc: &str) -> String {
 /// The documents' side of a cluster: publisher, shared store and greeter.
 #[derive(Default)]
 pub(crate) struct DocumentCluster {
-    /// Set when the engine starts (the adapter exists only then).
-    adapter: OnceLock<Arc<dyn Adapter>>,
+    /// Set when Yjs is installed on the engine's builder.
+    cluster: OnceLock<Arc<Cluster>>,
     /// The document instance each name was greeted for: a reload greets again.
     greeted: Mutex<HashMap<Arc<str>, Weak<Document>>>,
 }
 
 impl DocumentCluster {
-    /// Joins the cluster once the engine has started.
-    pub(crate) fn attach(&self, adapter: Arc<dyn Adapter>) {
-        let _ = self.adapter.set(adapter);
+    /// Joins the cluster.
+    pub(crate) fn attach(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
     }
 
-    fn adapter(&self) -> Result<&Arc<dyn Adapter>, DocumentStoreError> {
-        self.adapter
+    fn documents(&self) -> Result<Arc<dyn crate::cluster::DocumentLog>, DocumentStoreError> {
+        self.cluster
             .get()
+            .map(|c| c.documents().clone())
             .ok_or_else(|| DocumentStoreError("the cluster has not started".into()))
     }
 
     fn publish(&self, doc: &str, kind: YjsKind, payload: &[u8]) {
-        if let Some(adapter) = self.adapter.get() {
-            adapter.publish(
+        if let Some(cluster) = self.cluster.get() {
+            let broker = cluster.broker();
+            broker.publish(
                 Some(&room(doc)),
-                &Envelope::Yjs {
-                    doc: doc.to_owned(),
-                    kind,
-                    payload: Bytes::copy_from_slice(payload),
-                },
+                encode(broker.node_id(), doc, kind, payload),
             );
         }
     }
@@ -86,10 +135,18 @@ impl DocumentCluster {
     /// Listens to the document's channel (the document is in the registry already) and,
     /// while Redis is up, waits until the subscription is in place: what other nodes
     /// publish from then on reaches this node.
-    pub(crate) async fn follow(&self, doc: &str) {
-        if let Some(adapter) = self.adapter.get() {
-            let subscribed = adapter.interest_changed(&room(doc));
-            if adapter.is_connected() {
+    pub(crate) async fn follow_document(&self, doc: &str) {
+        self.follow(&room(doc)).await;
+    }
+
+    /// Listens to a channel this node now wants (a document's, or a user's personal room
+    /// while the user has document connections here) and, while Redis is up, waits until
+    /// the subscription is in place.
+    pub(crate) async fn follow(&self, channel: &str) {
+        if let Some(cluster) = self.cluster.get() {
+            let broker = cluster.broker();
+            let subscribed = broker.interest_changed(channel);
+            if broker.is_connected() {
                 subscribed.await;
             }
         }
@@ -111,11 +168,18 @@ impl DocumentCluster {
         self.hello(doc);
     }
 
+    /// This node no longer wants `channel`: stop listening to it.
+    pub(crate) fn unfollow(&self, channel: &str) {
+        if let Some(cluster) = self.cluster.get() {
+            drop(cluster.broker().interest_changed(channel));
+        }
+    }
+
     /// The document left memory: stop listening to it.
     pub(crate) fn unloaded(&self, doc: &str) {
         self.greeted.lock().remove(doc);
-        if let Some(adapter) = self.adapter.get() {
-            drop(adapter.interest_changed(&room(doc)));
+        if let Some(cluster) = self.cluster.get() {
+            drop(cluster.broker().interest_changed(&room(doc)));
         }
     }
 
@@ -236,8 +300,8 @@ fn store_error(e: crate::cluster::ClusterError) -> DocumentStoreError {
 }
 
 /// Replaces the stored list by its merge when it grew long; failures only leave it long.
-async fn compact(adapter: Arc<dyn Adapter>, doc: String) {
-    let stored = match adapter.document_load(&doc).await {
+async fn compact(documents: Arc<dyn crate::cluster::DocumentLog>, doc: String) {
+    let stored = match documents.load(&doc).await {
         Ok(stored) if stored.updates.len() > COMPACT_AT => stored,
         Ok(_) => return,
         Err(e) => {
@@ -249,8 +313,8 @@ async fn compact(adapter: Arc<dyn Adapter>, doc: String) {
     let Some(merged) = merge_off_runtime(doc.clone(), stored.updates).await else {
         return;
     };
-    match adapter
-        .document_compact(&doc, stored.generation, count, Bytes::from(merged))
+    match documents
+        .compact(&doc, stored.generation, count, Bytes::from(merged))
         .await
     {
         Ok(true) => tracing::debug!(doc, count, "compacted a stored Yjs document"),
@@ -262,10 +326,10 @@ async fn compact(adapter: Arc<dyn Adapter>, doc: String) {
 
 impl DocumentStore for DocumentCluster {
     fn load(&self, doc: &str) -> BoxFuture<'static, Result<Option<Vec<u8>>, DocumentStoreError>> {
-        let adapter = self.adapter().cloned();
+        let documents = self.documents();
         let doc = doc.to_owned();
         Box::pin(async move {
-            let stored = adapter?.document_load(&doc).await.map_err(store_error)?;
+            let stored = documents?.load(&doc).await.map_err(store_error)?;
             Ok(merge_off_runtime(doc, stored.updates).await)
         })
     }
@@ -275,30 +339,36 @@ impl DocumentStore for DocumentCluster {
         doc: &str,
         state: Vec<u8>,
     ) -> BoxFuture<'static, Result<(), DocumentStoreError>> {
-        let adapter = self.adapter().cloned();
+        let documents = self.documents();
         let doc = doc.to_owned();
         Box::pin(async move {
-            let adapter = adapter?;
-            let stored = adapter
-                .document_append(&doc, Bytes::from(state))
+            let documents = documents?;
+            let stored = documents
+                .append(&doc, Bytes::from(state))
                 .await
                 .map_err(store_error)?;
             if stored > COMPACT_AT {
-                compact(adapter, doc).await;
+                compact(documents, doc).await;
             }
             Ok(())
         })
     }
 }
 
-/// What the adapter calls back: other nodes' document traffic.
+/// What the broker calls back: other nodes' document traffic.
 pub(crate) struct DocumentSink(pub(crate) Weak<Inner>);
 
 impl ClusterSink for DocumentSink {
-    fn deliver(&self, received: &Received) {
-        let Envelope::Yjs { doc, kind, payload } = &received.envelope else {
-            return;
+    fn deliver(&self, message: &Message) {
+        let (doc, kind, payload) = match decode(message) {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "dropped a malformed cluster envelope");
+                return;
+            }
         };
+        let (doc, payload) = (&doc, &payload);
         let Some(inner) = self.0.upgrade() else {
             return;
         };
@@ -319,6 +389,11 @@ impl ClusterSink for DocumentSink {
         let Some(inner) = self.0.upgrade() else {
             return false;
         };
+        // A user's channel: where another node's `disconnect_user` comes (the chat's sink
+        // takes the message, through the engine's index of every user connection).
+        if let Some(user) = room.strip_prefix("user:") {
+            return inner.users.len(user) > 0;
+        }
         room.strip_prefix("doc:")
             .is_some_and(|doc| inner.registry.get(doc).is_some())
     }
@@ -412,22 +487,24 @@ mod tests {
 
     #[tokio::test]
     async fn stores_append_and_a_long_list_is_compacted_without_losing_anything() {
-        let Some(server) = crate::cluster::documents::tests::redis_server() else {
+        let Some(server) = crate::cluster::redis_server() else {
             eprintln!("redis-server cannot be run here: skipped");
             return;
         };
         let url = format!("redis://127.0.0.1:{}", server.1);
-        let adapter: Arc<dyn Adapter> = Arc::new(
-            crate::cluster::RedisAdapter::new(
+        let cluster = Arc::new(
+            crate::cluster::RedisCluster::new(
                 &url,
                 Duration::from_secs(1),
                 Arc::new(Default::default()),
             )
-            .unwrap(),
+            .unwrap()
+            .into_cluster(),
         );
+        let adapter = cluster.documents().clone();
         let documents = DocumentCluster::default();
         assert!(documents.load("d").await.is_err(), "not attached yet");
-        documents.attach(adapter.clone());
+        documents.attach(cluster.clone());
         assert_eq!(documents.load("d").await.unwrap(), None);
         // Two nodes' documents, stored alternately as they grow.
         let (a, b) = (Doc::with_client_id(1), Doc::with_client_id(2));
@@ -437,7 +514,7 @@ mod tests {
             t.insert(&mut d.transact_mut(), 0, "x");
             documents.store("d", whole(d).to_vec()).await.unwrap();
         }
-        let stored = adapter.document_load("d").await.unwrap();
+        let stored = adapter.load("d").await.unwrap();
         assert!(
             stored.updates.len() < 10,
             "{} entries",
@@ -446,6 +523,53 @@ mod tests {
         assert!(stored.generation >= 1);
         let text = text_of(&documents.load("d").await.unwrap().unwrap());
         assert_eq!(text.len(), COMPACT_AT + 5);
+    }
+
+    /// The bytes the envelope codec of the build before the split wrote for this message.
+    #[test]
+    fn the_wire_format_is_the_one_before_the_split() {
+        let wire = encode("node-a", "notes", YjsKind::Awareness, &[1, 2]);
+        let hex: String = wire.iter().map(|x| format!("{x:02x}")).collect();
+        assert_eq!(
+            hex,
+            "0104000000066e6f64652d61000000056e6f74657302000000020102"
+        );
+    }
+
+    #[test]
+    fn yjs_kinds_round_trip_and_unknown_ones_are_errors() {
+        for kind in [
+            YjsKind::Update,
+            YjsKind::Awareness,
+            YjsKind::Hello,
+            YjsKind::Query,
+        ] {
+            let wire = encode("n", "notes/é", kind, b"xyz");
+            let m = Message::parse(&wire).unwrap();
+            let back = decode(&m).unwrap().unwrap();
+            assert_eq!(
+                back,
+                ("notes/é".to_owned(), kind, Bytes::from_static(b"xyz"))
+            );
+            for len in 0..wire.len() {
+                let cut = wire.slice(..len);
+                assert!(
+                    Message::parse(&cut).and_then(|m| decode(&m)).is_err(),
+                    "len {len}"
+                );
+            }
+        }
+        let mut wire = encode("n", "d", YjsKind::Query, b"").to_vec();
+        // version, kind, origin (4 + 1), doc (4 + 1), then the sub-kind.
+        wire[12] = 9;
+        let m = Message::parse(&Bytes::from(wire)).unwrap();
+        assert_eq!(
+            decode(&m),
+            Err(WireError::Unknown {
+                version: crate::cluster::wire::VERSION,
+                kind: 9
+            })
+        );
     }
 
     #[test]

@@ -18,8 +18,9 @@ use tokio_tungstenite::WebSocketStream;
 use super::document::{close_code, CloseSignal, CloseWith, ConnEntry, Limits};
 use super::registry::Document;
 use super::{protocol, DocumentRequest, Inner};
+use crate::auth::access::{self, AccessRefused};
 use crate::auth::{AuthError, User};
-use crate::chat::ErrorCode;
+use crate::hub::personal_room;
 use crate::protocol::frame::Frame;
 use crate::transport::http::{BoxedReader, BoxedWriter};
 use crate::transport::outbox::Outbox;
@@ -80,6 +81,44 @@ impl Drop for Hold {
             }
         }
         self.inner.registry.release(&self.inner, &self.doc.name);
+    }
+}
+
+/// A connection's entry in its user's list (see `Inner::users`): removed when the connection
+/// ends, however it ends; the user's last one stops this node listening for the user.
+struct Listed {
+    inner: Arc<Inner>,
+    user: Arc<str>,
+    id: u64,
+}
+
+impl Listed {
+    /// Lists connection `id` of `user`; on a cluster, waits (while Redis is up) until this
+    /// node hears the user's channel, where another node's `disconnect_user` is published.
+    async fn new(inner: &Arc<Inner>, user: &str, id: u64, close: &Arc<CloseSignal>) -> Listed {
+        let user: Arc<str> = user.into();
+        let change = inner.users.join_tracking(&user, id, close.clone());
+        if change.room_changed {
+            if let Some(cluster) = &inner.cluster {
+                cluster.follow(&personal_room(&user)).await;
+            }
+        }
+        Listed {
+            inner: inner.clone(),
+            user,
+            id,
+        }
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        let change = self.inner.users.leave_tracking(&self.user, &self.id);
+        if change.room_changed {
+            if let Some(cluster) = &self.inner.cluster {
+                cluster.unfollow(&personal_room(&self.user));
+            }
+        }
     }
 }
 
@@ -209,7 +248,7 @@ async fn admit(inner: &Inner, request: &DocumentRequest) -> Result<User, CloseWi
         )
     })?;
     let room = format!("doc:{}", request.document);
-    match crate::chat::check_room_access(
+    let refused = match access::check_room_access(
         &inner.config,
         inner.hooks.room_access.as_deref(),
         &user,
@@ -217,16 +256,26 @@ async fn admit(inner: &Inner, request: &DocumentRequest) -> Result<User, CloseWi
     )
     .await
     {
-        Ok(()) => Ok(user),
-        Err(e) if e.code == ErrorCode::AccessDenied => Err(refuse(
+        Ok(()) => return Ok(user),
+        Err(refused) => refused,
+    };
+    Err(match refused {
+        AccessRefused::Denied => refuse(
             "forbidden",
-            CloseWith::new(close_code::FORBIDDEN, e.message),
-        )),
-        Err(e) => Err(refuse(
+            CloseWith::new(close_code::FORBIDDEN, format!("You may not join {room}")),
+        ),
+        AccessRefused::Hook(e) => {
+            let (_, message) = e.to_client("authorizeRoom", &personal_room(&user.id));
+            refuse(
+                "unavailable",
+                CloseWith::new(close_code::UNAVAILABLE, message),
+            )
+        }
+        AccessRefused::TimedOut => refuse(
             "unavailable",
-            CloseWith::new(close_code::UNAVAILABLE, e.message),
-        )),
-    }
+            CloseWith::new(close_code::UNAVAILABLE, "Room access check timed out"),
+        ),
+    })
 }
 
 /// Attaches an admitted client to its document and reads until the end. Returns the close
@@ -249,7 +298,7 @@ async fn serve(
     };
     if let Some(cluster) = &inner.cluster {
         // Listen before loading: what other nodes publish from here on is not missed.
-        cluster.follow(&doc.name).await;
+        cluster.follow_document(&doc.name).await;
     }
     let state = match doc.load(inner).await {
         Ok(state) => state,
@@ -268,6 +317,9 @@ async fn serve(
         return (Some(with), Rest::Raw(reader));
     }
     let id = inner.next_conn_id();
+    // Listed before the client hears anything: once it is synced, `disconnect_user` (from
+    // any node) reaches it.
+    let _listed = Listed::new(inner, &user.id, id, close).await;
     let limits = Limits::new(&inner.config);
     state
         .lock()

@@ -36,6 +36,12 @@ pub mod close_code {
     pub const FORBIDDEN: u16 = 4403;
     /// An update, the document it would grow, or an awareness state is over its size limit.
     pub const TOO_LARGE: u16 = 4413;
+    /// The server disconnected the user (`disconnect_user`, reason `Disconnected by the
+    /// server`). A kick, not a ban: y-websocket 3.x does not reconnect after a 44xx code
+    /// (its `closed` event carries code and reason), but an app may open the provider
+    /// again, and older y-websocket versions reconnect by themselves; only an app that
+    /// stops accepting the user's token keeps the user out.
+    pub const DISCONNECTED: u16 = 4410;
     /// A host hook or the document store failed; try again later.
     pub const UNAVAILABLE: u16 = 4500;
     /// The server is shutting down, or the client did not answer a ping.

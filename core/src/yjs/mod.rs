@@ -4,7 +4,8 @@
 //! The token follows the same rules as Socket.IO's, and opening a document is joining the room
 //! `doc:<docName>` under the same access rules (the token's `rooms` claim, else the room policy,
 //! a host [`RoomAccess`] hook overriding both). Refusals close the WebSocket with 4401 (auth) or
-//! 4403 (access), codes y-websocket 3.x does not reconnect after; see [`close_code`].
+//! 4403 (access), and `disconnect_user` with 4410, codes y-websocket 3.x does not reconnect
+//! after; see [`close_code`].
 //!
 //! The CRDT is [`yrs`], the Rust port of Yjs; this module is the server around it:
 //! - `protocol`: the y-websocket messages (decoding through yrs, frames built once);
@@ -20,7 +21,7 @@
 //! awareness), with [`Yjs::apply_remote_update`] and [`Yjs::apply_remote_awareness`] for what
 //! other nodes sent.
 
-mod cluster;
+pub(crate) mod cluster;
 mod connection;
 pub(crate) mod document;
 pub(crate) mod protocol;
@@ -38,14 +39,16 @@ use yrs::updates::decoder::Decode;
 pub use document::close_code;
 pub use store::{DocumentStore, DocumentStoreError, MemoryStore, RedbStore};
 
+use crate::auth::access::RoomAccess;
 use crate::auth::{AuthError, JwtVerifier, User};
-use crate::chat::RoomAccess;
 use crate::config::Config;
 use crate::engine::EngineBuilder;
 use crate::error::Error;
+use crate::hub::rooms::Rooms;
+use crate::hub::users::UserConnections;
 use crate::metrics::{Counter, Gauge, LabeledCounter};
 use crate::transport::http::{HttpReply, RequestHead, WebSocketService, WsSession};
-use document::{CloseWith, Effects};
+use document::{CloseSignal, CloseWith, Effects};
 use registry::Registry;
 
 /// Longest document name, in bytes.
@@ -122,6 +125,9 @@ pub(crate) struct Inner {
     pub(crate) metrics: YjsMetrics,
     /// The documents' side of the engine's cluster, when it has one.
     pub(crate) cluster: Option<Arc<cluster::DocumentCluster>>,
+    /// The open connections of each user, by connection id: what `disconnect_user` closes.
+    /// Only Yjs connections are listed here (Socket.IO and SSE have indexes of their own).
+    pub(crate) users: Rooms<u64, Arc<CloseSignal>>,
     runtime: OnceLock<Handle>,
     closing: AtomicBool,
     next_conn: AtomicU64,
@@ -207,6 +213,7 @@ impl Yjs {
                 registry: Registry::default(),
                 metrics: YjsMetrics::default(),
                 cluster,
+                users: Rooms::default(),
                 runtime: OnceLock::new(),
                 closing: AtomicBool::new(false),
                 next_conn: AtomicU64::new(1),
@@ -279,6 +286,21 @@ impl Yjs {
             }
         }
         result
+    }
+}
+
+/// A user's document connections close with [`close_code::DISCONNECTED`].
+impl UserConnections for Inner {
+    fn disconnect_user(&self, user_id: &str) -> usize {
+        let mut n = 0;
+        self.users.for_each(user_id, |_, close| {
+            close.fire(CloseWith::new(
+                close_code::DISCONNECTED,
+                "Disconnected by the server",
+            ));
+            n += 1;
+        });
+        n
     }
 }
 
@@ -385,6 +407,10 @@ impl WebSocketService for Yjs {
         }
     }
 
+    fn open_connections(&self) -> usize {
+        self.connection_count()
+    }
+
     fn shutdown(&self) {
         let inner = &self.inner;
         if inner.closing.swap(true, Ordering::AcqRel) {
@@ -433,26 +459,24 @@ impl WebSocketService for Yjs {
 ///
 /// With `config.yjs` off the endpoint is built but not mounted: no path is served.
 pub fn install(builder: EngineBuilder, hooks: Hooks) -> Result<(EngineBuilder, Arc<Yjs>), Error> {
-    let cluster = builder
-        .config()
-        .redis_url
-        .is_some()
-        .then(|| Arc::new(cluster::DocumentCluster::default()));
+    // Documents are shared when other nodes may hear this one (`redis_url`).
+    let cluster = builder.cluster().has_peers().then(|| {
+        let documents = Arc::new(cluster::DocumentCluster::default());
+        documents.attach(builder.cluster().clone());
+        documents
+    });
     let yjs = Yjs::build(builder.config(), hooks, cluster.clone())?;
     let prefix = builder.config().yjs_path.clone();
     if !builder.config().yjs {
         return Ok((builder, yjs));
     }
-    let mut builder = builder.websocket_service(&prefix, yjs.clone());
-    if let Some(documents) = cluster {
-        let inner = Arc::downgrade(&yjs.inner);
-        // The adapter exists once the engine is built; it starts after this hook.
-        builder = builder.on_start(move |engine| {
-            if let Some(adapter) = engine.cluster() {
-                documents.attach(adapter.clone());
-                adapter.add_sink(Arc::new(cluster::DocumentSink(inner)));
-            }
-        });
+    let builder = builder.websocket_service(&prefix, yjs.clone());
+    let connections: Arc<dyn UserConnections> = yjs.inner.clone();
+    builder.users().register(Arc::downgrade(&connections));
+    if cluster.is_some() {
+        let sink = Arc::new(cluster::DocumentSink(Arc::downgrade(&yjs.inner)));
+        // The broker starts once the engine is built, after every sink is added.
+        builder.cluster().broker().add_sink(sink);
     }
     Ok((builder, yjs))
 }

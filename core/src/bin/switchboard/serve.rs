@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
+use switchboard::bindings::settings::Front;
 use switchboard::host::{self, Host};
-use switchboard::settings::Front;
 use switchboard::{Config, Engine, RoomPolicy};
 
 /// Arguments of `switchboard serve`. Each may also come from `--config FILE` (TOML, the same
@@ -218,6 +218,9 @@ pub struct ServeArgs {
     /// Serve Yjs documents at /yjs/ [default: true].
     #[arg(long, value_name = "BOOL")]
     yjs: Option<bool>,
+    /// Serve the plain-WebSocket endpoint at /ws [default: true].
+    #[arg(long, value_name = "BOOL")]
+    ws: Option<bool>,
     /// Serve /metrics [default: true].
     #[arg(long, value_name = "BOOL")]
     metrics: Option<bool>,
@@ -301,6 +304,7 @@ pub(crate) struct FileSettings {
     yjs: Option<bool>,
     metrics: Option<bool>,
     healthz: Option<bool>,
+    ws: Option<bool>,
 }
 
 macro_rules! merge {
@@ -380,7 +384,8 @@ pub(crate) fn load_file(args: &mut ServeArgs) -> Result<(), String> {
         api,
         yjs,
         metrics,
-        healthz
+        healthz,
+        ws
     );
     if args.cors_origins.is_empty() {
         args.cors_origins = file.cors_origins;
@@ -401,7 +406,7 @@ const LISTEN_KEYS: [&str; 2] = ["host", "port"];
 
 /// Every key a `--config` file may hold: the table's names and their older spellings.
 fn file_keys() -> impl Iterator<Item = &'static str> {
-    let settings = switchboard::settings::SETTINGS.iter();
+    let settings = switchboard::bindings::settings::SETTINGS.iter();
     LISTEN_KEYS
         .into_iter()
         .chain(settings.clone().map(|s| s.name))
@@ -421,10 +426,12 @@ pub(crate) fn check_file_keys(text: &str) -> Result<(), String> {
     let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
     for key in table.keys() {
         if !file_keys().any(|k| k == key) {
-            let canonical = LISTEN_KEYS
-                .into_iter()
-                .chain(switchboard::settings::SETTINGS.iter().map(|s| s.name));
-            return Err(switchboard::settings::unknown_message(
+            let canonical = LISTEN_KEYS.into_iter().chain(
+                switchboard::bindings::settings::SETTINGS
+                    .iter()
+                    .map(|s| s.name),
+            );
+            return Err(switchboard::bindings::settings::unknown_message(
                 "key", key, canonical,
             ));
         }
@@ -438,7 +445,7 @@ fn ms(n: u64) -> Duration {
 
 /// Turns the arguments into the engine's configuration.
 pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
-    let e = |e: switchboard::ConfigError| switchboard::settings::describe(&e, Front::Cli);
+    let e = |e: switchboard::ConfigError| switchboard::bindings::settings::describe(&e, Front::Cli);
     let mut config = Config::default();
     if args.jwt_secret.as_ref().is_some_and(|s| s.is_empty()) {
         return Err(
@@ -447,7 +454,7 @@ pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
     }
     config = match (&args.jwt_secret, &args.jwt_public_key, &args.jwks_url) {
         (Some(secret), None, None) => {
-            switchboard::config::check_jwt_secret(secret)
+            switchboard::bindings::settings::check_jwt_secret(secret)
                 .map_err(|err| format!("--jwt-secret (or SWITCHBOARD_JWT_SECRET): {err}"))?;
             config.jwt_secret(secret.clone())
         }
@@ -618,7 +625,8 @@ pub(crate) fn config_from(args: &ServeArgs) -> Result<Config, String> {
         .api(on(args.api))
         .yjs(on(args.yjs))
         .metrics(on(args.metrics))
-        .healthz(on(args.healthz));
+        .healthz(on(args.healthz))
+        .ws(on(args.ws));
     config = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => config.tls_files(cert, key),
         (None, None) => config,
@@ -662,7 +670,7 @@ fn identity_settings(mut config: Config, args: &ServeArgs) -> Result<Config, Str
     }
     // Checked here, not only by `validate`: these errors keep their plain wording
     // ("invalid jwt_leeway: …"), as before the setters stopped checking.
-    switchboard::settings::check_identity(&config).map_err(e)?;
+    switchboard::bindings::settings::check_identity(&config).map_err(e)?;
     Ok(config)
 }
 

@@ -1,4 +1,4 @@
-//! The settings table (`switchboard::settings`) against every front door: `Config`'s fields,
+//! The settings table (`switchboard::bindings::settings`) against every front door: `Config`'s fields,
 //! the `serve` flags, the `--config` TOML keys, the Node options (`node/src/config.rs`), the C
 //! setters (`include/switchboard.h`) and `docs/limits.md`. Each check goes both ways, so a
 //! name added to one place and not to the table fails too.
@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use clap::{Args, Command};
-use switchboard::settings::{Kind, RUST_ONLY, SETTINGS};
+use switchboard::bindings::settings::{Kind, RUST_ONLY, SETTINGS};
 use switchboard::Config;
 
 use crate::serve::{FileSettings, ServeArgs};
@@ -83,7 +83,7 @@ fn every_config_field_has_a_setting_or_a_reason() {
     let missing: Vec<_> = fields.difference(&covered).collect();
     assert!(
         missing.is_empty(),
-        "Config fields without a row in switchboard::settings::SETTINGS (or RUST_ONLY with a reason): {missing:?}"
+        "Config fields without a row in switchboard::bindings::settings::SETTINGS (or RUST_ONLY with a reason): {missing:?}"
     );
 }
 
@@ -294,7 +294,7 @@ const END: &str = "<!-- end of settings table -->\n";
 fn docs_settings_table_is_generated_from_the_table() {
     let path = repo("docs/limits.md");
     let doc = read("docs/limits.md");
-    let table = switchboard::settings::markdown_table();
+    let table = switchboard::bindings::settings::markdown_table();
     let (before, rest) = doc
         .split_once(BEGIN)
         .expect("docs/limits.md lacks the settings table marker");

@@ -1,19 +1,83 @@
 //! Room history in a capped Redis Stream per room.
 
-use super::{Inner, StreamEntry};
-use crate::cluster::ClusterError;
-use crate::store::ChatMessage;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::keys::history_key;
+use super::{later, Answer, Inner};
+use crate::cluster::{ClusterError, HistoryStore};
+
+/// A stream entry as `XRANGE` answers it: its id and its field/value pairs.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
+/// The rooms' history shared by the nodes: a capped stream per room, a message per entry
+/// (its JSON record in field `m`).
+pub struct RedisHistory(pub(super) Arc<Inner>);
+
+impl HistoryStore for RedisHistory {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn append(
+        &self,
+        room: &str,
+        _id: &str,
+        record: Bytes,
+        limit: usize,
+    ) -> Answer<Result<(), ClusterError>> {
+        let inner = self.0.clone();
+        let k = history_key(room);
+        later(async move {
+            inner
+                .run(|mut c| async move {
+                    redis::cmd("XADD")
+                        .arg(&k)
+                        .arg("MAXLEN")
+                        .arg(limit)
+                        .arg("*")
+                        .arg("m")
+                        .arg(&record[..])
+                        .query_async::<redis::Value>(&mut c)
+                        .await
+                })
+                .await
+                .map(drop)
+        })
+    }
+
+    fn query(
+        &self,
+        room: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Answer<Result<Vec<Bytes>, ClusterError>> {
+        let inner = self.0.clone();
+        let k = history_key(room);
+        let before = before.map(str::to_owned);
+        later(async move { query_history(&inner, &k, before.as_deref(), limit).await })
+    }
+}
+
+/// The part of a record the store reads: its id.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+}
 
 /// Pages backwards through the room's stream until `limit` messages before `before` are
 /// found. Stream order is arrival order; `before` is a message id, compared as ids sort.
-pub(super) async fn query_history(
+async fn query_history(
     inner: &Inner,
     k: &str,
     before: Option<&str>,
     limit: usize,
-) -> Result<Vec<ChatMessage>, ClusterError> {
+) -> Result<Vec<Bytes>, ClusterError> {
     const PAGE: usize = 200;
-    let mut found: Vec<ChatMessage> = Vec::with_capacity(limit.min(PAGE));
+    let mut found: Vec<Bytes> = Vec::with_capacity(limit.min(PAGE));
     let mut end = "+".to_owned();
     loop {
         let (k, end_arg) = (k.to_owned(), end.clone());
@@ -30,16 +94,16 @@ pub(super) async fn query_history(
             })
             .await?;
         let exhausted = page.len() < PAGE;
-        for (id, fields) in &page {
+        for (id, fields) in page {
             end = format!("({id}");
-            let Some((_, json)) = fields.iter().find(|(f, _)| f == "m") else {
+            let Some((_, json)) = fields.into_iter().find(|(f, _)| f == "m") else {
                 continue;
             };
-            let Ok(message) = serde_json::from_slice::<ChatMessage>(json) else {
+            let Ok(head) = serde_json::from_slice::<Head<'_>>(&json) else {
                 continue;
             };
-            if before.is_none_or(|b| message.id.as_str() < b) {
-                found.push(message);
+            if before.is_none_or(|b| head.id.as_ref() < b) {
+                found.push(Bytes::from(json));
                 if found.len() == limit {
                     break;
                 }

@@ -1,5 +1,6 @@
-//! The Redis adapter: one pub/sub channel per room, presence in hashes kept by Lua scripts,
-//! history in capped Streams, and node heartbeats.
+//! The Redis cluster: one pub/sub channel per room, presence in hashes kept by Lua scripts,
+//! history in capped Streams, documents in lists, and node heartbeats. Every store shares
+//! one connection (and one outage state) per node; the key names are in `keys.rs`.
 //!
 //! Why a channel per room rather than one firehose: a node then only receives the rooms it
 //! has members in, so adding nodes does not multiply the traffic every node must filter.
@@ -7,63 +8,59 @@
 //! but plain pub/sub works on every Redis and the channels are the same either way.
 //!
 //! Three tasks run per node: the listener (the subscription connection, resubscribing
-//! after every reconnect), the publisher (envelopes queued by handlers, pipelined in
+//! after every reconnect), the publisher (messages queued by handlers, pipelined in
 //! batches in the order they were sent), and the heartbeat (liveness, reaping dead nodes,
 //! restating this node's presence when Redis lost it). Redis being down never blocks a
 //! handler for long: commands time out, publishes are dropped and counted, and everything
 //! resumes by itself when Redis is back.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncCommands, RedisResult};
+use redis::RedisResult;
 use tokio::sync::{mpsc, oneshot, watch};
 
+mod broker;
+pub(crate) mod documents;
 mod history;
-mod sockets;
+mod keys;
+mod scripts;
+mod stores;
 mod tasks;
 
-use history::query_history;
-use tasks::{heartbeat_loop, listen, publish_loop, reap};
+pub use broker::RedisBroker;
+pub use history::RedisHistory;
+pub use stores::{RedisDocuments, RedisPresence, RedisSessions};
 
-use super::envelope::{Envelope, RecoveredSession};
-use super::StoredDocument;
-use super::{documents, scripts, Adapter, ClusterError, ClusterSink, Sinks};
-use crate::hub::presence::Member;
+use super::{later, Answer, Cluster, ClusterError, Sinks};
 use crate::metrics::Metrics;
-use crate::store::ChatMessage;
 
-/// Every key and channel starts with this.
-const PREFIX: &str = "switchboard:";
 /// A command that takes longer fails (the handler then falls back to local state).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a failed connect, commands fail at once for this long instead of each trying.
 const RECONNECT_THROTTLE: Duration = Duration::from_millis(250);
 /// Longest wait between attempts to reconnect the subscription.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// Envelopes waiting to be published; beyond it they are dropped and counted.
+/// Messages waiting to be published; beyond it they are dropped and counted.
 const PUBLISH_QUEUE: usize = 65_536;
-/// Most envelopes in one pipelined round trip.
+/// Most messages in one pipelined round trip.
 const PUBLISH_BATCH: usize = 512;
 
 type Interest = (String, Option<oneshot::Sender<()>>);
-/// What the tasks take over when the adapter starts.
+/// What the tasks take over when the broker starts.
 type Receivers = (
     mpsc::Receiver<(String, Bytes)>,
     mpsc::UnboundedReceiver<Interest>,
 );
-/// A stream entry as `XRANGE` answers it: its id and its field/value pairs.
-type StreamEntry = (String, Vec<(String, Vec<u8>)>);
 
-/// The Redis cluster adapter.
-pub struct RedisAdapter {
+/// A node's connection to the cluster's Redis, from which its broker and stores are made
+/// ([`RedisCluster::into_cluster`]).
+pub struct RedisCluster {
     inner: Arc<Inner>,
 }
 
@@ -75,11 +72,11 @@ struct Inner {
     conn: Mutex<Option<MultiplexedConnection>>,
     next_connect: Mutex<Instant>,
     up: AtomicBool,
-    /// When the connection was lost (or the adapter started, before its first connection);
+    /// When the connection was lost (or the node started, before its first connection);
     /// `None` while connected.
     down_since: Mutex<Option<Instant>>,
     publish_tx: mpsc::Sender<(String, Bytes)>,
-    /// Envelopes queued for publishing, and those the publisher has finished with (sent or
+    /// Messages queued for publishing, and those the publisher has finished with (sent or
     /// dropped): equal when nothing is waiting or in flight.
     queued: AtomicU64,
     settled: AtomicU64,
@@ -87,15 +84,11 @@ struct Inner {
     receivers: Mutex<Option<Receivers>>,
     sinks: Arc<Sinks>,
     stop: watch::Sender<bool>,
-    /// Recovery requests waiting for their reply, by request id.
-    pending: Mutex<HashMap<u64, oneshot::Sender<Option<RecoveredSession>>>>,
-    /// `fetch_sockets` requests waiting for their replies, by request id.
-    pending_sockets: Mutex<HashMap<u64, mpsc::Sender<String>>>,
     runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
-impl RedisAdapter {
-    /// An adapter for the Redis at `url` (`redis://host:port/db`); connects when started.
+impl RedisCluster {
+    /// A node of the cluster at `url` (`redis://host:port/db`); connects when started.
     pub fn new(
         url: &str,
         heartbeat: Duration,
@@ -106,7 +99,7 @@ impl RedisAdapter {
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
         metrics.cluster.enabled.store(true, Ordering::Relaxed);
-        Ok(RedisAdapter {
+        Ok(RedisCluster {
             inner: Arc::new(Inner {
                 node_id: crate::helpers::ids::new_id().to_string(),
                 client,
@@ -123,38 +116,22 @@ impl RedisAdapter {
                 receivers: Mutex::new(Some((publish_rx, interest_rx))),
                 sinks: Arc::new(Sinks::default()),
                 stop: watch::channel(false).0,
-                pending: Mutex::new(HashMap::new()),
-                pending_sockets: Mutex::new(HashMap::new()),
                 runtime: std::sync::OnceLock::new(),
             }),
         })
     }
-}
 
-fn key(kind: &str, name: &str) -> String {
-    format!("{PREFIX}{kind}:{name}")
-}
-
-fn room_channel(room: &str) -> String {
-    key("r", room)
-}
-
-/// The node's own channel: requests and replies addressed to it.
-fn node_channel(node: &str) -> String {
-    key("n", node)
-}
-
-fn all_channel() -> String {
-    format!("{PREFIX}all")
-}
-
-fn nodes_key() -> String {
-    format!("{PREFIX}nodes")
-}
-
-/// A node's `[room, user]` entry, as stored by a join and removed by a leave.
-fn entry(room: &str, user: &str) -> String {
-    serde_json::to_string(&(room, user)).unwrap_or_default()
+    /// The broker and the stores, all on this node's connection.
+    pub fn into_cluster(self) -> Cluster {
+        let inner = self.inner;
+        Cluster::new(
+            Arc::new(RedisBroker(inner.clone())),
+            Arc::new(RedisPresence(inner.clone())),
+            Arc::new(RedisHistory(inner.clone())),
+            Arc::new(RedisDocuments(inner.clone())),
+            Arc::new(RedisSessions(inner)),
+        )
+    }
 }
 
 fn now_ms() -> u64 {
@@ -240,9 +217,9 @@ impl Inner {
         script: &'static redis::Script,
         keys: Vec<String>,
         args: Vec<String>,
-    ) -> BoxFuture<'static, Result<bool, ClusterError>> {
+    ) -> Answer<Result<bool, ClusterError>> {
         let inner = self.clone();
-        Box::pin(async move {
+        later(async move {
             let flag: i64 = inner
                 .run(|mut c| async move {
                     let mut call = script.prepare_invoke();
@@ -254,7 +231,7 @@ impl Inner {
         })
     }
 
-    /// Queues an envelope for the publisher; a full queue drops it (counted).
+    /// Queues a message for the publisher; a full queue drops it (counted).
     fn enqueue(&self, channel: String, data: Bytes) -> bool {
         if self.publish_tx.try_send((channel, data)).is_ok() {
             self.queued.fetch_add(1, Ordering::AcqRel);
@@ -267,357 +244,5 @@ impl Inner {
 
     fn stopped(&self) -> bool {
         *self.stop.borrow()
-    }
-}
-
-impl Adapter for RedisAdapter {
-    fn node_id(&self) -> &str {
-        &self.inner.node_id
-    }
-
-    fn add_sink(&self, sink: Arc<dyn ClusterSink>) {
-        self.inner.sinks.add(sink);
-    }
-
-    fn start(&self, runtime: &tokio::runtime::Handle) {
-        let Some((publish_rx, interest_rx)) = self.inner.receivers.lock().take() else {
-            return; // started already
-        };
-        let _ = self.inner.runtime.set(runtime.clone());
-        let sinks: Arc<dyn ClusterSink> = self.inner.sinks.clone();
-        runtime.spawn(listen(self.inner.clone(), interest_rx, sinks.clone()));
-        runtime.spawn(publish_loop(self.inner.clone(), publish_rx));
-        runtime.spawn(heartbeat_loop(self.inner.clone(), sinks));
-    }
-
-    fn publish(&self, room: Option<&str>, envelope: &Envelope) {
-        let channel = room.map_or_else(all_channel, room_channel);
-        let data = envelope.encode(&self.inner.node_id);
-        self.inner.enqueue(channel, data);
-    }
-
-    fn interest_changed(&self, room: &str) -> BoxFuture<'static, ()> {
-        let (done, applied) = oneshot::channel();
-        let _ = self.inner.interest_tx.send((room.to_owned(), Some(done)));
-        Box::pin(async move {
-            // While Redis is down the change waits for the reconnect; the caller need not.
-            let _ = tokio::time::timeout(COMMAND_TIMEOUT, applied).await;
-        })
-    }
-
-    fn presence_join(
-        &self,
-        room: &str,
-        user: &str,
-        username: &str,
-    ) -> BoxFuture<'static, Result<bool, ClusterError>> {
-        let keys = presence_keys(room, &self.inner.node_id);
-        let args = [
-            user.to_owned(),
-            username.to_owned(),
-            now_ms().to_string(),
-            entry(room, user),
-        ];
-        self.inner
-            .script_flag(&scripts::JOIN, keys.into(), args.into())
-    }
-
-    fn presence_leave(
-        &self,
-        room: &str,
-        user: &str,
-    ) -> BoxFuture<'static, Result<bool, ClusterError>> {
-        let keys = presence_keys(room, &self.inner.node_id);
-        let args = [user.to_owned(), entry(room, user)];
-        self.inner
-            .script_flag(&scripts::LEAVE, keys.into(), args.into())
-    }
-
-    fn presence_members(
-        &self,
-        room: &str,
-    ) -> BoxFuture<'static, Result<Vec<Member>, ClusterError>> {
-        let inner = self.inner.clone();
-        let keys = [key("pj", room), key("pu", room)];
-        Box::pin(async move {
-            let flat: Vec<String> = inner
-                .run(|mut c| async move {
-                    let mut call = scripts::MEMBERS.prepare_invoke();
-                    call.key(&keys[..]);
-                    call.invoke_async(&mut c).await
-                })
-                .await?;
-            Ok(flat
-                .chunks_exact(2)
-                .map(|p| Member {
-                    user_id: p[0].as_str().into(),
-                    username: p[1].as_str().into(),
-                })
-                .collect())
-        })
-    }
-
-    fn presence_contains(
-        &self,
-        room: &str,
-        user: &str,
-    ) -> BoxFuture<'static, Result<bool, ClusterError>> {
-        let inner = self.inner.clone();
-        let (k, user) = (key("pc", room), user.to_owned());
-        Box::pin(async move {
-            inner
-                .run(|mut c| async move { c.hexists(&k, &user).await })
-                .await
-        })
-    }
-
-    fn typing_start(
-        &self,
-        room: &str,
-        user: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> BoxFuture<'static, Result<bool, ClusterError>> {
-        let args = [token.to_owned(), ttl.as_millis().to_string()];
-        let keys = vec![typing_key(room, user)];
-        self.inner
-            .script_flag(&scripts::TYPING_START, keys, args.into())
-    }
-
-    fn typing_stop(
-        &self,
-        room: &str,
-        user: &str,
-        token: Option<&str>,
-    ) -> BoxFuture<'static, Result<bool, ClusterError>> {
-        let keys = vec![typing_key(room, user)];
-        let args = vec![token.unwrap_or_default().to_owned()];
-        self.inner.script_flag(&scripts::TYPING_STOP, keys, args)
-    }
-
-    fn history_append(
-        &self,
-        message: &ChatMessage,
-        limit: usize,
-    ) -> BoxFuture<'static, Result<(), ClusterError>> {
-        let inner = self.inner.clone();
-        let k = key("h", &message.room_id);
-        let json = serde_json::to_vec(message);
-        Box::pin(async move {
-            let json = json.map_err(|e| ClusterError::Protocol(e.to_string()))?;
-            inner
-                .run(|mut c| async move {
-                    redis::cmd("XADD")
-                        .arg(&k)
-                        .arg("MAXLEN")
-                        .arg(limit)
-                        .arg("*")
-                        .arg("m")
-                        .arg(&json[..])
-                        .query_async::<redis::Value>(&mut c)
-                        .await
-                })
-                .await
-                .map(drop)
-        })
-    }
-
-    fn history_query(
-        &self,
-        room: &str,
-        before: Option<&str>,
-        limit: usize,
-    ) -> BoxFuture<'static, Result<Vec<ChatMessage>, ClusterError>> {
-        let inner = self.inner.clone();
-        let k = key("h", room);
-        let before = before.map(str::to_owned);
-        Box::pin(async move { query_history(&inner, &k, before.as_deref(), limit).await })
-    }
-
-    fn document_load(&self, doc: &str) -> BoxFuture<'static, Result<StoredDocument, ClusterError>> {
-        let inner = self.inner.clone();
-        let (list, generation) = (key("y", doc), key("yg", doc));
-        Box::pin(async move { inner.run(|c| documents::load(c, list, generation)).await })
-    }
-
-    fn document_append(
-        &self,
-        doc: &str,
-        update: Bytes,
-    ) -> BoxFuture<'static, Result<usize, ClusterError>> {
-        let inner = self.inner.clone();
-        let list = key("y", doc);
-        Box::pin(async move { inner.run(|c| documents::append(c, list, update)).await })
-    }
-
-    fn document_compact(
-        &self,
-        doc: &str,
-        generation: u64,
-        count: usize,
-        merged: Bytes,
-    ) -> BoxFuture<'static, Result<bool, ClusterError>> {
-        let inner = self.inner.clone();
-        let keys = [key("y", doc), key("yg", doc)];
-        Box::pin(async move {
-            inner
-                .run(|c| documents::compact(c, keys, generation, count, merged))
-                .await
-        })
-    }
-
-    fn session_dropped(&self, pid: &str, ttl: Duration) {
-        let (inner, k) = (self.inner.clone(), key("sess", pid));
-        let Some(runtime) = self.inner.runtime.get() else {
-            return;
-        };
-        runtime.spawn(async move {
-            let node = inner.node_id.clone();
-            let ttl = ttl.as_millis().max(1) as u64;
-            let _ = inner
-                .run(|mut c| async move {
-                    redis::cmd("SET")
-                        .arg(&k)
-                        .arg(&node)
-                        .arg("PX")
-                        .arg(ttl)
-                        .query_async::<()>(&mut c)
-                        .await
-                })
-                .await;
-        });
-    }
-
-    fn recover_session(
-        &self,
-        namespace: &str,
-        pid: &str,
-        offset: Option<&str>,
-    ) -> BoxFuture<'static, Option<RecoveredSession>> {
-        let inner = self.inner.clone();
-        let (namespace, pid, offset) = (
-            namespace.to_owned(),
-            pid.to_owned(),
-            offset.map(str::to_owned),
-        );
-        Box::pin(async move {
-            let k = key("sess", &pid);
-            let holder: Option<String> = inner
-                .run(|mut c| async move { c.get(&k).await })
-                .await
-                .ok()
-                .flatten();
-            let holder = holder.filter(|n| *n != inner.node_id)?;
-            let id = rand::random::<u64>();
-            let (tx, rx) = oneshot::channel();
-            inner.pending.lock().insert(id, tx);
-            let request = Envelope::RecoveryRequest {
-                id,
-                reply_to: inner.node_id.clone(),
-                namespace,
-                pid,
-                offset,
-            };
-            let sent = inner.enqueue(node_channel(&holder), request.encode(&inner.node_id));
-            let reply = if sent {
-                tokio::time::timeout(COMMAND_TIMEOUT, rx)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-            } else {
-                None
-            };
-            inner.pending.lock().remove(&id);
-            reply.flatten()
-        })
-    }
-
-    fn fetch_sockets(
-        &self,
-        namespace: &str,
-        room: &str,
-        timeout: Duration,
-    ) -> BoxFuture<'static, Vec<String>> {
-        Box::pin(sockets::fetch(
-            self.inner.clone(),
-            namespace.to_owned(),
-            room.to_owned(),
-            timeout,
-        ))
-    }
-
-    fn send_to_node(&self, node: &str, envelope: &Envelope) {
-        let data = envelope.encode(&self.inner.node_id);
-        self.inner.enqueue(node_channel(node), data);
-    }
-
-    fn is_connected(&self) -> bool {
-        self.inner.up.load(Ordering::Acquire)
-    }
-
-    fn disconnected_for(&self) -> Option<Duration> {
-        if self.is_connected() {
-            return None;
-        }
-        self.inner.down_since.lock().map(|since| since.elapsed())
-    }
-
-    fn shutdown(&self) -> BoxFuture<'static, ()> {
-        let inner = self.inner.clone();
-        Box::pin(async move {
-            // Leave now rather than after the heartbeat TTL: withdraw this node's presence
-            // as a survivor would, tell everyone who left, let those envelopes go out, stop.
-            let node = inner.node_id.clone();
-            let _ = inner
-                .run(|mut c| {
-                    let node = node.clone();
-                    async move { c.del::<_, ()>(key("alive", &node)).await }
-                })
-                .await;
-            let _ = reap(&inner, &*inner.sinks, &node).await;
-            let deadline = Instant::now() + COMMAND_TIMEOUT;
-            while inner.settled.load(Ordering::Acquire) < inner.queued.load(Ordering::Acquire)
-                && Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            let _ = inner.stop.send(true);
-        })
-    }
-}
-
-fn typing_key(room: &str, user: &str) -> String {
-    // A user id may contain ':'; JSON keeps the pair unambiguous.
-    key("ty", &entry(room, user))
-}
-
-fn presence_keys(room: &str, node: &str) -> [String; 4] {
-    [
-        key("pc", room),
-        key("pu", room),
-        key("pj", room),
-        key("pn", node),
-    ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn typing_keys_are_unambiguous_with_colons_in_ids() {
-        // Joined with ':' these would all be `ty:a:b:c`.
-        let keys = [
-            typing_key("a:b", "c"),
-            typing_key("a", "b:c"),
-            typing_key("a:b:c", ""),
-            typing_key("", "a:b:c"),
-        ];
-        for (i, k) in keys.iter().enumerate() {
-            for other in &keys[i + 1..] {
-                assert_ne!(k, other);
-            }
-        }
-        assert_eq!(typing_key("a\"", "b"), "switchboard:ty:[\"a\\\"\",\"b\"]");
     }
 }

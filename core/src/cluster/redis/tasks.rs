@@ -9,12 +9,16 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::*;
-use crate::cluster::envelope::{Envelope, Received};
+use super::keys::{
+    alive_key, all_channel, entry, node_channel, node_presence_key, nodes_key, room_channel, PREFIX,
+};
+use super::scripts;
+use super::{now_ms, Inner, Interest, COMMAND_TIMEOUT, MAX_BACKOFF, PUBLISH_BATCH};
+use crate::cluster::wire::Message;
 use crate::cluster::{ClusterError, ClusterSink, Departure};
 
 /// The subscription connection: resubscribes every wanted room after each reconnect and
-/// hands arriving envelopes to the engine, in order.
+/// hands arriving messages to the sinks, in order.
 pub(super) async fn listen(
     inner: Arc<Inner>,
     mut interest: mpsc::UnboundedReceiver<Interest>,
@@ -88,34 +92,17 @@ pub(super) async fn listen(
 }
 
 fn deliver(inner: &Inner, sink: &dyn ClusterSink, data: &Bytes) {
-    match Envelope::decode(data) {
-        Ok(Received { origin, .. }) if origin == inner.node_id => {}
-        Ok(Received {
-            envelope: Envelope::RecoveryReply { id, session },
-            ..
-        }) => {
-            if let Some(waiter) = inner.pending.lock().remove(&id) {
-                let _ = waiter.send(session);
-            }
-        }
-        Ok(Received {
-            envelope: Envelope::SocketsReply { id, sockets },
-            ..
-        }) => {
-            if let Some(waiter) = inner.pending_sockets.lock().get(&id) {
-                // Bounded: a reply beyond the expected nodes' is dropped.
-                let _ = waiter.try_send(sockets);
-            }
-        }
-        Ok(received) => {
+    match Message::parse(data) {
+        Ok(message) if message.origin == inner.node_id => {}
+        Ok(message) => {
             inner.metrics.cluster.received.inc();
-            sink.deliver(&received);
+            sink.deliver(&message);
         }
         Err(e) => tracing::debug!(error = %e, "dropped a malformed cluster envelope"),
     }
 }
 
-/// Publishes queued envelopes, pipelining whatever accumulated while the last batch was in
+/// Publishes queued messages, pipelining whatever accumulated while the last batch was in
 /// flight; one connection keeps them in the order they were queued.
 pub(super) async fn publish_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<(String, Bytes)>) {
     let mut stop = inner.stop.subscribe();
@@ -171,7 +158,7 @@ async fn beat(inner: &Inner, sink: &dyn ClusterSink) -> Result<(), ClusterError>
             async move {
                 let mut pipe = redis::pipe();
                 pipe.cmd("SET")
-                    .arg(key("alive", &node))
+                    .arg(alive_key(&node))
                     .arg(1)
                     .arg("PX")
                     .arg(ttl)
@@ -198,7 +185,7 @@ async fn beat(inner: &Inner, sink: &dyn ClusterSink) -> Result<(), ClusterError>
             .run(|mut c| async move {
                 let mut pipe = redis::pipe();
                 for other in &others {
-                    pipe.exists(key("alive", other));
+                    pipe.exists(alive_key(other));
                 }
                 pipe.query_async(&mut c).await
             })
@@ -218,7 +205,7 @@ async fn restate(inner: &Inner, sink: &dyn ClusterSink) -> Result<(), ClusterErr
     inner
         .run(|mut c| async move {
             let mut call = scripts::RESTATE.prepare_invoke();
-            call.key(key("pn", &node)).arg(PREFIX).arg(now_ms());
+            call.key(node_presence_key(&node)).arg(PREFIX).arg(now_ms());
             for (room, user, name) in &present {
                 call.arg(&**room)
                     .arg(&**user)
@@ -235,7 +222,7 @@ pub(super) async fn reap(
     sink: &dyn ClusterSink,
     dead: &str,
 ) -> Result<(), ClusterError> {
-    let keys = [nodes_key(), key("pn", dead), key("alive", dead)];
+    let keys = [nodes_key(), node_presence_key(dead), alive_key(dead)];
     let dead_id = dead.to_owned();
     let flat: Vec<String> = inner
         .run(|mut c| async move {

@@ -26,7 +26,7 @@ impl RequestHead {
         self.uri.query().unwrap_or("").to_owned()
     }
 
-    pub(super) fn handshake(&self) -> HandshakeInfo {
+    pub(crate) fn handshake(&self) -> HandshakeInfo {
         let kept = self
             .headers
             .iter()

@@ -33,6 +33,12 @@ pub trait WebSocketService: Send + Sync + 'static {
     /// Closes every connection and saves what must survive; called by
     /// `Engine::shutdown` before the runtime stops.
     fn shutdown(&self) {}
+
+    /// How many of its connections are still open (closing ones included): what
+    /// `Engine::closed` waits for after a shutdown.
+    fn open_connections(&self) -> usize {
+        0
+    }
 }
 
 /// A plain HTTP endpoint other than Engine.IO (the SSE stream and the server API), mounted
@@ -45,4 +51,9 @@ pub trait HttpService: Send + Sync + 'static {
     fn max_body(&self) -> usize {
         64 * 1024
     }
+
+    /// Ends every long-lived response the service serves (SSE streams) and refuses new
+    /// ones; called by `Engine::shutdown`, which must not leave a response open on a runtime
+    /// that keeps running (`EngineBuilder::build_on`).
+    fn shutdown(&self) {}
 }

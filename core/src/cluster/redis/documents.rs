@@ -14,7 +14,7 @@ use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Script};
 
-use super::StoredDocument;
+use crate::cluster::StoredDocument;
 
 /// KEYS: list, generation. ARGV: generation read, count, merged update. Returns 1 when the
 /// first `count` entries were replaced by the merged one.
@@ -88,7 +88,7 @@ pub(crate) mod tests {
 
     use bytes::Bytes;
 
-    use crate::cluster::{Adapter, RedisAdapter};
+    use crate::cluster::RedisCluster;
 
     /// A throwaway redis-server on a free port (`REDIS_SERVER_BIN` overrides the binary).
     pub(crate) struct Server(std::process::Child, pub(crate) u16);
@@ -132,40 +132,33 @@ pub(crate) mod tests {
             return;
         };
         let url = format!("redis://127.0.0.1:{}", server.1);
-        let adapter =
-            RedisAdapter::new(&url, Duration::from_secs(1), Arc::new(Default::default())).unwrap();
+        let cluster =
+            RedisCluster::new(&url, Duration::from_secs(1), Arc::new(Default::default())).unwrap();
+        let adapter = cluster.into_cluster().documents().clone();
         let entry = |i: u8| Bytes::from(vec![i]);
         for i in 0..3 {
-            assert_eq!(
-                adapter.document_append("d", entry(i)).await.unwrap(),
-                i as usize + 1
-            );
+            assert_eq!(adapter.append("d", entry(i)).await.unwrap(), i as usize + 1);
         }
-        let read = adapter.document_load("d").await.unwrap();
+        let read = adapter.load("d").await.unwrap();
         assert_eq!(read.generation, 0);
         assert_eq!(read.updates, vec![entry(0), entry(1), entry(2)]);
         // Another node appends between the read and the compaction.
-        adapter.document_append("d", entry(3)).await.unwrap();
+        adapter.append("d", entry(3)).await.unwrap();
         let merged = Bytes::from_static(b"m");
         assert!(adapter
-            .document_compact("d", read.generation, 3, merged.clone())
+            .compact("d", read.generation, 3, merged.clone())
             .await
             .unwrap());
-        let now = adapter.document_load("d").await.unwrap();
+        let now = adapter.load("d").await.unwrap();
         assert_eq!(now.generation, 1);
         assert_eq!(now.updates, vec![merged, entry(3)]);
         // A second compactor that read the same generation must not trim anything.
         assert!(!adapter
-            .document_compact("d", read.generation, 2, Bytes::from_static(b"x"))
+            .compact("d", read.generation, 2, Bytes::from_static(b"x"))
             .await
             .unwrap());
-        assert_eq!(adapter.document_load("d").await.unwrap(), now);
+        assert_eq!(adapter.load("d").await.unwrap(), now);
         // A document never stored is empty.
-        assert!(adapter
-            .document_load("other")
-            .await
-            .unwrap()
-            .updates
-            .is_empty());
+        assert!(adapter.load("other").await.unwrap().updates.is_empty());
     }
 }
