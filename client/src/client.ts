@@ -2,6 +2,7 @@ import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket
 
 import { SwitchboardError, toSwitchboardError } from './errors.js';
 import { Store, type Observable } from './observable.js';
+import { RoomStates } from './rooms.js';
 import { TypingIndicator } from './typing.js';
 import type {
   ChatMessage,
@@ -57,10 +58,6 @@ export interface RoomState {
   readonly typingUsers: readonly Member[];
 }
 
-const EMPTY_ROOM: RoomState = Object.freeze({
-  members: Object.freeze([]) as readonly Member[],
-  typingUsers: Object.freeze([]) as readonly Member[],
-});
 
 const LOCAL_EVENTS: ReadonlySet<string> = new Set<keyof LocalEvents>(['rejoined', 'rejoinFailed']);
 
@@ -89,7 +86,7 @@ export class SwitchboardClient {
   private readonly pendingJoins = new Map<string, Promise<void>>();
   private readonly roomOps = new Map<string, number>();
   private readonly roomRefs = new Map<string, number>();
-  private readonly roomStores = new Map<string, Store<RoomState>>();
+  private readonly roomStates = new RoomStates();
   private readonly typingIndicators = new Map<string, TypingIndicator>();
   private readonly leaveTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly localHandlers = new Map<string, Set<(data: unknown) => void>>();
@@ -125,10 +122,10 @@ export class SwitchboardClient {
     this.listen('connect', () => this.onConnect());
     this.listen('disconnect', (reason: string) => this.onDisconnect(reason));
     this.listen('connect_error', (err: Error) => this.onConnectError(err));
-    this.listen('roomMembers', (e: RoomMembersEvent) => this.onRoomMembers(e));
-    this.listen('userJoined', (e: PresenceEvent) => this.onUserJoined(e));
-    this.listen('userLeft', (e: PresenceEvent) => this.onUserLeft(e));
-    this.listen('typing', (e: TypingEvent) => this.onTyping(e));
+    this.listen('roomMembers', (e: RoomMembersEvent) => this.roomStates.roomMembers(e));
+    this.listen('userJoined', (e: PresenceEvent) => this.roomStates.userJoined(e));
+    this.listen('userLeft', (e: PresenceEvent) => this.roomStates.userLeft(e));
+    this.listen('typing', (e: TypingEvent) => this.roomStates.typing(e));
     this.listen('tokenExpiring', () => this.refreshToken());
     this.listen('error', (e: unknown) => {
       this.lastServerError = toSwitchboardError(e);
@@ -211,7 +208,7 @@ export class SwitchboardClient {
     this.joined.delete(roomId);
     this.pendingJoins.delete(roomId);
     this.typingIndicators.get(roomId)?.reset();
-    this.roomStores.get(roomId)?.set(EMPTY_ROOM);
+    this.roomStates.clear(roomId);
     return this.request<void>('leaveRoom', [roomId]);
   }
 
@@ -265,17 +262,17 @@ export class SwitchboardClient {
 
   /** Members and typing users of a room, observable (empty for rooms the client is not in). */
   room(roomId: string): Observable<RoomState> {
-    return this.roomStore(roomId);
+    return this.roomStates.store(roomId);
   }
 
   /** The members of a room, as last announced. */
   members(roomId: string): readonly Member[] {
-    return this.roomStores.get(roomId)?.get().members ?? EMPTY_ROOM.members;
+    return this.roomStates.members(roomId);
   }
 
   /** The other users typing in a room. */
   typingUsers(roomId: string): readonly Member[] {
-    return this.roomStores.get(roomId)?.get().typingUsers ?? EMPTY_ROOM.typingUsers;
+    return this.roomStates.typingUsers(roomId);
   }
 
   /**
@@ -529,8 +526,7 @@ export class SwitchboardClient {
 
   private rejoin(): void {
     for (const roomId of Array.from(this.joined)) {
-      const store = this.roomStores.get(roomId);
-      if (store) store.set({ members: store.get().members, typingUsers: EMPTY_ROOM.typingUsers });
+      this.roomStates.clearTyping(roomId);
       const op = this.roomOps.get(roomId);
       this.request<void>('joinRoom', [roomId]).then(
         () => {
@@ -541,7 +537,7 @@ export class SwitchboardClient {
           // Dropped again before the answer: the next connect tries again.
           if (error.code === 'DISCONNECTED' || error.code === 'CLOSED') return;
           if (this.roomOps.get(roomId) !== op || !this.joined.delete(roomId)) return;
-          this.roomStores.get(roomId)?.set(EMPTY_ROOM);
+          this.roomStates.clear(roomId);
           this.emitLocal('rejoinFailed', { roomId, error });
         },
       );
@@ -576,51 +572,6 @@ export class SwitchboardClient {
         : err.message;
     this.errorStore.set(new SwitchboardError('UNAUTHORIZED', message, { cause: this.tokenError ?? err }));
     this.stateStore.set('disconnected');
-  }
-
-  private roomStore(roomId: string): Store<RoomState> {
-    let store = this.roomStores.get(roomId);
-    if (!store) this.roomStores.set(roomId, (store = new Store<RoomState>(EMPTY_ROOM)));
-    return store;
-  }
-
-  private onRoomMembers(e: RoomMembersEvent): void {
-    if (!e || typeof e.roomId !== 'string' || !Array.isArray(e.members)) return;
-    const store = this.roomStore(e.roomId);
-    const members = e.members.map((m) => ({ userId: m.userId, username: m.username }));
-    const ids = new Set(members.map((m) => m.userId));
-    store.set({ members, typingUsers: store.get().typingUsers.filter((t) => ids.has(t.userId)) });
-  }
-
-  private onUserJoined(e: PresenceEvent): void {
-    if (!e || typeof e.roomId !== 'string') return;
-    const store = this.roomStore(e.roomId);
-    const state = store.get();
-    if (state.members.some((m) => m.userId === e.userId)) return;
-    store.set({ members: [...state.members, { userId: e.userId, username: e.username }], typingUsers: state.typingUsers });
-  }
-
-  private onUserLeft(e: PresenceEvent): void {
-    if (!e || typeof e.roomId !== 'string') return;
-    const store = this.roomStores.get(e.roomId);
-    if (!store) return;
-    const state = store.get();
-    store.set({
-      members: state.members.filter((m) => m.userId !== e.userId),
-      typingUsers: state.typingUsers.filter((m) => m.userId !== e.userId),
-    });
-  }
-
-  private onTyping(e: TypingEvent): void {
-    if (!e || typeof e.roomId !== 'string') return;
-    const store = this.roomStore(e.roomId);
-    const state = store.get();
-    const present = state.typingUsers.some((m) => m.userId === e.userId);
-    if (e.isTyping && !present) {
-      store.set({ members: state.members, typingUsers: [...state.typingUsers, { userId: e.userId, username: e.username }] });
-    } else if (!e.isTyping && present) {
-      store.set({ members: state.members, typingUsers: state.typingUsers.filter((m) => m.userId !== e.userId) });
-    }
   }
 
   private indicator(roomId: string): TypingIndicator {

@@ -1,6 +1,7 @@
 import type { ConnectionState, RoomState } from '../client.js';
 import { SwitchboardError, toSwitchboardError } from '../errors.js';
 import { Store, type Observable } from '../observable.js';
+import { RoomStates } from '../rooms.js';
 import { TypingIndicator } from '../typing.js';
 import type {
   EventMap,
@@ -9,10 +10,7 @@ import type {
   HistoryResult,
   LocalEvents,
   Member,
-  PresenceEvent,
-  RoomMembersEvent,
   SendResult,
-  TypingEvent,
   Unsubscribe,
 } from '../types.js';
 
@@ -55,10 +53,6 @@ export interface WsConnectOptions {
   typingRefresh?: number;
 }
 
-const EMPTY_ROOM: RoomState = Object.freeze({
-  members: Object.freeze([]) as readonly Member[],
-  typingUsers: Object.freeze([]) as readonly Member[],
-});
 const LOCAL_EVENTS: ReadonlySet<string> = new Set<keyof LocalEvents>(['rejoined', 'rejoinFailed']);
 /** Close codes after which reconnecting would be refused the same way. */
 const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([1003, 1008, 1009, 4000, 4401]);
@@ -106,7 +100,7 @@ export class WsSwitchboardClient {
   private readonly queue: string[] = [];
   private readonly handlers = new Map<string, Set<(data: any) => void>>();
   private readonly joined = new Set<string>();
-  private readonly roomStores = new Map<string, Store<RoomState>>();
+  private readonly roomStates = new RoomStates();
   private readonly typingIndicators = new Map<string, TypingIndicator>();
   private lastServerError: SwitchboardError | null = null;
 
@@ -182,7 +176,7 @@ export class WsSwitchboardClient {
   leaveRoom(roomId: string): Promise<void> {
     this.joined.delete(roomId);
     this.typingIndicators.get(roomId)?.reset();
-    this.roomStores.get(roomId)?.set(EMPTY_ROOM);
+    this.roomStates.clear(roomId);
     return this.request<void>('leaveRoom', roomId);
   }
 
@@ -249,17 +243,17 @@ export class WsSwitchboardClient {
 
   /** Members and typing users of a room, observable. */
   room(roomId: string): Observable<RoomState> {
-    return this.roomStore(roomId);
+    return this.roomStates.store(roomId);
   }
 
   /** The members of a room, as last announced. */
   members(roomId: string): readonly Member[] {
-    return this.roomStores.get(roomId)?.get().members ?? EMPTY_ROOM.members;
+    return this.roomStates.members(roomId);
   }
 
   /** The other users typing in a room. */
   typingUsers(roomId: string): readonly Member[] {
-    return this.roomStores.get(roomId)?.get().typingUsers ?? EMPTY_ROOM.typingUsers;
+    return this.roomStates.typingUsers(roomId);
   }
 
   // ---- events ---------------------------------------------------------------------------------
@@ -406,7 +400,7 @@ export class WsSwitchboardClient {
           const error = toSwitchboardError(err);
           if (error.code === 'DISCONNECTED' || error.code === 'CLOSED') return;
           this.joined.delete(roomId);
-          this.roomStores.get(roomId)?.set(EMPTY_ROOM);
+          this.roomStates.clear(roomId);
           this.emit('rejoinFailed', { roomId, error });
         },
       );
@@ -416,16 +410,16 @@ export class WsSwitchboardClient {
   private onEvent(event: string, data: any): void {
     switch (event) {
       case 'roomMembers':
-        this.onRoomMembers(data);
+        this.roomStates.roomMembers(data);
         break;
       case 'userJoined':
-        this.onUserJoined(data);
+        this.roomStates.userJoined(data);
         break;
       case 'userLeft':
-        this.onUserLeft(data);
+        this.roomStates.userLeft(data);
         break;
       case 'typing':
-        this.onTyping(data);
+        this.roomStates.typing(data);
         break;
       case 'tokenExpiring':
         this.refreshToken();
@@ -493,51 +487,6 @@ export class WsSwitchboardClient {
       this.pending.delete(id);
       clearTimeout(p.timer);
       p.reject(new SwitchboardError(code, message));
-    }
-  }
-
-  private roomStore(roomId: string): Store<RoomState> {
-    let store = this.roomStores.get(roomId);
-    if (!store) this.roomStores.set(roomId, (store = new Store<RoomState>(EMPTY_ROOM)));
-    return store;
-  }
-
-  private onRoomMembers(e: RoomMembersEvent): void {
-    if (!e || typeof e.roomId !== 'string' || !Array.isArray(e.members)) return;
-    const store = this.roomStore(e.roomId);
-    const members = e.members.map((m) => ({ userId: m.userId, username: m.username }));
-    const ids = new Set(members.map((m) => m.userId));
-    store.set({ members, typingUsers: store.get().typingUsers.filter((t) => ids.has(t.userId)) });
-  }
-
-  private onUserJoined(e: PresenceEvent): void {
-    if (!e || typeof e.roomId !== 'string') return;
-    const store = this.roomStore(e.roomId);
-    const state = store.get();
-    if (state.members.some((m) => m.userId === e.userId)) return;
-    store.set({ members: [...state.members, { userId: e.userId, username: e.username }], typingUsers: state.typingUsers });
-  }
-
-  private onUserLeft(e: PresenceEvent): void {
-    if (!e || typeof e.roomId !== 'string') return;
-    const store = this.roomStores.get(e.roomId);
-    if (!store) return;
-    const state = store.get();
-    store.set({
-      members: state.members.filter((m) => m.userId !== e.userId),
-      typingUsers: state.typingUsers.filter((m) => m.userId !== e.userId),
-    });
-  }
-
-  private onTyping(e: TypingEvent): void {
-    if (!e || typeof e.roomId !== 'string') return;
-    const store = this.roomStore(e.roomId);
-    const state = store.get();
-    const present = state.typingUsers.some((m) => m.userId === e.userId);
-    if (e.isTyping && !present) {
-      store.set({ members: state.members, typingUsers: [...state.typingUsers, { userId: e.userId, username: e.username }] });
-    } else if (!e.isTyping && present) {
-      store.set({ members: state.members, typingUsers: state.typingUsers.filter((m) => m.userId !== e.userId) });
     }
   }
 
