@@ -22,6 +22,8 @@
 //! - [`chat`]: the chat contract (rooms, presence, typing, messages with acks and history,
 //!   signaling) over Socket.IO, server-sent events and the HTTP API, with its host hooks.
 //! - [`yjs`]: collaborative documents for `y-websocket` clients.
+//! - [`ws`]: the chat contract as JSON frames over a plain WebSocket (`GET /ws`), for clients
+//!   without a Socket.IO library.
 //! - [`ws`]: the chat contract as JSON frames over a plain WebSocket at `/ws`, for clients
 //!   without a Socket.IO library.
 //! - [`socketio`]: namespaces and events of your own ([`EngineBuilder::namespace`]),
