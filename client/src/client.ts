@@ -1,9 +1,7 @@
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 
 import { SwitchboardError, toSwitchboardError } from './errors.js';
-import { Store, type Observable } from './observable.js';
-import { RoomStates } from './rooms.js';
-import { TypingIndicator } from './typing.js';
+import { RoomClientBase } from './base.js';
 import type {
   ChatMessage,
   EventMap,
@@ -70,24 +68,15 @@ type Registration = { event: string; wrapper: (...args: any[]) => void; local: b
  * A connection to a Switchboard server with the chat contract typed. Create it with
  * `connect(url, options)`.
  */
-export class SwitchboardClient {
+export class SwitchboardClient extends RoomClientBase {
   /** The underlying socket.io-client socket (for what the SDK does not cover). */
   readonly socket: Socket;
-  /** The connection state, observable. */
-  readonly state: Observable<ConnectionState>;
-  /** Why the connection failed or ended (null while connected or after an app's disconnect). */
-  readonly error: Observable<SwitchboardError | null>;
 
-  private readonly stateStore: Store<ConnectionState>;
-  private readonly errorStore: Store<SwitchboardError | null>;
   private readonly options: ConnectOptions;
   private readonly ackTimeout: number;
-  private readonly joined = new Set<string>();
   private readonly pendingJoins = new Map<string, Promise<void>>();
   private readonly roomOps = new Map<string, number>();
   private readonly roomRefs = new Map<string, number>();
-  private readonly roomStates = new RoomStates();
-  private readonly typingIndicators = new Map<string, TypingIndicator>();
   private readonly leaveTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly localHandlers = new Map<string, Set<(data: unknown) => void>>();
   private readonly registrations = new Map<AnyHandler, Registration[]>();
@@ -101,13 +90,13 @@ export class SwitchboardClient {
   private refreshingToken = false;
 
   constructor(url: string, options: ConnectOptions = {}) {
+    const autoConnect = options.autoConnect ?? true;
+    super(autoConnect ? 'connecting' : 'disconnected', {
+      idleMs: options.typingIdle,
+      refreshMs: options.typingRefresh,
+    });
     this.options = options;
     this.ackTimeout = options.ackTimeout ?? DEFAULT_ACK_TIMEOUT_MS;
-    const autoConnect = options.autoConnect ?? true;
-    this.stateStore = new Store<ConnectionState>(autoConnect ? 'connecting' : 'disconnected');
-    this.errorStore = new Store<SwitchboardError | null>(null);
-    this.state = this.stateStore;
-    this.error = this.errorStore;
 
     this.socket = io(url, {
       ...options.socketOptions,
@@ -139,11 +128,6 @@ export class SwitchboardClient {
   }
 
   // ---- connection -----------------------------------------------------------------------------
-
-  /** Shorthand for `state.get()`. */
-  get status(): ConnectionState {
-    return this.stateStore.get();
-  }
 
   /** Whether the connection is up (`connected` or `recovered`). */
   get connected(): boolean {
@@ -205,16 +189,14 @@ export class SwitchboardClient {
   /** Leaves a room (forgotten at once: a reconnect will not join it again). */
   leaveRoom(roomId: string): Promise<void> {
     this.bumpOp(roomId);
-    this.joined.delete(roomId);
     this.pendingJoins.delete(roomId);
-    this.typingIndicators.get(roomId)?.reset();
-    this.roomStates.clear(roomId);
+    this.forgetRoom(roomId);
     return this.request<void>('leaveRoom', [roomId]);
   }
 
   /** Sends a message to a room you are in (stopping your typing indicator there first). */
   sendMessage(roomId: string, text: string): Promise<SendResult> {
-    this.typingIndicators.get(roomId)?.stop();
+    this.stopTyping(roomId);
     return this.request<SendResult>('sendMessage', [{ roomId, text }]);
   }
 
@@ -233,47 +215,7 @@ export class SwitchboardClient {
     return this.request<void>('signal', [{ toUserId, data }]).then(() => undefined);
   }
 
-  // ---- typing ---------------------------------------------------------------------------------
-
-  /**
-   * Call on every keystroke in `roomId`: sends `startTyping` once, and `stopTyping` after
-   * `typingIdle` (2 s) without a keystroke. Nothing is sent while offline.
-   */
-  typing(roomId: string): void {
-    this.indicator(roomId).keystroke();
-  }
-
-  /** Sends `stopTyping` now if the typing helper had started. */
-  stopTyping(roomId: string): void {
-    this.typingIndicators.get(roomId)?.stop();
-  }
-
-  /** Whether the typing helper has sent `startTyping` for `roomId` and not yet `stopTyping`. */
-  isTyping(roomId: string): boolean {
-    return this.typingIndicators.get(roomId)?.isTyping ?? false;
-  }
-
   // ---- rooms ----------------------------------------------------------------------------------
-
-  /** The rooms this client is in (and will join again after a reconnect that did not recover). */
-  get rooms(): string[] {
-    return Array.from(this.joined);
-  }
-
-  /** Members and typing users of a room, observable (empty for rooms the client is not in). */
-  room(roomId: string): Observable<RoomState> {
-    return this.roomStates.store(roomId);
-  }
-
-  /** The members of a room, as last announced. */
-  members(roomId: string): readonly Member[] {
-    return this.roomStates.members(roomId);
-  }
-
-  /** The other users typing in a room. */
-  typingUsers(roomId: string): readonly Member[] {
-    return this.roomStates.typingUsers(roomId);
-  }
 
   /**
    * Joins `roomId` on behalf of one user of it (a component); `releaseRoom` undoes it. The room
@@ -574,25 +516,11 @@ export class SwitchboardClient {
     this.stateStore.set('disconnected');
   }
 
-  private indicator(roomId: string): TypingIndicator {
-    let indicator = this.typingIndicators.get(roomId);
-    if (!indicator) {
-      indicator = new TypingIndicator(
-        (isTyping) => {
-          if (this.closed || !this.socket.connected) return false;
-          // Best effort: a refusal (e.g. NOT_IN_ROOM) is answered in the ack and ignored.
-          this.socket.emit(isTyping ? 'startTyping' : 'stopTyping', roomId, () => undefined);
-          return true;
-        },
-        { idleMs: this.options.typingIdle, refreshMs: this.options.typingRefresh },
-      );
-      this.typingIndicators.set(roomId, indicator);
-    }
-    return indicator;
-  }
-
-  private resetTyping(): void {
-    for (const indicator of this.typingIndicators.values()) indicator.reset();
+  protected sendTyping(roomId: string, isTyping: boolean): boolean {
+    if (this.closed || !this.socket.connected) return false;
+    // Best effort: a refusal (e.g. NOT_IN_ROOM) is answered in the ack and ignored.
+    this.socket.emit(isTyping ? 'startTyping' : 'stopTyping', roomId, () => undefined);
+    return true;
   }
 
   private bumpOp(roomId: string): number {

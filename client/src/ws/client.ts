@@ -1,15 +1,11 @@
-import type { ConnectionState, RoomState } from '../client.js';
+import { RoomClientBase } from '../base.js';
 import { SwitchboardError, toSwitchboardError } from '../errors.js';
-import { Store, type Observable } from '../observable.js';
-import { RoomStates } from '../rooms.js';
-import { TypingIndicator } from '../typing.js';
 import type {
   EventMap,
   EventName,
   HistoryOptions,
   HistoryResult,
   LocalEvents,
-  Member,
   SendResult,
   Unsubscribe,
 } from '../types.js';
@@ -73,18 +69,12 @@ type Frame = { type?: string; [key: string]: any };
  * backoff and resumes its session (rooms and missed events) by itself; when the server
  * cannot resume, it joins its rooms again.
  */
-export class WsSwitchboardClient {
-  /** The connection state, observable. */
-  readonly state: Observable<ConnectionState>;
-  /** Why the connection failed or ended (null while connected or after an app's disconnect). */
-  readonly error: Observable<SwitchboardError | null>;
+export class WsSwitchboardClient extends RoomClientBase {
   /** The server's session id (`ready.sessionId`), once connected. */
   sessionId: string | null = null;
   /** The recovery offset of the last event received (what a resume presents). */
   offset: string | null = null;
 
-  private readonly stateStore: Store<ConnectionState>;
-  private readonly errorStore: Store<SwitchboardError | null>;
   private readonly url: string;
   private readonly options: WsConnectOptions;
   private readonly ackTimeout: number;
@@ -99,12 +89,14 @@ export class WsSwitchboardClient {
   private readonly pending = new Map<number, Pending>();
   private readonly queue: string[] = [];
   private readonly handlers = new Map<string, Set<(data: any) => void>>();
-  private readonly joined = new Set<string>();
-  private readonly roomStates = new RoomStates();
-  private readonly typingIndicators = new Map<string, TypingIndicator>();
   private lastServerError: SwitchboardError | null = null;
 
   constructor(url: string, options: WsConnectOptions = {}) {
+    const autoConnect = options.autoConnect ?? true;
+    super(autoConnect ? 'connecting' : 'disconnected', {
+      idleMs: options.typingIdle,
+      refreshMs: options.typingRefresh,
+    });
     this.options = options;
     this.ackTimeout = options.ackTimeout ?? 10_000;
     const base = new URL(url);
@@ -112,17 +104,7 @@ export class WsSwitchboardClient {
     base.pathname = options.path ?? '/ws';
     base.search = '';
     this.url = base.toString();
-    const autoConnect = options.autoConnect ?? true;
-    this.stateStore = new Store<ConnectionState>(autoConnect ? 'connecting' : 'disconnected');
-    this.errorStore = new Store<SwitchboardError | null>(null);
-    this.state = this.stateStore;
-    this.error = this.errorStore;
     if (autoConnect) this.connect();
-  }
-
-  /** Shorthand for `state.get()`. */
-  get status(): ConnectionState {
-    return this.stateStore.get();
   }
 
   /** Whether the connection is up and authenticated. */
@@ -174,15 +156,13 @@ export class WsSwitchboardClient {
 
   /** Leaves a room (a reconnect will not join it again). */
   leaveRoom(roomId: string): Promise<void> {
-    this.joined.delete(roomId);
-    this.typingIndicators.get(roomId)?.reset();
-    this.roomStates.clear(roomId);
+    this.forgetRoom(roomId);
     return this.request<void>('leaveRoom', roomId);
   }
 
   /** Sends a message to a room you are in. */
   sendMessage(roomId: string, text: string): Promise<SendResult> {
-    this.typingIndicators.get(roomId)?.stop();
+    this.stopTyping(roomId);
     return this.request<SendResult>('sendMessage', { roomId, text });
   }
 
@@ -215,45 +195,6 @@ export class WsSwitchboardClient {
       this.pending.set(id, entry);
       entry.sent = this.send(frame, true);
     });
-  }
-
-  // ---- typing ---------------------------------------------------------------------------------
-
-  /** Call on every keystroke in `roomId` (see `SwitchboardClient.typing`). */
-  typing(roomId: string): void {
-    this.indicator(roomId).keystroke();
-  }
-
-  /** Sends `stopTyping` now if the typing helper had started. */
-  stopTyping(roomId: string): void {
-    this.typingIndicators.get(roomId)?.stop();
-  }
-
-  /** Whether the typing helper has sent `startTyping` for `roomId` and not yet `stopTyping`. */
-  isTyping(roomId: string): boolean {
-    return this.typingIndicators.get(roomId)?.isTyping ?? false;
-  }
-
-  // ---- rooms ----------------------------------------------------------------------------------
-
-  /** The rooms this client is in. */
-  get rooms(): string[] {
-    return Array.from(this.joined);
-  }
-
-  /** Members and typing users of a room, observable. */
-  room(roomId: string): Observable<RoomState> {
-    return this.roomStates.store(roomId);
-  }
-
-  /** The members of a room, as last announced. */
-  members(roomId: string): readonly Member[] {
-    return this.roomStates.members(roomId);
-  }
-
-  /** The other users typing in a room. */
-  typingUsers(roomId: string): readonly Member[] {
-    return this.roomStates.typingUsers(roomId);
   }
 
   // ---- events ---------------------------------------------------------------------------------
@@ -490,20 +431,8 @@ export class WsSwitchboardClient {
     }
   }
 
-  private indicator(roomId: string): TypingIndicator {
-    let indicator = this.typingIndicators.get(roomId);
-    if (!indicator) {
-      indicator = new TypingIndicator(
-        (isTyping) => this.send({ type: 'request', event: isTyping ? 'startTyping' : 'stopTyping', data: roomId }, false),
-        { idleMs: this.options.typingIdle, refreshMs: this.options.typingRefresh },
-      );
-      this.typingIndicators.set(roomId, indicator);
-    }
-    return indicator;
-  }
-
-  private resetTyping(): void {
-    for (const indicator of this.typingIndicators.values()) indicator.reset();
+  protected sendTyping(roomId: string, isTyping: boolean): boolean {
+    return this.send({ type: 'request', event: isTyping ? 'startTyping' : 'stopTyping', data: roomId }, false);
   }
 }
 
