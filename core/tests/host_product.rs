@@ -3,6 +3,7 @@
 //! (unregistered ones are refused with `INVALID_MESSAGE`), and the lifecycle hears every
 //! connection and disconnection with the socket's JSON.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,8 +79,8 @@ impl Lifecycle for Recorder {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn app_events_authentication_and_lifecycle_go_through_the_hosts_traits() {
+/// A host with the three traits above, listening on a free loopback port.
+fn start_host() -> (Host, SocketAddr, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
     let hooks = Hooks {
         authenticate: Some(Arc::new(TokenIsTheUser)),
@@ -93,6 +94,12 @@ async fn app_events_authentication_and_lifecycle_go_through_the_hosts_traits() {
         .listen("127.0.0.1:0".parse().unwrap())
         .unwrap()
         .addr;
+    (host, addr, recorder)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_events_authentication_and_lifecycle_go_through_the_hosts_traits() {
+    let (host, addr, recorder) = start_host();
     watchdog(async {
         let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
         let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
@@ -142,19 +149,7 @@ async fn app_events_authentication_and_lifecycle_go_through_the_hosts_traits() {
 /// the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_websocket_clients_go_through_the_same_host_traits() {
-    let recorder = Arc::new(Recorder::default());
-    let hooks = Hooks {
-        authenticate: Some(Arc::new(TokenIsTheUser)),
-        app_events: Some(Arc::new(Echo)),
-        lifecycle: Some(recorder.clone()),
-        ..Hooks::default()
-    };
-    let host = Host::start(Config::default().recovery_window(Duration::ZERO), hooks).unwrap();
-    let addr = host
-        .engine()
-        .listen("127.0.0.1:0".parse().unwrap())
-        .unwrap()
-        .addr;
+    let (host, addr, recorder) = start_host();
     watchdog(async {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
             .await
