@@ -45,10 +45,11 @@ deps-demo: client-build
 deps-browser:
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-# A real redis-server for the cluster tests (bindings-tests/node/test/cluster.test.js).
+# A real redis-server for the cluster tests (bindings-tests/node/test/cluster.test.js), and
+# redis-cli (Debian's redis-tools) that creates the Redis Cluster of the cluster run.
 .PHONY: deps-redis
 deps-redis:
-	@command -v redis-server >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server)
+	@(command -v redis-server && command -v redis-cli) >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools)
 
 test-node: deps-node deps-redis
 	cd bindings-tests/node && npm test
