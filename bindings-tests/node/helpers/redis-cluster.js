@@ -57,6 +57,23 @@ function slotOf(key) {
 }
 
 /**
+ * The hash tag the engine gives everything about a room (kind 'r'), a document ('d') or a node
+ * ('n'), as core/src/cluster/redis/keys.rs builds it: `{<kind>:<name>}` with `%`, `{`, `}`
+ * escaped as `%25`, `%7B`, `%7D`, so a brace in a name cannot end the tag early.
+ */
+function engineTag(kind, name) {
+  return `{${kind}:${name.replace(/[%{}]/g, (c) => ({ '%': '%25', '{': '%7B', '}': '%7D' })[c])}}`;
+}
+
+/** The slot of a room's keys and channel (history, presence, typing, its messages). */
+const roomSlot = (roomId) => slotOf(`switchboard:${engineTag('r', roomId)}:r`);
+/** The slot of a Yjs document's keys and channel. */
+const documentSlot = (doc) => slotOf(`switchboard:${engineTag('d', doc)}:y`);
+/** The slot of the node registry (`switchboard:{nodes}`) and of the all-nodes channel. */
+const REGISTRY_SLOT = slotOf('switchboard:{nodes}');
+const ALL_CHANNEL_SLOT = slotOf('switchboard:{all}');
+
+/**
  * Parses `CLUSTER NODES` into [{ id, port, flags, role, masterId, connected, slots: [[a, b]] }].
  */
 function parseNodes(text) {
@@ -93,7 +110,8 @@ async function clusterInfo(port) {
  *   url ('redis+cluster://127.0.0.1:P1,...', every node as a seed),
  *   nodes: [{ index, port, id, redis (the helpers/redis handle), running }],
  *   shards: [{ index, master, replica }] (the nodes as created; `refresh()` reads who masters now),
- *   slotOf(key), masterForSlot(slot) (resolves the node mastering it now),
+ *   slotOf(key), roomSlot(roomId), documentSlot(doc) (the engine's hash tags),
+ *   masterForSlot(slot) (resolves the node mastering it now),
  *   shardOfSlot(slot) (the shard index owning the slot: slots never move between shards here),
  *   refresh() (re-reads the topology from a live node), waitReady(),
  *   killMaster(i) (SIGKILL the node mastering shard i now; resolves it),
@@ -114,6 +132,8 @@ async function startRedisCluster({ masters = 3, replicas = 1, nodeTimeoutMs = 10
     shards: [],
     get url() { return `redis+cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`; },
     slotOf,
+    roomSlot,
+    documentSlot,
     async close() {
       await Promise.all(nodes.map((n) => n.redis.close()));
     },
@@ -278,4 +298,16 @@ async function waitReady(handle, ms = FORM_TIMEOUT_MS) {
   }
 }
 
-module.exports = { startRedisCluster, slotOf, crc16, parseNodes, nodeCommand, SLOTS };
+module.exports = {
+  startRedisCluster,
+  slotOf,
+  roomSlot,
+  documentSlot,
+  engineTag,
+  REGISTRY_SLOT,
+  ALL_CHANNEL_SLOT,
+  crc16,
+  parseNodes,
+  nodeCommand,
+  SLOTS,
+};
