@@ -121,4 +121,17 @@ mod tests {
         assert!(err("redis+cluster://a:7000/1").contains("no database"));
         assert!(err("redis+cluster://:7000").contains("no host name"));
     }
+
+    #[test]
+    fn config_validation_refuses_a_bad_cluster_url_by_setting_name() {
+        let err = crate::Config::default()
+            .redis_url("redis+cluster://a:7000,,b:7000")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("invalid redis_url: "), "{err}");
+        assert!(err.contains("empty entry"), "{err}");
+        let ok = crate::Config::default().redis_url("redis+cluster://a:7000,b:7001");
+        assert!(ok.validate().is_ok());
+    }
 }
