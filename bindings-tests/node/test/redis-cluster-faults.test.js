@@ -188,7 +188,9 @@ describe('Redis Cluster faults under two nodes (3 masters + 3 replicas)', () => 
       const inWindow = d.missing.filter((m) => m.at >= killedAt && m.at < windowEnd);
       const outside = d.missing.filter((m) => m.at < killedAt || m.at >= windowEnd);
       report.push(`${s.tag} (shard ${s.r.shard}): sent ${s.snd.sent.length}, crossed ${d.got.length}, ` +
-        `lost in the window ${inWindow.length}, lost outside ${outside.length}, ` +
+        `lost in the window ${inWindow.length}` +
+        (inWindow.length ? ` (sent ${inWindow[0].at - killedAt}..${inWindow[inWindow.length - 1].at - killedAt} ms after the kill)` : '') +
+        `, lost outside ${outside.length}, ` +
         `sender's own copies missing ${own.missing.length}`);
       assert.deepEqual(d.duplicates, [], `${s.tag}: no duplicates across nodes`);
       assert.equal(d.outOfOrder, false, `${s.tag}: in order across nodes`);
