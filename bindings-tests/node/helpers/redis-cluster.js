@@ -139,16 +139,38 @@ async function startRedisCluster({ masters = 3, replicas = 1, nodeTimeoutMs = 10
     },
   };
   try {
+    const taken = new Set();
+    /** A free port none of this cluster's nodes uses (freePort may hand out one twice). */
+    const distinctPort = async () => {
+      for (;;) {
+        const p = await freePort();
+        if (!taken.has(p)) {
+          taken.add(p);
+          return p;
+        }
+      }
+    };
     for (let i = 0; i < count; i++) {
-      // The bus port is chosen too: port + 10000 (the default) may be taken or past 65535.
-      const busPort = await freePort();
-      const redis = await startRedis({
-        args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
-          '--cluster-node-timeout', String(nodeTimeoutMs), '--cluster-require-full-coverage', 'no',
-          '--cluster-port', String(busPort),
-          // A replica of a shard whose master died long ago may still take over.
-          '--cluster-replica-validity-factor', '0'],
-      });
+      let redis;
+      let busPort;
+      // Another process may take a port between freePort and redis-server's bind: retry.
+      for (let attempt = 1; !redis; attempt++) {
+        const port = await distinctPort();
+        // The bus port is chosen too: port + 10000 (the default) may be taken or past 65535.
+        busPort = await distinctPort();
+        try {
+          redis = await startRedis({
+            port,
+            args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
+              '--cluster-node-timeout', String(nodeTimeoutMs), '--cluster-require-full-coverage', 'no',
+              '--cluster-port', String(busPort),
+              // A replica of a shard whose master died long ago may still take over.
+              '--cluster-replica-validity-factor', '0'],
+          });
+        } catch (e) {
+          if (attempt >= 3 || !/Address already in use/.test(e.message)) throw e;
+        }
+      }
       nodes.push({
         index: i,
         port: redis.port,
