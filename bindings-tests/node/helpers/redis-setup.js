@@ -39,7 +39,7 @@ async function startRedisForTest() {
  * One set-up for the whole test file (a Redis Cluster takes seconds to form): call at the top
  * level; the returned function resolves the set-up, started on first use and closed after the
  * file. The describe blocks use distinct rooms, so they do not see each other's data; a block
- * that stops the set-up restarts it before it ends.
+ * that takes Redis away (an outage test) starts its own with startRedisForTest() instead.
  */
 function redisForFile() {
   let started = null;
