@@ -116,7 +116,8 @@ async function clusterInfo(port) {
  *   refresh() (re-reads the topology from a live node), waitReady(),
  *   killMaster(i) (SIGKILL the node mastering shard i now; resolves it),
  *   waitForFailover(i) (until shard i has a live master and the cluster is ok again),
- *   killShard(i) (SIGKILL every node of shard i), stop() / restart() (all nodes, same ports,
+ *   killShard(i) (SIGKILL every node of shard i), restartShard(i) (its stopped nodes again),
+ *   stop() / restart() (all nodes, same ports,
  *   same cluster: the node ids and slots are kept in nodes.conf, the data is not),
  *   close() (stops and removes everything).
  */
@@ -246,6 +247,12 @@ async function startRedisCluster({ masters = 3, replicas = 1, nodeTimeoutMs = 10
     async killShard(i) {
       const shard = handle.shards[i];
       await Promise.all([shard.master, ...shard.replicas].map((n) => n.redis.kill()));
+    },
+    /** Starts shard `i`'s stopped nodes again (same ports and ids, empty) and waits until ready. */
+    async restartShard(i) {
+      const shard = handle.shards[i];
+      await Promise.all([shard.master, ...shard.replicas].filter((n) => !n.running).map((n) => n.redis.restart()));
+      await waitReady(handle);
     },
     async stop() {
       await Promise.all(nodes.map((n) => n.redis.stop()));
