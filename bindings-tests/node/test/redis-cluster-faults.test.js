@@ -1,9 +1,9 @@
 'use strict';
 // Issue 22: faults of a Redis Cluster under two switchboard nodes while their clients talk.
 // (a) A master is SIGKILLed: its replica takes over; delivery, presence and history carry on,
-//     and what is lost stays within the delivery contract (docs/cluster.md): only messages sent
-//     in the failover window may be missing, nothing sent after it, no duplicates, nobody
-//     disconnected. The loss is counted and printed.
+//     and what is lost stays within the contract (README, "Several nodes with Redis"): only
+//     messages sent in the failover window may be missing, nothing sent after it, no
+//     duplicates, nobody disconnected. The loss is counted and printed.
 // (b) A whole shard (master and replica) is killed: rooms on the other shards keep crossing
 //     nodes, the dead shard's rooms keep local delivery, nothing crashes or hangs, and the logs
 //     say what is wrong.
@@ -27,7 +27,7 @@ const CROSS_MS = 5000;
  * or a node whose liveness key is on the failing shard is rightly taken for dead.
  */
 const FAULT_HEARTBEAT_MS = 1500;
-/** Messages per second each sender sends during the failover test. */
+/** Milliseconds between two messages of one sender during the failover test (20 per second). */
 const SEND_EVERY_MS = 50;
 /**
  * The failover window of the contract: from the kill until the replica has taken over and the
@@ -91,10 +91,6 @@ async function roomsOnEveryShard(cluster, makeUsers) {
 }
 
 /**
- * Sends `${tag}-${n}` from `u` to `roomId` every SEND_EVERY_MS until `stop()`; keeps each
- * send's time and ack (or error) in `sent`.
- */
-/**
  * Assertions that note a failure and carry on, so one failover run reports every broken
  * promise (delivery, presence, history) at once; `done(what)` fails with all of them.
  */
@@ -137,6 +133,10 @@ async function fullHistory(u, roomId) {
   return all;
 }
 
+/**
+ * Sends `${tag}-${n}` from `u` to `roomId` every SEND_EVERY_MS until `stop()`; keeps each
+ * send's time and ack (or error) in `sent`.
+ */
 function sender(u, roomId, tag) {
   const sent = [];
   let n = 0;
