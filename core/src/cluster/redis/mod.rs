@@ -127,6 +127,11 @@ impl RedisCluster {
                     .use_protocol(redis::ProtocolVersion::RESP3)
                     .connection_timeout(COMMAND_TIMEOUT)
                     .response_timeout(COMMAND_TIMEOUT)
+                    // Few, short retries: a request for a dead master's slots fails within
+                    // our command timeout instead of queueing behind minutes of backoff.
+                    .retries(3)
+                    .min_retry_wait(50)
+                    .max_retry_wait(500)
                     .push_sender(move |info: PushInfo| {
                         // Never block the connection's reader: drop and count instead.
                         let sent = push_tx.try_send(info);
