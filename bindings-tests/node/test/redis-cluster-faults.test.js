@@ -113,7 +113,8 @@ function softAsserts() {
       try {
         await fn();
       } catch (e) {
-        problems.push(`${what}: ${e.message.split('\n')[0]}`);
+        problems.push(`${what}: ${e.message.split('\n')[0]}` + (e.actual !== undefined
+          ? ` (got ${JSON.stringify(e.actual).slice(0, 400)}, expected ${JSON.stringify(e.expected).slice(0, 400)})` : ''));
       }
     },
     done(what) {
