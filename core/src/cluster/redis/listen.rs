@@ -129,6 +129,8 @@ pub(super) async fn listen_sharded(
     let mut resync = tokio::time::interval(RESYNC_EVERY);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut first = true;
+    // A connection was lost since the last complete resync: restate presence after it.
+    let mut lost = false;
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -146,6 +148,9 @@ pub(super) async fn listen_sharded(
                         if first {
                             first = false;
                             inner.mark_up();
+                        }
+                        if std::mem::take(&mut lost) {
+                            inner.restate_wanted.store(true, std::sync::atomic::Ordering::Release);
                         }
                         // Whatever was published while a channel was gone is lost.
                         sink.resubscribed();
@@ -199,6 +204,7 @@ pub(super) async fn listen_sharded(
                         }
                     }
                     PushKind::Disconnection => {
+                        lost = true;
                         pending.extend(wanted.iter().cloned());
                     }
                     _ => {}

@@ -14,6 +14,22 @@
 //! restating this node's presence when Redis lost it). Redis being down never blocks a
 //! handler for long: commands time out, publishes are dropped and counted, and everything
 //! resumes by itself when Redis is back.
+//!
+//! On a Redis Cluster, what a failover (a master killed, its replica promoted) may lose:
+//! replication is asynchronous, so the last writes the old master acknowledged but had not
+//! yet sent to its replica (history entries, document updates, presence changes, session
+//! holders); and the messages published on its channels between the master's death and the
+//! promotion plus our re-subscription (about `cluster-node-timeout` plus a second): they
+//! reach the node's own clients but not the other nodes', and the sender's history append
+//! fails over to the node's local history (logged). Presence heals: a node whose registry
+//! entry vanished restates its presence on its next heartbeat, and so does every node whose
+//! cluster connection reported a lost connection (once its subscriptions are back), which
+//! rewrites whatever presence the promoted replica missed. A whole shard down (master and replicas): the
+//! rooms whose slots it owns stop crossing nodes (commands fail within the command timeout,
+//! logged at most every 5 s), the other shards' rooms carry on, provided Redis runs with
+//! `cluster-require-full-coverage no` (with the default `yes` the whole cluster refuses
+//! commands while a slot is uncovered). If the shard holding the node registry (`{nodes}`)
+//! is down, nodes report not ready and stop reaping until it is back.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -89,6 +105,9 @@ struct Inner {
     last_error_log: Mutex<Option<Instant>>,
     next_connect: Mutex<Instant>,
     up: AtomicBool,
+    /// Set when a cluster shard's connection was lost and came back: the next heartbeat
+    /// restates this node's presence (the promoted replica may lack the latest changes).
+    restate_wanted: AtomicBool,
     /// When the connection was lost (or the node started, before its first connection);
     /// `None` while connected.
     down_since: Mutex<Option<Instant>>,
@@ -159,6 +178,7 @@ impl RedisCluster {
                 last_error_log: Mutex::new(None),
                 next_connect: Mutex::new(Instant::now()),
                 up: AtomicBool::new(false),
+                restate_wanted: AtomicBool::new(false),
                 down_since: Mutex::new(Some(Instant::now())),
                 publish_tx,
                 queued: AtomicU64::new(0),

@@ -138,11 +138,16 @@ async fn beat(inner: &Inner, sink: &dyn ClusterSink) -> Result<(), ClusterError>
         })
         .await?;
     inner.mark_up();
-    if added == 1 {
+    if added == 1 || inner.restate_wanted.swap(false, Ordering::AcqRel) {
         // New to the node list: the first beat, or Redis lost our state (restarted empty,
-        // failed over before replicating it, or another node reaped us during an outage).
+        // failed over before replicating it, or another node reaped us during an outage),
+        // or a cluster shard failed over (its new master may lack our latest changes).
         // Say again who is here.
-        restate(inner, sink).await?;
+        if let Err(e) = restate(inner, sink).await {
+            // Not done: the next heartbeat tries again.
+            inner.restate_wanted.store(true, Ordering::Release);
+            return Err(e);
+        }
     }
     let others: Vec<String> = nodes.into_iter().filter(|n| *n != node).collect();
     let checks = others.iter().map(|other| {
