@@ -17,7 +17,7 @@ run: node-addon deps-demo
 	cd examples/fastify-chat && HOST=127.0.0.1 PORT=$(PORT) JWT_SECRET="$(DEV_SECRET)" exec node server.js
 
 ## test: build everything and run every test (installs what is missing)
-test: lint build deps-browser deps-redis deps-demo test-rust test-c test-node test-attack test-client autobahn test-package
+test: lint build deps-browser deps-redis deps-demo test-rust test-c test-node test-node-redis-cluster test-attack test-client autobahn test-package
 	@echo "make test: all suites passed"
 
 build: node-addon
@@ -45,13 +45,28 @@ deps-demo: client-build
 deps-browser:
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-# A real redis-server for the cluster tests (bindings-tests/node/test/cluster.test.js).
+# A real redis-server for the cluster tests (bindings-tests/node/test/cluster.test.js), and
+# redis-cli (Debian's redis-tools) that creates the Redis Cluster of the cluster run.
 .PHONY: deps-redis
 deps-redis:
-	@command -v redis-server >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server)
+	@(command -v redis-server && command -v redis-cli) >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools)
 
 test-node: deps-node deps-redis
 	cd bindings-tests/node && npm test
+
+## test-node-redis-cluster: the cluster suite a second time, on a Redis Cluster of three masters
+## with one replica each (SB_TEST_REDIS=cluster, bindings-tests/node/helpers/redis-setup.js);
+## test-node ran it on one Redis. Only the tests named "[Redis Cluster]" run (one cluster per
+## file); test/redis-cluster-faults.test.js (failover, shard down) is part of test-node.
+REDIS_CLUSTER_TESTS := test/cluster.test.js test/cluster-recovery.test.js test/yjs-cluster.test.js \
+	test/server-api-cluster.test.js test/plain-ws-cluster.test.js test/disconnect-user.test.js \
+	test/fastify-paths.test.js
+.PHONY: test-node-redis-cluster
+test-node-redis-cluster: deps-node deps-redis
+	cd bindings-tests/node && SB_TEST_REDIS=cluster node --test --test-concurrency=2 --test-timeout=180000 \
+		--test-force-exit --test-name-pattern='\[Redis Cluster\]' $(REDIS_CLUSTER_TESTS)
+	cd bindings-tests/node && SB_TEST_REDIS=cluster node --test --test-timeout=180000 --test-force-exit \
+		--test-name-pattern='\[Redis Cluster\]' test-c/c-abi.test.js
 
 ## test-attack: the black-box attack suite of issue 16 (bindings-tests/node/attack): one
 ## scripted attack per class against a debug `switchboard serve` (and a Node host for the slow

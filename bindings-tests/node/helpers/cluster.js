@@ -5,6 +5,7 @@
 
 const assert = require('node:assert/strict');
 const { startServer } = require('./server');
+const { startApp } = require('./fastify');
 const { userSocket, request, recorder, sleep } = require('./client');
 const { getMetrics, metricValue } = require('./raw');
 
@@ -39,6 +40,15 @@ async function startNodes(redis, n, { viaEnv = [], ...opts } = {}) {
     startServer(nodeOptions(redis.url, { viaEnv: viaEnv.includes(i), ...opts }))));
   nodes.forEach((node, i) => { node.name = String.fromCharCode(65 + i); });
   return nodes;
+}
+
+/**
+ * Starts two Fastify apps with the plugin on `redis` (heartbeat 500 ms; `options` go to both
+ * plugins). Resolves [A, B], the helpers/fastify handles (closed by its closeApps()).
+ */
+async function startAppPair(redis, options = {}) {
+  const opts = { redisUrl: redis.url, clusterHeartbeat: HEARTBEAT_MS, ...options };
+  return [await startApp(opts), await startApp(opts)];
 }
 
 /** Stops the nodes that are still running. */
@@ -149,6 +159,7 @@ module.exports = {
   QUIET_MS,
   nodeOptions,
   startNodes,
+  startAppPair,
   stopNodes,
   member,
   join,

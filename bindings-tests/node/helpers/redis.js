@@ -3,7 +3,8 @@
 // in a temporary directory. `stop()` and `restart()` (same port) let tests take Redis away
 // from running engines and bring it back.
 //
-// REDIS_SERVER_BIN overrides the binary. DEBUG_SERVER=1 forwards its output to stderr.
+// REDIS_SERVER_BIN overrides the binary (REDIS_CLI_BIN redis-cli, which helpers/redis-cluster
+// needs). DEBUG_SERVER=1 forwards its output to stderr.
 // A missing redis-server is an error, never a skip: `make test` installs it (make deps-redis).
 
 const { spawn, spawnSync } = require('node:child_process');
@@ -14,6 +15,7 @@ const path = require('node:path');
 const { freePort } = require('./server');
 
 const BIN = process.env.REDIS_SERVER_BIN || 'redis-server';
+const CLI_BIN = process.env.REDIS_CLI_BIN || 'redis-cli';
 const START_TIMEOUT_MS = 10000;
 const STOP_GRACE_MS = 5000;
 const OUTPUT_TAIL = 8 * 1024;
@@ -39,6 +41,21 @@ function requireRedisServer() {
     const why = r.error ? r.error.message : `exit ${r.status}: ${r.stderr}`;
     throw new Error(`redis-server is required by the cluster tests but cannot be run (${BIN}: ${why}). ` +
       'Install it with `make deps-redis` (apt-get install redis-server) or set REDIS_SERVER_BIN.');
+  }
+  return r.stdout.trim();
+}
+
+/**
+ * Throws a clear error when redis-cli cannot be run (the Redis Cluster helper creates the
+ * cluster and reads its topology with it). Debian's redis-server depends on redis-tools,
+ * which has it, so `make deps-redis` installs both.
+ */
+function requireRedisCli() {
+  const r = spawnSync(CLI_BIN, ['--version'], { encoding: 'utf8', timeout: 10000 });
+  if (r.error || r.status !== 0) {
+    const why = r.error ? r.error.message : `exit ${r.status}: ${r.stderr}`;
+    throw new Error(`redis-cli is required by the Redis Cluster tests but cannot be run (${CLI_BIN}: ${why}). ` +
+      'Install it with `make deps-redis` (apt-get install redis-server redis-tools) or set REDIS_CLI_BIN.');
   }
   return r.stdout.trim();
 }
@@ -82,12 +99,15 @@ async function ping(port) {
  * Starts redis-server. Resolves a handle:
  *   port, url ('redis://127.0.0.1:PORT'), pid, running, output (its stdout/stderr tail),
  *   ping(), stop() (SIGTERM, waits for the exit), kill() (SIGKILL, waits),
- *   restart() (starts again on the same port), close() (stop and remove its directory).
+ *   restart() (starts again on the same port, with the same arguments), close() (stop and
+ *   remove its directory).
+ * `args` are appended to redis-server's command line (the cluster helper's `--cluster-enabled`).
  */
-async function startRedis({ port } = {}) {
+async function startRedis({ port, args = [] } = {}) {
   requireRedisServer();
   const handle = {
     port: port || await freePort(),
+    args,
     dir: fs.mkdtempSync(path.join(os.tmpdir(), 'sb-redis-')),
     proc: null,
     output: '',
@@ -123,7 +143,7 @@ async function launch(h) {
   if (h.running) throw new Error(`redis-server on port ${h.port} is already running`);
   const argv = [
     '--port', String(h.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--dir', h.dir, '--daemonize', 'no', '--loglevel', 'warning',
+    '--dir', h.dir, '--daemonize', 'no', '--loglevel', 'warning', ...h.args,
   ];
   const proc = spawn(BIN, argv, { cwd: h.dir, stdio: ['ignore', 'pipe', 'pipe'] });
   h.proc = proc;
@@ -175,4 +195,4 @@ async function stopAllRedis() {
   await Promise.all([...instances].map((r) => r.close()));
 }
 
-module.exports = { startRedis, stopAllRedis, requireRedisServer, ping, inlineCommand };
+module.exports = { startRedis, stopAllRedis, requireRedisServer, requireRedisCli, ping, inlineCommand, CLI_BIN };

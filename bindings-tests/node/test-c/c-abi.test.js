@@ -25,7 +25,7 @@ const {
 const { sseClient, rawStream, eventsUrl, closeAllStreams } = require('../helpers/sse');
 const { token } = require('../helpers/tokens');
 const { SECRET, startServer } = require('../helpers/server');
-const { startRedis } = require('../helpers/redis');
+const { startRedisForTest, onRedis } = require('../helpers/redis-setup');
 const { selfSignedCert, certificateFiles, removeCertificateFiles } = require('../helpers/tls');
 
 const ROOT = path.resolve(__dirname, '../../..');
@@ -536,7 +536,7 @@ describe('C ABI: prefix, connection callback and emit to several rooms (SB_PREFI
   });
 });
 
-describe('C ABI: the C11 host and switchboard serve in one Redis cluster (SB_REDIS_URL)', { timeout: 60000 }, () => {
+describe(onRedis('C ABI: the C11 host and switchboard serve in one cluster through Redis (SB_REDIS_URL)'), { timeout: 60000 }, () => {
   let redis;
   let host;
   let node;
@@ -544,11 +544,11 @@ describe('C ABI: the C11 host and switchboard serve in one Redis cluster (SB_RED
     closeAll();
     if (host) await host.stop();
     if (node) await node.stop();
-    if (redis) await redis.stop();
+    if (redis) await redis.close();
   });
 
   it('messages and presence cross between them; the host leaves the cluster cleanly on quit', async () => {
-    redis = await startRedis();
+    redis = await startRedisForTest();
     host = await startProgram(path.join(BUILD, 'chat_server'), { SB_REDIS_URL: redis.url });
     node = await startServer({ args: ['--redis', redis.url, '--cluster-heartbeat-ms', '500'] });
     const alice = await connected(host.url, auth('c:alice'));

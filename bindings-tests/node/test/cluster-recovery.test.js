@@ -8,7 +8,7 @@
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 
-const { startRedis } = require('../helpers/redis');
+const { startRedisForTest, onRedis } = require('../helpers/redis-setup');
 const jwt = require('jsonwebtoken');
 const { startServer, SECRET } = require('../helpers/server');
 const { sleep, closeAll, request, userSocket, recorder, connected } = require('../helpers/client');
@@ -47,12 +47,12 @@ function reconnected(socket, ms = CROSS_MS) {
   });
 }
 
-describe('connection state recovery across nodes (two nodes, one Redis)', () => {
+describe(onRedis('connection state recovery across nodes (two nodes)'), () => {
   let redis;
   let nodes;
 
   before(async () => {
-    redis = await startRedis();
+    redis = await startRedisForTest();
     nodes = await startPair(redis);
     await waitRedisConnected(nodes, 1);
   });
@@ -60,7 +60,7 @@ describe('connection state recovery across nodes (two nodes, one Redis)', () => 
   after(async () => {
     closeAll();
     await stopNodes(nodes);
-    if (redis) await redis.stop();
+    if (redis) await redis.close();
   });
 
   it('a client that drops from A and comes back through B is recovered with what it missed', async () => {

@@ -1,6 +1,7 @@
 'use strict';
 // Issue 7: clustering through Redis, end to end. Several `switchboard serve` processes (and a
-// Fastify app with the plugin) on one real redis-server act as one server: room broadcasts,
+// Fastify app with the plugin) on one real redis-server (or a Redis Cluster: SB_TEST_REDIS=cluster,
+// helpers/redis-setup) act as one server: room broadcasts,
 // presence, typing, signals, API publishes and notifications cross nodes exactly once and in
 // order; history lives in Redis; a killed node's users leave within 3 heartbeats; a Redis
 // outage keeps local delivery and connections alive, and the cluster heals when Redis returns.
@@ -8,7 +9,7 @@
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 
-const { startRedis } = require('../helpers/redis');
+const { redisForFile, startRedisForTest, onRedis } = require('../helpers/redis-setup');
 const { startApp, closeApps } = require('../helpers/fastify');
 const { token } = require('../helpers/tokens');
 const { sleep, closeAll, request, expectError, noEvent } = require('../helpers/client');
@@ -24,6 +25,8 @@ const { startServer } = require('../helpers/server');
 const HISTORY_LIMIT = 1000;
 const CROSS_MS = 5000; // wait for one delivery across nodes
 const MESSAGE_KEYS = ['id', 'roomId', 'text', 'timestamp', 'userId', 'username'];
+/** One Redis set-up (SB_TEST_REDIS) for the file's blocks. */
+const sharedRedis = redisForFile();
 
 let roomSeq = 0;
 const room = (prefix = 'room') => `${prefix}-${++roomSeq}-${Date.now().toString(36)}`;
@@ -60,7 +63,7 @@ async function fullHistory(u, roomId) {
 /** A two-node cluster (A with --redis, B with REDIS_URL) per describe block. */
 function twoNodes(ctx) {
   before(async () => {
-    ctx.redis = await startRedis();
+    ctx.redis = await sharedRedis();
     [ctx.A, ctx.B] = await startNodes(ctx.redis, 2, { viaEnv: [1] });
     ctx.apiA = apiClient(ctx.A.url, API_KEY);
     ctx.apiB = apiClient(ctx.B.url, API_KEY);
@@ -70,14 +73,13 @@ function twoNodes(ctx) {
     closeAll();
     closeAllStreams();
     await stopNodes([ctx.A, ctx.B]);
-    if (ctx.redis) await ctx.redis.close();
   });
   afterEach(() => { closeAll(); closeAllStreams(); });
 }
 
 // ---------------------------------------------------------------------------------------------
 
-describe('two switchboard serve nodes on one Redis (--redis and REDIS_URL)', () => {
+describe(onRedis('two switchboard serve nodes sharing Redis (--redis and REDIS_URL)'), () => {
   const c = {};
   twoNodes(c);
 
@@ -334,15 +336,15 @@ describe('two switchboard serve nodes on one Redis (--redis and REDIS_URL)', () 
 
 // ---------------------------------------------------------------------------------------------
 
-describe('a node killed with SIGKILL (three nodes, heartbeat 500 ms)', () => {
+describe(onRedis('a node killed with SIGKILL (three nodes, heartbeat 500 ms)'), () => {
   let redis;
   let nodes;
   before(async () => {
-    redis = await startRedis();
+    redis = await sharedRedis();
     nodes = await startNodes(redis, 3);
     await settle(nodes.map((n) => n.url));
   });
-  after(async () => { closeAll(); await stopNodes(nodes); if (redis) await redis.close(); });
+  after(async () => { closeAll(); await stopNodes(nodes); });
 
   it("the surviving nodes emit userLeft for the dead node's users within 3 heartbeats", async () => {
     const [A, B, C] = nodes;
@@ -382,12 +384,14 @@ describe('a node killed with SIGKILL (three nodes, heartbeat 500 ms)', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-describe('a Redis outage and restart (two nodes)', () => {
+describe(onRedis('a Redis outage and restart (two nodes)'), () => {
   const c = {};
   let r;
   let users;
   before(async () => {
-    c.redis = await startRedis();
+    // Its own set-up: it takes Redis away, and what a restart leaves must not leak into the
+    // blocks after it.
+    c.redis = await startRedisForTest();
     [c.A, c.B] = await startNodes(c.redis, 2);
     await settle([c.A.url, c.B.url]);
     r = room('outage');
@@ -398,7 +402,11 @@ describe('a Redis outage and restart (two nodes)', () => {
       dave: await member(c.B.url, 'dave', 'Dave', r),
     };
   });
-  after(async () => { closeAll(); await stopNodes([c.A, c.B]); if (c.redis) await c.redis.close(); });
+  after(async () => {
+    closeAll();
+    await stopNodes([c.A, c.B]);
+    if (c.redis) await c.redis.close();
+  });
 
   const assertAllConnected = (when) => {
     for (const [name, u] of Object.entries(users)) {
@@ -452,12 +460,12 @@ describe('a Redis outage and restart (two nodes)', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-describe('a Fastify app with the plugin (redisUrl) and switchboard serve form one cluster', () => {
+describe(onRedis('a Fastify app with the plugin (redisUrl) and switchboard serve form one cluster'), () => {
   let redis;
   let serve;
   let app;
   before(async () => {
-    redis = await startRedis();
+    redis = await sharedRedis();
     serve = await startServer(nodeOptions(redis.url));
     app = await startApp({ redisUrl: redis.url, presenceGrace: 200 });
     await settle([app.url, serve.url]);
@@ -467,7 +475,6 @@ describe('a Fastify app with the plugin (redisUrl) and switchboard serve form on
     if (app) await app.close();
     await closeApps();
     await stopNodes([serve]);
-    if (redis) await redis.close();
   });
 
   it('presence, messages, history and notifyUser cross between the app and the standalone server', async () => {

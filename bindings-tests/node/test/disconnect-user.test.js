@@ -12,7 +12,8 @@ const Y = require('yjs');
 const { WebsocketProvider } = require('y-websocket');
 
 const { startApp, closeApps } = require('../helpers/fastify');
-const { startRedis } = require('../helpers/redis');
+const { startRedisForTest, onRedis } = require('../helpers/redis-setup');
+const { startAppPair } = require('../helpers/cluster');
 const { token } = require('../helpers/tokens');
 const { userSocket, closeAll, once, noEvent, sleep } = require('../helpers/client');
 const { sseClient, closeAllStreams, eventsUrl } = require('../helpers/sse');
@@ -88,14 +89,13 @@ describe('disconnectUser on one node', () => {
   });
 });
 
-describe('disconnectUser on two nodes sharing Redis', () => {
+describe(onRedis('disconnectUser on two nodes sharing Redis'), () => {
   let redis;
   let A;
   let B;
   before(async () => {
-    redis = await startRedis();
-    A = await startApp({ redisUrl: redis.url, clusterHeartbeat: 500 });
-    B = await startApp({ redisUrl: redis.url, clusterHeartbeat: 500 });
+    redis = await startRedisForTest();
+    [A, B] = await startAppPair(redis);
   });
   afterEach(cleanup);
   after(async () => {

@@ -13,7 +13,8 @@ const { SECRET } = require('../helpers/server');
 const { token } = require('../helpers/tokens');
 const { connected, connectError, closeAll, request, sleep } = require('../helpers/client');
 const { sseClient, closeAllStreams, apiClient, eventsUrl } = require('../helpers/sse');
-const { startRedis, stopAllRedis } = require('../helpers/redis');
+const { stopAllRedis } = require('../helpers/redis');
+const { startRedisForTest, onRedis } = require('../helpers/redis-setup');
 
 const apps = new Set();
 
@@ -176,8 +177,8 @@ describe('/healthz readiness', () => {
     assert.deepEqual(JSON.parse(closing.text), { status: 'unavailable', reason: 'shutting down' });
   });
 
-  it('answers 503 once Redis has been unreachable for longer than a heartbeat, 200 when it is back', { timeout: 30000 }, async () => {
-    const redis = await startRedis();
+  it(onRedis('answers 503 once Redis has been unreachable for longer than a heartbeat, 200 when it is back'), { timeout: 30000 }, async () => {
+    const redis = await startRedisForTest();
     try {
       const { url } = await app({ redisUrl: redis.url, clusterHeartbeat: 300 });
       const until = async (status) => {

@@ -6,7 +6,7 @@
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 
-const { startRedis } = require('../helpers/redis');
+const { startRedisForTest, onRedis } = require('../helpers/redis-setup');
 const { token } = require('../helpers/tokens');
 const { closeAll, request } = require('../helpers/client');
 const { startNodes, stopNodes, settle, member, QUIET_MS } = require('../helpers/cluster');
@@ -15,12 +15,12 @@ const { wsReady, closeAllWs, sleep } = require('../helpers/plainws');
 let roomSeq = 0;
 const room = (prefix = 'room') => `${prefix}-${++roomSeq}-${Date.now().toString(36)}`;
 
-describe('/ws across two nodes with Redis', () => {
+describe(onRedis('/ws across two nodes with Redis'), () => {
   let redis;
   let A;
   let B;
   before(async () => {
-    redis = await startRedis();
+    redis = await startRedisForTest();
     [A, B] = await startNodes(redis, 2);
     await settle([A.url, B.url]);
   });

@@ -1,25 +1,25 @@
 'use strict';
 // Issue 18 item 4 across a cluster: two Fastify apps with the plugin on one real
-// redis-server. `sockets(room)` lists the room's sockets on both nodes (Socket.IO's
+// redis-server (or a Redis Cluster: SB_TEST_REDIS=cluster). `sockets(room)` lists the room's sockets on both nodes (Socket.IO's
 // fetchSockets), and `to([..]).except(..)` reaches every socket of both nodes exactly once.
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startRedis } = require('../helpers/redis');
-const { startApp, closeApps } = require('../helpers/fastify');
+const { startRedisForTest, onRedis } = require('../helpers/redis-setup');
+const { closeApps } = require('../helpers/fastify');
+const { startAppPair } = require('../helpers/cluster');
 const { token } = require('../helpers/tokens');
 const { connected, closeAll, request, sleep } = require('../helpers/client');
 
 const as = (url, sub, claims = {}) => connected(url, { auth: { token: token(sub, { claims }) } });
 
-describe('the server API on two nodes sharing Redis', () => {
+describe(onRedis('the server API on two nodes sharing Redis'), () => {
   let redis;
   let A;
   let B;
   before(async () => {
-    redis = await startRedis();
-    A = await startApp({ redisUrl: redis.url, clusterHeartbeat: 500 });
-    B = await startApp({ redisUrl: redis.url, clusterHeartbeat: 500 });
+    redis = await startRedisForTest();
+    [A, B] = await startAppPair(redis);
   });
   after(async () => {
     closeAll();

@@ -9,7 +9,7 @@ const assert = require('node:assert/strict');
 const WebSocket = require('ws');
 const Y = require('yjs');
 const { WebsocketProvider } = require('y-websocket');
-const { startRedis } = require('../helpers/redis');
+const { startRedisForTest, onRedis } = require('../helpers/redis-setup');
 const { startNodes, stopNodes, until, waitRedisConnected, EVENTUAL_MS } = require('../helpers/cluster');
 const { token } = require('../helpers/tokens');
 
@@ -56,13 +56,13 @@ const text = (p) => p.doc.getText('t').toString();
 let docSeq = 0;
 const docName = (base) => `${base}-${process.pid}-${++docSeq}`;
 
-describe('Yjs across two nodes through Redis', () => {
+describe(onRedis('Yjs across two nodes through Redis'), () => {
   let redis;
   let A;
   let B;
 
   before(async () => {
-    redis = await startRedis();
+    redis = await startRedisForTest();
     [A, B] = await startNodes(redis, 2);
   });
 
