@@ -431,7 +431,7 @@ export interface NativeConfig {
   presenceGrace?: number
   /** Directory for history (in memory without it). */
   dataDir?: string
-  /** Redis URL for clustering. */
+  /** Redis URL for clustering: `redis://host:port/db`, or `redis+cluster://host:port,host:port` (a Redis Cluster's seed nodes). */
   redisUrl?: string
   /** Milliseconds between cluster heartbeats; a node silent for three is dead (5000). */
   clusterHeartbeat?: number

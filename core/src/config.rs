@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 pub(crate) mod checks;
 mod jwks;
+pub(crate) mod redis_url;
 mod setters;
 mod tls;
 pub use jwks::JwksSource;

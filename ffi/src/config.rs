@@ -262,7 +262,9 @@ pub unsafe extern "C" fn sb_config_set_data_dir(
     }
 }
 
-/// Joins a cluster through this Redis URL.
+/// Joins a cluster through this Redis URL: `redis://host:port/db` for one Redis, or
+/// `redis+cluster://host:port,host:port` for a Redis Cluster (its seed nodes; optional
+/// `user:password@` before them). A malformed URL fails `sb_engine_new`.
 ///
 /// Ownership: `url` is borrowed (copied). Thread-safety: see `sb_config`.
 #[no_mangle]

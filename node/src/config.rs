@@ -39,7 +39,7 @@ pub struct NativeConfig {
     pub presence_grace: Option<u32>,
     /// Directory for history (in memory without it).
     pub data_dir: Option<String>,
-    /// Redis URL for clustering.
+    /// Redis URL for clustering: `redis://host:port/db`, or `redis+cluster://host:port,host:port` (a Redis Cluster's seed nodes).
     pub redis_url: Option<String>,
     /// Milliseconds between cluster heartbeats; a node silent for three is dead (5000).
     pub cluster_heartbeat: Option<u32>,

@@ -22,7 +22,7 @@ mod redis;
 pub mod wire;
 
 #[cfg(test)]
-pub(crate) use self::redis::documents::tests::redis_server;
+pub(crate) use self::redis::testing::redis_setups;
 
 use std::future::Future;
 use std::sync::Arc;

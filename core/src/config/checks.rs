@@ -80,6 +80,12 @@ pub(crate) fn check_required(c: &Config) -> Result<(), ConfigError> {
     if c.redis_url.as_deref().is_some_and(|u| u.trim().is_empty()) {
         return Err(empty("redis_url"));
     }
+    if let Some(url) = &c.redis_url {
+        super::redis_url::parse_redis_url(url).map_err(|reason| ConfigError::Invalid {
+            setting: "redis_url",
+            reason,
+        })?;
+    }
     if c.data_dir
         .as_ref()
         .is_some_and(|d| d.as_os_str().is_empty())

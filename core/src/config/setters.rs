@@ -160,7 +160,9 @@ impl Config {
         self
     }
 
-    /// Joins a cluster through this Redis URL.
+    /// Joins a cluster through this Redis URL: `redis://host:port/db` for one Redis, or
+    /// `redis+cluster://host:port,host:port` for a Redis Cluster (its seed nodes; optional
+    /// `user:password@` before them), checked by [`Config::validate`].
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.redis_url = Some(url.into());
         self

@@ -128,7 +128,7 @@ pub const SETTINGS: &[Setting] = &[
     s!("data_dir", ["data_dir"], Path, "none (memory)", Some("data-dir"), Some("dataDir"), Some("sb_config_set_data_dir"),
         [], "", "directory of the history and Yjs store"),
     s!("redis_url", ["redis_url"], Text, "none (one node)", Some("redis-url"), Some("redisUrl"), Some("sb_config_set_redis_url"),
-        ["redis"], "", "Redis URL: join a cluster (env `REDIS_URL`)"),
+        ["redis"], "", "Redis URL: join a cluster (env `REDIS_URL`): `redis://host:port/db` for one Redis, `redis+cluster://[user:password@]host:port,host:port` for a Redis Cluster (its seed nodes; Redis 7+, sharded pub/sub)"),
     s!("cluster_heartbeat", ["cluster_heartbeat"], Millis, "5000", Some("cluster-heartbeat"), Some("clusterHeartbeat"), Some("sb_config_set_cluster_heartbeat_ms"),
         ["cluster-heartbeat-ms", "cluster_heartbeat_ms"], "", "time between cluster heartbeats; three missed mean dead (at least 100)"),
     s!("api_key", ["api_key"], Secret, "none (API off)", Some("api-key"), Some("apiKey"), Some("sb_config_set_api_key"),

@@ -487,14 +487,15 @@ mod tests {
 
     #[tokio::test]
     async fn stores_append_and_a_long_list_is_compacted_without_losing_anything() {
-        let Some(server) = crate::cluster::redis_server() else {
-            eprintln!("redis-server cannot be run here: skipped");
-            return;
-        };
-        let url = format!("redis://127.0.0.1:{}", server.1);
+        for setup in crate::cluster::redis_setups() {
+            stores_and_compacts_on(&setup.url()).await;
+        }
+    }
+
+    async fn stores_and_compacts_on(url: &str) {
         let cluster = Arc::new(
             crate::cluster::RedisCluster::new(
-                &url,
+                url,
                 Duration::from_secs(1),
                 Arc::new(Default::default()),
             )

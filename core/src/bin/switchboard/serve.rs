@@ -40,7 +40,8 @@ pub struct ServeArgs {
     /// Requests a connection may burst above the rate [default: 40].
     #[arg(long, value_name = "N")]
     rate_burst: Option<u32>,
-    /// Redis URL: join a cluster of engine processes.
+    /// Redis URL: join a cluster of engine processes (`redis://host:port/db`, or
+    /// `redis+cluster://host:port,host:port` for a Redis Cluster's seed nodes).
     #[arg(long, visible_alias = "redis", env = "REDIS_URL", value_name = "URL")]
     redis_url: Option<String>,
     /// Milliseconds between cluster heartbeats; a node silent for three is dead [default: 5000].

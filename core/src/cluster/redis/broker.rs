@@ -9,8 +9,10 @@ use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
 use tokio::sync::oneshot;
 
+use super::conn::Target;
 use super::keys::{alive_key, all_channel, node_channel, room_channel};
-use super::tasks::{heartbeat_loop, listen, publish_loop, reap};
+use super::listen::{listen, listen_sharded};
+use super::tasks::{heartbeat_loop, publish_loop, reap};
 use super::{later, Answer, Inner, COMMAND_TIMEOUT};
 use crate::cluster::{Broker, ClusterError, ClusterSink};
 
@@ -32,12 +34,30 @@ impl Broker for RedisBroker {
     }
 
     fn start(&self, runtime: &tokio::runtime::Handle) {
-        let Some((publish_rx, interest_rx)) = self.0.receivers.lock().take() else {
+        let Some((publish_rx, interest_rx, pushes)) = self.0.receivers.lock().take() else {
             return; // started already
         };
         let _ = self.0.runtime.set(runtime.clone());
         let sinks: Arc<dyn ClusterSink> = self.0.sinks.clone();
-        runtime.spawn(listen(self.0.clone(), interest_rx, sinks.clone()));
+        match (&self.0.target, pushes) {
+            (Target::Cluster(_), Some(pushes)) => {
+                runtime.spawn(listen_sharded(
+                    self.0.clone(),
+                    interest_rx,
+                    pushes,
+                    sinks.clone(),
+                ));
+            }
+            (Target::Single(client), _) => {
+                runtime.spawn(listen(
+                    self.0.clone(),
+                    interest_rx,
+                    client.clone(),
+                    sinks.clone(),
+                ));
+            }
+            (Target::Cluster(_), None) => {}
+        }
         runtime.spawn(publish_loop(self.0.clone(), publish_rx));
         runtime.spawn(heartbeat_loop(self.0.clone(), sinks));
     }
@@ -67,16 +87,22 @@ impl Broker for RedisBroker {
     fn listeners(&self, room: &str) -> Answer<Result<usize, ClusterError>> {
         let (inner, channel) = (self.0.clone(), room_channel(room));
         later(async move {
+            // Sharded channels are counted apart from classic ones.
+            let which = if inner.target.sharded() {
+                "SHARDNUMSUB"
+            } else {
+                "NUMSUB"
+            };
             inner
                 .run(|mut c| async move {
                     redis::cmd("PUBSUB")
-                        .arg("NUMSUB")
+                        .arg(which)
                         .arg(&channel)
-                        .query_async::<(String, usize)>(&mut c)
+                        .query_async::<std::collections::HashMap<String, usize>>(&mut c)
                         .await
                 })
                 .await
-                .map(|(_, n)| n)
+                .map(|counts| counts.values().sum())
         })
     }
 

@@ -10,8 +10,8 @@
 
 use std::sync::LazyLock;
 
+use super::conn::Conn;
 use bytes::Bytes;
-use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Script};
 
 use crate::cluster::StoredDocument;
@@ -35,7 +35,7 @@ return 1
 
 /// The list's entries and the generation, read in one transaction.
 pub(super) async fn load(
-    mut c: MultiplexedConnection,
+    mut c: Conn,
     list: String,
     generation: String,
 ) -> RedisResult<StoredDocument> {
@@ -52,11 +52,7 @@ pub(super) async fn load(
 }
 
 /// Appends one update; the list's new length.
-pub(super) async fn append(
-    mut c: MultiplexedConnection,
-    list: String,
-    update: Bytes,
-) -> RedisResult<usize> {
+pub(super) async fn append(mut c: Conn, list: String, update: Bytes) -> RedisResult<usize> {
     redis::cmd("RPUSH")
         .arg(&list)
         .arg(&update[..])
@@ -66,7 +62,7 @@ pub(super) async fn append(
 
 /// Runs the compaction script; whether it replaced the entries.
 pub(super) async fn compact(
-    mut c: MultiplexedConnection,
+    mut c: Conn,
     keys: [String; 2],
     generation: u64,
     count: usize,
@@ -82,58 +78,24 @@ pub(super) async fn compact(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
     use bytes::Bytes;
 
-    use crate::cluster::RedisCluster;
-
-    /// A throwaway redis-server on a free port (`REDIS_SERVER_BIN` overrides the binary).
-    pub(crate) struct Server(std::process::Child, pub(crate) u16);
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    /// Starts one; `None` when none can be run here.
-    pub(crate) fn redis_server() -> Option<Server> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
-        let child = std::process::Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        let server = Server(child, port);
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
+    use crate::cluster::{redis_setups, RedisCluster};
 
     #[tokio::test]
     async fn compaction_replaces_exactly_what_was_read_and_keeps_later_appends() {
-        let Some(server) = redis_server() else {
-            eprintln!("redis-server cannot be run here: skipped");
-            return;
-        };
-        let url = format!("redis://127.0.0.1:{}", server.1);
+        for setup in redis_setups() {
+            compaction_on(&setup.url()).await;
+        }
+    }
+
+    async fn compaction_on(url: &str) {
         let cluster =
-            RedisCluster::new(&url, Duration::from_secs(1), Arc::new(Default::default())).unwrap();
+            RedisCluster::new(url, Duration::from_secs(1), Arc::new(Default::default())).unwrap();
         let adapter = cluster.into_cluster().documents().clone();
         let entry = |i: u8| Bytes::from(vec![i]);
         for i in 0..3 {

@@ -1,112 +1,34 @@
-//! The adapter's three tasks: the listener, the publisher and the heartbeat.
+//! The adapter's publisher and heartbeat (the listener is in `listen.rs`), and the presence
+//! bookkeeping they drive: restating this node's presence, reaping a dead node's.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
-use super::keys::{
-    alive_key, all_channel, entry, node_channel, node_presence_key, nodes_key, room_channel, PREFIX,
-};
+use super::keys::{alive_key, node_rooms_key, nodes_key, presence_keys, slot};
 use super::scripts;
-use super::{now_ms, Inner, Interest, COMMAND_TIMEOUT, MAX_BACKOFF, PUBLISH_BATCH};
-use crate::cluster::wire::Message;
+use super::{now_ms, Inner, PUBLISH_BATCH};
 use crate::cluster::{ClusterError, ClusterSink, Departure};
 
-/// The subscription connection: resubscribes every wanted room after each reconnect and
-/// hands arriving messages to the sinks, in order.
-pub(super) async fn listen(
-    inner: Arc<Inner>,
-    mut interest: mpsc::UnboundedReceiver<Interest>,
-    sink: Arc<dyn ClusterSink>,
-) {
-    let mut stop = inner.stop.subscribe();
-    let mut wanted: HashSet<String> = HashSet::new();
-    let mut backoff = Duration::from_millis(100);
-    while !inner.stopped() {
-        let connected =
-            tokio::time::timeout(COMMAND_TIMEOUT, inner.client.get_async_pubsub()).await;
-        let pubsub = match connected {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                inner.mark_down(&e);
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return,
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-            Err(_) => {
-                inner.mark_down(&"connect timed out");
-                continue;
-            }
-        };
-        let (mut subscriptions, mut messages) = pubsub.split();
-        let mut channels: Vec<String> = wanted.iter().map(|r| room_channel(r)).collect();
-        channels.push(all_channel());
-        channels.push(node_channel(&inner.node_id));
-        if let Err(e) = subscriptions.subscribe(&channels).await {
-            inner.mark_down(&e);
-            continue;
-        }
-        backoff = Duration::from_millis(100);
-        inner.mark_up();
-        sink.resubscribed();
-        loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                change = interest.recv() => {
-                    let Some((room, done)) = change else { return };
-                    let want = sink.wants(&room);
-                    let result = if want && wanted.insert(room.clone()) {
-                        subscriptions.subscribe(room_channel(&room)).await
-                    } else if !want && wanted.remove(&room) {
-                        subscriptions.unsubscribe(room_channel(&room)).await
-                    } else {
-                        Ok(())
-                    };
-                    if let Some(done) = done {
-                        let _ = done.send(());
-                    }
-                    if let Err(e) = result {
-                        inner.mark_down(&e);
-                        break;
-                    }
-                }
-                message = messages.next() => {
-                    let Some(message) = message else {
-                        inner.mark_down(&"subscription connection closed");
-                        break;
-                    };
-                    let data = Bytes::copy_from_slice(message.get_payload_bytes());
-                    deliver(&inner, &*sink, &data);
-                }
-            }
-        }
-    }
-}
+/// A present user: id and display name.
+type Member = (Arc<str>, Arc<str>);
 
-fn deliver(inner: &Inner, sink: &dyn ClusterSink, data: &Bytes) {
-    match Message::parse(data) {
-        Ok(message) if message.origin == inner.node_id => {}
-        Ok(message) => {
-            inner.metrics.cluster.received.inc();
-            sink.deliver(&message);
-        }
-        Err(e) => tracing::debug!(error = %e, "dropped a malformed cluster envelope"),
-    }
-}
+/// Most members in one `SADD` of rooms.
+const ROOMS_PER_COMMAND: usize = 1000;
 
 /// Publishes queued messages, pipelining whatever accumulated while the last batch was in
-/// flight; one connection keeps them in the order they were queued.
+/// flight; one connection keeps them in the order they were queued. On a Redis Cluster a
+/// pipeline must stay within one slot: the batch is split by slot (a channel's messages
+/// keep their order within its slot's pipeline) and the pipelines go out together.
 pub(super) async fn publish_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<(String, Bytes)>) {
     let mut stop = inner.stop.subscribe();
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    let sharded = inner.target.sharded();
+    let mut by_slot: HashMap<u16, redis::Pipeline> = HashMap::new();
     loop {
         let n = tokio::select! {
             n = queue.recv_many(&mut batch, PUBLISH_BATCH) => n,
@@ -115,17 +37,47 @@ pub(super) async fn publish_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<(S
         if n == 0 {
             return;
         }
-        let mut pipe = redis::pipe();
-        for (channel, data) in &batch {
-            pipe.publish(channel, &data[..]).ignore();
-        }
-        match inner
-            .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
-        {
-            Ok(()) => inner.metrics.cluster.published.add(n as u64),
-            Err(_) => inner.metrics.cluster.dropped.add(n as u64),
-        }
+        let sent = if sharded {
+            for (channel, data) in &batch {
+                by_slot
+                    .entry(slot(channel.as_bytes()))
+                    .or_default()
+                    .cmd("SPUBLISH")
+                    .arg(channel)
+                    .arg(&data[..])
+                    .ignore();
+            }
+            let runs = by_slot.drain().map(|(_, pipe)| {
+                let count = pipe.len() as u64;
+                let inner = &inner;
+                async move {
+                    let ok = inner
+                        .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+                        .await
+                        .is_ok();
+                    if ok {
+                        count
+                    } else {
+                        0
+                    }
+                }
+            });
+            join_all(runs).await.into_iter().sum::<u64>()
+        } else {
+            let mut pipe = redis::pipe();
+            for (channel, data) in &batch {
+                pipe.publish(channel, &data[..]).ignore();
+            }
+            match inner
+                .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+                .await
+            {
+                Ok(()) => n as u64,
+                Err(_) => 0,
+            }
+        };
+        inner.metrics.cluster.published.add(sent);
+        inner.metrics.cluster.dropped.add(n as u64 - sent);
         inner.settled.fetch_add(n as u64, Ordering::AcqRel);
         batch.clear();
     }
@@ -144,101 +96,199 @@ pub(super) async fn heartbeat_loop(inner: Arc<Inner>, sink: Arc<dyn ClusterSink>
             _ = stop.changed() => return,
         }
         if let Err(e) = beat(&inner, &*sink).await {
+            if inner.target.sharded() {
+                // On a cluster, single commands do not judge the whole cluster: the
+                // heartbeat (the node registry's shard) does.
+                inner.mark_down(&e);
+            }
             tracing::debug!(error = %e, "heartbeat failed");
         }
     }
 }
 
+/// One heartbeat; every command names keys of one slot (the registry, or one node's keys),
+/// so it runs on a Redis Cluster as on one Redis.
 async fn beat(inner: &Inner, sink: &dyn ClusterSink) -> Result<(), ClusterError> {
     let node = inner.node_id.clone();
     let ttl = (inner.heartbeat * 2).as_millis() as u64;
+    inner
+        .run(|mut c| {
+            let key = alive_key(&node);
+            async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(1)
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async::<()>(&mut c)
+                    .await
+            }
+        })
+        .await?;
     let (added, nodes): (i64, Vec<String>) = inner
         .run(|mut c| {
             let node = node.clone();
             async move {
-                let mut pipe = redis::pipe();
-                pipe.cmd("SET")
-                    .arg(alive_key(&node))
-                    .arg(1)
-                    .arg("PX")
-                    .arg(ttl)
-                    .ignore()
+                redis::pipe()
                     .sadd(nodes_key(), &node)
-                    .smembers(nodes_key());
-                pipe.query_async(&mut c).await
+                    .smembers(nodes_key())
+                    .query_async(&mut c)
+                    .await
             }
         })
         .await?;
     inner.mark_up();
     if added == 1 {
         // New to the node list: the first beat, or Redis lost our state (restarted empty,
-        // or another node reaped us during an outage). Say again who is here.
+        // failed over before replicating it, or another node reaped us during an outage).
+        // Say again who is here.
         restate(inner, sink).await?;
     }
     let others: Vec<String> = nodes.into_iter().filter(|n| *n != node).collect();
-    if others.is_empty() {
-        return Ok(());
-    }
-    let alive: Vec<bool> = {
-        let others = others.clone();
-        inner
-            .run(|mut c| async move {
-                let mut pipe = redis::pipe();
-                for other in &others {
-                    pipe.exists(alive_key(other));
-                }
-                pipe.query_async(&mut c).await
-            })
-            .await?
-    };
+    let checks = others.iter().map(|other| {
+        inner.run(|mut c| {
+            let key = alive_key(other);
+            async move {
+                redis::cmd("EXISTS")
+                    .arg(key)
+                    .query_async::<bool>(&mut c)
+                    .await
+            }
+        })
+    });
+    let alive = join_all(checks).await;
     for (other, alive) in others.iter().zip(alive) {
-        if !alive {
+        if !alive? {
             reap(inner, sink, other).await?;
         }
     }
     Ok(())
 }
 
+/// Replaces this node's presence in Redis with what it knows: per room it held or holds
+/// entries in, one script (the room's slot) withdraws its old entries and adds the current
+/// ones; the node's set of rooms is updated around them by single-key commands.
 async fn restate(inner: &Inner, sink: &dyn ClusterSink) -> Result<(), ClusterError> {
-    let present = sink.local_presence();
+    let mut rooms: BTreeMap<Arc<str>, Vec<Member>> = BTreeMap::new();
+    for (room, user, name) in sink.local_presence() {
+        rooms.entry(room).or_default().push((user, name));
+    }
     let node = inner.node_id.clone();
-    inner
-        .run(|mut c| async move {
-            let mut call = scripts::RESTATE.prepare_invoke();
-            call.key(node_presence_key(&node)).arg(PREFIX).arg(now_ms());
-            for (room, user, name) in &present {
-                call.arg(&**room)
-                    .arg(&**user)
-                    .arg(&**name)
-                    .arg(entry(room, user));
-            }
-            call.invoke_async::<()>(&mut c).await
-        })
-        .await
+    let rooms_key = node_rooms_key(&node);
+    let old: HashSet<String> = {
+        let k = rooms_key.clone();
+        inner
+            .run(|mut c| async move {
+                redis::cmd("SMEMBERS")
+                    .arg(k)
+                    .query_async::<HashSet<String>>(&mut c)
+                    .await
+            })
+            .await?
+    };
+    // Listed first: if this node dies half-way, survivors still find every room.
+    let current: Vec<&str> = rooms.keys().map(|r| &**r).collect();
+    for chunk in current.chunks(ROOMS_PER_COMMAND) {
+        let k = rooms_key.clone();
+        inner
+            .run(|mut c| async move {
+                redis::cmd("SADD")
+                    .arg(k)
+                    .arg(chunk)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await?;
+    }
+    let now = now_ms();
+    let gone: Vec<&str> = old
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !rooms.contains_key(*r))
+        .collect();
+    let empty = Vec::new();
+    let restates = current
+        .iter()
+        .map(|room| (*room, rooms.get(*room).unwrap_or(&empty)))
+        .chain(gone.iter().map(|room| (*room, &empty)))
+        .map(|(room, users)| {
+            let keys = presence_keys(room, &node);
+            inner.run(move |mut c| async move {
+                let mut call = scripts::RESTATE.prepare_invoke();
+                call.key(&keys[..]).arg(now);
+                for (user, name) in users {
+                    call.arg(&**user).arg(&**name);
+                }
+                call.invoke_async::<()>(&mut c).await
+            })
+        });
+    for result in join_all(restates).await {
+        result?;
+    }
+    for chunk in gone.chunks(ROOMS_PER_COMMAND) {
+        let k = rooms_key.clone();
+        inner
+            .run(|mut c| async move {
+                redis::cmd("SREM")
+                    .arg(k)
+                    .arg(chunk)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await?;
+    }
+    Ok(())
 }
 
+/// Withdraws a dead node's presence (or this node's own, when it stops): unless its alive
+/// key is back, the first survivor to remove it from the registry walks its set of rooms
+/// and withdraws its entries room by room (each an idempotent script in the room's slot,
+/// so a repeat changes nothing and no departure is announced twice). If a room cannot be
+/// reached (its shard down), the node goes back into the registry and a later heartbeat
+/// tries again.
 pub(super) async fn reap(
     inner: &Inner,
     sink: &dyn ClusterSink,
     dead: &str,
 ) -> Result<(), ClusterError> {
-    let keys = [nodes_key(), node_presence_key(dead), alive_key(dead)];
-    let dead_id = dead.to_owned();
-    let flat: Vec<String> = inner
-        .run(|mut c| async move {
-            let mut call = scripts::REAP.prepare_invoke();
-            call.key(&keys[..]).arg(&dead_id).arg(PREFIX);
-            call.invoke_async(&mut c).await
+    let single = |cmd: redis::Cmd| {
+        inner.run(|mut c| async move { cmd.query_async::<redis::Value>(&mut c).await })
+    };
+    if redis::from_redis_value::<bool>(
+        single(redis::cmd("EXISTS").arg(alive_key(dead)).clone()).await?,
+    )
+    .unwrap_or(true)
+    {
+        return Ok(());
+    }
+    let claimed = single(redis::cmd("SREM").arg(nodes_key()).arg(dead).clone()).await?;
+    if redis::from_redis_value::<i64>(claimed).unwrap_or(0) == 0 {
+        return Ok(());
+    }
+    let rooms: Vec<String> = redis::from_redis_value(
+        single(redis::cmd("SMEMBERS").arg(node_rooms_key(dead)).clone()).await?,
+    )
+    .unwrap_or_default();
+    let withdrawals = rooms.iter().map(|room| {
+        let keys = presence_keys(room, dead);
+        inner.run(move |mut c| async move {
+            let mut call = scripts::WITHDRAW.prepare_invoke();
+            call.key(&keys[..]);
+            call.invoke_async::<Vec<String>>(&mut c).await
         })
-        .await?;
-    let departures: Vec<Departure> = flat
-        .chunks_exact(3)
-        .map(|d| Departure {
-            room: d[0].as_str().into(),
-            user_id: d[1].as_str().into(),
-            username: d[2].as_str().into(),
-        })
-        .collect();
+    });
+    let mut departures = Vec::new();
+    let mut failed = None;
+    for (room, result) in rooms.iter().zip(join_all(withdrawals).await) {
+        match result {
+            Ok(flat) => departures.extend(flat.chunks_exact(2).map(|d| Departure {
+                room: room.as_str().into(),
+                user_id: d[0].as_str().into(),
+                username: d[1].as_str().into(),
+            })),
+            Err(e) => failed = Some(e),
+        }
+    }
     if !departures.is_empty() {
         tracing::info!(
             node = dead,
@@ -248,5 +298,10 @@ pub(super) async fn reap(
         inner.metrics.cluster.reaped.add(departures.len() as u64);
         sink.departed(&departures);
     }
+    if let Some(e) = failed {
+        let _ = single(redis::cmd("SADD").arg(nodes_key()).arg(dead).clone()).await;
+        return Err(e);
+    }
+    single(redis::cmd("DEL").arg(node_rooms_key(dead)).clone()).await?;
     Ok(())
 }
