@@ -156,7 +156,8 @@ soak:
 bench:
 	bench/run.sh
 
-## bench-cluster: fan-out on one node, then on two nodes sharing one Redis (same run)
+## bench-cluster: fan-out on one node, on two nodes sharing one Redis, and on two nodes on a
+## three-master Redis Cluster (same run); deliveries/s and Redis CPU per shard in bench/results/cluster.json
 .PHONY: bench-cluster
 bench-cluster: deps-redis
 	bench/cluster.sh

@@ -42,6 +42,17 @@ const targets = (targetArgs.length ? targetArgs : ORDER).filter((t) =>
 );
 targets.sort((a, b) => ORDER.indexOf(a) - ORDER.indexOf(b));
 
+// A message run (fanout, chat) that lost clients or deliveries did not measure the server with
+// every client kept: its figures are shown struck (✗) and get no ratio. sb-load says so in
+// `valid`; older reports are judged by their lost and disconnects counts.
+function invalid(r) {
+  if (!r || r.error) return null;
+  if (r.valid === false) return r.invalid_reason || 'clients or deliveries lost';
+  if (r.valid == null && ((r.lost || 0) > 0 || ((r.disconnects || 0) > 0 && r.deliveries_per_s != null))) {
+    return `${r.disconnects || 0} clients disconnected, ${r.lost || 0} deliveries lost`;
+  }
+  return null;
+}
 const get = (o, p) => p.split('.').reduce((v, k) => (v == null ? undefined : v[k]), o);
 function any(scenario, p) {
   const r = Object.values(results[scenario] || {}).find((x) => x && get(x, p) != null);
@@ -113,11 +124,12 @@ for (const [scenario, label, p, better, fmt] of rows) {
   const row = [scenario, label];
   for (const t of targets) {
     const r = results[scenario][t];
-    row.push(r ? (r.error ? 'error' : fmt(get(r, p))) : 'skipped');
+    row.push(r ? (r.error ? 'error' : `${better && invalid(r) ? '✗ ' : ''}${fmt(get(r, p))}`) : 'skipped');
   }
   if (base) {
     for (const t of cmp) {
-      const x = ratio(get(results[scenario][t], p), get(results[scenario][base], p));
+      const [rt, rb] = [results[scenario][t], results[scenario][base]];
+      const x = invalid(rt) || invalid(rb) ? null : ratio(get(rt, p), get(rb, p));
       row.push(better ? fmtRatio(x, better) : '');
       if (better && x != null) ((ratios[scenario] ||= {})[`${t}/socketio ${label}`] = Number(x.toFixed(3)));
     }
@@ -139,6 +151,7 @@ for (const s of [...SCENARIOS, ...idleRuns]) {
   for (const t of targets) {
     const r = results[s] && results[s][t];
     if (r && r.error) table += `error: ${s} × ${t}: ${r.error}\n`;
+    if (invalid(r)) table += `INVALID: ${s} × ${t}: ${invalid(r)}: its ✗ figures do not measure the server with every client kept\n`;
   }
 }
 for (const t of ORDER) {
@@ -216,7 +229,7 @@ panels.forEach(([scenario, p, title, hint, fmt], i) => {
   svg += `<text x="${PW - 12}" y="22" font-size="11" text-anchor="end" fill="#6b7280">${esc(hint)}</text>\n`;
   const vals = targets.map((t) => {
     const r = results[scenario][t];
-    return r && !r.error ? get(r, p) : null;
+    return r && !r.error && !invalid(r) ? get(r, p) : null;
   });
   const max = Math.max(...vals.filter((v) => v != null), 1e-9);
   const barH = 28;
@@ -227,7 +240,9 @@ panels.forEach(([scenario, p, title, hint, fmt], i) => {
     const v = vals[j];
     svg += `<text x="${left - 8}" y="${y + barH / 2 + 4}" font-size="12" text-anchor="end" fill="#374151">${esc(LABEL[t])}</text>\n`;
     if (v == null) {
-      svg += `<text x="${left}" y="${y + barH / 2 + 4}" font-size="12" fill="#9ca3af">${results[scenario][t] ? 'error' : 'skipped'}</text>\n`;
+      const r = results[scenario][t];
+      const why = !r ? 'skipped' : r.error ? 'error' : 'invalid run: clients or deliveries lost';
+      svg += `<text x="${left}" y="${y + barH / 2 + 4}" font-size="12" fill="${r && !r.error ? '#dc2626' : '#9ca3af'}">${why}</text>\n`;
       return;
     }
     const w = Math.max(1, ((PW - left - right) * v) / max);

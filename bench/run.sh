@@ -12,7 +12,8 @@
 #   BENCH_TARGETS="engine fastify socketio"   BENCH_SCENARIOS="fanout chat idle connect"
 #   BENCH_SECONDS=10 (measured seconds, fanout and chat)   BENCH_WARMUP=2
 #   BENCH_CONNECT_SECONDS=5   BENCH_CONNECT_CONCURRENCY=50
-#   BENCH_FANOUT_CLIENTS=1000 BENCH_FANOUT_WINDOW=16
+#   BENCH_FANOUT_CLIENTS=1000 BENCH_FANOUT_WINDOW=64 (messages in flight, counted from the
+#   first one some receiver has not seen: sb-load paces fan-out by its slowest receiver)
 #   BENCH_CHAT_CLIENTS=2000   BENCH_CHAT_ROOMS=200   BENCH_CHAT_RATE=20
 #   BENCH_IDLE_CLIENTS="5000 15000" (one idle run per size: idle5k, idle15k)
 #   BENCH_IDLE_HOLD=26 (s held after the RSS sample: spans a 25 s ping interval, so the idle CPU
@@ -37,7 +38,7 @@ WARMUP=${BENCH_WARMUP:-$d_warmup}
 CONNECT_SECONDS=${BENCH_CONNECT_SECONDS:-$d_connect}
 CONNECT_CONCURRENCY=${BENCH_CONNECT_CONCURRENCY:-50}
 FANOUT_CLIENTS=${BENCH_FANOUT_CLIENTS:-$d_fanout}
-FANOUT_WINDOW=${BENCH_FANOUT_WINDOW:-16}
+FANOUT_WINDOW=${BENCH_FANOUT_WINDOW:-64}
 CHAT_CLIENTS=${BENCH_CHAT_CLIENTS:-$d_chat}
 CHAT_ROOMS=${BENCH_CHAT_ROOMS:-$d_rooms}
 CHAT_RATE=${BENCH_CHAT_RATE:-20}

@@ -14,6 +14,7 @@
 //! Each run prints one JSON object on stdout and a human-readable summary on stderr.
 
 mod client;
+mod pace;
 mod scenarios;
 mod stats;
 
@@ -23,7 +24,7 @@ use clap::{Parser, ValueEnum};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
-    /// 1 room × N clients, one publisher as fast as a window of outstanding acks allows.
+    /// 1 room × N clients, one publisher as fast as its slowest receiver (and the acks) allow.
     Fanout,
     /// N clients in R rooms, one publisher per room at a fixed rate.
     Chat,
@@ -42,6 +43,15 @@ impl Scenario {
             Scenario::Connect => "connect",
         }
     }
+}
+
+/// What paces the fan-out publisher.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PaceBy {
+    /// The slowest receiver, and the acks.
+    Receivers,
+    /// The acks alone.
+    Acks,
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -79,9 +89,14 @@ pub struct Args {
     /// Warm-up seconds of publishing before measuring.
     #[arg(long, default_value_t = 2.0)]
     pub warmup: f64,
-    /// Outstanding acks the fan-out publisher allows.
-    #[arg(long, default_value_t = 16)]
+    /// Messages the fan-out publisher keeps in flight (see --pace).
+    #[arg(long, default_value_t = 64)]
     pub window: usize,
+    /// What bounds the fan-out publisher's window: `receivers` (messages some receiver has
+    /// not seen yet, and unacked ones) or `acks` (unacked messages only: the server's pace,
+    /// which lets a slow generator's receivers be dropped as slow consumers).
+    #[arg(long, value_enum, default_value_t = PaceBy::Receivers)]
+    pub pace: PaceBy,
     /// Messages per second per chat publisher.
     #[arg(long, default_value_t = 20.0)]
     pub rate: f64,
@@ -106,6 +121,16 @@ pub struct Args {
     /// Every client is the same user (no presence traffic while joining).
     #[arg(long)]
     pub same_user: bool,
+    /// Another process whose CPU time over the measured window is reported (fanout, chat,
+    /// connect) under `watched.NAME`: a second node, a Redis shard. Repeatable.
+    #[arg(long, value_name = "NAME=PID", value_parser = parse_watch)]
+    pub watch: Vec<(String, u32)>,
+}
+
+fn parse_watch(s: &str) -> Result<(String, u32), String> {
+    let (name, pid) = s.split_once('=').ok_or("expected NAME=PID")?;
+    let pid = pid.parse().map_err(|e| format!("pid {pid:?}: {e}"))?;
+    Ok((name.to_owned(), pid))
 }
 
 impl Args {

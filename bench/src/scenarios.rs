@@ -11,8 +11,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, Incoming};
+use crate::pace::Pace;
 use crate::stats::{self, Bitset, Histogram};
-use crate::{Args, Scenario};
+use crate::{Args, PaceBy, Scenario};
 
 /// Mints an HS256 token for user `u<i>` valid for a day.
 fn token(key: &EncodingKey, i: usize, same_user: bool) -> String {
@@ -37,11 +38,14 @@ struct Sample {
     server_cpu: Option<Duration>,
     machine: Option<Duration>,
     server_writes: Option<u64>,
+    /// CPU time of each `--watch` process (None once it has gone).
+    watched: Vec<Option<Duration>>,
 }
 
 impl Sample {
-    fn take(pid: Option<u32>) -> Self {
+    fn take(pid: Option<u32>, watch: &[(String, u32)]) -> Self {
         Sample {
+            watched: watch.iter().map(|(_, p)| stats::proc_cpu(*p)).collect(),
             at: Instant::now(),
             gen_cpu: stats::self_cpu(),
             server_cpu: pid.and_then(stats::proc_cpu),
@@ -97,6 +101,23 @@ fn cpu_report(a: &Sample, b: &Sample, deliveries: u64, threads: usize) -> (Value
             json!(round(((machine - gen - server_cpu) / wall).max(0.0), 3));
     }
     (generator, server)
+}
+
+/// The `--watch` processes' CPU between two samples: `{NAME: {cpu_s, cpu_util}}`.
+fn watched_report(a: &Sample, b: &Sample, watch: &[(String, u32)]) -> Value {
+    let wall = (b.at - a.at).as_secs_f64().max(1e-9);
+    let mut out = serde_json::Map::new();
+    for (i, (name, pid)) in watch.iter().enumerate() {
+        let v = match (a.watched[i], b.watched[i]) {
+            (Some(x), Some(y)) => {
+                let cpu = y.saturating_sub(x).as_secs_f64();
+                json!({ "pid": pid, "cpu_s": round(cpu, 3), "cpu_util": round(cpu / wall, 3) })
+            }
+            _ => json!({ "pid": pid, "error": "process not found" }),
+        };
+        out.insert(name.clone(), v);
+    }
+    Value::Object(out)
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -189,6 +210,8 @@ struct MemberPlan {
     room_name: String,
     room: usize,
     pacing: Option<Pacing>,
+    /// The fan-out room's slowest-receiver pacing (every member of the room shares it).
+    pace: Option<Arc<Pace>>,
     read_buffer: usize,
 }
 
@@ -225,10 +248,19 @@ async fn member(
         Err(e) => {
             r.error = Some(e.clone());
             let _ = ready.send(Err(e));
+            if let (Some(p), false) = (&plan.pace, r.publisher) {
+                p.receiver_gone();
+            }
             return r;
         }
     };
     drop(ready);
+    // Receivers report to the pacing; the publisher reads it.
+    let (pace_rx, pace_tx) = match (&plan.pace, r.publisher) {
+        (Some(p), false) => (Some(p.clone()), None),
+        (Some(p), true) => (None, Some(p.clone())),
+        (None, _) => (None, None),
+    };
 
     let room_json = Value::from(plan.room_name.as_str()).to_string();
     let mut sending = false;
@@ -275,6 +307,9 @@ async fn member(
                         }
                         if r.received.insert(seq) {
                             r.duplicates += 1;
+                        }
+                        if let Some(p) = &pace_rx {
+                            p.seen(seq);
                         }
                     }
                     Incoming::Ack { id, ok } => {
@@ -329,15 +364,21 @@ async fn member(
                     }
                 }
             }
+            _ = async { pace_tx.as_ref().expect("pace").changed().await }, if sending && pace_tx.is_some() => {}
             _ = &mut stop_fut => break,
         }
         if sending {
             if let Some(Pacing::Window(window)) = plan.pacing {
                 let now = shared.now_ns();
+                // Unseen: messages from the first one some live receiver still misses.
+                let unseen = |sent: u64| match &pace_tx {
+                    Some(p) => sent - p.advance(sent),
+                    None => 0,
+                };
                 if now >= shared.window_end.load(Ordering::Relaxed) {
                     sending = false;
-                } else if outstanding < window {
-                    while outstanding < window {
+                } else if outstanding < window && unseen(r.sent) < window as u64 {
+                    while outstanding < window && unseen(r.sent) < window as u64 {
                         let seq = r.sent;
                         let at = shared.now_ns();
                         let p = client::send_message_packet(seq + 1, &room_json, seq, at);
@@ -355,6 +396,11 @@ async fn member(
                     }
                 }
             }
+        }
+    }
+    if r.disconnected {
+        if let Some(p) = &pace_rx {
+            p.receiver_gone();
         }
     }
     // Close in the background, so the server is not left with half-open sockets.
@@ -375,6 +421,7 @@ async fn start_members(
     go: &watch::Receiver<bool>,
     stop: &watch::Receiver<bool>,
     publishers_on: Option<&tokio::runtime::Handle>,
+    pace: Option<&Arc<Pace>>,
 ) -> Result<
     (
         Vec<tokio::task::JoinHandle<MemberResult>>,
@@ -397,6 +444,7 @@ async fn start_members(
             room_name: room_name(room),
             room,
             pacing: if i < rooms { pacing(room) } else { None },
+            pace: pace.cloned(),
             read_buffer: args.read_buffer,
         };
         let publisher = plan.pacing.is_some();
@@ -497,6 +545,9 @@ async fn messages(args: &Args) -> Result<Value, String> {
             format!("chat-{room}")
         }
     };
+    // Fan-out: one publisher (client 0), n - 1 receivers.
+    let pace = (fanout && args.pace == PaceBy::Receivers)
+        .then(|| Arc::new(Pace::new(window, n.saturating_sub(1) as u32)));
     let rss_before = args.server_pid.and_then(stats::proc_rss_kb);
     // Publishers run on their own thread, so an ack never waits behind a round of the
     // receivers' reads (that would make the generator, not the server, set the pace).
@@ -526,6 +577,7 @@ async fn messages(args: &Args) -> Result<Value, String> {
         &go_rx,
         &stop_rx,
         Some(&publishers),
+        pace.as_ref(),
     )
     .await?;
     if failed == n {
@@ -555,9 +607,9 @@ async fn messages(args: &Args) -> Result<Value, String> {
     shared.window_end.store(w_end, Ordering::Relaxed);
     let _ = go_tx.send(true);
     tokio::time::sleep(args.warmup()).await;
-    let a = Sample::take(args.server_pid);
+    let a = Sample::take(args.server_pid, &args.watch);
     tokio::time::sleep(args.seconds()).await;
-    let b = Sample::take(args.server_pid);
+    let b = Sample::take(args.server_pid, &args.watch);
     let rss_during = args.server_pid.and_then(stats::proc_rss_kb);
     let drained = settle(
         &shared.delivered,
@@ -603,6 +655,24 @@ async fn messages(args: &Args) -> Result<Value, String> {
         disconnects += r.disconnected as u64;
     }
     let secs = args.seconds;
+    // A run that lost receivers or messages measured the server without them: its figures
+    // are not comparable, and the report says so before anything else.
+    let mut invalid = Vec::new();
+    if disconnects > 0 {
+        invalid.push(format!(
+            "{disconnects} of {} clients disconnected",
+            n - failed
+        ));
+    }
+    if lost > 0 {
+        invalid.push(format!(
+            "{lost} acked deliveries lost ({members_lost} members missing messages)"
+        ));
+    }
+    if failed > 0 {
+        invalid.push(format!("{failed} clients failed to connect"));
+    }
+    let invalid = (!invalid.is_empty()).then(|| invalid.join(", "));
     let (generator, server) = cpu_report(&a, &b, in_window, args.threads);
     let report = json!({
         "clients": n,
@@ -612,7 +682,13 @@ async fn messages(args: &Args) -> Result<Value, String> {
         "rooms": rooms,
         "seconds": secs,
         "warmup_seconds": args.warmup,
-        "pacing": if fanout { json!({"window": window}) } else { json!({"per_room_msgs_per_s": rate}) },
+        "pacing": if fanout {
+            json!({"window": window, "by": if pace.is_some() { "slowest receiver and acks" } else { "acks" }})
+        } else {
+            json!({"per_room_msgs_per_s": rate})
+        },
+        "valid": invalid.is_none(),
+        "invalid_reason": invalid,
         "setup_s": round(setup.as_secs_f64(), 2),
         "drain_s": round(drained.as_secs_f64(), 2),
         "deliveries": in_window,
@@ -630,6 +706,7 @@ async fn messages(args: &Args) -> Result<Value, String> {
         "disconnects": disconnects,
         "generator": generator,
         "server": server,
+        "watched": watched_report(&a, &b, &args.watch),
         "server_rss_kb": { "before": rss_before, "during": rss_during },
     });
     eprintln!(
@@ -650,6 +727,11 @@ async fn messages(args: &Args) -> Result<Value, String> {
         },
         report["generator"]["other_cpu_util"].as_f64().unwrap_or(0.0),
     );
+    if let Some(why) = &invalid {
+        eprintln!(
+            "  INVALID RUN: {why}: these figures do not measure the server with every client kept"
+        );
+    }
     Ok(report)
 }
 
@@ -677,6 +759,7 @@ async fn idle(args: &Args) -> Result<Value, String> {
         &shared,
         &go_rx,
         &stop_rx,
+        None,
         None,
     )
     .await?;
@@ -748,7 +831,7 @@ async fn connect(args: &Args) -> Result<Value, String> {
         .map_err(|e| format!("first handshake failed: {e}"))?;
     client::disconnect(ws).await;
 
-    let a = Sample::take(args.server_pid);
+    let a = Sample::take(args.server_pid, &args.watch);
     let deadline = Instant::now() + args.seconds();
     let mut tasks = Vec::new();
     for w in 0..workers {
@@ -795,7 +878,7 @@ async fn connect(args: &Args) -> Result<Value, String> {
     for t in tasks {
         hist.merge(&t.await.map_err(|e| e.to_string())?);
     }
-    let b = Sample::take(args.server_pid);
+    let b = Sample::take(args.server_pid, &args.watch);
     let wall = (b.at - a.at).as_secs_f64();
     let n_ok = ok.load(Ordering::Relaxed);
     let n_failed = failed.load(Ordering::Relaxed);
@@ -821,6 +904,7 @@ async fn connect(args: &Args) -> Result<Value, String> {
         "latency_ms": { "p50": ms(hist.quantile(0.5)), "p99": ms(hist.quantile(0.99)), "max": ms(hist.max()) },
         "generator": rename_per_m(generator),
         "server": rename_per_m(server),
+        "watched": watched_report(&a, &b, &args.watch),
     }))
 }
 
