@@ -14,6 +14,7 @@ use super::namespace::Namespace;
 use super::payload::{self, EventArray, Payload};
 use super::Session;
 use crate::auth::User;
+use crate::hub::deadlines::DeadlineKey;
 use crate::protocol::frame::Frame;
 use crate::protocol::socketio::PacketKind;
 use crate::transport::CloseReason;
@@ -132,6 +133,10 @@ pub struct Socket {
     /// When the socket's credential expires (Unix seconds; 0: never): the user's `exp` at
     /// connect, moved by a token refresh.
     token_expiry: AtomicU64,
+    /// The chat's token-expiry deadline for this socket, when one is scheduled: a field of
+    /// its own rather than an entry of `extensions`, whose type map costs an idle socket
+    /// ~200 bytes in three allocations.
+    expiry_key: parking_lot::Mutex<Option<DeadlineKey>>,
 }
 
 /// Most event handlers queued behind a slow one; the socket's reader waits beyond it.
@@ -192,6 +197,7 @@ impl Socket {
         let expiry = init.user.as_ref().and_then(|u| u.expires_at).unwrap_or(0);
         Arc::new(Socket {
             token_expiry: AtomicU64::new(expiry),
+            expiry_key: parking_lot::Mutex::new(None),
             id: init.id,
             pid: init.pid,
             ns,
@@ -214,6 +220,11 @@ impl Socket {
     /// the token it was refreshed with; `None` when it does not expire.
     pub fn expires_at(&self) -> Option<u64> {
         Some(self.token_expiry.load(Ordering::Acquire)).filter(|&e| e != 0)
+    }
+
+    /// The chat's token-expiry deadline key slot (locked while the deadline is changed).
+    pub(crate) fn expiry_key(&self) -> parking_lot::MutexGuard<'_, Option<DeadlineKey>> {
+        self.expiry_key.lock()
     }
 
     /// Moves the credential's expiry (a token refresh).
