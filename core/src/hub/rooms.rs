@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use super::members::Members;
+
 /// What a join or leave changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Change {
@@ -21,7 +23,7 @@ pub struct Change {
 
 /// Members by room.
 pub struct Rooms<K, V> {
-    map: RwLock<HashMap<Arc<str>, HashMap<K, V>>>,
+    map: RwLock<HashMap<Arc<str>, Members<K, V>>>,
 }
 
 impl<K, V> Default for Rooms<K, V> {
@@ -44,7 +46,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
         let mut map = self.map.write();
         let members = map.entry(room.clone()).or_default();
         let was_empty = members.is_empty();
-        let added = members.insert(key, value).is_none();
+        let added = members.insert(key, value);
         Change {
             added,
             room_changed: was_empty && added,
@@ -74,11 +76,9 @@ impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
     }
 
     /// Calls `f` for every member of `room`, under the read lock.
-    pub fn for_each(&self, room: &str, mut f: impl FnMut(&K, &V)) {
+    pub fn for_each(&self, room: &str, f: impl FnMut(&K, &V)) {
         if let Some(members) = self.map.read().get(room) {
-            for (k, v) in members {
-                f(k, v);
-            }
+            members.for_each(f);
         }
     }
 
@@ -91,7 +91,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
         let mut seen: HashSet<&K> = HashSet::new();
         for room in rooms {
             if let Some(members) = map.get(&**room) {
-                for (k, v) in members {
+                for (k, v) in members.iter() {
                     if seen.insert(k) {
                         f(k, v);
                     }
@@ -102,7 +102,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
 
     /// Number of members in `room`.
     pub fn len(&self, room: &str) -> usize {
-        self.map.read().get(room).map_or(0, HashMap::len)
+        self.map.read().get(room).map_or(0, Members::len)
     }
 
     /// Every room with its member count.
