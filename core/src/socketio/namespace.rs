@@ -452,6 +452,11 @@ impl Broadcast<'_> {
 
     /// Leaves out one socket.
     pub fn except(mut self, socket_id: &Arc<str>) -> Self {
+        // The list may be kept with the broadcast in the recovery log: one socket left out
+        // (the usual case) takes room for one, not the four a first push reserves.
+        if self.except.capacity() == 0 {
+            self.except.reserve_exact(1);
+        }
         self.except.push(socket_id.clone());
         self
     }
