@@ -358,7 +358,7 @@ impl SocketIo {
         }
 
         let socket = Socket::new(ns.clone(), session.clone(), init);
-        session.data.sockets.lock().push(socket.clone());
+        crate::helpers::push_snug(&mut session.data.sockets.lock(), socket.clone());
         session.mark_established();
         ns.add_socket(&socket);
 

@@ -326,7 +326,7 @@ impl Socket {
             if rooms.contains(&room) {
                 return false;
             }
-            rooms.push(room.clone());
+            crate::helpers::push_snug(&mut rooms, room.clone());
         }
         if self
             .ns
