@@ -151,11 +151,11 @@ async fn join_room_inner(
             ),
         ));
     }
-    if !socket.join(&room) {
+    let room: Arc<str> = room.into();
+    if !socket.join_shared(room.clone()) {
         // Disconnected meanwhile, or joined by a concurrent request.
         return Ok(None);
     }
-    let room: Arc<str> = room.into();
     chat.await_subscription(&room).await;
     chat.presence_join(socket, user, &room).await;
     let members = chat.members(&room).await;

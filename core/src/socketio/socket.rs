@@ -322,10 +322,15 @@ impl Socket {
 
     /// Joins a room; true when the socket was not in it yet.
     pub fn join(self: &Arc<Self>, room: &str) -> bool {
+        self.join_shared(room.into())
+    }
+
+    /// [`Socket::join`] with the room's name already shared: the caller keeps the same
+    /// allocation for its own tables (presence) instead of a copy per table.
+    pub(crate) fn join_shared(self: &Arc<Self>, room: Arc<str>) -> bool {
         if !self.connected() {
             return false;
         }
-        let room: Arc<str> = room.into();
         {
             let mut rooms = self.rooms.lock();
             if rooms.contains(&room) {
