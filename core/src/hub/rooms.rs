@@ -53,6 +53,15 @@ impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
         }
     }
 
+    /// The room's name as the map holds it, when the room exists: a new member keeps that
+    /// allocation rather than its own copy of the name.
+    pub fn shared_name(&self, room: &str) -> Option<Arc<str>> {
+        self.map
+            .read()
+            .get_key_value(room)
+            .map(|(name, _)| name.clone())
+    }
+
     /// Removes a member; true when it was in the room. An emptied room is forgotten.
     pub fn leave(&self, room: &str, key: &K) -> bool {
         self.leave_tracking(room, key).added
@@ -134,6 +143,9 @@ mod tests {
         assert!(!rooms.join(&a, 1, "one"));
         assert!(rooms.join(&a, 2, "two"));
         assert!(rooms.join(&b, 2, "two"));
+        // A later member can share the name the map holds.
+        assert!(Arc::ptr_eq(&rooms.shared_name("a").unwrap(), &a));
+        assert!(rooms.shared_name("c").is_none());
         assert_eq!(rooms.len("a"), 2);
         let mut seen = Vec::new();
         rooms.for_each_in_any(&[a.clone(), b.clone()], |k, _| seen.push(*k));

@@ -331,6 +331,8 @@ impl Socket {
         if !self.connected() {
             return false;
         }
+        // A room that exists: keep its name's allocation, not a copy per member.
+        let room = self.ns.rooms.shared_name(&room).unwrap_or(room);
         {
             let mut rooms = self.rooms.lock();
             if rooms.contains(&room) {
