@@ -417,7 +417,7 @@ impl Namespace {
                 self.cluster.session_dropped(socket.pid(), log.window());
                 log.save(SavedSession::new(
                     socket.id().clone(),
-                    socket.pid().clone(),
+                    socket.pid().into(),
                     rooms.clone(),
                     // A refreshed token's expiry, not the connect token's.
                     socket.user_with_expiry(),

@@ -14,6 +14,7 @@ use super::namespace::Namespace;
 use super::payload::{self, EventArray, Payload};
 use super::Session;
 use crate::auth::User;
+use crate::helpers::ids::Id;
 use crate::hub::deadlines::DeadlineKey;
 use crate::protocol::frame::Frame;
 use crate::protocol::socketio::PacketKind;
@@ -114,7 +115,9 @@ pub const MAX_PENDING_ACKS: usize = 256;
 /// One client connected to one namespace.
 pub struct Socket {
     id: Arc<str>,
-    pid: Arc<str>,
+    /// Inline: only this socket and its recovery use it (the socket id is shared with the
+    /// room maps, so it stays one `Arc`).
+    pid: Id,
     ns: Arc<Namespace>,
     session: Arc<Session>,
     user: Option<Arc<User>>,
@@ -190,7 +193,7 @@ impl std::fmt::Debug for Socket {
 
 pub(crate) struct SocketInit {
     pub id: Arc<str>,
-    pub pid: Arc<str>,
+    pub pid: Id,
     pub user: Option<Arc<User>>,
     pub auth: Value,
     pub recovered: bool,
@@ -254,7 +257,7 @@ impl Socket {
     }
 
     /// The private session id the client presents to recover this socket.
-    pub(crate) fn pid(&self) -> &Arc<str> {
+    pub(crate) fn pid(&self) -> &str {
         &self.pid
     }
 
