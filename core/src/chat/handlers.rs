@@ -151,7 +151,12 @@ async fn join_room_inner(
             ),
         ));
     }
-    let room: Arc<str> = room.into();
+    // One allocation of the name for the socket's list, presence and the announcement the
+    // recovery log keeps: the room map's when the room exists.
+    let room: Arc<str> = match socket.namespace().rooms.shared_name(&room) {
+        Some(shared) => shared,
+        None => room.into(),
+    };
     if !socket.join_shared(room.clone()) {
         // Disconnected meanwhile, or joined by a concurrent request.
         return Ok(None);

@@ -440,7 +440,7 @@ impl Chat {
             username,
         };
         if let Some(ns) = self.namespace() {
-            let mut to = ns.to(room);
+            let mut to = ns.to_shared(room);
             if let Some(socket_id) = except {
                 to = to.except(socket_id);
             }

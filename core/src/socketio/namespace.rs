@@ -264,6 +264,18 @@ impl Namespace {
         }
     }
 
+    /// [`Namespace::to`] a room whose name the caller already holds shared: a broadcast the
+    /// recovery log keeps (a presence announcement per join) then holds no copy of it.
+    pub(crate) fn to_shared(self: &Arc<Self>, room: &Arc<str>) -> Broadcast<'_> {
+        Broadcast {
+            ns: self,
+            rooms: vec![room.clone()],
+            except: Vec::new(),
+            except_rooms: Vec::new(),
+            logged: true,
+        }
+    }
+
     /// Starts a broadcast to every socket of the namespace.
     pub fn everyone(self: &Arc<Self>) -> Broadcast<'_> {
         Broadcast {
