@@ -72,7 +72,7 @@ pub mod bindings;
 #[doc(hidden)]
 pub mod testing;
 
-pub use auth::User;
+pub use auth::{Claims, User};
 pub use config::{
     Config, ConfigError, JwksSource, JwtKey, RoomPolicy, TlsSource, MIN_JWT_SECRET_BYTES,
 };

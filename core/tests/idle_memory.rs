@@ -239,6 +239,13 @@ fn start_tracing() {
 
 /// The engine on a runtime of its own, whose threads are counted.
 fn server() -> (tokio::runtime::Runtime, Engine, std::net::SocketAddr) {
+    server_with(|c| c)
+}
+
+/// [`server`] with settings changed.
+fn server_with(
+    change: impl FnOnce(Config) -> Config,
+) -> (tokio::runtime::Runtime, Engine, std::net::SocketAddr) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .on_thread_start(|| SERVER.with(|s| s.set(true)))
@@ -246,7 +253,7 @@ fn server() -> (tokio::runtime::Runtime, Engine, std::net::SocketAddr) {
         .build()
         .unwrap();
     // What `switchboard serve --rate-limit 0` runs (the bench's engine), recovery included.
-    let config = Config::default().jwt_secret(SECRET).rate_limit(0, 0);
+    let config = change(Config::default().jwt_secret(SECRET).rate_limit(0, 0));
     let builder = chat::install(Engine::builder(config), chat::Hooks::default()).unwrap();
     let engine = builder.build_on(runtime.handle().clone()).unwrap();
     let addr = engine.listen(([127, 0, 0, 1], 0).into()).unwrap().addr;
@@ -467,4 +474,46 @@ async fn a_polling_session_between_requests_stays_under_its_heap_budget() {
     );
     engine.shutdown(Duration::ZERO);
     runtime.shutdown_background();
+}
+
+/// Heap per idle WebSocket connection of a server with `change`d settings, measured as
+/// [`an_idle_websocket_connection_stays_under_its_heap_budget`] does, `wait` after the last
+/// client connected.
+async fn idle_heap(change: impl FnOnce(Config) -> Config, wait: Duration) -> usize {
+    let (runtime, engine, addr) = server_with(change);
+    let mut clients = Vec::new();
+    for user in 0..WARMUP {
+        clients.push(idle_client(addr, user).await);
+    }
+    tokio::time::sleep(wait).await;
+    settle().await;
+    let before = snapshot();
+    for user in WARMUP..WARMUP + MEASURED {
+        clients.push(idle_client(addr, user).await);
+    }
+    tokio::time::sleep(wait).await;
+    settle().await;
+    let after = snapshot();
+    let per = per_connection("websocket, heartbeat visited", &before, &after, MEASURED);
+    drop(clients);
+    engine.shutdown(Duration::ZERO);
+    runtime.shutdown_background();
+    per
+}
+
+/// An idle connection's outbound queue gives its buffer back at the heartbeat's first visit
+/// (here the connect deadline, passed with the session established): the same clients hold
+/// less once it has come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connections_queue_gives_its_buffer_back_at_the_heartbeats_visit() {
+    let _serial = SERIAL.lock().await;
+    let deadline = Duration::from_secs(1);
+    let visited = idle_heap(|c| c.connect_timeout(deadline), deadline).await;
+    let unvisited = idle_heap(|c| c, deadline).await;
+    // The queue's buffer: four frames' room (160 bytes), less what varies between runs.
+    assert!(
+        visited + 128 <= unvisited,
+        "after the heartbeat's visit an idle connection holds {visited} heap bytes, \
+         before it {unvisited}: the queue kept its buffer"
+    );
 }

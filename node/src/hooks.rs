@@ -97,7 +97,7 @@ fn user_from(value: &Value) -> Result<Option<User>, String> {
         rooms,
         // The host decides who the user is; it is asked again on every recovery.
         expires_at: None,
-        claims: value.as_object().cloned().map(Arc::new),
+        claims: value.as_object().map(switchboard::Claims::from_map),
     }))
 }
 

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{Config, JwtKey};
 use claims::ClaimRules;
+pub use claims::Claims;
 use jwks::{Jwks, JwksError};
 
 /// An authenticated user, as a token or a host `authenticate` hook describes it.
@@ -35,9 +36,10 @@ pub struct User {
     pub expires_at: Option<u64>,
     /// Everything the credential said about the user: every claim of the token, or the whole
     /// object a host `authenticate` hook returned. Hosts get it with the user (tenant, role)
-    /// so their hooks need no lookup. Bounded by the request head that carried it.
+    /// so their hooks need no lookup. Bounded by the request head that carried it. Kept
+    /// as JSON text ([`Claims`]), parsed when read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub claims: Option<Arc<Map<String, Value>>>,
+    pub claims: Option<Claims>,
 }
 
 impl User {
@@ -419,11 +421,25 @@ mod tests {
                 "s3cret",
             ))
             .unwrap();
-        let claims = user.claims.as_deref().unwrap();
+        let claims = user.claims.as_ref().unwrap().to_map();
         assert_eq!(claims["tenant"], "acme");
         assert_eq!(claims["role"], json!(["admin"]));
         let host_json = serde_json::to_value(&user).unwrap();
         assert_eq!(host_json["claims"]["tenant"], "acme");
+    }
+
+    #[test]
+    fn the_kept_claims_are_no_larger_than_the_token() {
+        // What a connection keeps of a large token is its claims' text: bounded by the
+        // token, which the request head or the CONNECT payload limit bounds.
+        let filler = "x".repeat(8000);
+        let t = hs(
+            json!({"sub": "a", "pad": filler, "exp": now() + 60}),
+            "s3cret",
+        );
+        let user = verifier().verify_static(&t).unwrap();
+        let kept = user.claims.as_ref().unwrap().as_json().len();
+        assert!(kept > 8000 && kept < t.len(), "{kept} vs {}", t.len());
     }
 
     #[test]
@@ -433,11 +449,8 @@ mod tests {
             username: "A".into(),
             rooms: Some(vec!["x*".into()]),
             expires_at: Some(1234),
-            claims: Some(Arc::new(
-                json!({"sub": "a", "tenant": "t1"})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
+            claims: Some(Claims::from_map(
+                json!({"sub": "a", "tenant": "t1"}).as_object().unwrap(),
             )),
         };
         let json = user.to_session_json();

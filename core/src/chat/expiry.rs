@@ -39,10 +39,6 @@ struct Entry {
     exp: u64,
 }
 
-/// The key of a socket's current entry, kept in its extensions.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct ExpiryKey(DeadlineKey);
-
 /// The deadlines of every bound connection.
 pub(crate) struct TokenExpiry {
     deadlines: Mutex<Deadlines<Entry>>,
@@ -91,9 +87,9 @@ impl TokenExpiry {
             return;
         }
         let exp = socket.expires_at();
-        let mut ext = socket.extensions();
+        let mut slot = socket.expiry_key();
         let mut deadlines = self.deadlines.lock();
-        if let Some(ExpiryKey(old)) = ext.remove::<ExpiryKey>() {
+        if let Some(old) = slot.take() {
             deadlines.remove(old);
         }
         let Some(exp) = exp else {
@@ -113,12 +109,13 @@ impl TokenExpiry {
             };
             deadlines.insert(self.warn_at_ms(exp, now_ms()), entry)
         };
-        ext.insert(ExpiryKey(key));
+        *slot = Some(key);
     }
 
     /// Forgets a socket that disconnected.
     pub(crate) fn unbind_socket(&self, socket: &Socket) {
-        if let Some(ExpiryKey(key)) = socket.extensions().remove::<ExpiryKey>() {
+        let key = socket.expiry_key().take();
+        if let Some(key) = key {
             self.deadlines.lock().remove(key);
         }
     }
@@ -176,7 +173,7 @@ impl TokenExpiry {
                     return;
                 };
                 {
-                    let Some(mut ext) = still_scheduled(&socket, key, entry.exp) else {
+                    let Some(mut slot) = still_scheduled(&socket, key, entry.exp) else {
                         return;
                     };
                     let expire = Entry {
@@ -187,7 +184,7 @@ impl TokenExpiry {
                         .deadlines
                         .lock()
                         .insert(self.deadline_ms(entry.exp), expire);
-                    ext.insert(ExpiryKey(next));
+                    *slot = Some(next);
                 }
                 let _ = socket.emit(
                     "tokenExpiring",
@@ -199,10 +196,10 @@ impl TokenExpiry {
                     return;
                 };
                 {
-                    let Some(mut ext) = still_scheduled(&socket, key, entry.exp) else {
+                    let Some(mut slot) = still_scheduled(&socket, key, entry.exp) else {
                         return;
                     };
-                    ext.remove::<ExpiryKey>();
+                    *slot = None;
                 }
                 let _ = socket.emit(
                     "error",
@@ -281,16 +278,15 @@ fn invalid() -> ChatError {
     )
 }
 
-/// The socket's extensions, locked, when `key` is still its scheduled deadline for a token
+/// The socket's expiry key, locked, when `key` is still its scheduled deadline for a token
 /// ending at `exp`; `None` when a refresh or a disconnect moved or removed it meanwhile.
 fn still_scheduled(
     socket: &Socket,
     key: DeadlineKey,
     exp: u64,
-) -> Option<parking_lot::MutexGuard<'_, http::Extensions>> {
-    let ext = socket.extensions();
-    (ext.get::<ExpiryKey>() == Some(&ExpiryKey(key)) && socket.expires_at() == Some(exp))
-        .then_some(ext)
+) -> Option<parking_lot::MutexGuard<'_, Option<DeadlineKey>>> {
+    let slot = socket.expiry_key();
+    (*slot == Some(key) && socket.expires_at() == Some(exp)).then_some(slot)
 }
 
 #[cfg(test)]

@@ -151,11 +151,16 @@ async fn join_room_inner(
             ),
         ));
     }
-    if !socket.join(&room) {
+    // One allocation of the name for the socket's list, presence and the announcement the
+    // recovery log keeps: the room map's when the room exists.
+    let room: Arc<str> = match socket.namespace().rooms.shared_name(&room) {
+        Some(shared) => shared,
+        None => room.into(),
+    };
+    if !socket.join_shared(room.clone()) {
         // Disconnected meanwhile, or joined by a concurrent request.
         return Ok(None);
     }
-    let room: Arc<str> = room.into();
     chat.await_subscription(&room).await;
     chat.presence_join(socket, user, &room).await;
     let members = chat.members(&room).await;

@@ -366,7 +366,7 @@ impl Chat {
         if self
             .pending_departures
             .lock()
-            .remove(&**socket.pid())
+            .remove(socket.pid())
             .is_some()
         {
             return;
@@ -401,7 +401,7 @@ impl Chat {
             }
             return;
         }
-        let pid: Arc<str> = socket.pid().clone();
+        let pid: Arc<str> = socket.pid().into();
         self.pending_departures
             .lock()
             .insert(pid.clone(), chat_rooms);
@@ -440,7 +440,7 @@ impl Chat {
             username,
         };
         if let Some(ns) = self.namespace() {
-            let mut to = ns.to(room);
+            let mut to = ns.to_shared(room);
             if let Some(socket_id) = except {
                 to = to.except(socket_id);
             }

@@ -2,6 +2,7 @@
 //! connection of a user (`users`).
 
 pub mod deadlines;
+pub mod members;
 pub mod presence;
 pub mod rooms;
 pub mod typing;

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::members::Members;
+
 /// One user present in a room, as clients see it in `roomMembers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -24,7 +26,8 @@ struct Entry {
 /// Presence of users in rooms.
 #[derive(Default)]
 pub struct Presence {
-    rooms: HashMap<Arc<str>, HashMap<Arc<str>, Entry>>,
+    /// Users by room; a user alone in a room is kept inline (no table of its own).
+    rooms: HashMap<Arc<str>, Members<Arc<str>, Entry>>,
     clock: u64,
 }
 

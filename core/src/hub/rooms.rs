@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use super::members::Members;
+
 /// What a join or leave changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Change {
@@ -21,7 +23,7 @@ pub struct Change {
 
 /// Members by room.
 pub struct Rooms<K, V> {
-    map: RwLock<HashMap<Arc<str>, HashMap<K, V>>>,
+    map: RwLock<HashMap<Arc<str>, Members<K, V>>>,
 }
 
 impl<K, V> Default for Rooms<K, V> {
@@ -44,11 +46,20 @@ impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
         let mut map = self.map.write();
         let members = map.entry(room.clone()).or_default();
         let was_empty = members.is_empty();
-        let added = members.insert(key, value).is_none();
+        let added = members.insert(key, value);
         Change {
             added,
             room_changed: was_empty && added,
         }
+    }
+
+    /// The room's name as the map holds it, when the room exists: a new member keeps that
+    /// allocation rather than its own copy of the name.
+    pub fn shared_name(&self, room: &str) -> Option<Arc<str>> {
+        self.map
+            .read()
+            .get_key_value(room)
+            .map(|(name, _)| name.clone())
     }
 
     /// Removes a member; true when it was in the room. An emptied room is forgotten.
@@ -74,11 +85,9 @@ impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
     }
 
     /// Calls `f` for every member of `room`, under the read lock.
-    pub fn for_each(&self, room: &str, mut f: impl FnMut(&K, &V)) {
+    pub fn for_each(&self, room: &str, f: impl FnMut(&K, &V)) {
         if let Some(members) = self.map.read().get(room) {
-            for (k, v) in members {
-                f(k, v);
-            }
+            members.for_each(f);
         }
     }
 
@@ -91,7 +100,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
         let mut seen: HashSet<&K> = HashSet::new();
         for room in rooms {
             if let Some(members) = map.get(&**room) {
-                for (k, v) in members {
+                for (k, v) in members.iter() {
                     if seen.insert(k) {
                         f(k, v);
                     }
@@ -102,7 +111,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Rooms<K, V> {
 
     /// Number of members in `room`.
     pub fn len(&self, room: &str) -> usize {
-        self.map.read().get(room).map_or(0, HashMap::len)
+        self.map.read().get(room).map_or(0, Members::len)
     }
 
     /// Every room with its member count.
@@ -134,6 +143,9 @@ mod tests {
         assert!(!rooms.join(&a, 1, "one"));
         assert!(rooms.join(&a, 2, "two"));
         assert!(rooms.join(&b, 2, "two"));
+        // A later member can share the name the map holds.
+        assert!(Arc::ptr_eq(&rooms.shared_name("a").unwrap(), &a));
+        assert!(rooms.shared_name("c").is_none());
         assert_eq!(rooms.len("a"), 2);
         let mut seen = Vec::new();
         rooms.for_each_in_any(&[a.clone(), b.clone()], |k, _| seen.push(*k));

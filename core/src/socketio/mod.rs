@@ -325,7 +325,10 @@ impl SocketIo {
             Some((saved, missed)) => (
                 SocketInit {
                     id: saved.sid,
-                    pid: saved.pid,
+                    // Ids this engine made fit inline; anything else gets a fresh pid (the
+                    // CONNECT answer tells the client).
+                    pid: crate::helpers::ids::Id::new(&saved.pid)
+                        .unwrap_or_else(crate::helpers::ids::Id::random),
                     // The fresh credential's user (its new expiry) when there is one.
                     user: if ns.authenticator.is_some() {
                         user
@@ -343,7 +346,7 @@ impl SocketIo {
                 (
                     SocketInit {
                         id: crate::helpers::ids::new_id(),
-                        pid: crate::helpers::ids::new_id(),
+                        pid: crate::helpers::ids::Id::random(),
                         user,
                         auth,
                         recovered: false,
@@ -358,12 +361,12 @@ impl SocketIo {
         }
 
         let socket = Socket::new(ns.clone(), session.clone(), init);
-        session.data.sockets.lock().push(socket.clone());
+        crate::helpers::push_snug(&mut session.data.sockets.lock(), socket.clone());
         session.mark_established();
         ns.add_socket(&socket);
 
         let answer = if ns.recovery.is_some() {
-            json!({ "sid": &**socket.id(), "pid": &**socket.pid() })
+            json!({ "sid": &**socket.id(), "pid": socket.pid() })
         } else {
             json!({ "sid": &**socket.id() })
         };

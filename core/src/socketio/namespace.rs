@@ -264,6 +264,18 @@ impl Namespace {
         }
     }
 
+    /// [`Namespace::to`] a room whose name the caller already holds shared: a broadcast the
+    /// recovery log keeps (a presence announcement per join) then holds no copy of it.
+    pub(crate) fn to_shared(self: &Arc<Self>, room: &Arc<str>) -> Broadcast<'_> {
+        Broadcast {
+            ns: self,
+            rooms: vec![room.clone()],
+            except: Vec::new(),
+            except_rooms: Vec::new(),
+            logged: true,
+        }
+    }
+
     /// Starts a broadcast to every socket of the namespace.
     pub fn everyone(self: &Arc<Self>) -> Broadcast<'_> {
         Broadcast {
@@ -417,7 +429,7 @@ impl Namespace {
                 self.cluster.session_dropped(socket.pid(), log.window());
                 log.save(SavedSession::new(
                     socket.id().clone(),
-                    socket.pid().clone(),
+                    socket.pid().into(),
                     rooms.clone(),
                     // A refreshed token's expiry, not the connect token's.
                     socket.user_with_expiry(),
@@ -452,6 +464,11 @@ impl Broadcast<'_> {
 
     /// Leaves out one socket.
     pub fn except(mut self, socket_id: &Arc<str>) -> Self {
+        // The list may be kept with the broadcast in the recovery log: one socket left out
+        // (the usual case) takes room for one, not the four a first push reserves.
+        if self.except.capacity() == 0 {
+            self.except.reserve_exact(1);
+        }
         self.except.push(socket_id.clone());
         self
     }

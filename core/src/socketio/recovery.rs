@@ -70,12 +70,14 @@ impl SavedSession {
     }
 }
 
+/// One broadcast kept for recovery. Boxed slices rather than `Vec`s: an entry lives for the
+/// recovery window, and a `Vec` grown by pushes keeps its spare capacity that long.
 struct LoggedPacket {
     seq: u64,
     at: Instant,
-    rooms: Vec<Arc<str>>,
-    except: Vec<Arc<str>>,
-    frames: Vec<Frame>,
+    rooms: Box<[Arc<str>]>,
+    except: Box<[Arc<str>]>,
+    frames: Box<[Frame]>,
     /// What it is charged against the log's byte bound.
     bytes: usize,
 }
@@ -193,9 +195,9 @@ impl RecoveryLog {
             LoggedPacket {
                 seq,
                 at: now,
-                rooms,
-                except,
-                frames,
+                rooms: rooms.into_boxed_slice(),
+                except: except.into_boxed_slice(),
+                frames: frames.into_boxed_slice(),
                 bytes,
             },
         );

@@ -14,6 +14,8 @@ use super::namespace::Namespace;
 use super::payload::{self, EventArray, Payload};
 use super::Session;
 use crate::auth::User;
+use crate::helpers::ids::Id;
+use crate::hub::deadlines::DeadlineKey;
 use crate::protocol::frame::Frame;
 use crate::protocol::socketio::PacketKind;
 use crate::transport::CloseReason;
@@ -104,13 +106,18 @@ pub enum AckError {
     TooManyPending,
 }
 
+/// A socket's pending acknowledgements by id.
+type PendingAcks = HashMap<u64, oneshot::Sender<Payload>>;
+
 /// Most server-to-client acknowledgements one socket may have outstanding at once.
 pub const MAX_PENDING_ACKS: usize = 256;
 
 /// One client connected to one namespace.
 pub struct Socket {
     id: Arc<str>,
-    pid: Arc<str>,
+    /// Inline: only this socket and its recovery use it (the socket id is shared with the
+    /// room maps, so it stays one `Arc`).
+    pid: Id,
     ns: Arc<Namespace>,
     session: Arc<Session>,
     user: Option<Arc<User>>,
@@ -122,7 +129,9 @@ pub struct Socket {
     recovered: bool,
     pub(crate) connected_seq: u64,
     rooms: parking_lot::Mutex<Vec<Arc<str>>>,
-    acks: parking_lot::Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
+    /// Acknowledgements the server waits for; boxed and made at the first one (a socket
+    /// the server never asks for an ack keeps 8 bytes here instead of an empty map's 48).
+    acks: parking_lot::Mutex<Option<Box<PendingAcks>>>,
     next_ack: AtomicU64,
     connected: AtomicBool,
     extensions: parking_lot::Mutex<http::Extensions>,
@@ -132,6 +141,10 @@ pub struct Socket {
     /// When the socket's credential expires (Unix seconds; 0: never): the user's `exp` at
     /// connect, moved by a token refresh.
     token_expiry: AtomicU64,
+    /// The chat's token-expiry deadline for this socket, when one is scheduled: a field of
+    /// its own rather than an entry of `extensions`, whose type map costs an idle socket
+    /// ~200 bytes in three allocations.
+    expiry_key: parking_lot::Mutex<Option<DeadlineKey>>,
 }
 
 /// Most event handlers queued behind a slow one; the socket's reader waits beyond it.
@@ -180,7 +193,7 @@ impl std::fmt::Debug for Socket {
 
 pub(crate) struct SocketInit {
     pub id: Arc<str>,
-    pub pid: Arc<str>,
+    pub pid: Id,
     pub user: Option<Arc<User>>,
     pub auth: Value,
     pub recovered: bool,
@@ -192,6 +205,7 @@ impl Socket {
         let expiry = init.user.as_ref().and_then(|u| u.expires_at).unwrap_or(0);
         Arc::new(Socket {
             token_expiry: AtomicU64::new(expiry),
+            expiry_key: parking_lot::Mutex::new(None),
             id: init.id,
             pid: init.pid,
             ns,
@@ -201,7 +215,7 @@ impl Socket {
             recovered: init.recovered,
             connected_seq: init.connected_seq,
             rooms: parking_lot::Mutex::new(Vec::new()),
-            acks: parking_lot::Mutex::new(HashMap::new()),
+            acks: parking_lot::Mutex::new(None),
             next_ack: AtomicU64::new(0),
             connected: AtomicBool::new(true),
             extensions: parking_lot::Mutex::new(http::Extensions::new()),
@@ -214,6 +228,11 @@ impl Socket {
     /// the token it was refreshed with; `None` when it does not expire.
     pub fn expires_at(&self) -> Option<u64> {
         Some(self.token_expiry.load(Ordering::Acquire)).filter(|&e| e != 0)
+    }
+
+    /// The chat's token-expiry deadline key slot (locked while the deadline is changed).
+    pub(crate) fn expiry_key(&self) -> parking_lot::MutexGuard<'_, Option<DeadlineKey>> {
+        self.expiry_key.lock()
     }
 
     /// Moves the credential's expiry (a token refresh).
@@ -238,7 +257,7 @@ impl Socket {
     }
 
     /// The private session id the client presents to recover this socket.
-    pub(crate) fn pid(&self) -> &Arc<str> {
+    pub(crate) fn pid(&self) -> &str {
         &self.pid
     }
 
@@ -306,16 +325,23 @@ impl Socket {
 
     /// Joins a room; true when the socket was not in it yet.
     pub fn join(self: &Arc<Self>, room: &str) -> bool {
+        self.join_shared(room.into())
+    }
+
+    /// [`Socket::join`] with the room's name already shared: the caller keeps the same
+    /// allocation for its own tables (presence) instead of a copy per table.
+    pub(crate) fn join_shared(self: &Arc<Self>, room: Arc<str>) -> bool {
         if !self.connected() {
             return false;
         }
-        let room: Arc<str> = room.into();
+        // A room that exists: keep its name's allocation, not a copy per member.
+        let room = self.ns.rooms.shared_name(&room).unwrap_or(room);
         {
             let mut rooms = self.rooms.lock();
             if rooms.contains(&room) {
                 return false;
             }
-            rooms.push(room.clone());
+            crate::helpers::push_snug(&mut rooms, room.clone());
         }
         if self
             .ns
@@ -409,6 +435,7 @@ impl Socket {
             if !self.connected() {
                 return Err(AckError::Disconnected);
             }
+            let acks = acks.get_or_insert_with(Box::default);
             if acks.len() >= MAX_PENDING_ACKS {
                 return Err(AckError::TooManyPending);
             }
@@ -422,14 +449,14 @@ impl Socket {
         };
         let frames = payload::event_frames(self.ns.name(), Some(id), &array, &payload.attachments);
         if self.send_frames(&frames).is_err() {
-            self.acks.lock().remove(&id);
+            self.take_ack(id);
             return Err(AckError::Disconnected);
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(_)) => Err(AckError::Disconnected),
             Err(_) => {
-                self.acks.lock().remove(&id);
+                self.take_ack(id);
                 Err(AckError::Timeout)
             }
         }
@@ -527,9 +554,14 @@ impl Socket {
     }
 
     pub(crate) fn resolve_ack(&self, id: u64, payload: Payload) {
-        if let Some(tx) = self.acks.lock().remove(&id) {
+        if let Some(tx) = self.take_ack(id) {
             let _ = tx.send(payload);
         }
+    }
+
+    /// Removes a pending acknowledgement.
+    fn take_ack(&self, id: u64) -> Option<oneshot::Sender<Payload>> {
+        self.acks.lock().as_mut()?.remove(&id)
     }
 
     /// Disconnects the socket from its namespace (the client sees `io server disconnect` and
@@ -560,7 +592,7 @@ impl Socket {
             .filter(|room| self.ns.rooms.leave_tracking(room, &self.id).room_changed)
             .cloned()
             .collect();
-        drop(std::mem::take(&mut *self.acks.lock()));
+        drop(self.acks.lock().take());
         // Events the client sent but a slow handler had not reached: nobody is there to
         // answer, so they do not run (a host hook is not called for a client that left).
         let dropped = {

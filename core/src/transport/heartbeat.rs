@@ -242,6 +242,9 @@ fn run_due<D: SessionData>(server: &EioServer<D>, watch: &Watch, entry: Entry) {
             if !session.is_established() {
                 tracing::debug!(sid = %session.sid, "no CONNECT within the connect timeout; closing");
                 session.close(CloseReason::ConnectTimeout);
+            } else {
+                // The handshake's frames are written by now: free the queue's buffer.
+                session.outbox.release_if_empty();
             }
         }
         Due::Ping if entry.beat == session.beat() => {
@@ -257,7 +260,10 @@ fn run_due<D: SessionData>(server: &EioServer<D>, watch: &Watch, entry: Entry) {
         Due::Pong if entry.beat == session.beat() && session.ping_pending() => {
             session.close(CloseReason::PingTimeout);
         }
-        // An earlier beat's entry: a pong came in time.
-        Due::Ping | Due::Pong => {}
+        // An earlier beat's entry: a pong came in time. The session is visited anyway:
+        // an idle one's queue (empty since its ping went out) gives its buffer back, so
+        // idle connections hold none between pings, at one allocation per ping interval.
+        Due::Pong => session.outbox.release_if_empty(),
+        Due::Ping => {}
     }
 }

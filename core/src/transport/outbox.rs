@@ -171,6 +171,23 @@ impl Outbox {
         f()
     }
 
+    /// Gives the queue's buffer back to the allocator when nothing is queued: an idle
+    /// connection then holds no queue memory between its pings. Called from the heartbeat's
+    /// visits (once per ping interval per session), never per write, so the chat path keeps
+    /// reusing one buffer while messages flow; the next push allocates it again.
+    pub fn release_if_empty(&self) {
+        let mut state = self.state.lock();
+        if state.frames.is_empty() && state.frames.capacity() > 0 {
+            state.frames = VecDeque::new();
+        }
+    }
+
+    /// The queue's buffer capacity in frames (tests check it is given back).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.state.lock().frames.capacity()
+    }
+
     /// Whether frames are waiting.
     pub fn is_empty(&self) -> bool {
         self.state.lock().frames.is_empty()
@@ -346,5 +363,30 @@ mod tests {
         tokio::task::yield_now().await;
         q.push(frame(3)).unwrap();
         waiter.await.unwrap();
+    }
+
+    #[test]
+    fn an_empty_queue_gives_its_buffer_back_and_a_busy_one_keeps_it() {
+        let q = Outbox::new(10, 1 << 20);
+        assert_eq!(q.capacity(), 0, "no buffer before anything is queued");
+        q.push(frame(3)).unwrap();
+        q.push(frame(3)).unwrap();
+        // Frames waiting: the buffer stays.
+        q.release_if_empty();
+        assert!(q.capacity() >= 2 && !q.is_empty());
+        let mut out = VecDeque::new();
+        assert!(q.drain_into(&mut out));
+        // The drain moved the buffer to the writer; a second write swaps one back.
+        q.push(frame(1)).unwrap();
+        out.clear();
+        assert!(q.drain_into(&mut out));
+        assert!(q.capacity() > 0);
+        q.release_if_empty();
+        assert_eq!(q.capacity(), 0);
+        // Still usable: the next push allocates again.
+        q.push(frame(2)).unwrap();
+        out.clear();
+        assert!(q.drain_into(&mut out));
+        assert_eq!(out.len(), 1);
     }
 }

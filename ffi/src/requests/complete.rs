@@ -248,6 +248,6 @@ fn parse_user(value: Value) -> Result<User, Error> {
         rooms,
         // The host decides who the user is; it is asked again on every recovery.
         expires_at: None,
-        claims: Some(std::sync::Arc::new(obj)),
+        claims: Some(switchboard::Claims::from_map(&obj)),
     })
 }
