@@ -69,15 +69,49 @@ struct Head<'a> {
 }
 
 /// Pages backwards through the room's stream until `limit` messages before `before` are
-/// found. Stream order is arrival order; `before` is a message id, compared as ids sort.
+/// found. Stream order is arrival order, and "before" means before `before`'s own entry in
+/// that order: on a Redis Cluster concurrent appends from one node may land in another
+/// order than their ids were made in, so comparing ids alone would let consecutive pages
+/// overlap. Only when `before` is no longer in the stream (trimmed) are ids compared, as
+/// ids sort.
 async fn query_history(
     inner: &Inner,
     k: &str,
     before: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Bytes>, ClusterError> {
+    if let Some(b) = before {
+        let (found, seen) = scan_history(inner, k, Position::After(b), limit).await?;
+        if seen {
+            return Ok(found);
+        }
+    }
+    let from = before.map_or(Position::Newest, Position::IdBelow);
+    Ok(scan_history(inner, k, from, limit).await?.0)
+}
+
+/// Where a history page starts.
+#[derive(Clone, Copy)]
+enum Position<'a> {
+    /// At the newest entry.
+    Newest,
+    /// After (older than) the entry of this message id.
+    After(&'a str),
+    /// At the newest entry whose message id sorts below this one.
+    IdBelow(&'a str),
+}
+
+/// Reads backwards from `from`; the page (oldest first) and whether `Position::After`'s entry was
+/// met (always true for the other positions).
+async fn scan_history(
+    inner: &Inner,
+    k: &str,
+    from: Position<'_>,
+    limit: usize,
+) -> Result<(Vec<Bytes>, bool), ClusterError> {
     const PAGE: usize = 200;
     let mut found: Vec<Bytes> = Vec::with_capacity(limit.min(PAGE));
+    let mut seen = !matches!(from, Position::After(_));
     let mut end = "+".to_owned();
     loop {
         let (k, end_arg) = (k.to_owned(), end.clone());
@@ -102,7 +136,16 @@ async fn query_history(
             let Ok(head) = serde_json::from_slice::<Head<'_>>(&json) else {
                 continue;
             };
-            if before.is_none_or(|b| head.id.as_ref() < b) {
+            let take = match from {
+                Position::Newest => true,
+                Position::IdBelow(b) => head.id.as_ref() < b,
+                Position::After(b) if !seen => {
+                    seen = head.id == b;
+                    false
+                }
+                Position::After(_) => true,
+            };
+            if take {
                 found.push(Bytes::from(json));
                 if found.len() == limit {
                     break;
@@ -114,5 +157,5 @@ async fn query_history(
         }
     }
     found.reverse();
-    Ok(found)
+    Ok((found, seen))
 }

@@ -258,6 +258,25 @@ mod tests {
         );
         let page = b.history().query("r", Some("m4"), 1).await.unwrap();
         assert_eq!(ids(page), ["m3"]);
+        // Appends that landed out of id order: pages follow arrival order, never overlap.
+        for id in ["x2", "x1", "x3"] {
+            a.history().append("o", id, record(id), 10).await.unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = b.history().query("o", before.as_deref(), 1).await.unwrap();
+            let Some(id) = ids(page).pop() else { break };
+            let id = id.as_str().unwrap_or_default().to_owned();
+            seen.push(id.clone());
+            before = Some(id);
+        }
+        assert_eq!(seen, ["x3", "x1", "x2"]);
+        // A message no longer in the stream: ids are compared.
+        assert_eq!(
+            ids(b.history().query("o", Some("x2z"), 5).await.unwrap()),
+            ["x2", "x1"]
+        );
     }
 
     #[tokio::test]
