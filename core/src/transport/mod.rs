@@ -12,6 +12,7 @@ mod reply;
 pub mod session;
 pub mod tls;
 pub mod websocket;
+mod wsread;
 
 use std::collections::HashMap;
 use std::sync::Arc;

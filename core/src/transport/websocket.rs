@@ -1,10 +1,14 @@
 //! The WebSocket transport.
 //!
-//! Reading goes through tungstenite (framing, unmasking, fragmentation, UTF-8 and control
-//! frames) with a small read buffer. Writing does not: outbound frames are already complete
-//! WebSocket frames ([`Frame`]), so the writer drains the session's queue and hands every
-//! queued frame to one vectored write. Control frames tungstenite wants to send (pong, close
-//! replies) are queued on the same path, so frames never interleave.
+//! One task per connection both reads and writes. Reading goes through the engine's own
+//! frame reader ([`FrameReader`], `transport/wsread.rs`: framing, unmasking, fragmentation,
+//! UTF-8 and control frames), which holds no buffer while the connection is idle. Writing:
+//! outbound frames are already complete WebSocket frames ([`Frame`]), so the writer drains the
+//! session's queue and hands every queued frame to one vectored write. Control frames the
+//! reader answers (pong, close replies) are queued on the same path, so frames never
+//! interleave.
+//!
+//! The plain `/ws` endpoint and Yjs still read through tungstenite over [`ReadSide`].
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -15,11 +19,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::WebSocketStream;
 
 use super::outbox::Outbox;
+use super::wsread::{FrameReader, Incoming, ReadError};
 use super::{CloseReason, EioServer, Session, SessionData, TransportKind};
 use crate::protocol::engineio::Packet;
 use crate::protocol::frame::{Frame, FrameKind};
@@ -121,11 +126,14 @@ pub(crate) fn ws_config(max_payload: usize) -> WebSocketConfig {
 
 /// Runs a WebSocket whose HTTP upgrade is complete, until it closes.
 ///
-/// `prefix` holds bytes the client sent after its upgrade request that were already read.
+/// One future (one task) per connection reads and writes: the reader ([`FrameReader`])
+/// borrows its thread's buffer only while a read runs, and the writer drains the session's
+/// queue with one vectored write per wake-up. `prefix` holds bytes the client sent after its
+/// upgrade request that were already read.
 pub async fn run<D, R, W>(
     server: Arc<EioServer<D>>,
-    reader: R,
-    writer: W,
+    mut reader: R,
+    mut writer: W,
     prefix: Bytes,
     mode: Mode<D>,
 ) where
@@ -136,65 +144,32 @@ pub async fn run<D, R, W>(
     let session = match &mode {
         Mode::New(s) | Mode::Upgrade(s) => s.clone(),
     };
-    let side = ReadSide {
-        inner: reader,
-        queue: session.clone(),
-    };
     // Copy the few buffered bytes out and let go of `prefix` now: it may be a slice of the
     // HTTP parser's whole read buffer, which would otherwise live as long as the connection.
-    let part = prefix.to_vec();
+    let mut frames = FrameReader::new(&prefix, server.config.max_payload);
     drop(prefix);
-    let mut ws = Box::pin(WebSocketStream::from_partially_read(
-        side,
-        part,
-        Role::Server,
-        Some(ws_config(server.config.max_payload)),
-    ))
-    .await;
-
-    match mode {
-        Mode::New(_) => {
-            tokio::spawn(write_loop(
-                session.clone(),
-                writer,
-                server.config.send_timeout,
-            ));
+    if let Mode::Upgrade(_) = mode {
+        // Boxed: the probe runs once, and its state would otherwise take room in the
+        // connection's future for as long as the connection lives.
+        let upgraded = Box::pin(tokio::time::timeout(
+            server.config.upgrade_timeout,
+            probe(&session, &mut frames, &mut reader, &mut writer),
+        ))
+        .await;
+        session.end_upgrade();
+        if !matches!(upgraded, Ok(true)) {
+            // The upgrade failed; the polling session carries on.
+            return;
         }
-        Mode::Upgrade(_) => {
-            // Boxed: the probe runs once, and its state would otherwise take room in the
-            // connection's task for as long as the connection lives.
-            let upgraded = Box::pin(tokio::time::timeout(
-                server.config.upgrade_timeout,
-                probe(&session, &mut ws, writer),
-            ))
-            .await;
-            session.end_upgrade();
-            match upgraded {
-                Ok(Some(writer)) => {
-                    session
-                        .outbox
-                        .with_lock(|| session.set_transport(TransportKind::WebSocket));
-                    tokio::spawn(write_loop(
-                        session.clone(),
-                        writer,
-                        server.config.send_timeout,
-                    ));
-                }
-                // The upgrade failed; the polling session carries on.
-                _ => return,
-            }
-        }
+        session
+            .outbox
+            .with_lock(|| session.set_transport(TransportKind::WebSocket));
     }
-    read_loop(&server, &session, &mut ws).await;
-    // The client may still be sending (a protocol error or a server close stops our reading
-    // mid-stream). Closing a socket with unread input resets it, and the reset can overtake
-    // the close frame just queued: read and discard for a moment first, so the client gets
-    // the close code.
-    // Boxed for the same reason as the probe (its read buffer is on its stack).
-    let _ = Box::pin(tokio::time::timeout(
-        CLOSE_GRACE,
-        discard_input(&mut ws.get_mut().inner),
-    ))
+    let send_timeout = server.config.send_timeout;
+    futures_util::future::join(
+        read_loop(&server, &session, &mut frames, &mut reader),
+        write_loop(&session, &mut writer, send_timeout),
+    )
     .await;
 }
 
@@ -204,33 +179,73 @@ pub(crate) async fn discard_input<R: AsyncRead + Unpin>(reader: &mut R) {
     while matches!(tokio::io::AsyncReadExt::read(reader, &mut buf).await, Ok(n) if n > 0) {}
 }
 
+/// The client's next message or control frame (`None`: it closed the connection).
+pub(crate) async fn next_frame<R: AsyncRead + Unpin>(
+    frames: &mut FrameReader,
+    reader: &mut R,
+) -> Option<Result<Incoming, ReadError>> {
+    futures_util::future::poll_fn(|cx| frames.poll_next(cx, reader)).await
+}
+
+/// The pong answering a ping's payload (≤ 125 bytes, checked by the reader).
+pub(crate) fn pong(payload: &[u8]) -> Frame {
+    control_frame(0x8a, payload)
+}
+
+/// A control frame (server frames are unmasked) with `payload` (≤ 125 bytes).
+fn control_frame(first: u8, payload: &[u8]) -> Frame {
+    let mut wire = Vec::with_capacity(2 + payload.len());
+    wire.push(first);
+    wire.push(payload.len() as u8);
+    wire.extend_from_slice(payload);
+    Frame::control(Bytes::from(wire))
+}
+
+/// The answer to a client's close frame: its code and reason echoed (RFC 6455 5.5.1).
+pub(crate) fn close_reply(payload: &[u8]) -> Frame {
+    control_frame(0x88, payload)
+}
+
 /// The upgrade handshake: `2probe` → `3probe`, a noop to release the pending poll, then `5`.
-/// Returns the writer once the client completed the upgrade.
+/// Returns whether the client completed the upgrade.
 async fn probe<D: SessionData, R, W>(
     session: &Arc<Session<D>>,
-    ws: &mut WebSocketStream<ReadSide<R, Arc<Session<D>>>>,
-    mut writer: W,
-) -> Option<W>
+    frames: &mut FrameReader,
+    reader: &mut R,
+    writer: &mut W,
+) -> bool
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     loop {
         let message = tokio::select! {
-            m = ws.next() => m?.ok()?,
-            _ = session.closed() => return None,
+            m = next_frame(frames, reader) => m,
+            _ = session.closed() => return false,
         };
-        let WsMessage::Text(text) = message else {
-            continue;
+        let text = match message {
+            Some(Ok(Incoming::Text(text))) => text,
+            // The session's queue still belongs to the polling transport: a ping is
+            // answered on the socket directly.
+            Some(Ok(Incoming::Ping(data))) => {
+                if writer.write_all(pong(&data).wire()).await.is_err() {
+                    return false;
+                }
+                continue;
+            }
+            Some(Ok(Incoming::Binary(_) | Incoming::Pong)) => continue,
+            Some(Ok(Incoming::Close(_)) | Err(_)) | None => return false,
         };
-        match Packet::decode_text(Bytes::from(text)).ok()? {
-            Packet::Ping(data) if &data[..] == b"probe" => {
+        match Packet::decode_text(text) {
+            Ok(Packet::Ping(data)) if &data[..] == b"probe" => {
                 let pong = Frame::from_payload(b"3probe", FrameKind::Text);
-                writer.write_all(pong.wire()).await.ok()?;
+                if writer.write_all(pong.wire()).await.is_err() {
+                    return false;
+                }
                 session.mark_probed();
             }
-            Packet::Upgrade => return Some(writer),
-            _ => return None,
+            Ok(Packet::Upgrade) => return true,
+            _ => return false,
         }
     }
 }
@@ -238,7 +253,8 @@ where
 async fn read_loop<D: SessionData, R>(
     server: &Arc<EioServer<D>>,
     session: &Arc<Session<D>>,
-    ws: &mut WebSocketStream<ReadSide<R, Arc<Session<D>>>>,
+    frames: &mut FrameReader,
+    reader: &mut R,
 ) where
     R: AsyncRead + Unpin,
 {
@@ -248,45 +264,51 @@ async fn read_loop<D: SessionData, R>(
         let message = tokio::select! {
             m = async {
                 session.outbox.has_room().await;
-                ws.next().await
+                next_frame(frames, reader).await
             } => m,
-            _ = session.closed() => return,
+            _ = session.closed() => break,
         };
         let packet = match message {
-            Some(Ok(WsMessage::Text(text))) => match Packet::decode_text(Bytes::from(text)) {
+            Some(Ok(Incoming::Text(text))) => match Packet::decode_text(text) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::debug!(sid = %session.sid, error = %e, "malformed Engine.IO packet");
                     close_with(session, 1002, CloseReason::TransportError);
-                    return;
+                    break;
                 }
             },
-            Some(Ok(WsMessage::Binary(data))) => Packet::Binary(data),
-            Some(Ok(WsMessage::Close(_))) => {
-                answer_close(ws).await;
+            Some(Ok(Incoming::Binary(data))) => Packet::Binary(data),
+            Some(Ok(Incoming::Ping(data))) => {
+                session.push_control(pong(&data));
+                continue;
+            }
+            Some(Ok(Incoming::Pong)) => continue,
+            Some(Ok(Incoming::Close(payload))) => {
+                session.outbox.push_final(close_reply(&payload));
                 session.close(CloseReason::TransportClose);
-                return;
+                break;
             }
             None => {
                 session.close(CloseReason::TransportClose);
-                return;
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(WsError::Capacity(_))) => {
-                close_with(session, 1009, CloseReason::PayloadTooLarge);
-                return;
+                break;
             }
             Some(Err(e)) => {
                 tracing::debug!(sid = %session.sid, error = %e, "WebSocket read failed");
-                match close_code_for(&e) {
+                match e.close_code() {
+                    Some(1009) => close_with(session, 1009, CloseReason::PayloadTooLarge),
                     Some(code) => close_with(session, code, CloseReason::TransportError),
                     None => session.close(CloseReason::TransportError),
                 }
-                return;
+                break;
             }
         };
         server.handle_packet(session, packet).await;
     }
+    // The client may still be sending (a protocol error or a server close stops our reading
+    // mid-stream). Closing a socket with unread input resets it, and the reset can overtake
+    // the close frame just queued: read and discard for a moment first, so the client gets
+    // the close code. Boxed: its read buffer is on its stack, and it runs once.
+    let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, discard_input(reader))).await;
 }
 
 /// Lets tungstenite queue its answer to the client's close frame. It queues the answer when
@@ -323,8 +345,8 @@ fn close_with<D>(session: &Session<D>, code: u16, reason: CloseReason) {
 /// Drains the session's queue into the socket, one vectored write per wake-up. A client that
 /// takes no bytes for `send_timeout` while frames wait is closed as a slow reader.
 async fn write_loop<D, W: AsyncWrite + Unpin>(
-    session: Arc<Session<D>>,
-    mut writer: W,
+    session: &Session<D>,
+    writer: &mut W,
     send_timeout: Duration,
 ) {
     let mut batch: std::collections::VecDeque<Frame> = std::collections::VecDeque::new();
@@ -344,7 +366,7 @@ async fn write_loop<D, W: AsyncWrite + Unpin>(
         let open = session.outbox.drain_into(&mut batch);
         if !batch.is_empty() {
             let result = tokio::select! {
-                r = write_frames(&mut writer, &batch, send_timeout) => r,
+                r = write_frames(writer, &batch, send_timeout) => r,
                 _ = &mut grace => break,
             };
             match result {
