@@ -217,6 +217,13 @@ impl Outbox {
         }
     }
 
+    /// Whether the queue is under half its limits now (see [`Outbox::has_room`]). A reader
+    /// that drains the queue itself (the WebSocket driver) checks this instead of waiting:
+    /// over half, frames are queued, so its wake-up fires and the write makes room.
+    pub fn has_room_now(&self) -> bool {
+        self.under_high_water(&self.state.lock())
+    }
+
     /// Closes the queue: later pushes fail; the writer still drains what is queued.
     pub fn close(&self) {
         self.state.lock().closed = true;

@@ -119,16 +119,28 @@ pub(crate) async fn drive<E, R, W>(
     // Once the queue is closed, what is left gets CLOSE_GRACE in all.
     let mut close_by: Option<Instant> = None;
     loop {
-        // The queue first: a wake-up is cheap to serve and frees room the reader waits for.
-        let event = tokio::select! {
+        // Frames already read are handled before the queue is written, so one write answers
+        // all of a read's messages (a read of pings gets one write of pongs), the way
+        // uWebSockets corks. Cancel-safe: a frame not complete yet stays in the reader.
+        let buffered = if reading && frames.has_buffered() && endpoint.outbox().has_room_now() {
+            futures_util::FutureExt::now_or_never(next_frame(frames, reader))
+        } else {
+            None
+        };
+        // Otherwise the queue first: a wake-up is cheap to serve and frees room the reader
+        // waits for.
+        let event = if let Some(read) = buffered {
+            Some(read)
+        } else {
+            tokio::select! {
             biased;
             _ = endpoint.outbox().ready() => None,
             // Read the client's next message only once what it was sent is on its way: a
             // client that does not read must not make the server queue answers without limit.
-            m = async {
-                endpoint.outbox().has_room().await;
-                next_frame(frames, reader).await
-            }, if reading => Some(m),
+            // Without room the queue holds frames, so the branch above fires and the write
+            // makes room (a check, not a waiting future: one less in every idle connection).
+            m = next_frame(frames, reader), if reading && endpoint.outbox().has_room_now() => Some(m),
+            }
         };
         let Some(read) = event else {
             // Cork: let the tasks that are queueing (a broadcast in progress) run first, so

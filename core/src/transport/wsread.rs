@@ -133,6 +133,12 @@ impl FrameReader {
         }
     }
 
+    /// Whether bytes already read wait to be parsed (the rest of a read that carried several
+    /// frames, or part of one).
+    pub(crate) fn has_buffered(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Bytes this connection holds for frames in progress (for tests and limits).
     #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
