@@ -147,32 +147,32 @@ where
     // HTTP parser's whole read buffer, which would otherwise live as long as the connection.
     let mut frames = FrameReader::new(&prefix, server.config.max_payload);
     drop(prefix);
+    let (session, upgrade) = match mode {
+        Mode::New(s) => (s, false),
+        Mode::Upgrade(s) => (s, true),
+    };
+    // The endpoint owns the server and the session: the future keeps one copy of each.
+    let endpoint = EioEndpoint { server, session };
     async move {
-        let session = match mode {
-            Mode::New(s) => s,
-            Mode::Upgrade(s) => {
-                // Boxed: the probe runs once, and its state would otherwise take room in the
-                // connection's future for its whole life.
-                let probed = Box::pin(tokio::time::timeout(
-                    server.config.upgrade_timeout,
-                    probe(&s, &mut frames, &mut reader, &mut writer),
-                ))
-                .await;
-                s.end_upgrade();
-                if !matches!(probed, Ok(true)) {
-                    // The upgrade failed; the polling session carries on.
-                    return;
-                }
-                s.outbox
-                    .with_lock(|| s.set_transport(TransportKind::WebSocket));
-                s
+        let EioEndpoint { server, session } = &endpoint;
+        if upgrade {
+            // Boxed: the probe runs once, and its state would otherwise take room in the
+            // connection's future for its whole life.
+            let probed = Box::pin(tokio::time::timeout(
+                server.config.upgrade_timeout,
+                probe(session, &mut frames, &mut reader, &mut writer),
+            ))
+            .await;
+            session.end_upgrade();
+            if !matches!(probed, Ok(true)) {
+                // The upgrade failed; the polling session carries on.
+                return;
             }
-        };
+            session
+                .outbox
+                .with_lock(|| session.set_transport(TransportKind::WebSocket));
+        }
         let send_timeout = server.config.send_timeout;
-        let endpoint = EioEndpoint {
-            server: &server,
-            session: &session,
-        };
         wsdriver::drive(
             &endpoint,
             &mut frames,
@@ -185,12 +185,12 @@ where
 }
 
 /// An Engine.IO session as the connection driver sees it.
-struct EioEndpoint<'a, D> {
-    server: &'a Arc<EioServer<D>>,
-    session: &'a Arc<Session<D>>,
+struct EioEndpoint<D> {
+    server: Arc<EioServer<D>>,
+    session: Arc<Session<D>>,
 }
 
-impl<D: SessionData> Endpoint for EioEndpoint<'_, D> {
+impl<D: SessionData> Endpoint for EioEndpoint<D> {
     fn outbox(&self) -> &Outbox {
         &self.session.outbox
     }
@@ -209,7 +209,7 @@ impl<D: SessionData> Endpoint for EioEndpoint<'_, D> {
                 Ok(packet) => packet,
                 Err(e) => {
                     tracing::debug!(sid = %self.session.sid, error = %e, "malformed Engine.IO packet");
-                    close_with(self.session, 1002, CloseReason::TransportError);
+                    close_with(&self.session, 1002, CloseReason::TransportError);
                     return Either::Right(ready(false));
                 }
             },
@@ -221,13 +221,13 @@ impl<D: SessionData> Endpoint for EioEndpoint<'_, D> {
         };
         Either::Left(
             self.server
-                .handle_packet(self.session, packet)
+                .handle_packet(&self.session, packet)
                 .map(|()| true),
         )
     }
 
     fn on_end(&self, end: Ended) {
-        let session = self.session;
+        let session = &self.session;
         match end {
             Ended::Close(payload) => {
                 session.outbox.push_final(wsdriver::close_reply(&payload));

@@ -118,6 +118,33 @@ pub(crate) async fn drive<E, R, W>(
     let mut reading = true;
     // Once the queue is closed, what is left gets CLOSE_GRACE in all.
     let mut close_by: Option<Instant> = None;
+    // Drains the queue and writes it; false once the queue is closed and drained or a write
+    // failed (the connection's writing is done). A macro, not an `async fn`: its state is
+    // part of the future while a handler runs, and a function would keep its arguments.
+    macro_rules! flush {
+        () => {{
+            // Cork: let the tasks that are queueing (a broadcast in progress) run first, so
+            // one write carries everything they queue.
+            tokio::task::yield_now().await;
+            let open = drain(endpoint.outbox(), &mut batch, &mut close_by);
+            if batch.is_empty() {
+                open
+            } else {
+                let result = write_frames_by(writer, &batch, send_timeout, close_by).await;
+                batch.clear();
+                match result {
+                    Ok(n) => {
+                        endpoint.wrote(n);
+                        open
+                    }
+                    Err(e) => {
+                        endpoint.on_write_error(&e);
+                        false
+                    }
+                }
+            }
+        }};
+    }
     loop {
         // Frames already read are handled before the queue is written, so one write answers
         // all of a read's messages (a read of pings gets one write of pongs), the way
@@ -143,10 +170,7 @@ pub(crate) async fn drive<E, R, W>(
             }
         };
         let Some(read) = event else {
-            // Cork: let the tasks that are queueing (a broadcast in progress) run first, so
-            // one write carries everything they queue.
-            tokio::task::yield_now().await;
-            if !flush(endpoint, writer, &mut batch, send_timeout, &mut close_by).await {
+            if !flush!() {
                 break;
             }
             continue;
@@ -181,10 +205,7 @@ pub(crate) async fn drive<E, R, W>(
             tokio::select! {
                 biased;
                 keep = &mut handled => break keep,
-                _ = endpoint.outbox().ready(), if writing => {
-                    tokio::task::yield_now().await;
-                    writing = flush(endpoint, writer, &mut batch, send_timeout, &mut close_by).await;
-                }
+                _ = endpoint.outbox().ready(), if writing => writing = flush!(),
             }
         };
         reading &= keep;
@@ -207,29 +228,12 @@ pub(crate) async fn discard_input<R: AsyncRead + Unpin>(reader: &mut R) {
     while matches!(tokio::io::AsyncReadExt::read(reader, &mut buf).await, Ok(n) if n > 0) {}
 }
 
-/// Drains the queue and writes it (the caller yields first, to cork). Returns false once the queue is closed and drained or a
-/// write failed: the connection's writing is done.
-async fn flush<E: Endpoint, W: AsyncWrite + Unpin>(
-    endpoint: &E,
-    writer: &mut W,
-    batch: &mut VecDeque<Frame>,
-    send_timeout: Duration,
-    close_by: &mut Option<Instant>,
-) -> bool {
-    let open = endpoint.outbox().drain_into(batch);
-    if !open || endpoint.outbox().is_closed() {
+/// Moves the queued frames into `batch`; returns false once the queue is closed and empty.
+/// Once it is closed, what is left gets [`CLOSE_GRACE`] in all.
+fn drain(outbox: &Outbox, batch: &mut VecDeque<Frame>, close_by: &mut Option<Instant>) -> bool {
+    let open = outbox.drain_into(batch);
+    if !open || outbox.is_closed() {
         close_by.get_or_insert_with(|| Instant::now() + CLOSE_GRACE);
-    }
-    if !batch.is_empty() {
-        let result = write_frames_by(writer, batch, send_timeout, *close_by).await;
-        batch.clear();
-        match result {
-            Ok(n) => endpoint.wrote(n),
-            Err(e) => {
-                endpoint.on_write_error(&e);
-                return false;
-            }
-        }
     }
     open
 }
