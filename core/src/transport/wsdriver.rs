@@ -322,3 +322,7 @@ fn poll_write_frames<W: AsyncWrite + Unpin>(
     }
     Poll::Ready(Ok(()))
 }
+
+#[cfg(test)]
+#[path = "wsdriver_tests.rs"]
+mod tests;
