@@ -132,6 +132,8 @@ pub(crate) async fn drive<E, R, W>(
             } else {
                 let result = write_frames_by(writer, &batch, send_timeout, close_by).await;
                 batch.clear();
+                // The batch's storage is the connection's only while a write is in flight.
+                endpoint.outbox().give_back(&mut batch);
                 match result {
                     Ok(n) => {
                         endpoint.wrote(n);
