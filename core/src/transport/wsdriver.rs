@@ -151,7 +151,11 @@ pub(crate) async fn drive<E, R, W>(
         // Frames already read are handled before the queue is written, so one write answers
         // all of a read's messages (a read of pings gets one write of pongs), the way
         // uWebSockets corks. Cancel-safe: a frame not complete yet stays in the reader.
+        // Parsing from memory touches no tokio resource, so it spends none of the task's
+        // budget: spend it here, so a read full of small messages yields to the other tasks
+        // now and then, as reading from the socket would.
         let buffered = if reading && frames.has_buffered() && endpoint.outbox().has_room_now() {
+            tokio::task::coop::consume_budget().await;
             futures_util::FutureExt::now_or_never(next_frame(frames, reader))
         } else {
             None
