@@ -9,12 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::header::{self, HeaderMap};
-use tokio::io::AsyncWriteExt;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::{AuthError, JwtVerifier, User};
 use crate::config::Config;
@@ -25,7 +20,8 @@ use crate::transport::http::{
     BoxedReader, BoxedWriter, HttpReply, RequestHead, WebSocketService, WsSession,
 };
 use crate::transport::outbox::Outbox;
-use crate::transport::websocket::{write_frames, ReadSide};
+use crate::transport::wsdriver::{self, Ended, Endpoint};
+use crate::transport::wsread::{FrameReader, Incoming};
 
 /// The codecs, for the property tests.
 pub mod protocol {
@@ -172,13 +168,10 @@ pub fn http_head(target: &str, header_lines: &str) -> Option<HeadFacts> {
     })
 }
 
-/// How long an echo connection gets to flush what is queued when it closes.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
-/// A WebSocket echo server built from the engine's own WebSocket parts: tungstenite's read
-/// half over [`ReadSide`] (control replies go to the connection's queue) and the engine's
-/// frame writer. Autobahn|Testsuite's fuzzing client needs an echo server; this one sees
-/// exactly what the Engine.IO and Yjs endpoints' WebSocket layer does.
+/// A WebSocket echo server built from the engine's own WebSocket parts: the connection
+/// driver, its frame reader and writer (`transport/wsdriver.rs`, `transport/wsread.rs`), as
+/// the Engine.IO endpoint runs them. Autobahn|Testsuite's fuzzing client needs an echo
+/// server; this one sees exactly what the Engine.IO endpoint's WebSocket layer does.
 pub struct WsEcho {
     max_message: usize,
 }
@@ -199,74 +192,64 @@ impl WebSocketService for WsEcho {
     }
 }
 
-/// A close frame with `code` and no reason.
-fn close_frame(code: u16) -> Frame {
-    let mut wire = vec![0x88, 2];
-    wire.extend_from_slice(&code.to_be_bytes());
-    Frame::control(Bytes::from(wire))
+/// The echo's connection: every message queued back as it came.
+struct Echo {
+    outbox: Outbox,
 }
 
-async fn echo(reader: BoxedReader, writer: BoxedWriter, prefix: Bytes, max: usize) {
-    // Room for one largest message and its echo.
-    let outbox = Arc::new(Outbox::new(1024, 2 * max + 64));
-    let writer_task = tokio::spawn(write_loop(outbox.clone(), writer));
-    let config = WebSocketConfig::default()
-        .read_buffer_size(512)
-        .write_buffer_size(0)
-        .max_write_buffer_size(usize::MAX)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max));
-    let side = ReadSide {
-        inner: reader,
-        queue: outbox.clone(),
-    };
-    let mut ws =
-        WebSocketStream::from_partially_read(side, prefix.to_vec(), Role::Server, Some(config))
-            .await;
-    while let Some(message) = ws.next().await {
+impl Endpoint for Echo {
+    fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    fn push_control(&self, frame: Frame) {
+        let _ = self.outbox.push(frame);
+    }
+
+    fn on_message(&self, message: Incoming) -> impl std::future::Future<Output = bool> + Send {
         let frame = match message {
-            Ok(WsMessage::Text(text)) => Frame::from_payload(text.as_bytes(), FrameKind::Text),
-            Ok(WsMessage::Binary(data)) => Frame::from_payload(&data, FrameKind::Binary),
-            // Pings are answered and close frames replied to by tungstenite, on our queue.
-            Ok(_) => continue,
-            Err(e) => {
-                if let Some(code) = crate::transport::websocket::close_code_for(&e) {
-                    let _ = outbox.push(close_frame(code));
-                }
-                break;
+            Incoming::Text(text) => Frame::from_payload(&text, FrameKind::Text),
+            Incoming::Binary(data) => Frame::from_payload(&data, FrameKind::Binary),
+            Incoming::Ping(_) | Incoming::Pong | Incoming::Close(_) => {
+                return std::future::ready(true)
             }
         };
-        if outbox.push(frame).is_err() {
-            break;
-        }
+        // An overflow closed the queue.
+        std::future::ready(self.outbox.push(frame).is_ok())
     }
-    outbox.close();
-    if tokio::time::timeout(CLOSE_GRACE * 2, writer_task)
-        .await
-        .is_err()
-    {
-        tracing::debug!("echo writer did not finish in time");
+
+    fn on_end(&self, end: Ended) {
+        match end {
+            Ended::Close(payload) => self.outbox.push_final(wsdriver::close_reply(&payload)),
+            Ended::Error(e) => {
+                if let Some(code) = e.close_code() {
+                    self.outbox.push_final(wsdriver::close_frame(code));
+                }
+            }
+            Ended::Eof => {}
+        }
+        self.outbox.close();
+    }
+
+    fn on_write_error(&self, _error: &std::io::Error) {
+        self.outbox.close();
     }
 }
 
-async fn write_loop(outbox: Arc<Outbox>, mut writer: BoxedWriter) {
-    let mut batch = std::collections::VecDeque::new();
-    loop {
-        outbox.ready().await;
-        let open = outbox.drain_into(&mut batch);
-        if !batch.is_empty() {
-            if write_frames(&mut writer, &batch, std::time::Duration::from_secs(30))
-                .await
-                .is_err()
-            {
-                outbox.close();
-                break;
-            }
-            batch.clear();
-        }
-        if !open {
-            break;
-        }
-    }
-    let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
+async fn echo(mut reader: BoxedReader, mut writer: BoxedWriter, prefix: Bytes, max: usize) {
+    // Room for one largest message and its echo.
+    let endpoint = Echo {
+        outbox: Outbox::new(1024, 2 * max + 64),
+    };
+    let mut frames = FrameReader::new(&prefix, max);
+    drop(prefix);
+    let send_timeout = Duration::from_secs(30);
+    wsdriver::drive(
+        &endpoint,
+        &mut frames,
+        &mut reader,
+        &mut writer,
+        send_timeout,
+    )
+    .await;
 }

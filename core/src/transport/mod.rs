@@ -12,6 +12,8 @@ mod reply;
 pub mod session;
 pub mod tls;
 pub mod websocket;
+pub(crate) mod wsdriver;
+pub(crate) mod wsread;
 
 use std::collections::HashMap;
 use std::sync::Arc;

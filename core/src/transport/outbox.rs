@@ -234,6 +234,33 @@ impl Outbox {
         }
     }
 
+    /// Whether the queue is under half its limits now (see [`Outbox::has_room`]). A reader
+    /// that drains the queue itself (the WebSocket driver) checks this instead of waiting:
+    /// over half, frames are queued, so its wake-up fires and the write makes room.
+    pub fn has_room_now(&self) -> bool {
+        self.under_high_water(&self.state.lock())
+    }
+
+    /// Hands the writer's emptied batch back once its write is done, so a connection keeps
+    /// one frame buffer between writes, not two: the queue takes the batch's storage when
+    /// its own is unallocated (the batch then holds none), as after a drain that swapped
+    /// them. No allocation either way.
+    pub fn give_back(&self, batch: &mut VecDeque<Frame>) {
+        debug_assert!(batch.is_empty());
+        let mut state = self.state.lock();
+        if !state.frames.is_empty() {
+            // Frames came in during the write: the next drain swaps the two buffers again,
+            // and the queue gets this one (freeing it would cost an allocation per write).
+            return;
+        }
+        if state.frames.capacity() < batch.capacity() {
+            std::mem::swap(&mut state.frames, batch);
+        }
+        drop(state);
+        // The queue has a buffer at least as large: this one is not needed while idle.
+        *batch = VecDeque::new();
+    }
+
     /// Closes the queue: later pushes fail; the writer still drains what is queued.
     pub fn close(&self) {
         self.state.lock().closed = true;
@@ -353,6 +380,32 @@ mod tests {
         assert_eq!(out[2].wire()[0], 0x88);
         out.clear();
         assert!(!q.drain_into(&mut out));
+    }
+
+    #[test]
+    fn an_idle_connection_keeps_one_frame_buffer() {
+        let q = Outbox::new(64, 1 << 20);
+        let mut batch = VecDeque::new();
+        for _ in 0..3 {
+            q.push(frame(1)).unwrap();
+            q.drain_into(&mut batch);
+            assert_eq!(batch.len(), 1);
+            batch.clear();
+            q.give_back(&mut batch);
+            assert_eq!(
+                batch.capacity(),
+                0,
+                "the writer holds no buffer between writes"
+            );
+            assert!(q.state.lock().frames.capacity() > 0, "the queue keeps one");
+        }
+        // Frames queued during the write: the batch keeps its buffer for the next drain.
+        q.push(frame(1)).unwrap();
+        q.drain_into(&mut batch);
+        q.push(frame(1)).unwrap();
+        batch.clear();
+        q.give_back(&mut batch);
+        assert!(batch.capacity() > 0);
     }
 
     #[tokio::test]

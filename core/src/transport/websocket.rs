@@ -1,12 +1,16 @@
 //! The WebSocket transport.
 //!
-//! Reading goes through tungstenite (framing, unmasking, fragmentation, UTF-8 and control
-//! frames) with a small read buffer. Writing does not: outbound frames are already complete
-//! WebSocket frames ([`Frame`]), so the writer drains the session's queue and hands every
-//! queued frame to one vectored write. Control frames tungstenite wants to send (pong, close
-//! replies) are queued on the same path, so frames never interleave.
+//! One task per connection both reads and writes. Reading goes through the engine's own
+//! frame reader ([`FrameReader`], `transport/wsread.rs`: framing, unmasking, fragmentation,
+//! UTF-8 and control frames), which holds no buffer while the connection is idle. Writing:
+//! outbound frames are already complete WebSocket frames ([`Frame`]), so the writer drains the
+//! session's queue and hands every queued frame to one vectored write. Control frames the
+//! reader answers (pong, close replies) are queued on the same path, so frames never
+//! interleave.
+//!
+//! The plain `/ws` endpoint and Yjs still read through tungstenite over [`ReadSide`].
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,19 +19,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::WebSocketStream;
 
 use super::outbox::Outbox;
+use super::wsdriver::{self, Ended, Endpoint};
+use super::wsread::{FrameReader, Incoming};
 use super::{CloseReason, EioServer, Session, SessionData, TransportKind};
 use crate::protocol::engineio::Packet;
 use crate::protocol::frame::{Frame, FrameKind};
 
 /// Bytes tungstenite reads per call; small, because every idle connection holds one.
 const READ_BUFFER: usize = 512;
-/// How long a closing connection gets to flush what is queued.
-pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) use super::wsdriver::{discard_input, CLOSE_GRACE};
 
 /// Whether this WebSocket starts a new session or upgrades a polling one.
 pub enum Mode<D = ()> {
@@ -121,171 +126,184 @@ pub(crate) fn ws_config(max_payload: usize) -> WebSocketConfig {
 
 /// Runs a WebSocket whose HTTP upgrade is complete, until it closes.
 ///
-/// `prefix` holds bytes the client sent after its upgrade request that were already read.
-pub async fn run<D, R, W>(
+/// One future (one task) per connection reads and writes ([`wsdriver::drive`]). `prefix`
+/// holds bytes the client sent after its upgrade request that were already read.
+///
+/// Not an `async fn`: the prefix is copied out before the future is made, so the future
+/// does not keep it (or a second copy of the arguments) for the connection's life.
+pub fn run<D, R, W>(
     server: Arc<EioServer<D>>,
-    reader: R,
-    writer: W,
+    mut reader: R,
+    mut writer: W,
     prefix: Bytes,
     mode: Mode<D>,
-) where
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
     D: SessionData,
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let session = match &mode {
-        Mode::New(s) | Mode::Upgrade(s) => s.clone(),
-    };
-    let side = ReadSide {
-        inner: reader,
-        queue: session.clone(),
-    };
     // Copy the few buffered bytes out and let go of `prefix` now: it may be a slice of the
     // HTTP parser's whole read buffer, which would otherwise live as long as the connection.
-    let part = prefix.to_vec();
+    let mut frames = FrameReader::new(&prefix, server.config.max_payload);
     drop(prefix);
-    let mut ws = Box::pin(WebSocketStream::from_partially_read(
-        side,
-        part,
-        Role::Server,
-        Some(ws_config(server.config.max_payload)),
-    ))
-    .await;
-
-    match mode {
-        Mode::New(_) => {
-            tokio::spawn(write_loop(
-                session.clone(),
-                writer,
-                server.config.send_timeout,
-            ));
-        }
-        Mode::Upgrade(_) => {
+    let (session, upgrade) = match mode {
+        Mode::New(s) => (s, false),
+        Mode::Upgrade(s) => (s, true),
+    };
+    // The endpoint owns the server and the session: the future keeps one copy of each.
+    let endpoint = EioEndpoint { server, session };
+    async move {
+        let EioEndpoint { server, session } = &endpoint;
+        if upgrade {
             // Boxed: the probe runs once, and its state would otherwise take room in the
-            // connection's task for as long as the connection lives.
-            let upgraded = Box::pin(tokio::time::timeout(
+            // connection's future for its whole life.
+            let probed = Box::pin(tokio::time::timeout(
                 server.config.upgrade_timeout,
-                probe(&session, &mut ws, writer),
+                probe(session, &mut frames, &mut reader, &mut writer),
             ))
             .await;
             session.end_upgrade();
-            match upgraded {
-                Ok(Some(writer)) => {
-                    session
-                        .outbox
-                        .with_lock(|| session.set_transport(TransportKind::WebSocket));
-                    tokio::spawn(write_loop(
-                        session.clone(),
-                        writer,
-                        server.config.send_timeout,
-                    ));
-                }
+            if !matches!(probed, Ok(true)) {
                 // The upgrade failed; the polling session carries on.
-                _ => return,
+                return;
+            }
+            session
+                .outbox
+                .with_lock(|| session.set_transport(TransportKind::WebSocket));
+        }
+        let send_timeout = server.config.send_timeout;
+        wsdriver::drive(
+            &endpoint,
+            &mut frames,
+            &mut reader,
+            &mut writer,
+            send_timeout,
+        )
+        .await;
+    }
+}
+
+/// An Engine.IO session as the connection driver sees it.
+struct EioEndpoint<D> {
+    server: Arc<EioServer<D>>,
+    session: Arc<Session<D>>,
+}
+
+impl<D: SessionData> Endpoint for EioEndpoint<D> {
+    fn outbox(&self) -> &Outbox {
+        &self.session.outbox
+    }
+
+    /// An overflow closes the session as a slow reader, as any other frame's would.
+    fn push_control(&self, frame: Frame) {
+        let _ = self.session.send_uncounted(frame);
+    }
+
+    fn on_message(&self, message: Incoming) -> impl std::future::Future<Output = bool> + Send {
+        use futures_util::future::{ready, Either, FutureExt};
+        // The handler's own future, not an `async` block around it: that would keep the
+        // packet a second time while the handler runs.
+        let packet = match message {
+            Incoming::Text(text) => match Packet::decode_text(text) {
+                Ok(packet) => packet,
+                Err(e) => {
+                    tracing::debug!(sid = %self.session.sid, error = %e, "malformed Engine.IO packet");
+                    close_with(&self.session, 1002, CloseReason::TransportError);
+                    return Either::Right(ready(false));
+                }
+            },
+            Incoming::Binary(data) => Packet::Binary(data),
+            // The driver handles control frames itself.
+            Incoming::Ping(_) | Incoming::Pong | Incoming::Close(_) => {
+                return Either::Right(ready(true))
+            }
+        };
+        Either::Left(
+            self.server
+                .handle_packet(&self.session, packet)
+                .map(|()| true),
+        )
+    }
+
+    fn on_end(&self, end: Ended) {
+        let session = &self.session;
+        match end {
+            Ended::Close(payload) => {
+                session.outbox.push_final(wsdriver::close_reply(&payload));
+                session.close(CloseReason::TransportClose);
+            }
+            Ended::Eof => session.close(CloseReason::TransportClose),
+            Ended::Error(e) => {
+                tracing::debug!(sid = %session.sid, error = %e, "WebSocket read failed");
+                match e.close_code() {
+                    Some(1009) => close_with(session, 1009, CloseReason::PayloadTooLarge),
+                    Some(code) => close_with(session, code, CloseReason::TransportError),
+                    None => session.close(CloseReason::TransportError),
+                }
             }
         }
     }
-    read_loop(&server, &session, &mut ws).await;
-    // The client may still be sending (a protocol error or a server close stops our reading
-    // mid-stream). Closing a socket with unread input resets it, and the reset can overtake
-    // the close frame just queued: read and discard for a moment first, so the client gets
-    // the close code.
-    // Boxed for the same reason as the probe (its read buffer is on its stack).
-    let _ = Box::pin(tokio::time::timeout(
-        CLOSE_GRACE,
-        discard_input(&mut ws.get_mut().inner),
-    ))
-    .await;
-}
 
-/// Reads and drops what the client sends until it closes its side.
-pub(crate) async fn discard_input<R: AsyncRead + Unpin>(reader: &mut R) {
-    let mut buf = [0u8; 512];
-    while matches!(tokio::io::AsyncReadExt::read(reader, &mut buf).await, Ok(n) if n > 0) {}
+    fn on_write_error(&self, error: &io::Error) {
+        if error.kind() == io::ErrorKind::TimedOut {
+            tracing::debug!(sid = %self.session.sid, "the client took no bytes for the send timeout");
+            self.session.close(CloseReason::SlowConsumer);
+        } else {
+            self.session.close(CloseReason::TransportError);
+        }
+    }
+
+    fn wrote(&self, bytes: usize) {
+        self.session.metrics.bytes_out.add(bytes as u64);
+    }
 }
 
 /// The upgrade handshake: `2probe` → `3probe`, a noop to release the pending poll, then `5`.
-/// Returns the writer once the client completed the upgrade.
+/// Returns whether the client completed the upgrade.
 async fn probe<D: SessionData, R, W>(
     session: &Arc<Session<D>>,
-    ws: &mut WebSocketStream<ReadSide<R, Arc<Session<D>>>>,
-    mut writer: W,
-) -> Option<W>
+    frames: &mut FrameReader,
+    reader: &mut R,
+    writer: &mut W,
+) -> bool
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     loop {
         let message = tokio::select! {
-            m = ws.next() => m?.ok()?,
-            _ = session.closed() => return None,
+            m = wsdriver::next_frame(frames, reader) => m,
+            _ = session.closed() => return false,
         };
-        let WsMessage::Text(text) = message else {
-            continue;
+        let text = match message {
+            Some(Ok(Incoming::Text(text))) => text,
+            // The session's queue still belongs to the polling transport: a ping is
+            // answered on the socket directly.
+            Some(Ok(Incoming::Ping(data))) => {
+                if writer
+                    .write_all(wsdriver::pong(&data).wire())
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+                continue;
+            }
+            Some(Ok(Incoming::Binary(_) | Incoming::Pong)) => continue,
+            Some(Ok(Incoming::Close(_)) | Err(_)) | None => return false,
         };
-        match Packet::decode_text(Bytes::from(text)).ok()? {
-            Packet::Ping(data) if &data[..] == b"probe" => {
+        match Packet::decode_text(text) {
+            Ok(Packet::Ping(data)) if &data[..] == b"probe" => {
                 let pong = Frame::from_payload(b"3probe", FrameKind::Text);
-                writer.write_all(pong.wire()).await.ok()?;
+                if writer.write_all(pong.wire()).await.is_err() {
+                    return false;
+                }
                 session.mark_probed();
             }
-            Packet::Upgrade => return Some(writer),
-            _ => return None,
+            Ok(Packet::Upgrade) => return true,
+            _ => return false,
         }
-    }
-}
-
-async fn read_loop<D: SessionData, R>(
-    server: &Arc<EioServer<D>>,
-    session: &Arc<Session<D>>,
-    ws: &mut WebSocketStream<ReadSide<R, Arc<Session<D>>>>,
-) where
-    R: AsyncRead + Unpin,
-{
-    loop {
-        // Read the client's next message only once what it was sent is on its way: a client
-        // that does not read must not make the server queue answers without limit.
-        let message = tokio::select! {
-            m = async {
-                session.outbox.has_room().await;
-                ws.next().await
-            } => m,
-            _ = session.closed() => return,
-        };
-        let packet = match message {
-            Some(Ok(WsMessage::Text(text))) => match Packet::decode_text(Bytes::from(text)) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::debug!(sid = %session.sid, error = %e, "malformed Engine.IO packet");
-                    close_with(session, 1002, CloseReason::TransportError);
-                    return;
-                }
-            },
-            Some(Ok(WsMessage::Binary(data))) => Packet::Binary(data),
-            Some(Ok(WsMessage::Close(_))) => {
-                answer_close(ws).await;
-                session.close(CloseReason::TransportClose);
-                return;
-            }
-            None => {
-                session.close(CloseReason::TransportClose);
-                return;
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(WsError::Capacity(_))) => {
-                close_with(session, 1009, CloseReason::PayloadTooLarge);
-                return;
-            }
-            Some(Err(e)) => {
-                tracing::debug!(sid = %session.sid, error = %e, "WebSocket read failed");
-                match close_code_for(&e) {
-                    Some(code) => close_with(session, code, CloseReason::TransportError),
-                    None => session.close(CloseReason::TransportError),
-                }
-                return;
-            }
-        };
-        server.handle_packet(session, packet).await;
     }
 }
 
@@ -314,62 +332,9 @@ pub(crate) fn close_code_for(e: &WsError) -> Option<u16> {
 
 /// Queues a close frame with `code`, then closes the session.
 fn close_with<D>(session: &Session<D>, code: u16, reason: CloseReason) {
-    let mut wire = vec![0x88, 2];
-    wire.extend_from_slice(&code.to_be_bytes());
-    session.outbox.push_final(Frame::control(Bytes::from(wire)));
+    session.outbox.push_final(wsdriver::close_frame(code));
     session.close(reason);
 }
-
-/// Drains the session's queue into the socket, one vectored write per wake-up. A client that
-/// takes no bytes for `send_timeout` while frames wait is closed as a slow reader.
-async fn write_loop<D, W: AsyncWrite + Unpin>(
-    session: Arc<Session<D>>,
-    mut writer: W,
-    send_timeout: Duration,
-) {
-    let mut batch: std::collections::VecDeque<Frame> = std::collections::VecDeque::new();
-    let grace = async {
-        session.closed().await;
-        tokio::time::sleep(CLOSE_GRACE).await;
-    };
-    tokio::pin!(grace);
-    loop {
-        tokio::select! {
-            _ = session.outbox.ready() => {}
-            _ = &mut grace => break,
-        }
-        // Cork: let the tasks that are queueing (a broadcast in progress) run first, so
-        // one write carries everything they queue.
-        tokio::task::yield_now().await;
-        let open = session.outbox.drain_into(&mut batch);
-        if !batch.is_empty() {
-            let result = tokio::select! {
-                r = write_frames(&mut writer, &batch, send_timeout) => r,
-                _ = &mut grace => break,
-            };
-            match result {
-                Ok(n) => session.metrics.bytes_out.add(n as u64),
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    tracing::debug!(sid = %session.sid, "the client took no bytes for the send timeout");
-                    session.close(CloseReason::SlowConsumer);
-                    break;
-                }
-                Err(_) => {
-                    session.close(CloseReason::TransportError);
-                    break;
-                }
-            }
-            batch.clear();
-        }
-        if !open {
-            break;
-        }
-    }
-    let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
-}
-
-/// Most frames handed to one `writev` (the kernel's IOV_MAX is 1024).
-const MAX_IOVECS: usize = 512;
 
 /// Writes every frame, coalesced into as few vectored writes as the kernel allows. Fails with
 /// [`io::ErrorKind::TimedOut`] when one write makes no progress for `send_timeout` (the client
@@ -380,64 +345,7 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     frames: &std::collections::VecDeque<Frame>,
     send_timeout: Duration,
 ) -> io::Result<usize> {
-    let stalled = || io::Error::from(io::ErrorKind::TimedOut);
-    let total: usize = frames.iter().map(Frame::len).sum();
-    let (mut index, mut offset) = (0usize, 0usize);
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len().min(MAX_IOVECS));
-    while index < frames.len() {
-        slices.clear();
-        slices.push(IoSlice::new(&frames[index].wire()[offset..]));
-        slices.extend(
-            frames
-                .range(index + 1..)
-                .take(MAX_IOVECS - 1)
-                .map(|f| IoSlice::new(f.wire())),
-        );
-        let mut written = write_within(writer, &slices, send_timeout).await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 && index < frames.len() {
-            let remaining = frames[index].len() - offset;
-            if written >= remaining {
-                written -= remaining;
-                index += 1;
-                offset = 0;
-            } else {
-                offset += written;
-                written = 0;
-            }
-        }
-    }
-    let flushed = futures_util::FutureExt::now_or_never(writer.flush());
-    match flushed {
-        Some(result) => result?,
-        None => Box::pin(tokio::time::timeout(send_timeout, writer.flush()))
-            .await
-            .map_err(|_| stalled())??,
-    }
-    Ok(total)
-}
-
-/// One vectored write, failing with [`io::ErrorKind::TimedOut`] when it makes no progress
-/// for `send_timeout`. The usual write completes at once and sets no timer; only one that
-/// must wait gets its timeout, boxed, so the timer's state is not part of every writer
-/// task's future for the connection's life.
-async fn write_within<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    slices: &[IoSlice<'_>],
-    send_timeout: Duration,
-) -> io::Result<usize> {
-    // A write that is not ready registers the task's waker again when it is polled below.
-    if let Some(result) = futures_util::FutureExt::now_or_never(writer.write_vectored(slices)) {
-        return result;
-    }
-    Box::pin(tokio::time::timeout(
-        send_timeout,
-        writer.write_vectored(slices),
-    ))
-    .await
-    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+    wsdriver::write_frames_by(writer, frames, send_timeout, None).await
 }
 
 /// The `Sec-WebSocket-Accept` value for a client's key.
