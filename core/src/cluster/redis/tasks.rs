@@ -101,16 +101,25 @@ pub(super) struct Watch {
     /// Since when this node's own heartbeat has held; `None` after a failure.
     healthy_since: Option<Instant>,
     /// Per other node, since when reading its alive key has succeeded without a failure
-    /// (on a Redis Cluster, the key may live on a shard that is failing over). Holds only
-    /// the nodes in the registry.
-    readable_since: HashMap<String, Instant>,
+    /// (on a Redis Cluster, the key may live on a shard that is failing over), `None` after
+    /// a failure. Holds only the nodes in the registry.
+    readable_since: HashMap<String, Option<Instant>>,
+}
+
+/// Since when a grace that started at `now` but only needs to cover a liveness period is
+/// taken to have held: the start of this node, or the first read of a node's key, are not
+/// failures after which a live node may be stuck on a command, so `grace` less one command
+/// timeout (two heartbeats) is enough then. The reaper must still reap a node killed just
+/// after the others started within three heartbeats.
+fn credited(now: Instant) -> Instant {
+    now.checked_sub(COMMAND_TIMEOUT).unwrap_or(now)
 }
 
 impl Watch {
     /// Starts the grace again for everyone.
     pub(super) fn reset(&mut self) {
         self.healthy_since = None;
-        self.readable_since.clear();
+        self.readable_since.values_mut().for_each(|since| *since = None);
     }
 }
 
@@ -118,8 +127,8 @@ impl Watch {
 /// nodes whose heartbeat stopped: their alive key lives two heartbeats, and survivors look
 /// every heartbeat, so a dead node's users leave within three once Redis is healthy.
 ///
-/// Not before this node's own heartbeat has held for [`reap_grace`] since it started and
-/// since its last failure (or the cluster connection's last reported loss), and reading the
+/// Not before this node's own heartbeat has held for [`reap_grace`] since its last failure
+/// (two heartbeats since it started, see [`credited`]) (or the cluster connection's last reported loss), and reading the
 /// other node's alive key has too: whatever kept this node from Redis, or from that key's
 /// shard (an outage, a restart, a failover longer than a liveness period), likely kept the
 /// other node from refreshing its key too, and a live node refreshes its key within one
@@ -129,7 +138,10 @@ pub(super) async fn heartbeat_loop(inner: Arc<Inner>, sink: Arc<dyn ClusterSink>
     let mut tick = tokio::time::interval(inner.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let grace = reap_grace(inner.heartbeat);
-    let mut watch = Watch::default();
+    let mut watch = Watch {
+        healthy_since: Some(credited(Instant::now())),
+        ..Watch::default()
+    };
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -204,14 +216,18 @@ pub(super) async fn beat(
         let alive = match alive {
             Ok(alive) => alive,
             Err(e) => {
-                watch.readable_since.remove(other);
+                watch.readable_since.insert(other.clone(), None);
                 result = Err(e);
                 continue;
             }
         };
         let now = Instant::now();
-        let since = *watch.readable_since.entry(other.clone()).or_insert(now);
-        if !alive && healthy && now.duration_since(since) >= grace {
+        let since = watch
+            .readable_since
+            .entry(other.clone())
+            .or_insert(Some(credited(now)))
+            .get_or_insert(now);
+        if !alive && healthy && now.duration_since(*since) >= grace {
             if let Err(e) = reap(inner, sink, other).await {
                 result = Err(e);
             }

@@ -93,7 +93,8 @@ async fn a_node_reaps_nobody_until_its_heartbeat_held_for_the_grace_then_reaps_t
     let me = node(&url);
     let mut watch = Watch::default();
 
-    // Just started: the dead node's key is gone, but this node has not held a grace yet.
+    // Just started (the first read of the dead node's key counts as two heartbeats of its
+    // grace): the key is gone, but this node has not held a grace yet.
     let dead = ghost(&url).await;
     beat(&me, &sink, &mut watch, grace).await.unwrap();
     assert!(sink.departed.lock().is_empty(), "reaped right after start");
