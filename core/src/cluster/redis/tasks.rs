@@ -119,7 +119,9 @@ impl Watch {
     /// Starts the grace again for everyone.
     pub(super) fn reset(&mut self) {
         self.healthy_since = None;
-        self.readable_since.values_mut().for_each(|since| *since = None);
+        self.readable_since
+            .values_mut()
+            .for_each(|since| *since = None);
     }
 }
 
