@@ -26,10 +26,11 @@ const onRedis = (title) => `${title} [${REDIS_LABEL}]`;
 async function startRedisForTest() {
   if (CLUSTER) {
     const c = await startRedisCluster();
-    return Object.assign(c, {
-      get running() { return c.nodes.some((n) => n.running); },
-      async kill() { await Promise.all(c.nodes.map((n) => n.redis.kill())); },
-    });
+    // A getter, not Object.assign (which would copy the value `running` has now): the
+    // outage test asks after stop() whether the cluster must be restarted.
+    Object.defineProperty(c, 'running', { get: () => c.nodes.some((n) => n.running) });
+    c.kill = async () => { await Promise.all(c.nodes.map((n) => n.redis.kill())); };
+    return c;
   }
   const r = await startRedis();
   return Object.assign(r, { mode: 'single', label: 'one Redis' });

@@ -100,7 +100,9 @@ pub(super) async fn listen(
 /// server unsubscribed by itself (its slot migrated: `sunsubscribe` push) or one whose
 /// `SSUBSCRIBE` failed (its shard was down) is subscribed again, every [`RESYNC_EVERY`]
 /// until it holds, and so is every channel after the connection reported a disconnection
-/// (re-subscribing is idempotent on the server).
+/// (re-subscribing is idempotent on the server). When the node replaces its cluster
+/// connection (`Inner::rebuild`: the old one lost every node), every channel moves to the
+/// new one.
 pub(super) async fn listen_sharded(
     inner: Arc<Inner>,
     mut interest: mpsc::UnboundedReceiver<Interest>,
@@ -108,6 +110,7 @@ pub(super) async fn listen_sharded(
     sink: Arc<dyn ClusterSink>,
 ) {
     let mut stop = inner.stop.subscribe();
+    let mut generation = inner.generation.subscribe();
     let mut backoff = Duration::from_millis(100);
     let mut conn = loop {
         match inner.connection().await {
@@ -162,6 +165,19 @@ pub(super) async fn listen_sharded(
                     }
                 }
             }
+            changed = generation.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                generation.borrow_and_update();
+                // The old connection is dropped with this clone (and the last command
+                // holding one): subscribe everything again on the new one.
+                if let Ok(c @ Conn::Cluster(_)) = inner.connection().await {
+                    conn = c;
+                }
+                lost = true;
+                pending.extend(wanted.iter().cloned());
+            }
             change = interest.recv() => {
                 let Some((room, done)) = change else { return };
                 let want = sink.wants(&room);
@@ -205,6 +221,7 @@ pub(super) async fn listen_sharded(
                     }
                     PushKind::Disconnection => {
                         lost = true;
+                        inner.shaken.store(true, std::sync::atomic::Ordering::Release);
                         pending.extend(wanted.iter().cloned());
                     }
                     _ => {}

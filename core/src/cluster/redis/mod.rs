@@ -29,7 +29,12 @@
 //! logged at most every 5 s), the other shards' rooms carry on, provided Redis runs with
 //! `cluster-require-full-coverage no` (with the default `yes` the whole cluster refuses
 //! commands while a slot is uncovered). If the shard holding the node registry (`{nodes}`)
-//! is down, nodes report not ready and stop reaping until it is back.
+//! is down, nodes report not ready and stop reaping until it is back. Liveness keys that
+//! expired while their shard failed over do not get live nodes reaped: a node reaps another
+//! only once its own heartbeat and its reads of that node's key have held for a grace
+//! (`tasks::reap_grace`). If the whole cluster goes away and comes back, the node makes a
+//! new cluster connection from the seeds once the old one has lost every node
+//! ([`Inner::rebuild`]), and the listener subscribes everything again on it.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -99,8 +104,20 @@ struct Inner {
     heartbeat: Duration,
     metrics: Arc<Metrics>,
     conn: Mutex<Option<Conn>>,
-    /// The cluster connection, once made (see [`Inner::connection`]).
-    cluster_conn: tokio::sync::OnceCell<Conn>,
+    /// Held while a cluster connection is being made, so that callers arriving meanwhile
+    /// wait for that attempt rather than each make their own (see [`Inner::connection`]).
+    connecting: tokio::sync::Mutex<()>,
+    /// Bumped whenever a new cluster connection replaces the old one, so that the listener
+    /// moves its subscriptions onto it (see [`Inner::rebuild`]).
+    generation: watch::Sender<u64>,
+    /// Set when a cluster command found no connection to any node at all: the crate's
+    /// connection does not come back from that by itself (see [`Inner::rebuild`]).
+    lost_all: AtomicBool,
+    /// When the connection was last rebuilt, to throttle rebuilds.
+    last_rebuild: Mutex<Option<Instant>>,
+    /// Set when a cluster connection reported a lost connection: the reaper then waits a
+    /// grace period as after its own heartbeat failed (`tasks.rs`).
+    shaken: AtomicBool,
     /// When a failed command was last logged (cluster mode, see [`ERROR_LOG_EVERY`]).
     last_error_log: Mutex<Option<Instant>>,
     next_connect: Mutex<Instant>,
@@ -174,7 +191,11 @@ impl RedisCluster {
                 heartbeat,
                 metrics,
                 conn: Mutex::new(None),
-                cluster_conn: tokio::sync::OnceCell::new(),
+                connecting: tokio::sync::Mutex::new(()),
+                generation: watch::channel(0).0,
+                lost_all: AtomicBool::new(false),
+                last_rebuild: Mutex::new(None),
+                shaken: AtomicBool::new(false),
                 last_error_log: Mutex::new(None),
                 next_connect: Mutex::new(Instant::now()),
                 up: AtomicBool::new(false),
@@ -235,14 +256,15 @@ impl Inner {
             return Ok(c);
         }
         if self.target.sharded() {
-            // A cluster connection is made once and kept: callers arriving while it is
-            // being made wait for that attempt rather than fail (making one takes a few
-            // round trips: the slot map, then a connection per master).
-            let c = self
-                .cluster_conn
-                .get_or_try_init(|| self.connect())
-                .await?
-                .clone();
+            // A cluster connection is made once and kept (until [`Inner::rebuild`] replaces
+            // it): callers arriving while it is being made wait for that attempt rather
+            // than fail (making one takes a few round trips: the slot map, then a
+            // connection per master).
+            let _making = self.connecting.lock().await;
+            if let Some(c) = self.conn.lock().clone() {
+                return Ok(c);
+            }
+            let c = self.connect().await?;
             *self.conn.lock() = Some(c.clone());
             return Ok(c);
         }
@@ -282,6 +304,11 @@ impl Inner {
             Ok(c) => match tokio::time::timeout(COMMAND_TIMEOUT, f(c)).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => {
+                    if e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+                        && e.to_string().contains("No connections found")
+                    {
+                        self.lost_all.store(true, Ordering::Release);
+                    }
                     let broken = e.is_io_error()
                         || e.is_connection_dropped()
                         || e.is_timeout()
@@ -302,6 +329,45 @@ impl Inner {
         self.conn.lock().take();
         self.mark_down(&result);
         Err(result)
+    }
+
+    /// Replaces the cluster connection with a new one made from the seed nodes, if a cluster
+    /// command found no connection to any node since the last call and the last rebuild is
+    /// at least `every` old. The crate's connection repairs one node or one shard by itself
+    /// (a failover, a shard down and back), so it is kept through those; but once it has
+    /// lost every node (the whole cluster down, then back) it only answers "No connections
+    /// found" and never reaches the seeds again. The old connection is dropped once its
+    /// last user lets go; the listener re-subscribes every channel on the new one.
+    /// Answers whether a new connection is in place.
+    async fn rebuild(&self, every: std::time::Duration) -> bool {
+        if !self.target.sharded() || !self.lost_all.load(Ordering::Acquire) {
+            return false;
+        }
+        {
+            let mut last = self.last_rebuild.lock();
+            let now = Instant::now();
+            if last.is_some_and(|at| now.duration_since(at) < every) {
+                return false;
+            }
+            *last = Some(now);
+        }
+        let _making = self.connecting.lock().await;
+        let fresh = tokio::time::timeout(COMMAND_TIMEOUT, self.target.connect()).await;
+        match fresh {
+            Ok(Ok(c)) => {
+                self.lost_all.store(false, Ordering::Release);
+                *self.conn.lock() = Some(c);
+                self.generation.send_modify(|g| *g += 1);
+                tracing::info!(node = %self.node_id,
+                    "the redis cluster connection had lost every node: made a new one from the seeds");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "rebuilding the redis cluster connection failed");
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// Logs a failed cluster command, rate-limited.

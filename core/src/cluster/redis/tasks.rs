@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::join_all;
@@ -11,11 +12,14 @@ use tokio::sync::mpsc;
 
 use super::keys::{alive_key, node_rooms_key, nodes_key, presence_keys, slot};
 use super::scripts;
-use super::{now_ms, Inner, PUBLISH_BATCH};
+use super::{now_ms, Inner, COMMAND_TIMEOUT, PUBLISH_BATCH};
 use crate::cluster::{ClusterError, ClusterSink, Departure};
 
 /// A present user: id and display name.
 type Member = (Arc<str>, Arc<str>);
+
+/// Least time between two rebuilds of a cluster connection that lost every node.
+const MIN_REBUILD_EVERY: Duration = Duration::from_secs(1);
 
 /// Most members in one `SADD` of rooms.
 const ROOMS_PER_COMMAND: usize = 1000;
@@ -83,32 +87,160 @@ pub(super) async fn publish_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<(S
     }
 }
 
+/// How long this node's own heartbeat, and the reads of another node's alive key, must
+/// have succeeded without a failure before it may reap that node: a liveness period (two
+/// heartbeats, what an alive key lives) plus one command timeout (a live node's beat may be
+/// stuck that long on a command).
+pub(super) fn reap_grace(heartbeat: Duration) -> Duration {
+    heartbeat * 2 + COMMAND_TIMEOUT
+}
+
+/// What the reaper knows of how long Redis has answered it (see [`heartbeat_loop`]).
+#[derive(Default)]
+pub(super) struct Watch {
+    /// Since when this node's own heartbeat has held; `None` after a failure.
+    healthy_since: Option<Instant>,
+    /// Per other node, since when reading its alive key has succeeded without a failure
+    /// (on a Redis Cluster, the key may live on a shard that is failing over), `None` after
+    /// a failure. Holds only the nodes in the registry.
+    readable_since: HashMap<String, Option<Instant>>,
+}
+
+/// Since when a grace that started at `now` but only needs to cover a liveness period is
+/// taken to have held: the start of this node, or the first read of a node's key, are not
+/// failures after which a live node may be stuck on a command, so `grace` less one command
+/// timeout (two heartbeats) is enough then. The reaper must still reap a node killed just
+/// after the others started within three heartbeats.
+fn credited(now: Instant) -> Instant {
+    now.checked_sub(COMMAND_TIMEOUT).unwrap_or(now)
+}
+
+impl Watch {
+    /// Starts the grace again for everyone.
+    pub(super) fn reset(&mut self) {
+        self.healthy_since = None;
+        self.readable_since
+            .values_mut()
+            .for_each(|since| *since = None);
+    }
+}
+
 /// Keeps this node alive in Redis, restates its presence when Redis lost it, and reaps
 /// nodes whose heartbeat stopped: their alive key lives two heartbeats, and survivors look
-/// every heartbeat, so a dead node's users leave within three.
+/// every heartbeat, so a dead node's users leave within three once Redis is healthy.
+///
+/// Not before this node's own heartbeat has held for [`reap_grace`] since its last failure
+/// (two heartbeats since it started, see [`credited`]) (or the cluster connection's last reported loss), and reading the
+/// other node's alive key has too: whatever kept this node from Redis, or from that key's
+/// shard (an outage, a restart, a failover longer than a liveness period), likely kept the
+/// other node from refreshing its key too, and a live node refreshes its key within one
+/// heartbeat once Redis answers again.
 pub(super) async fn heartbeat_loop(inner: Arc<Inner>, sink: Arc<dyn ClusterSink>) {
     let mut stop = inner.stop.subscribe();
     let mut tick = tokio::time::interval(inner.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let grace = reap_grace(inner.heartbeat);
+    let mut watch = Watch {
+        healthy_since: Some(credited(Instant::now())),
+        ..Watch::default()
+    };
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = beat(&inner, &*sink).await {
-            if inner.target.sharded() {
-                // On a cluster, single commands do not judge the whole cluster: the
-                // heartbeat (the node registry's shard) does.
-                inner.mark_down(&e);
+        if inner.shaken.swap(false, Ordering::AcqRel) {
+            watch.reset();
+        }
+        match beat(&inner, &*sink, &mut watch, grace).await {
+            Ok(()) => {}
+            Err(e) => {
+                if inner.target.sharded() {
+                    // On a cluster, single commands do not judge the whole cluster: the
+                    // heartbeat (the node registry's shard) does.
+                    inner.mark_down(&e);
+                    inner.rebuild(inner.heartbeat.max(MIN_REBUILD_EVERY)).await;
+                }
+                tracing::debug!(error = %e, "heartbeat failed");
             }
-            tracing::debug!(error = %e, "heartbeat failed");
         }
     }
 }
 
 /// One heartbeat; every command names keys of one slot (the registry, or one node's keys),
-/// so it runs on a Redis Cluster as on one Redis.
-async fn beat(inner: &Inner, sink: &dyn ClusterSink) -> Result<(), ClusterError> {
+/// so it runs on a Redis Cluster as on one Redis. A failure of its own liveness commands
+/// starts the grace again for every node, a failed read of a node's alive key for that
+/// node; a node is reaped only once both are `grace` old.
+pub(super) async fn beat(
+    inner: &Inner,
+    sink: &dyn ClusterSink,
+    watch: &mut Watch,
+    grace: Duration,
+) -> Result<(), ClusterError> {
+    let (added, nodes) = match keep_alive(inner).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            watch.healthy_since = None;
+            return Err(e);
+        }
+    };
+    let now = Instant::now();
+    let healthy = now.duration_since(*watch.healthy_since.get_or_insert(now)) >= grace;
+    let node = inner.node_id.clone();
+    inner.mark_up();
+    if added == 1 || inner.restate_wanted.swap(false, Ordering::AcqRel) {
+        // New to the node list: the first beat, or Redis lost our state (restarted empty,
+        // failed over before replicating it, or another node reaped us during an outage),
+        // or a cluster shard failed over (its new master may lack our latest changes).
+        // Say again who is here.
+        if let Err(e) = restate(inner, sink).await {
+            // Not done: the next heartbeat tries again.
+            inner.restate_wanted.store(true, Ordering::Release);
+            return Err(e);
+        }
+    }
+    let others: Vec<String> = nodes.into_iter().filter(|n| *n != node).collect();
+    watch.readable_since.retain(|n, _| others.contains(n));
+    let checks = others.iter().map(|other| {
+        inner.run(|mut c| {
+            let key = alive_key(other);
+            async move {
+                redis::cmd("EXISTS")
+                    .arg(key)
+                    .query_async::<bool>(&mut c)
+                    .await
+            }
+        })
+    });
+    let alive = join_all(checks).await;
+    let mut result = Ok(());
+    for (other, alive) in others.iter().zip(alive) {
+        let alive = match alive {
+            Ok(alive) => alive,
+            Err(e) => {
+                watch.readable_since.insert(other.clone(), None);
+                result = Err(e);
+                continue;
+            }
+        };
+        let now = Instant::now();
+        let since = watch
+            .readable_since
+            .entry(other.clone())
+            .or_insert(Some(credited(now)))
+            .get_or_insert(now);
+        if !alive && healthy && now.duration_since(*since) >= grace {
+            if let Err(e) = reap(inner, sink, other).await {
+                result = Err(e);
+            }
+        }
+    }
+    result
+}
+
+/// This node's liveness: its alive key (two heartbeats long) and its registry entry.
+/// Answers whether the entry was new, and the registry.
+async fn keep_alive(inner: &Inner) -> Result<(i64, Vec<String>), ClusterError> {
     let node = inner.node_id.clone();
     let ttl = (inner.heartbeat * 2).as_millis() as u64;
     inner
@@ -137,37 +269,7 @@ async fn beat(inner: &Inner, sink: &dyn ClusterSink) -> Result<(), ClusterError>
             }
         })
         .await?;
-    inner.mark_up();
-    if added == 1 || inner.restate_wanted.swap(false, Ordering::AcqRel) {
-        // New to the node list: the first beat, or Redis lost our state (restarted empty,
-        // failed over before replicating it, or another node reaped us during an outage),
-        // or a cluster shard failed over (its new master may lack our latest changes).
-        // Say again who is here.
-        if let Err(e) = restate(inner, sink).await {
-            // Not done: the next heartbeat tries again.
-            inner.restate_wanted.store(true, Ordering::Release);
-            return Err(e);
-        }
-    }
-    let others: Vec<String> = nodes.into_iter().filter(|n| *n != node).collect();
-    let checks = others.iter().map(|other| {
-        inner.run(|mut c| {
-            let key = alive_key(other);
-            async move {
-                redis::cmd("EXISTS")
-                    .arg(key)
-                    .query_async::<bool>(&mut c)
-                    .await
-            }
-        })
-    });
-    let alive = join_all(checks).await;
-    for (other, alive) in others.iter().zip(alive) {
-        if !alive? {
-            reap(inner, sink, other).await?;
-        }
-    }
-    Ok(())
+    Ok((added, nodes))
 }
 
 /// Replaces this node's presence in Redis with what it knows: per room it held or holds
@@ -310,3 +412,7 @@ pub(super) async fn reap(
     single(redis::cmd("DEL").arg(node_rooms_key(dead)).clone()).await?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "tasks_tests.rs"]
+mod tests;

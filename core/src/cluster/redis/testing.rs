@@ -62,6 +62,11 @@ pub(crate) fn redis_server() -> Option<Server> {
     spawn(free_port()?, &[])
 }
 
+/// Starts one redis-server on `port` (to bring one back after stopping it: a restart).
+pub(crate) fn redis_server_on(port: u16) -> Option<Server> {
+    spawn(port, &[])
+}
+
 /// A Redis Cluster of three masters (no replicas), and the working directory of their
 /// `nodes.conf` files, removed on drop.
 pub(crate) struct ClusterServers {
