@@ -1,5 +1,6 @@
 //! Presence, documents and session holders in Redis.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ impl PresenceStore for RedisPresence {
         later(async move {
             // The node's set of rooms (another slot than the room's keys) is written first,
             // so that a survivor reaping this node finds every room it may hold entries in.
-            inner
+            let listed = inner
                 .run(|mut c| async move {
                     redis::cmd("SADD")
                         .arg(rooms_key)
@@ -36,7 +37,14 @@ impl PresenceStore for RedisPresence {
                         .query_async::<()>(&mut c)
                         .await
                 })
-                .await?;
+                .await;
+            if listed.is_err() {
+                // The set's shard is down, not the room's: the join still counts (the room's
+                // members would otherwise miss a user who is there), and the next heartbeat
+                // restates this node's presence, which lists every room again once the set's
+                // shard is back. Until then a survivor reaping this node could miss this room.
+                inner.restate_wanted.store(true, Ordering::Release);
+            }
             join.await
         })
     }
