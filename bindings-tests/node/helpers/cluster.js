@@ -151,7 +151,19 @@ function assertCount(u, event, filter, n, what) {
   assert.equal(got.length, n, `${what}: ${u.sub} got ${got.length} × "${event}", expected ${n}: ${JSON.stringify(got)}`);
 }
 
+/** Pages back through getHistory (100 at a time) and resolves the whole history, oldest first. */
+async function fullHistory(u, roomId) {
+  let page = await request(u.s, 'getHistory', { roomId, limit: 100 });
+  const all = [...page.messages];
+  for (let i = 0; i < 20 && page.messages.length > 0; i++) {
+    page = await request(u.s, 'getHistory', { roomId, before: all[0].id, limit: 100 });
+    all.unshift(...page.messages);
+  }
+  return all;
+}
+
 module.exports = {
+  fullHistory,
   API_KEY,
   HEARTBEAT_MS,
   REAP_WAIT_MS,

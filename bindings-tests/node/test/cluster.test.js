@@ -17,7 +17,7 @@ const { closeAllStreams, sseClient, apiClient, eventsUrl } = require('../helpers
 const { pollingHandshake, pollingUrl } = require('../helpers/raw');
 const {
   API_KEY, REAP_WAIT_MS, EVENTUAL_MS, QUIET_MS, nodeOptions, startNodes, stopNodes, member, join,
-  until, waitRedisConnected, untilCrossing, settle, assertCount,
+  until, waitRedisConnected, untilCrossing, settle, assertCount, fullHistory,
 } = require('../helpers/cluster');
 const { startServer } = require('../helpers/server');
 
@@ -47,17 +47,6 @@ function assertMessage(m, { roomId, text, userId, username }) {
 /** The next `message` with `text` on each of `users`; resolves their payloads. */
 function receivedBy(users, text, timeout = CROSS_MS) {
   return Promise.all(users.map(async (u) => (await u.rec.next('message', { filter: isText(text), timeout }))[0]));
-}
-
-/** Pages back through getHistory (100 at a time) and resolves the whole history, oldest first. */
-async function fullHistory(u, roomId) {
-  let page = await request(u.s, 'getHistory', { roomId, limit: 100 });
-  const all = [...page.messages];
-  for (let i = 0; i < 20 && page.messages.length > 0; i++) {
-    page = await request(u.s, 'getHistory', { roomId, before: all[0].id, limit: 100 });
-    all.unshift(...page.messages);
-  }
-  return all;
 }
 
 /** A two-node cluster (A with --redis, B with REDIS_URL) per describe block. */

@@ -17,7 +17,7 @@ const {
 } = require('../helpers/redis-cluster');
 const { closeAll, request, sleep } = require('../helpers/client');
 const {
-  QUIET_MS, startNodes, stopNodes, member, join, until, untilCrossing, assertCount,
+  QUIET_MS, startNodes, stopNodes, member, join, until, untilCrossing, assertCount, fullHistory,
 } = require('../helpers/cluster');
 
 const CROSS_MS = 5000;
@@ -127,17 +127,6 @@ function softAsserts() {
       assert.deepEqual(problems, [], `${what}:\n- ${problems.join('\n- ')}`);
     },
   };
-}
-
-/** Pages back through getHistory (100 at a time): the whole history, oldest first. */
-async function fullHistory(u, roomId) {
-  let page = await request(u.s, 'getHistory', { roomId, limit: 100 });
-  const all = [...page.messages];
-  for (let i = 0; i < 20 && page.messages.length > 0; i++) {
-    page = await request(u.s, 'getHistory', { roomId, before: all[0].id, limit: 100 });
-    all.unshift(...page.messages);
-  }
-  return all;
 }
 
 /**

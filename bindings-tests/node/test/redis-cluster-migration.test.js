@@ -12,7 +12,7 @@ const assert = require('node:assert/strict');
 const { startRedisCluster, roomSlot, nodeCommand } = require('../helpers/redis-cluster');
 const { closeAll, request, sleep } = require('../helpers/client');
 const {
-  QUIET_MS, startNodes, stopNodes, member, join, untilCrossing, assertCount,
+  QUIET_MS, startNodes, stopNodes, member, join, untilCrossing, assertCount, fullHistory,
 } = require('../helpers/cluster');
 
 /** How long the nodes may take to notice the move and subscribe on the new owner. */
@@ -41,19 +41,6 @@ async function migrateSlot(cluster, slot, from, to) {
     await nodeCommand(shard.master.port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', dst.id);
   }
   return moved;
-}
-
-/** Pages back through getHistory and resolves every message text, oldest first. */
-async function historyTexts(u, roomId) {
-  const texts = [];
-  let before;
-  for (;;) {
-    const page = await request(u.s, 'getHistory', before ? { roomId, before, limit: 100 } : { roomId, limit: 100 });
-    if (!page || !page.messages || page.messages.length === 0) return texts;
-    texts.unshift(...page.messages.map((m) => m.text));
-    if (page.messages.length < 100) return texts;
-    before = page.messages[0].id;
-  }
 }
 
 describe('a room\'s slot migrates to another master under two nodes [Redis Cluster]', () => {
@@ -106,7 +93,7 @@ describe('a room\'s slot migrates to another master under two nodes [Redis Clust
     assert.deepEqual(members.map((m) => m.userId).sort(), ['alice', 'bob', 'carol']);
 
     // History moved too: what was sent before the move is still there, then what came after.
-    const texts = await historyTexts(carol, roomId);
+    const texts = (await fullHistory(carol, roomId)).map((m) => m.text);
     assert.deepEqual(texts.filter((t) => !t.startsWith('probe-')), ['before 1', 'before 2', 'after the move']);
   });
 });
