@@ -14,14 +14,13 @@ use http::header::{self, HeaderMap};
 use crate::auth::{AuthError, JwtVerifier, User};
 use crate::config::Config;
 use crate::helpers::percent::query_param;
-use crate::protocol::frame::{Frame, FrameKind};
 use crate::protocol::{engineio, socketio};
 use crate::transport::http::{
     BoxedReader, BoxedWriter, HttpReply, RequestHead, WebSocketService, WsSession,
 };
 use crate::transport::outbox::Outbox;
-use crate::transport::wsdriver::{self, Ended, Endpoint};
-use crate::transport::wsread::{FrameReader, Incoming};
+use crate::transport::wsdriver::{self, Echo};
+use crate::transport::wsread::FrameReader;
 
 /// The codecs, for the property tests.
 pub mod protocol {
@@ -189,50 +188,6 @@ impl WebSocketService for WsEcho {
         Ok(Box::new(move |reader, writer, prefix| {
             Box::pin(echo(reader, writer, prefix, max))
         }))
-    }
-}
-
-/// The echo's connection: every message queued back as it came.
-struct Echo {
-    outbox: Outbox,
-}
-
-impl Endpoint for Echo {
-    fn outbox(&self) -> &Outbox {
-        &self.outbox
-    }
-
-    fn push_control(&self, frame: Frame) {
-        let _ = self.outbox.push(frame);
-    }
-
-    fn on_message(&self, message: Incoming) -> impl std::future::Future<Output = bool> + Send {
-        let frame = match message {
-            Incoming::Text(text) => Frame::from_payload(&text, FrameKind::Text),
-            Incoming::Binary(data) => Frame::from_payload(&data, FrameKind::Binary),
-            Incoming::Ping(_) | Incoming::Pong | Incoming::Close(_) => {
-                return std::future::ready(true)
-            }
-        };
-        // An overflow closed the queue.
-        std::future::ready(self.outbox.push(frame).is_ok())
-    }
-
-    fn on_end(&self, end: Ended) {
-        match end {
-            Ended::Close(payload) => self.outbox.push_final(wsdriver::close_reply(&payload)),
-            Ended::Error(e) => {
-                if let Some(code) = e.close_code() {
-                    self.outbox.push_final(wsdriver::close_frame(code));
-                }
-            }
-            Ended::Eof => {}
-        }
-        self.outbox.close();
-    }
-
-    fn on_write_error(&self, _error: &std::io::Error) {
-        self.outbox.close();
     }
 }
 

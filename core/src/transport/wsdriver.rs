@@ -329,6 +329,54 @@ fn poll_write_frames<W: AsyncWrite + Unpin>(
     Poll::Ready(Ok(()))
 }
 
+/// Echoes every message back as it came: the Autobahn echo endpoint (`testing::WsEcho`),
+/// which judges this driver and the frame reader, and the driver's own tests.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) struct Echo {
+    pub(crate) outbox: Outbox,
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl Endpoint for Echo {
+    fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    fn push_control(&self, frame: Frame) {
+        let _ = self.outbox.push(frame);
+    }
+
+    fn on_message(&self, message: Incoming) -> impl Future<Output = bool> + Send {
+        use crate::protocol::frame::FrameKind;
+        let frame = match message {
+            Incoming::Text(text) => Frame::from_payload(&text, FrameKind::Text),
+            Incoming::Binary(data) => Frame::from_payload(&data, FrameKind::Binary),
+            Incoming::Ping(_) | Incoming::Pong | Incoming::Close(_) => {
+                return std::future::ready(true)
+            }
+        };
+        // An overflow closed the queue.
+        std::future::ready(self.outbox.push(frame).is_ok())
+    }
+
+    fn on_end(&self, end: Ended) {
+        match end {
+            Ended::Close(payload) => self.outbox.push_final(close_reply(&payload)),
+            Ended::Error(e) => {
+                if let Some(code) = e.close_code() {
+                    self.outbox.push_final(close_frame(code));
+                }
+            }
+            Ended::Eof => {}
+        }
+        self.outbox.close();
+    }
+
+    fn on_write_error(&self, _error: &io::Error) {
+        self.outbox.close();
+    }
+}
+
 #[cfg(test)]
 #[path = "wsdriver_tests.rs"]
 mod tests;

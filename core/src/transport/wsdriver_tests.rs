@@ -3,44 +3,6 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use crate::protocol::frame::FrameKind;
-
-/// Echoes every message, as the Autobahn echo does.
-struct Echo {
-    outbox: Outbox,
-}
-
-impl Endpoint for Echo {
-    fn outbox(&self) -> &Outbox {
-        &self.outbox
-    }
-    fn push_control(&self, frame: Frame) {
-        let _ = self.outbox.push(frame);
-    }
-    fn on_message(&self, message: Incoming) -> impl Future<Output = bool> + Send {
-        let frame = match message {
-            Incoming::Text(t) => Frame::from_payload(&t, FrameKind::Text),
-            Incoming::Binary(b) => Frame::from_payload(&b, FrameKind::Binary),
-            _ => return std::future::ready(true),
-        };
-        std::future::ready(self.outbox.push(frame).is_ok())
-    }
-    fn on_end(&self, end: Ended) {
-        match end {
-            Ended::Close(payload) => self.outbox.push_final(close_reply(&payload)),
-            Ended::Error(e) => {
-                if let Some(code) = e.close_code() {
-                    self.outbox.push_final(close_frame(code));
-                }
-            }
-            Ended::Eof => {}
-        }
-        self.outbox.close();
-    }
-    fn on_write_error(&self, _error: &io::Error) {
-        self.outbox.close();
-    }
-}
 
 fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [1u8, 2, 3, 4];
