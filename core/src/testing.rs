@@ -191,20 +191,14 @@ impl WebSocketService for WsEcho {
     }
 }
 
-async fn echo(mut reader: BoxedReader, mut writer: BoxedWriter, prefix: Bytes, max: usize) {
+async fn echo(reader: BoxedReader, writer: BoxedWriter, prefix: Bytes, max: usize) {
     // Room for one largest message and its echo.
     let endpoint = Echo {
         outbox: Outbox::new(1024, 2 * max + 64),
+        send_timeout: Duration::from_secs(30),
     };
     let mut frames = FrameReader::new(&prefix, max);
     drop(prefix);
-    let send_timeout = Duration::from_secs(30);
-    wsdriver::drive(
-        &endpoint,
-        &mut frames,
-        &mut reader,
-        &mut writer,
-        send_timeout,
-    )
-    .await;
+    let mut io = tokio::io::join(reader, writer);
+    wsdriver::drive(&endpoint, &mut frames, &mut io).await;
 }

@@ -296,8 +296,7 @@ impl NativeEngine {
                 return;
             };
             let _ = stream.set_nodelay(true);
-            let (r, w) = stream.into_split();
-            engine.http().serve_adopted(request, r, w, buffered).await;
+            engine.http().serve_adopted(request, stream, buffered).await;
         });
         Ok(())
     }
@@ -329,8 +328,10 @@ impl NativeEngine {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<Bytes>>();
         let handle = engine.handle().clone();
         handle.spawn(async move {
-            let (r, w) = tokio::io::split(engine_side);
-            engine.http().serve_adopted(request, r, w, buffered).await;
+            engine
+                .http()
+                .serve_adopted(request, engine_side, buffered)
+                .await;
         });
         let (mut host_read, mut host_write) = tokio::io::split(host_side);
         // Both halves of the host side are dropped when the socket is gone: the engine's

@@ -24,7 +24,7 @@ pub use head::RequestHead;
 pub(crate) use router::check_eio;
 pub use router::Routed;
 pub use service::{BoxedReader, BoxedWriter, HttpService, WebSocketService, WsSession};
-pub use upgrade::Upgrade;
+pub use upgrade::{SwitchedIo, Upgrade};
 
 /// Everything the HTTP front door serves; its Engine.IO sessions carry a `D`.
 pub struct HttpApp<D = ()> {

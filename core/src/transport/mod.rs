@@ -245,6 +245,18 @@ impl<D: SessionData> EioServer<D> {
 
     /// Handles one packet a client sent on any transport.
     pub(crate) async fn handle_packet(&self, session: &Arc<Session<D>>, packet: Packet) {
+        if let Some(handling) = self.dispatch_packet(session, packet) {
+            handling.await;
+        }
+    }
+
+    /// Handles what a packet needs at once; a message goes to the handler, whose future
+    /// (when it has one) is returned for the transport to run before its next read.
+    pub(crate) fn dispatch_packet<'a>(
+        &'a self,
+        session: &'a Arc<Session<D>>,
+        packet: Packet,
+    ) -> Option<BoxFuture<'a, ()>> {
         self.metrics.packets_in.inc();
         match packet {
             Packet::Pong(_) => session.pong_received(),
@@ -253,13 +265,11 @@ impl<D: SessionData> EioServer<D> {
             }
             Packet::Message(text) => {
                 self.metrics.bytes_in.add(text.len() as u64);
-                self.handler.on_message(session, Message::Text(text)).await;
+                return Some(self.handler.on_message(session, Message::Text(text)));
             }
             Packet::Binary(data) => {
                 self.metrics.bytes_in.add(data.len() as u64);
-                self.handler
-                    .on_message(session, Message::Binary(data))
-                    .await;
+                return Some(self.handler.on_message(session, Message::Binary(data)));
             }
             Packet::Close => {
                 // A pending poll learns of the close through a noop, as Engine.IO does.
@@ -270,6 +280,7 @@ impl<D: SessionData> EioServer<D> {
             }
             Packet::Upgrade | Packet::Noop | Packet::Open(_) => {}
         }
+        None
     }
 
     /// Closes every session (engine shutdown).

@@ -55,7 +55,7 @@ fn is_pong(frame: &Frame) -> bool {
 }
 
 /// Moves the queued frames out: an O(1) swap of buffers when the caller's is empty (the
-/// usual case), so the queue and the writer reuse two allocations back and forth.
+/// usual case: the writer takes the queue's buffer, and the queue is left with none).
 fn take_all(state: &mut State, into: &mut VecDeque<Frame>) {
     if into.is_empty() {
         std::mem::swap(&mut state.frames, into);
@@ -171,10 +171,9 @@ impl Outbox {
         f()
     }
 
-    /// Gives the queue's buffer back to the allocator when nothing is queued: an idle
-    /// connection then holds no queue memory between its pings. Called from the heartbeat's
-    /// visits (once per ping interval per session), never per write, so the chat path keeps
-    /// reusing one buffer while messages flow; the next push allocates it again.
+    /// Gives the queue's buffer back to the allocator when nothing is queued: a long-polling
+    /// session then holds no queue memory between its pings (a WebSocket's writer takes the
+    /// buffer for each write and frees it after). Called from the heartbeat's visits.
     pub fn release_if_empty(&self) {
         let mut state = self.state.lock();
         if state.frames.is_empty() && state.frames.capacity() > 0 {
@@ -239,26 +238,6 @@ impl Outbox {
     /// over half, frames are queued, so its wake-up fires and the write makes room.
     pub fn has_room_now(&self) -> bool {
         self.under_high_water(&self.state.lock())
-    }
-
-    /// Hands the writer's emptied batch back once its write is done, so a connection keeps
-    /// one frame buffer between writes, not two: the queue takes the batch's storage when
-    /// its own is unallocated (the batch then holds none), as after a drain that swapped
-    /// them. No allocation either way.
-    pub fn give_back(&self, batch: &mut VecDeque<Frame>) {
-        debug_assert!(batch.is_empty());
-        let mut state = self.state.lock();
-        if !state.frames.is_empty() {
-            // Frames came in during the write: the next drain swaps the two buffers again,
-            // and the queue gets this one (freeing it would cost an allocation per write).
-            return;
-        }
-        if state.frames.capacity() < batch.capacity() {
-            std::mem::swap(&mut state.frames, batch);
-        }
-        drop(state);
-        // The queue has a buffer at least as large: this one is not needed while idle.
-        *batch = VecDeque::new();
     }
 
     /// Closes the queue: later pushes fail; the writer still drains what is queued.
@@ -383,29 +362,15 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_connection_keeps_one_frame_buffer() {
+    fn a_drain_into_an_empty_batch_leaves_the_queue_no_buffer() {
         let q = Outbox::new(64, 1 << 20);
-        let mut batch = VecDeque::new();
         for _ in 0..3 {
             q.push(frame(1)).unwrap();
+            let mut batch = VecDeque::new();
             q.drain_into(&mut batch);
             assert_eq!(batch.len(), 1);
-            batch.clear();
-            q.give_back(&mut batch);
-            assert_eq!(
-                batch.capacity(),
-                0,
-                "the writer holds no buffer between writes"
-            );
-            assert!(q.state.lock().frames.capacity() > 0, "the queue keeps one");
+            assert_eq!(q.capacity(), 0, "the writer took the queue's buffer");
         }
-        // Frames queued during the write: the batch keeps its buffer for the next drain.
-        q.push(frame(1)).unwrap();
-        q.drain_into(&mut batch);
-        q.push(frame(1)).unwrap();
-        batch.clear();
-        q.give_back(&mut batch);
-        assert!(batch.capacity() > 0);
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::WebSocketStream;
 
 use super::outbox::Outbox;
-use super::wsdriver::{self, Ended, Endpoint};
+use super::wsdriver::{self, Ended, Endpoint, Handled};
 use super::wsread::{FrameReader, Incoming};
 use super::{CloseReason, EioServer, Session, SessionData, TransportKind};
 use crate::protocol::engineio::Packet;
@@ -43,11 +43,11 @@ pub enum Mode<D = ()> {
 }
 
 /// Closes a WebSocket that may not attach to its session (a second upgrade of one sid).
-pub async fn reject<W: AsyncWrite + Unpin>(mut writer: W) {
+pub async fn reject<S: AsyncWrite + Unpin>(mut io: S) {
     let close = [0x88u8, 2, 0x03, 0xf0]; // 1008 policy violation
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        let _ = writer.write_all(&close).await;
-        let _ = writer.shutdown().await;
+        let _ = io.write_all(&close).await;
+        let _ = io.shutdown().await;
     })
     .await;
 }
@@ -126,22 +126,20 @@ pub(crate) fn ws_config(max_payload: usize) -> WebSocketConfig {
 
 /// Runs a WebSocket whose HTTP upgrade is complete, until it closes.
 ///
-/// One future (one task) per connection reads and writes ([`wsdriver::drive`]). `prefix`
-/// holds bytes the client sent after its upgrade request that were already read.
+/// One future (one task) per connection reads and writes `io` ([`wsdriver::drive`]).
+/// `prefix` holds bytes the client sent after its upgrade request that were already read.
 ///
 /// Not an `async fn`: the prefix is copied out before the future is made, so the future
 /// does not keep it (or a second copy of the arguments) for the connection's life.
-pub fn run<D, R, W>(
+pub fn run<D, S>(
     server: Arc<EioServer<D>>,
-    mut reader: R,
-    mut writer: W,
+    mut io: S,
     prefix: Bytes,
     mode: Mode<D>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static
 where
     D: SessionData,
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Copy the few buffered bytes out and let go of `prefix` now: it may be a slice of the
     // HTTP parser's whole read buffer, which would otherwise live as long as the connection.
@@ -154,34 +152,40 @@ where
     // The endpoint owns the server and the session: the future keeps one copy of each.
     let endpoint = EioEndpoint { server, session };
     async move {
-        let EioEndpoint { server, session } = &endpoint;
-        if upgrade {
-            // Boxed: the probe runs once, and its state would otherwise take room in the
-            // connection's future for its whole life.
-            let probed = Box::pin(tokio::time::timeout(
-                server.config.upgrade_timeout,
-                probe(session, &mut frames, &mut reader, &mut writer),
-            ))
-            .await;
-            session.end_upgrade();
-            if !matches!(probed, Ok(true)) {
-                // The upgrade failed; the polling session carries on.
-                return;
-            }
-            session
-                .outbox
-                .with_lock(|| session.set_transport(TransportKind::WebSocket));
+        if upgrade && !upgraded(&endpoint, &mut frames, &mut io).await {
+            // The upgrade failed; the polling session carries on.
+            return;
         }
-        let send_timeout = server.config.send_timeout;
-        wsdriver::drive(
-            &endpoint,
-            &mut frames,
-            &mut reader,
-            &mut writer,
-            send_timeout,
-        )
-        .await;
+        wsdriver::drive(&endpoint, &mut frames, &mut io).await;
     }
+}
+
+/// Runs the upgrade's probe; whether the session now sends on this WebSocket.
+///
+/// Boxed: the probe runs once, and its state would otherwise take room in the connection's
+/// future for its whole life.
+async fn upgraded<D: SessionData, S>(
+    endpoint: &EioEndpoint<D>,
+    frames: &mut FrameReader,
+    io: &mut S,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let EioEndpoint { server, session } = endpoint;
+    let probed = Box::pin(tokio::time::timeout(
+        server.config.upgrade_timeout,
+        probe(session, frames, io),
+    ))
+    .await;
+    session.end_upgrade();
+    if !matches!(probed, Ok(true)) {
+        return false;
+    }
+    session
+        .outbox
+        .with_lock(|| session.set_transport(TransportKind::WebSocket));
+    true
 }
 
 /// An Engine.IO session as the connection driver sees it.
@@ -200,30 +204,24 @@ impl<D: SessionData> Endpoint for EioEndpoint<D> {
         let _ = self.session.send_uncounted(frame);
     }
 
-    fn on_message(&self, message: Incoming) -> impl std::future::Future<Output = bool> + Send {
-        use futures_util::future::{ready, Either, FutureExt};
-        // The handler's own future, not an `async` block around it: that would keep the
-        // packet a second time while the handler runs.
+    fn on_message(&self, message: Incoming) -> Handled<'_> {
         let packet = match message {
             Incoming::Text(text) => match Packet::decode_text(text) {
                 Ok(packet) => packet,
                 Err(e) => {
                     tracing::debug!(sid = %self.session.sid, error = %e, "malformed Engine.IO packet");
                     close_with(&self.session, 1002, CloseReason::TransportError);
-                    return Either::Right(ready(false));
+                    return Handled::Done(false);
                 }
             },
             Incoming::Binary(data) => Packet::Binary(data),
             // The driver handles control frames itself.
-            Incoming::Ping(_) | Incoming::Pong | Incoming::Close(_) => {
-                return Either::Right(ready(true))
-            }
+            Incoming::Ping(_) | Incoming::Pong | Incoming::Close(_) => return Handled::Done(true),
         };
-        Either::Left(
-            self.server
-                .handle_packet(&self.session, packet)
-                .map(|()| true),
-        )
+        match self.server.dispatch_packet(&self.session, packet) {
+            Some(handling) => Handled::Waiting(handling),
+            None => Handled::Done(true),
+        }
     }
 
     fn on_end(&self, end: Ended) {
@@ -254,6 +252,10 @@ impl<D: SessionData> Endpoint for EioEndpoint<D> {
         }
     }
 
+    fn send_timeout(&self) -> Duration {
+        self.server.config.send_timeout
+    }
+
     fn wrote(&self, bytes: usize) {
         self.session.metrics.bytes_out.add(bytes as u64);
     }
@@ -261,19 +263,17 @@ impl<D: SessionData> Endpoint for EioEndpoint<D> {
 
 /// The upgrade handshake: `2probe` → `3probe`, a noop to release the pending poll, then `5`.
 /// Returns whether the client completed the upgrade.
-async fn probe<D: SessionData, R, W>(
+async fn probe<D: SessionData, S>(
     session: &Arc<Session<D>>,
     frames: &mut FrameReader,
-    reader: &mut R,
-    writer: &mut W,
+    io: &mut S,
 ) -> bool
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     loop {
         let message = tokio::select! {
-            m = wsdriver::next_frame(frames, reader) => m,
+            m = wsdriver::next_frame(frames, io) => m,
             _ = session.closed() => return false,
         };
         let text = match message {
@@ -281,11 +281,7 @@ where
             // The session's queue still belongs to the polling transport: a ping is
             // answered on the socket directly.
             Some(Ok(Incoming::Ping(data))) => {
-                if writer
-                    .write_all(wsdriver::pong(&data).wire())
-                    .await
-                    .is_err()
-                {
+                if io.write_all(wsdriver::pong(&data).wire()).await.is_err() {
                     return false;
                 }
                 continue;
@@ -296,7 +292,7 @@ where
         match Packet::decode_text(text) {
             Ok(Packet::Ping(data)) if &data[..] == b"probe" => {
                 let pong = Frame::from_payload(b"3probe", FrameKind::Text);
-                if writer.write_all(pong.wire()).await.is_err() {
+                if io.write_all(pong.wire()).await.is_err() {
                     return false;
                 }
                 session.mark_probed();

@@ -20,6 +20,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
@@ -44,6 +45,17 @@ pub(crate) enum Ended {
     Error(ReadError),
 }
 
+/// What handling a message left to do.
+pub(crate) enum Handled<'a> {
+    /// Done; false when the connection is to stop reading (the endpoint then closes its
+    /// queue, usually after a close frame).
+    Done(bool),
+    /// The handler waits (a host hook, an acknowledgement): the driver writes the queue
+    /// meanwhile, and reads on once it completes. Boxed by the handler, so the state of the
+    /// rare waiting message does not widen every connection's future.
+    Waiting(BoxFuture<'a, ()>),
+}
+
 /// What a connection does with what it reads.
 pub(crate) trait Endpoint {
     /// The connection's outbound queue (the driver is its only drainer).
@@ -52,9 +64,8 @@ pub(crate) trait Endpoint {
     /// Queues a pong answering a ping.
     fn push_control(&self, frame: Frame);
 
-    /// Handles a text or binary message. Resolves to false when the connection is to stop
-    /// reading (the endpoint then closes its queue, usually after a close frame).
-    fn on_message(&self, message: Incoming) -> impl Future<Output = bool> + Send;
+    /// Handles a text or binary message.
+    fn on_message(&self, message: Incoming) -> Handled<'_>;
 
     /// Reading ended: the endpoint queues its close frame, if any, and closes its queue.
     fn on_end(&self, end: Ended);
@@ -63,16 +74,19 @@ pub(crate) trait Endpoint {
     /// endpoint closes its queue.
     fn on_write_error(&self, error: &io::Error);
 
+    /// How long a write may make no progress before the client counts as gone.
+    fn send_timeout(&self) -> Duration;
+
     /// Bytes written to the client (metrics).
     fn wrote(&self, _bytes: usize) {}
 }
 
 /// The client's next message or control frame (`None`: it closed the connection).
-pub(crate) async fn next_frame<R: AsyncRead + Unpin>(
-    frames: &mut FrameReader,
-    reader: &mut R,
-) -> Option<Result<Incoming, ReadError>> {
-    futures_util::future::poll_fn(|cx| frames.poll_next(cx, reader)).await
+pub(crate) fn next_frame<'a, R: AsyncRead + Unpin>(
+    frames: &'a mut FrameReader,
+    reader: &'a mut R,
+) -> impl Future<Output = Option<Result<Incoming, ReadError>>> + 'a {
+    futures_util::future::poll_fn(move |cx| frames.poll_next(cx, reader))
 }
 
 /// A control frame (server frames are unmasked) with `payload` (≤ 125 bytes, which the
@@ -100,132 +114,182 @@ pub(crate) fn close_frame(code: u16) -> Frame {
     control_frame(0x88, &code.to_be_bytes())
 }
 
+/// What the connection does after its wait.
+enum Step<'e> {
+    /// Frames are queued (or the queue closed): write them.
+    Write,
+    /// What was read is handled: wait again.
+    Next,
+    /// A message's handler waits: write the queue meanwhile, read on once it is done.
+    Wait(BoxFuture<'e, ()>),
+}
+
+/// Handles what a read returned: control frames and the end of reading here, messages by the
+/// endpoint.
+fn on_read<'e, E: Endpoint>(
+    endpoint: &'e E,
+    read: Option<Result<Incoming, ReadError>>,
+    reading: &mut bool,
+) -> Step<'e> {
+    let end = match read {
+        Some(Ok(Incoming::Ping(data))) => {
+            endpoint.push_control(pong(&data));
+            return Step::Next;
+        }
+        Some(Ok(Incoming::Pong)) => return Step::Next,
+        Some(Ok(Incoming::Close(payload))) => Ended::Close(payload),
+        None => Ended::Eof,
+        Some(Err(e)) => Ended::Error(e),
+        Some(Ok(message)) => {
+            return match endpoint.on_message(message) {
+                Handled::Done(keep) => {
+                    *reading &= keep;
+                    Step::Next
+                }
+                Handled::Waiting(handler) => Step::Wait(handler),
+            }
+        }
+    };
+    *reading = false;
+    endpoint.on_end(end);
+    Step::Next
+}
+
+/// Waits for the connection's next event and handles what was read. Frames already read are
+/// handled before the queue is written, so one write answers all of a read's messages (a
+/// read of pings gets one write of pongs), the way uWebSockets corks; otherwise the queue
+/// first: a wake-up is cheap to serve and frees room the reader waits for.
+///
+/// Not an `async fn`: a function would keep its arguments a second time in the state. What
+/// was read is handled in here, not by the caller, so it takes no room in the caller's
+/// future while the caller writes or waits.
+// The arguments' second copy in an `async fn`'s state is what this form avoids.
+#[allow(clippy::manual_async_fn)]
+fn next_step<'e, 'b, E, S>(
+    endpoint: &'e E,
+    frames: &'b mut FrameReader,
+    io: &'b mut S,
+    reading: &'b mut bool,
+) -> impl Future<Output = Step<'e>> + Send + 'b
+where
+    'e: 'b,
+    E: Endpoint + Sync,
+    S: AsyncRead + Unpin + Send,
+{
+    async move {
+        // Read the client's next message only once what it was sent is on its way: a client
+        // that does not read must not make the server queue answers without limit. Without
+        // room the queue holds frames, so its wake-up fires and the write makes room (a
+        // check, not a waiting future: one less in every idle connection).
+        if frames.has_buffered() && *reading && endpoint.outbox().has_room_now() {
+            // Parsing from memory touches no tokio resource, so it spends none of the task's
+            // budget: spend it here, so a read full of small messages yields to the other
+            // tasks now and then, as reading from the socket would.
+            tokio::task::coop::consume_budget().await;
+            // Cancel-safe: a frame not complete yet stays in the reader.
+            if let Some(read) = futures_util::FutureExt::now_or_never(next_frame(frames, io)) {
+                return on_read(endpoint, read, reading);
+            }
+        }
+        let read = tokio::select! {
+            biased;
+            _ = endpoint.outbox().ready() => return Step::Write,
+            read = next_frame(frames, io), if *reading && endpoint.outbox().has_room_now() => read,
+        };
+        on_read(endpoint, read, reading)
+    }
+}
+
 /// Runs a connection until both directions are done, then closes it: flushes, shuts the
 /// write side down and drains the client's input for a moment (closing a socket with unread
 /// input resets it, and the reset can overtake the close frame just written).
-pub(crate) async fn drive<E, R, W>(
-    endpoint: &E,
-    frames: &mut FrameReader,
-    reader: &mut R,
-    writer: &mut W,
-    send_timeout: Duration,
-) where
+///
+/// One stream for both directions: the task reads and writes it in turn, so it needs no
+/// split halves (and no shared allocation behind them). Not an `async fn`: a function would
+/// keep its arguments a second time in every connection's future.
+// The arguments' second copy in an `async fn`'s state is what this form avoids.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn drive<'a, E, S>(
+    endpoint: &'a E,
+    frames: &'a mut FrameReader,
+    io: &'a mut S,
+) -> impl Future<Output = ()> + Send + 'a
+where
     E: Endpoint + Sync,
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut batch: VecDeque<Frame> = VecDeque::new();
-    let mut reading = true;
-    // Once the queue is closed, what is left gets CLOSE_GRACE in all.
-    let mut close_by: Option<Instant> = None;
-    // Drains the queue and writes it; false once the queue is closed and drained or a write
-    // failed (the connection's writing is done). A macro, not an `async fn`: its state is
-    // part of the future while a handler runs, and a function would keep its arguments.
-    macro_rules! flush {
-        () => {{
-            // Cork: let the tasks that are queueing (a broadcast in progress) run first, so
-            // one write carries everything they queue.
-            tokio::task::yield_now().await;
-            let open = drain(endpoint.outbox(), &mut batch, &mut close_by);
-            if batch.is_empty() {
-                open
-            } else {
-                let result = write_frames_by(writer, &batch, send_timeout, close_by).await;
-                batch.clear();
-                // The batch's storage is the connection's only while a write is in flight.
-                endpoint.outbox().give_back(&mut batch);
-                match result {
-                    Ok(n) => {
-                        endpoint.wrote(n);
-                        open
-                    }
-                    Err(e) => {
-                        endpoint.on_write_error(&e);
-                        false
+    async move {
+        let mut reading = true;
+        // Once the queue is closed, what is left gets CLOSE_GRACE in all.
+        let mut close_by: Option<Instant> = None;
+        // Drains the queue and writes it; false once the queue is closed and drained or a
+        // write failed (the connection's writing is done). A macro, not an `async fn`: its
+        // state is part of the future while a handler runs, and a function would keep its
+        // arguments.
+        macro_rules! flush {
+            () => {{
+                // Cork: let the tasks that are queueing (a broadcast in progress) run first,
+                // so one write carries everything they queue.
+                tokio::task::yield_now().await;
+                // The queue's buffer, taken for the write and freed after it: a connection
+                // holds frame storage only while frames wait or are written (frames queued
+                // meanwhile get a buffer of their own), so the one allocation per write
+                // buys an idle connection that holds none.
+                let mut batch = VecDeque::new();
+                let open = drain(endpoint.outbox(), &mut batch, &mut close_by);
+                if batch.is_empty() {
+                    open
+                } else {
+                    let timeout = endpoint.send_timeout();
+                    let result = write_frames_by(&mut *io, &batch, timeout, close_by).await;
+                    drop(batch);
+                    match result {
+                        Ok(n) => {
+                            endpoint.wrote(n);
+                            open
+                        }
+                        Err(e) => {
+                            endpoint.on_write_error(&e);
+                            false
+                        }
                     }
                 }
+            }};
+        }
+        loop {
+            let mut handler = match next_step(endpoint, &mut *frames, &mut *io, &mut reading).await
+            {
+                Step::Next => continue,
+                Step::Write => {
+                    if !flush!() {
+                        break;
+                    }
+                    continue;
+                }
+                Step::Wait(handler) => handler,
+            };
+            // While the handler waits the queue is still written, so a handler that waits on
+            // its client (an acknowledgement) cannot stall its own connection.
+            let mut writing = true;
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut handler => break,
+                    _ = endpoint.outbox().ready(), if writing => writing = flush!(),
+                }
             }
-        }};
-    }
-    loop {
-        // Frames already read are handled before the queue is written, so one write answers
-        // all of a read's messages (a read of pings gets one write of pongs), the way
-        // uWebSockets corks. Cancel-safe: a frame not complete yet stays in the reader.
-        // Parsing from memory touches no tokio resource, so it spends none of the task's
-        // budget: spend it here, so a read full of small messages yields to the other tasks
-        // now and then, as reading from the socket would.
-        let buffered = if reading && frames.has_buffered() && endpoint.outbox().has_room_now() {
-            tokio::task::coop::consume_budget().await;
-            futures_util::FutureExt::now_or_never(next_frame(frames, reader))
-        } else {
-            None
-        };
-        // Otherwise the queue first: a wake-up is cheap to serve and frees room the reader
-        // waits for.
-        let event = if let Some(read) = buffered {
-            Some(read)
-        } else {
-            tokio::select! {
-            biased;
-            _ = endpoint.outbox().ready() => None,
-            // Read the client's next message only once what it was sent is on its way: a
-            // client that does not read must not make the server queue answers without limit.
-            // Without room the queue holds frames, so the branch above fires and the write
-            // makes room (a check, not a waiting future: one less in every idle connection).
-            m = next_frame(frames, reader), if reading && endpoint.outbox().has_room_now() => Some(m),
-            }
-        };
-        let Some(read) = event else {
-            if !flush!() {
+            if !writing {
                 break;
             }
-            continue;
-        };
-        let message = match read {
-            Some(Ok(Incoming::Ping(data))) => {
-                endpoint.push_control(pong(&data));
-                continue;
-            }
-            Some(Ok(Incoming::Pong)) => continue,
-            Some(Ok(Incoming::Close(payload))) => {
-                reading = false;
-                endpoint.on_end(Ended::Close(payload));
-                continue;
-            }
-            None => {
-                reading = false;
-                endpoint.on_end(Ended::Eof);
-                continue;
-            }
-            Some(Err(e)) => {
-                reading = false;
-                endpoint.on_end(Ended::Error(e));
-                continue;
-            }
-            Some(Ok(message)) => message,
-        };
-        let handled = endpoint.on_message(message);
-        tokio::pin!(handled);
-        let mut writing = true;
-        let keep = loop {
-            tokio::select! {
-                biased;
-                keep = &mut handled => break keep,
-                _ = endpoint.outbox().ready(), if writing => writing = flush!(),
-            }
-        };
-        reading &= keep;
-        if !writing {
-            break;
         }
+        // Boxed: it runs once, and its state (timers, a stack buffer) would otherwise widen
+        // the future for the connection's life.
+        Box::pin(async {
+            let _ = tokio::time::timeout(CLOSE_GRACE, io.shutdown()).await;
+            let _ = tokio::time::timeout(CLOSE_GRACE, discard_input(io)).await;
+        })
+        .await;
     }
-    // Boxed: it runs once, and its state (timers, a stack buffer) would otherwise widen the
-    // future for the connection's life.
-    Box::pin(async {
-        let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
-        let _ = tokio::time::timeout(CLOSE_GRACE, discard_input(reader)).await;
-    })
-    .await;
 }
 
 /// Reads and drops what the client sends until it closes its side.
@@ -334,6 +398,7 @@ fn poll_write_frames<W: AsyncWrite + Unpin>(
 #[cfg(any(test, feature = "testing"))]
 pub(crate) struct Echo {
     pub(crate) outbox: Outbox,
+    pub(crate) send_timeout: Duration,
 }
 
 #[cfg(any(test, feature = "testing"))]
@@ -346,17 +411,15 @@ impl Endpoint for Echo {
         let _ = self.outbox.push(frame);
     }
 
-    fn on_message(&self, message: Incoming) -> impl Future<Output = bool> + Send {
+    fn on_message(&self, message: Incoming) -> Handled<'_> {
         use crate::protocol::frame::FrameKind;
         let frame = match message {
             Incoming::Text(text) => Frame::from_payload(&text, FrameKind::Text),
             Incoming::Binary(data) => Frame::from_payload(&data, FrameKind::Binary),
-            Incoming::Ping(_) | Incoming::Pong | Incoming::Close(_) => {
-                return std::future::ready(true)
-            }
+            Incoming::Ping(_) | Incoming::Pong | Incoming::Close(_) => return Handled::Done(true),
         };
         // An overflow closed the queue.
-        std::future::ready(self.outbox.push(frame).is_ok())
+        Handled::Done(self.outbox.push(frame).is_ok())
     }
 
     fn on_end(&self, end: Ended) {
@@ -374,6 +437,10 @@ impl Endpoint for Echo {
 
     fn on_write_error(&self, _error: &io::Error) {
         self.outbox.close();
+    }
+
+    fn send_timeout(&self) -> Duration {
+        self.send_timeout
     }
 }
 

@@ -16,19 +16,13 @@ fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
 fn start() -> (tokio::io::DuplexStream, tokio::task::JoinHandle<()>) {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let task = tokio::spawn(async move {
-        let (mut reader, mut writer) = tokio::io::split(server);
+        let mut server = server;
         let endpoint = Arc::new(Echo {
             outbox: Outbox::new(64, 1 << 20),
+            send_timeout: Duration::from_secs(5),
         });
         let mut frames = FrameReader::new(&[], 1 << 16);
-        drive(
-            &*endpoint,
-            &mut frames,
-            &mut reader,
-            &mut writer,
-            Duration::from_secs(5),
-        )
-        .await;
+        drive(&*endpoint, &mut frames, &mut server).await;
     });
     (client, task)
 }
@@ -79,19 +73,13 @@ async fn a_client_that_reads_nothing_is_no_longer_read_from() {
     let (mut client, server) = tokio::io::duplex(1024);
     let endpoint = Arc::new(Echo {
         outbox: Outbox::new(64, 1 << 20),
+        send_timeout: Duration::from_secs(60),
     });
     let e = endpoint.clone();
     let task = tokio::spawn(async move {
-        let (mut reader, mut writer) = tokio::io::split(server);
+        let mut server = server;
         let mut frames = FrameReader::new(&[], 1 << 16);
-        drive(
-            &*e,
-            &mut frames,
-            &mut reader,
-            &mut writer,
-            Duration::from_secs(60),
-        )
-        .await;
+        drive(&*e, &mut frames, &mut server).await;
     });
     let message = masked(0x82, &[7u8; 100]);
     let mut sent = 0usize;

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use super::router::request_timeout;
-use super::{EioError, HttpApp, HttpReply, RequestHead, Routed};
+use super::{EioError, HttpApp, HttpReply, RequestHead, Routed, SwitchedIo};
 use crate::transport::body::read_body;
 use crate::transport::reply::ResponseBody;
 use crate::transport::SessionData;
@@ -63,23 +63,17 @@ impl<D: SessionData> HttpApp<D> {
                     // and write); `read_buf` holds what the client sent after its request.
                     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
                         Ok(parts) => {
-                            let (r, w) = parts.io.into_inner().into_split();
-                            tokio::spawn(upgrade.run(r, w, parts.read_buf));
+                            tokio::spawn(upgrade.run(parts.io.into_inner(), parts.read_buf));
                             return;
                         }
                         Err(upgraded) => upgraded,
                     };
                     match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
-                        // A TLS stream has no owned halves (one session state encrypts and
-                        // decrypts): `split` shares it behind a lock taken per poll, which one
-                        // reader and one writer task hardly ever contend for.
                         Ok(parts) => {
-                            let (r, w) = tokio::io::split(parts.io.into_inner());
-                            tokio::spawn(upgrade.run(r, w, parts.read_buf));
+                            tokio::spawn(upgrade.run(parts.io.into_inner(), parts.read_buf));
                         }
                         Err(upgraded) => {
-                            let (r, w) = tokio::io::split(TokioIo::new(upgraded));
-                            tokio::spawn(upgrade.run(r, w, Bytes::new()));
+                            tokio::spawn(upgrade.run(TokioIo::new(upgraded), Bytes::new()));
                         }
                     }
                 });
@@ -89,34 +83,32 @@ impl<D: SessionData> HttpApp<D> {
     }
 
     /// Serves a connection a host accepted and already read a request head from (the Node
-    /// binding's `handleUpgrade`): writes the answer itself, then runs the WebSocket.
+    /// binding's `handleUpgrade`): writes the answer itself, then starts the WebSocket on a
+    /// task of its own (which does not keep this one's state for the connection's life).
     /// `buffered` holds bytes the client sent after the head.
-    pub async fn serve_adopted<R, W>(
+    pub async fn serve_adopted<S: SwitchedIo>(
         &self,
         head: RequestHead,
-        reader: R,
-        mut writer: W,
+        mut io: S,
         buffered: Bytes,
-    ) where
-        R: tokio::io::AsyncRead + Unpin + Send + 'static,
-        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
+    ) {
         use tokio::io::AsyncWriteExt;
         let no_body = async { Ok(Bytes::new()) };
         let reply = if head.is_websocket_upgrade() {
             match self.route(&head, no_body).await {
                 Routed::Upgrade(upgrade) => {
-                    if writer.write_all(&upgrade.response_bytes()).await.is_err() {
+                    if io.write_all(&upgrade.response_bytes()).await.is_err() {
                         return upgrade.abort();
                     }
-                    return upgrade.run(reader, writer, buffered).await;
+                    tokio::spawn(upgrade.run(io, buffered));
+                    return;
                 }
                 Routed::Reply(reply) => reply,
             }
         } else {
             EioError::BadRequest.reply()
         };
-        let _ = writer.write_all(&reply.to_http1_bytes()).await;
-        let _ = writer.shutdown().await;
+        let _ = io.write_all(&reply.to_http1_bytes()).await;
+        let _ = io.shutdown().await;
     }
 }
