@@ -96,7 +96,7 @@ pub const SETTINGS: &[Setting] = &[
     s!("max_rooms_per_connection", ["max_rooms_per_connection"], Count, "100", Some("max-rooms-per-connection"), Some("maxRoomsPerConnection"), Some("sb_config_set_max_rooms_per_connection"),
         [], "", "rooms one connection (or SSE stream) may be in (at least 1)"),
     s!("max_connections", ["max_connections"], Count, "0", Some("max-connections"), Some("maxConnections"), Some("sb_config_set_max_connections"),
-        [], "", "simultaneous Socket.IO connections (0 = no limit)"),
+        [], "", "simultaneous Socket.IO and `/ws` connections (SSE streams and Yjs connections are not counted; 0 = no limit)"),
     s!("request_timeout", ["request_timeout"], Millis, "10000", Some("request-timeout"), Some("requestTimeout"), Some("sb_config_set_request_timeout_ms"),
         [], "", "time for a request's headers, then its body, to arrive"),
     s!("upgrade_timeout", ["upgrade_timeout"], Millis, "10000", Some("upgrade-timeout"), Some("upgradeTimeout"), Some("sb_config_set_upgrade_timeout_ms"),
