@@ -5,7 +5,8 @@
 //   - peak RSS growth of the server process under 64 MB during the attack (sampled every 100 ms
 //     from /proc/<pid>/status);
 //   - GET /healthz answering within 1 s throughout (polled every 200 ms on a fresh connection,
-//     one request at a time, the worst latency recorded);
+//     one request at a time, the worst latency recorded; from a process of its own,
+//     attack/healthz-poller.js, so that the attacker's process does not time itself);
 //   - `switchboard_runtime_tasks` (GET /metrics) back to its pre-attack value, within a small
 //     margin, within 10 s after the attacker stopped;
 //   - the attacker cut off or refused with a clear reason where the issue defines one (each
@@ -17,6 +18,8 @@
 // tasks A→B, attacker: …`, so the figures can be quoted.
 
 const assert = require('node:assert/strict');
+const { fork } = require('node:child_process');
+const path = require('node:path');
 const http = require('node:http');
 const https = require('node:https');
 const net = require('node:net');
@@ -108,10 +111,7 @@ async function metric(url, name, labels = {}) {
 function monitor(target) {
   const baseRss = rssBytes(target.pid);
   let peakRss = baseRss;
-  let healthzWorst = 0;
-  let healthzCount = 0;
-  let healthzBad = 0;
-  let healthzBadWhy = null;
+  let healthz = { worst: 0, count: 0, bad: 0, badWhy: null };
   let running = true;
   const rssTimer = setInterval(() => {
     const r = rssBytes(target.pid);
@@ -127,21 +127,10 @@ function monitor(target) {
       for (let i = 0; i < 10 && running; i++) await sleep(100);
     }
   })();
-  const poller = (async () => {
-    while (running) {
-      const r = await request(`${target.url}/healthz`);
-      healthzCount++;
-      const ms = r.timedOut ? Math.max(r.ms, HEALTHZ_TIMEOUT_MS) : r.ms;
-      if (r.status !== 200 || r.timedOut) {
-        healthzBad++;
-        healthzBadWhy = r.error ? r.error.message : `HTTP ${r.status}`;
-        healthzWorst = Math.max(healthzWorst, r.timedOut ? ms : 0);
-      } else {
-        healthzWorst = Math.max(healthzWorst, ms);
-      }
-      if (running) await sleep(HEALTHZ_EVERY_MS);
-    }
-  })();
+  const poller = fork(path.join(__dirname, 'healthz-poller.js'),
+    [target.url, String(HEALTHZ_EVERY_MS), String(HEALTHZ_TIMEOUT_MS)], { stdio: 'inherit' });
+  poller.on('message', (figures) => { healthz = figures; });
+  const pollerExited = new Promise((resolve) => poller.once('exit', resolve));
   return {
     baseRss,
     /** Growth so far, in bytes. */
@@ -155,15 +144,19 @@ function monitor(target) {
       return this.growth() >= ABORT_RSS_BYTES;
     },
     /** The worst /healthz latency so far. */
-    get healthzWorst() { return healthzWorst; },
+    get healthzWorst() { return healthz.worst; },
     async stop() {
       running = false;
       clearInterval(rssTimer);
-      await poller;
+      if (poller.connected) poller.send('stop');
+      await pollerExited;
       await tasksPoller;
       const r = rssBytes(target.pid);
       if (r > peakRss) peakRss = r;
-      return { baseRss, peakRss, rssGrowth: peakRss - baseRss, healthzWorst, healthzCount, healthzBad, healthzBadWhy, tasksPeak };
+      return {
+        baseRss, peakRss, rssGrowth: peakRss - baseRss, healthzWorst: healthz.worst,
+        healthzCount: healthz.count, healthzBad: healthz.bad, healthzBadWhy: healthz.badWhy, tasksPeak,
+      };
     },
   };
 }
