@@ -163,8 +163,7 @@ fn on_read<'e, E: Endpoint>(
 /// Not an `async fn`: a function would keep its arguments a second time in the state. What
 /// was read is handled in here, not by the caller, so it takes no room in the caller's
 /// future while the caller writes or waits.
-// The arguments' second copy in an `async fn`'s state is what this form avoids.
-#[allow(clippy::manual_async_fn)]
+#[allow(clippy::manual_async_fn)] // see above: not an `async fn` on purpose
 fn next_step<'e, 'b, E, S>(
     endpoint: &'e E,
     frames: &'b mut FrameReader,
@@ -207,8 +206,7 @@ where
 /// One stream for both directions: the task reads and writes it in turn, so it needs no
 /// split halves (and no shared allocation behind them). Not an `async fn`: a function would
 /// keep its arguments a second time in every connection's future.
-// The arguments' second copy in an `async fn`'s state is what this form avoids.
-#[allow(clippy::manual_async_fn)]
+#[allow(clippy::manual_async_fn)] // see above: not an `async fn` on purpose
 pub(crate) fn drive<'a, E, S>(
     endpoint: &'a E,
     frames: &'a mut FrameReader,
