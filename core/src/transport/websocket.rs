@@ -162,8 +162,8 @@ where
 
 /// Runs the upgrade's probe; whether the session now sends on this WebSocket.
 ///
-/// Boxed: the probe runs once, and its state would otherwise take room in the connection's
-/// future for its whole life.
+/// The probe is boxed: it runs once, and its state would otherwise take room in the
+/// connection's future for its whole life.
 async fn upgraded<D: SessionData, S>(
     endpoint: &EioEndpoint<D>,
     frames: &mut FrameReader,

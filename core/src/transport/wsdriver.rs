@@ -50,9 +50,10 @@ pub(crate) enum Handled<'a> {
     /// Done; false when the connection is to stop reading (the endpoint then closes its
     /// queue, usually after a close frame).
     Done(bool),
-    /// The handler waits (a host hook, an acknowledgement): the driver writes the queue
-    /// meanwhile, and reads on once it completes. Boxed by the handler, so the state of the
-    /// rare waiting message does not widen every connection's future.
+    /// The handler's future, run to its end before the next read (it may wait on a host hook
+    /// or an acknowledgement): the driver writes the queue meanwhile. Boxed by the handler
+    /// (the Socket.IO handler makes one per message), so its state takes no room in every
+    /// idle connection's future.
     Waiting(BoxFuture<'a, ()>),
 }
 
@@ -120,7 +121,8 @@ enum Step<'e> {
     Write,
     /// What was read is handled: wait again.
     Next,
-    /// A message's handler waits: write the queue meanwhile, read on once it is done.
+    /// A message's handler has a future to run: write the queue meanwhile, read on once it
+    /// is done.
     Wait(BoxFuture<'e, ()>),
 }
 
